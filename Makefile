@@ -1,0 +1,38 @@
+# Ferry: two commands for a newcomer - `make run` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SAMPLES := sample_repos/primary/.built
+
+.PHONY: run test venv samples lint bench clean
+
+run: $(STAMP) $(SAMPLES)
+	$(BIN)/ferry console --jobs sample_repos/jobs
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,serve]'
+	touch $(STAMP)
+
+samples: $(SAMPLES)
+
+$(SAMPLES): $(STAMP) sample_repos/generate.py
+	$(BIN)/python sample_repos/generate.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine console tests bench sample_repos
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python bench/backup_bench.py
+	$(BIN)/python bench/copy_bench.py
+
+clean:
+	rm -rf $(VENV) sample_repos/primary sample_repos/dr .cache

@@ -1,0 +1,252 @@
+"""The *source* backup job: raw disk images -> one restore point per call.
+
+Forward (full, then increments; an active full starts a new chain),
+forever-forward (past `keep`, the oldest increment is merged into the full)
+and reverse incremental (the full always holds the newest state; the blocks it
+overwrites go to a new rollback file placed before it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from engine.blockio import (
+    LEVELS,
+    UNCHANGED,
+    Compressor,
+    ScanStats,
+    make_pool,
+    scan_image,
+)
+from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
+from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
+from engine.repository.repository import (
+    Repository,
+    new_point_id,
+    point_file_name,
+    safe_name,
+)
+from engine.repository.resolve import PointView
+from engine.repository.transforms import delete_points, merge_oldest_increment
+from engine.units import now
+
+MIN_BLOCK, MAX_BLOCK = 256 << 10, 8 << 20
+
+
+class BackupError(Exception):
+    """Bad input or an impossible request: one line, nothing stored is touched."""
+
+
+@dataclass
+class BackupResult:
+    point: RestorePoint
+    read: int
+    written: int
+    removed: list[str]  # ids of points removed by retention
+
+
+def validate(job: str, machine: str, disks: list[Path], method: str, keep: int,
+             block_size: int, compression: str) -> None:
+    """Check every input before any file is touched."""
+    try:
+        safe_name(job, "job name")
+        safe_name(machine, "machine name")
+        for d in disks:
+            safe_name(Path(d).name, "disk name")
+    except ValueError as exc:
+        raise BackupError(str(exc)) from None
+    if method not in {m.value for m in Method}:
+        raise BackupError(f"unknown method {method!r} (forward, forever-forward or reverse)")
+    if keep < 1:
+        raise BackupError(f"--keep must be at least 1, got {keep}")
+    if method == Method.REVERSE.value and keep < 1:
+        raise BackupError("--keep must be at least 1 for reverse incremental")
+    if block_size < MIN_BLOCK or block_size > MAX_BLOCK or block_size & (block_size - 1):
+        raise BackupError(f"block size {block_size} must be a power of two from 256KiB to 8MiB")
+    if compression not in LEVELS:
+        raise BackupError(f"unknown compression {compression!r} ({', '.join(LEVELS)})")
+    if not disks:
+        raise BackupError("at least one --disk is needed")
+    names = [Path(d).name for d in disks]
+    if len(set(names)) != len(names):
+        raise BackupError("two disks have the same file name")
+    for d in disks:
+        if not Path(d).is_file():
+            raise BackupError(f"disk file not found: {d}")
+        if not os.access(d, os.R_OK):
+            raise BackupError(f"disk file not readable: {d}")
+
+
+def take_backup(repo_path: Path, job: str, machine: str, disks: list[Path], *,
+                method: str = "forward", active_full: bool = False, keep: int = 14,
+                block_size: int = 1 << 20, compression: str = "optimal",
+                at: datetime | None = None) -> BackupResult:
+    """Take one restore point. Holds the machine's chain lock exclusively throughout."""
+    validate(job, machine, disks, method, keep, block_size, compression)
+    when = at or now()
+    repo = Repository(repo_path)
+    repo.path.mkdir(parents=True, exist_ok=True)
+    folder = repo.machine_dir(job, machine)
+    with repo.lock(job, machine, exclusive=True):
+        meta = repo.try_load(job, machine)
+        if meta is not None and meta.method.value != method:
+            raise BackupError(f"{machine}: chain uses method {meta.method.value}, not {method}")
+        if meta is not None and meta.points and when <= meta.points[-1].time:
+            raise BackupError(f"{machine}: restore point time {when.isoformat()} is not after "
+                              f"the latest point {meta.points[-1].time.isoformat()}")
+        repo.sweep(meta, job, machine)
+        if meta is None:
+            meta = MachineMeta(job, machine, block_size, Method(method), compression)
+        new_chain = not meta.points or (active_full and method == Method.FORWARD.value)
+        if not new_chain and meta.block_size != block_size:
+            raise BackupError(f"{machine}: chain block size is {meta.block_size}, not "
+                              f"{block_size}; start a new chain with --active-full")
+        meta.block_size, meta.compression = block_size, compression
+        comp = Compressor(compression)
+        pid = new_point_id()
+        infos = [DiskInfo(Path(d).name, os.path.getsize(d)) for d in disks]
+        with make_pool() as pool:
+            if new_chain:
+                point, read, written = _write_full(folder, meta, pid, when, disks, infos,
+                                                   comp, pool)
+            elif method == Method.REVERSE.value:
+                point, read, written = _write_reverse(folder, meta, pid, when, disks, infos,
+                                                      comp, pool)
+            else:
+                point, read, written = _write_increment(folder, meta, pid, when, disks, infos,
+                                                        comp, pool)
+        if method == Method.REVERSE.value:
+            old_full = meta.points[-1] if meta.points and not new_chain else None
+            if old_full is not None:
+                rb = point_file_name(machine, old_full.time, old_full.id, Kind.ROLLBACK)
+                meta.points[-1] = RestorePoint(
+                    old_full.id, old_full.time, Kind.ROLLBACK, rb, old_full.disks,
+                    size=(folder / rb).stat().st_size, block_size=old_full.block_size)
+        meta.points.append(point)
+        repo.save(meta)
+        removed = _retain(repo, meta, keep)
+    return BackupResult(point, read, written, removed)
+
+
+def _scan_into(w: ContainerWriter, disks: list[Path], infos: list[DiskInfo], comp, pool,
+               previous: dict[str, dict[int, bytes]] | None, stats: ScanStats):
+    """Scan each disk and store what changed against `previous` into `w`."""
+    bs = w.block_size
+    for path, info in zip(disks, infos, strict=True):
+        w.set_disk(info.name, info.size)
+        prev = (previous or {}).get(info.name, {})
+        for blk in scan_image(Path(path), bs, comp, pool, prev, stats):
+            if blk.flags == UNCHANGED:
+                continue
+            if blk.flags == FLAG_ZERO:
+                if blk.index in prev:  # became zero: must shadow the older data
+                    w.put(info.name, blk.index, blk.digest, blk.raw_len, FLAG_ZERO)
+                continue
+            w.put(info.name, blk.index, blk.digest, blk.raw_len, blk.flags, blk.payload)
+
+
+def _new_point(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: str,
+               infos: list[DiskInfo], size: int) -> RestorePoint:
+    return RestorePoint(pid, when, kind, file, infos, size=size, block_size=meta.block_size)
+
+
+def _write_full(folder, meta, pid, when, disks, infos, comp, pool):
+    name = point_file_name(meta.machine, when, pid, Kind.FULL)
+    w = ContainerWriter(folder / name, "full", meta.block_size)
+    stats = ScanStats()
+    try:
+        _scan_into(w, disks, infos, comp, pool, None, stats)
+        size = w.commit(state=pid)
+    except BaseException:
+        w.abort()
+        raise
+    return _new_point(meta, pid, when, Kind.FULL, name, infos, size), stats.read, w.written
+
+
+def _write_increment(folder, meta, pid, when, disks, infos, comp, pool):
+    with PointView(folder, meta, meta.points[-1]) as view:
+        previous = {d.name: view.digests(d.name) for d in infos}
+    name = point_file_name(meta.machine, when, pid, Kind.INCREMENTAL)
+    w = ContainerWriter(folder / name, "incremental", meta.block_size)
+    stats = ScanStats()
+    try:
+        _scan_into(w, disks, infos, comp, pool, previous, stats)
+        size = w.commit(state=pid)
+    except BaseException:
+        w.abort()
+        raise
+    return _new_point(meta, pid, when, Kind.INCREMENTAL, name, infos, size), stats.read, w.written
+
+
+def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
+    """Inject changed blocks into the full; their old versions go to a new rollback."""
+    full = meta.points[-1]
+    bs = meta.block_size
+    stats = ScanStats()
+    rb_name = point_file_name(meta.machine, full.time, full.id, Kind.ROLLBACK)
+    with Container(folder / full.file, state=full.id) as base:
+        rb = ContainerWriter(folder / rb_name, "rollback", bs)
+        fw = ContainerWriter(folder / full.file, "full", bs, base=base)
+        try:
+            new_names = {i.name for i in infos}
+            for old in base.disks.values():  # keep the old state of disks that went away
+                rb.set_disk(old.name, old.size)
+                if old.name not in new_names:
+                    for b, e in old.blocks.items():
+                        rb.put(old.name, b, e.digest, e.raw, e.flags, base.read_stored(e))
+            for path, info in zip(disks, infos, strict=True):
+                old = base.disks.get(info.name)
+                old_blocks = old.blocks if old else {}
+                nblocks = -(-info.size // bs)
+                fw.set_disk(info.name, info.size)
+                target = fw.disks[info.name].blocks
+                for b, e in old_blocks.items():
+                    if b < nblocks:
+                        target[b] = e
+                    elif old is not None:  # cut off by a shrink: the rollback keeps it
+                        rb.put(info.name, b, e.digest, e.raw, e.flags, base.read_stored(e))
+                prev = {b: e.digest for b, e in old_blocks.items()}
+                for blk in scan_image(Path(path), bs, comp, pool, prev, stats):
+                    if blk.flags == UNCHANGED or (blk.flags == FLAG_ZERO and blk.index not in prev):
+                        continue
+                    if old is not None and blk.index * bs < old.size:
+                        e = old_blocks.get(blk.index)
+                        if e is not None:
+                            rb.put(info.name, blk.index, e.digest, e.raw, e.flags,
+                                   base.read_stored(e))
+                        else:
+                            rb.put(info.name, blk.index, blk.digest, blk.raw_len, FLAG_ZERO)
+                    if blk.flags == FLAG_ZERO:
+                        target.pop(blk.index, None)
+                    else:
+                        fw.put(info.name, blk.index, blk.digest, blk.raw_len, blk.flags,
+                               blk.payload)
+            rb.commit(state=full.id)
+            size = fw.commit(state=pid)
+        except BaseException:
+            rb.abort()
+            fw.abort()
+            raise
+    written = rb.written + fw.written
+    return _new_point(meta, pid, when, Kind.FULL, full.file, infos, size), stats.read, written
+
+
+def _retain(repo: Repository, meta: MachineMeta, keep: int) -> list[str]:
+    """Source job retention: whole chains (forward), merges (forever), rollbacks (reverse)."""
+    removed: list[str] = []
+    if meta.method == Method.FOREVER_FORWARD:
+        while len(meta.points) > keep:
+            removed.append(merge_oldest_increment(repo, meta).id)
+    elif meta.method == Method.REVERSE:
+        while len(meta.points) > keep:
+            removed += [p.id for p in delete_points(repo, meta, {meta.points[0].id})]
+    else:
+        while True:
+            chains = meta.chains()
+            if len(chains) < 2 or sum(len(c) for c in chains[1:]) < keep:
+                break
+            removed += [p.id for p in delete_points(repo, meta, {p.id for p in chains[0]})]
+    return removed

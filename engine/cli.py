@@ -1,0 +1,216 @@
+"""`ferry ...` sub-commands (CONTRACT.md). Bad input: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.units import fmt_size, parse_size, parse_time
+
+EXIT_OK, EXIT_WARNING, EXIT_FAILED, EXIT_HELD = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input found by the CLI itself."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _time(text: str):
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ferry", description="Backup copy jobs for VM restore points.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    b = sub.add_parser("backup", help="take one restore point of a machine (source backup job)")
+    b.add_argument("--repo", required=True, type=Path)
+    b.add_argument("--job", required=True)
+    b.add_argument("--machine", required=True)
+    b.add_argument("--disk", required=True, action="append", type=Path)
+    b.add_argument("--method", default="forward")
+    b.add_argument("--active-full", action="store_true")
+    b.add_argument("--keep", type=int, default=14)
+    b.add_argument("--block-size", type=_size, default=1 << 20)
+    b.add_argument("--compression", default="optimal")
+    b.add_argument("--at", type=_time)
+    b.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("export", help="write a restore point's disks as raw images")
+    e.add_argument("--repo", required=True, type=Path)
+    e.add_argument("--job", required=True)
+    e.add_argument("--machine", required=True)
+    e.add_argument("--point", default="latest")
+    e.add_argument("--out", required=True, type=Path)
+
+    c = sub.add_parser("chain", help="list the chains in a repository")
+    c.add_argument("--repo", required=True, type=Path)
+    c.add_argument("--job")
+    c.add_argument("--machine")
+    c.add_argument("--json", action="store_true")
+
+    k = sub.add_parser("check", help="health check: re-hash stored blocks")
+    k.add_argument("--repo", required=True, type=Path)
+    k.add_argument("--job")
+    k.add_argument("--machine")
+    k.add_argument("--all", action="store_true")
+    k.add_argument("--json", action="store_true")
+
+    from engine import cli_copy  # the copy-job commands live in their own module
+
+    cli_copy.add_commands(sub, _time, _size)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.command:
+            build_parser().print_help()
+            return EXIT_OK
+        handler: Callable[[argparse.Namespace], int] = COMMANDS.get(args.command) or (
+            _copy_handler(args.command))
+        return handler(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("ferry: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the one-line promise holds for surprises too
+        from engine.errors import one_line
+
+        print(f"ferry: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _copy_handler(name: str):
+    from engine import cli_copy
+
+    return cli_copy.COMMANDS[name]
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from engine.backup import take_backup
+
+    res = take_backup(args.repo, args.job, args.machine, args.disk, method=args.method,
+                      active_full=args.active_full, keep=args.keep, block_size=args.block_size,
+                      compression=args.compression, at=args.at)
+    p = res.point
+    if args.json:
+        print(json.dumps({"point": p.id, "time": p.time.isoformat(), "kind": p.kind.value,
+                          "file": p.file, "read": res.read, "written": res.written,
+                          "removed": res.removed}))
+    else:
+        print(f"{args.machine}: {p.kind.value} {p.id} at {p.time:%Y-%m-%d %H:%M:%S}, "
+              f"read {fmt_size(res.read)}, wrote {fmt_size(res.written)}"
+              + (f", retention removed {len(res.removed)}" if res.removed else ""))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.restore import export_point
+
+    paths = export_point(args.repo, args.job, args.machine, args.point, args.out)
+    for p in paths:
+        print(p)
+    return EXIT_OK
+
+
+def chain_json(repo_path: Path, job: str | None, machine: str | None) -> dict:
+    from engine.repository.repository import Repository
+
+    repo = Repository(repo_path)
+    chains = []
+    for j, m in repo.machines(job):
+        if machine and m != machine:
+            continue
+        meta = repo.load(j, m)
+        folder = Path(j) / m
+        chains.append({"job": meta.job, "machine": meta.machine, "method": meta.method.value,
+                       "block_size": meta.block_size, "points": [
+                           {"id": p.id, "time": p.time.isoformat(), "kind": p.kind.value,
+                            "file": str(folder / p.file), "size": p.size, "gfs": p.gfs,
+                            "source_point": p.source_point,
+                            "logical_size": p.logical_size} for p in meta.points]})
+    return {"repository": str(repo_path), "chains": chains}
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    if not args.repo.is_dir():
+        raise UsageError(f"repository not found: {args.repo}")
+    data = chain_json(args.repo, args.job, args.machine)
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return EXIT_OK
+    con = Console()
+    for ch in data["chains"]:
+        t = Table(title=f"{ch['job']} / {ch['machine']} ({ch['method']})", title_justify="left")
+        for col in ("time", "kind", "size", "GFS", "id"):
+            t.add_column(col)
+        for p in ch["points"]:
+            t.add_row(p["time"].replace("T", " "), p["kind"], fmt_size(p["size"]),
+                      "".join(p["gfs"]), p["id"])
+        con.print(t)
+    if not data["chains"]:
+        con.print("no chains")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from engine.health import check_repository
+
+    if not args.repo.is_dir():
+        raise UsageError(f"repository not found: {args.repo}")
+    results = check_repository(args.repo, args.job, args.machine, args.all)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        print(json.dumps({"repository": str(args.repo), "ok": not bad, "machines": [
+            {"job": r.job, "machine": r.machine, "points": r.points, "blocks": r.blocks,
+             "errors": r.errors, "corrupt": [c.__dict__ for c in r.corrupt]} for r in results]}))
+    else:
+        for r in results:
+            state = "ok" if r.ok else "CORRUPT"
+            print(f"{r.job}/{r.machine}: {state}, {len(r.points)} point(s), {r.blocks} blocks")
+            for c in r.corrupt:
+                print(f"  corrupt block {c.block} of disk {c.disk} in {c.file}: {c.reason}")
+            for e in r.errors:
+                print(f"  {e}")
+    for r in bad:
+        for c in r.corrupt:
+            print(f"ferry check: {r.job}/{r.machine}: disk {c.disk} block {c.block} in {c.file}: "
+                  f"{c.reason}", file=sys.stderr)
+        for e in r.errors:
+            print(f"ferry check: {r.job}/{r.machine}: {e}", file=sys.stderr)
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "backup": cmd_backup, "export": cmd_export, "chain": cmd_chain, "check": cmd_check,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Typed progress events: the engine -> console (and CLI) contract.
+
+Events are delivered to a plain callable the caller passes in; it is called
+from engine threads, so a UI must marshal them onto its own thread. Progress
+events are throttled per task (`Throttle`) to about 10 per second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.model import Stats
+
+
+@dataclass(frozen=True)
+class Event:
+    job: str
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    session: str
+    machines: list[str]
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    session: str
+    status: str  # Success | Warning | Failed
+    duration_s: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TaskQueued(Event):
+    machine: str
+
+
+@dataclass(frozen=True)
+class TaskStarted(Event):
+    machine: str
+    kind: str  # full | incremental | none
+    total: int  # logical bytes the task will process
+
+
+@dataclass(frozen=True)
+class TaskOnHold(Event):
+    machine: str
+    reason: str  # e.g. "source chain locked by another job" or "held by operator"
+    by: str = "source lock"  # "source lock" | "operator"
+
+
+@dataclass(frozen=True)
+class TaskResumed(Event):
+    machine: str
+
+
+@dataclass(frozen=True)
+class TaskProgress(Event):
+    machine: str
+    stats: Stats
+    total: int
+    rate: float  # bytes read per second of transfer time
+    bottleneck: dict[str, float] = field(default_factory=dict)  # stage -> busy share 0..1
+
+
+@dataclass(frozen=True)
+class TaskFinished(Event):
+    machine: str
+    status: str
+    stats: Stats
+    kind: str = ""
+    point: str = ""
+    duration_s: float = 0.0
+    held_s: float = 0.0
+    bottleneck: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RetentionAction(Event):
+    machine: str
+    action: str  # merge | delete-chain | gfs-full | expire-flag | compact | remove-machine
+    point: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    level: str  # info | warning | error
+    text: str
+    machine: str = ""
+
+
+Sink = Callable[[Event], None]
+
+
+def discard(_: Event) -> None:
+    """The default sink: drop events."""
+
+
+class Throttle:
+    """Lets a progress event through at most every `interval` seconds (per task)."""
+
+    def __init__(self, interval: float = 0.1, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._last = -1e18
+
+    def ready(self) -> bool:
+        now = self.clock()
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False

@@ -1,0 +1,90 @@
+"""Health check: re-hash stored blocks and name every corrupt one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zstandard
+
+from engine.blockio import digest
+from engine.repository.container import ContainerError, decode_block
+from engine.repository.metadata import MetadataError
+from engine.repository.repository import Repository
+from engine.repository.resolve import PointView
+
+
+@dataclass
+class CorruptBlock:
+    disk: str
+    block: int
+    file: str
+    reason: str
+
+
+@dataclass
+class CheckResult:
+    job: str
+    machine: str
+    points: list[str] = field(default_factory=list)  # ids checked
+    blocks: int = 0
+    corrupt: list[CorruptBlock] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # unreadable metadata or files
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.errors
+
+
+def check_machine(repo: Repository, job: str, machine: str, all_points: bool = False) -> CheckResult:
+    """Verify the latest point (or every point) of one machine under a shared lock."""
+    res = CheckResult(job, machine)
+    with repo.lock(job, machine, exclusive=False):
+        try:
+            meta = repo.load(job, machine)
+        except MetadataError as exc:
+            res.errors.append(str(exc))
+            return res
+        points = meta.points if all_points else meta.points[-1:]
+        folder = repo.machine_dir(job, machine)
+        seen: set[tuple[str, int]] = set()
+        dctx = zstandard.ZstdDecompressor()
+        for point in points:
+            res.points.append(point.id)
+            try:
+                view = PointView(folder, meta, point)
+            except (ContainerError, LookupError, OSError) as exc:
+                res.errors.append(f"point {point.id}: {exc}")
+                continue
+            with view:
+                for disk in view.disks:
+                    for b, loc in sorted(view.blocks(disk.name).items()):
+                        layer = view.layers[loc.layer]
+                        key = (layer.path.name, loc.entry.offset)
+                        res.blocks += 1
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        problem = _verify(view, loc, dctx)
+                        if problem:
+                            res.corrupt.append(CorruptBlock(disk.name, b, layer.path.name, problem))
+    return res
+
+
+def _verify(view: PointView, loc, dctx) -> str:
+    try:
+        data = decode_block(view.read_stored(loc), loc.entry, dctx)
+    except zstandard.ZstdError:
+        return "cannot decompress"
+    if len(data) != loc.entry.raw:
+        return "wrong length"
+    if digest(data) != loc.entry.digest:
+        return "digest mismatch"
+    return ""
+
+
+def check_repository(repo_path: Path, job: str | None = None, machine: str | None = None,
+                     all_points: bool = False) -> list[CheckResult]:
+    repo = Repository(repo_path)
+    pairs = [(j, m) for j, m in repo.machines(job) if machine is None or m == machine]
+    return [check_machine(repo, j, m, all_points) for j, m in pairs]

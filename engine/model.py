@@ -1,0 +1,166 @@
+"""Plain dataclasses shared by every part of the engine (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """Kind of a restore point, named after the backup file that holds it."""
+
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    ROLLBACK = "rollback"
+
+    @property
+    def extension(self) -> str:
+        return {"full": ".fbk", "incremental": ".fib", "rollback": ".frb"}[self.value]
+
+
+class Method(str, Enum):
+    """How a chain grows (research notes section 2)."""
+
+    FORWARD = "forward"
+    FOREVER_FORWARD = "forever-forward"
+    REVERSE = "reverse"
+
+
+class Status(str, Enum):
+    """Task and session status; the worst task wins (see `worst`)."""
+
+    SUCCESS = "Success"
+    WARNING = "Warning"
+    FAILED = "Failed"
+
+    @staticmethod
+    def worst(statuses: list[Status]) -> Status:
+        order = [Status.SUCCESS, Status.WARNING, Status.FAILED]
+        return max(statuses, key=order.index, default=Status.SUCCESS)
+
+
+@dataclass
+class DiskInfo:
+    """One disk of a machine as of one restore point."""
+
+    name: str
+    size: int
+
+
+@dataclass
+class RestorePoint:
+    """One restore point in a machine's chain (one entry of the .fbm metadata)."""
+
+    id: str
+    time: datetime
+    kind: Kind
+    file: str  # file name inside the machine folder
+    disks: list[DiskInfo]
+    size: int = 0  # bytes of the backup file that holds this point
+    gfs: list[str] = field(default_factory=list)  # "W", "M", "Y"
+    source_point: str = ""  # for copies: id of the source point copied
+    complete: bool = True
+    gfs_dates: dict[str, str] = field(default_factory=dict)  # flag -> assigned date (ISO)
+    block_size: int = 0  # block size of the file holding this point
+
+    @property
+    def logical_size(self) -> int:
+        return sum(d.size for d in self.disks)
+
+
+@dataclass
+class MachineMeta:
+    """What a machine's metadata file holds: its chain, oldest point first."""
+
+    job: str
+    machine: str
+    block_size: int
+    method: Method
+    compression: str
+    points: list[RestorePoint] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)  # inventory facts, ids
+    gone_since: str = ""  # ISO time the machine was first seen missing from the source
+
+    def point(self, ref: str) -> RestorePoint:
+        """Find a point by id, by `latest`, or by time (the newest point at or before it)."""
+        if not self.points:
+            raise LookupError(f"machine {self.machine!r} has no restore points")
+        if ref in ("", "latest"):
+            return self.points[-1]
+        for p in self.points:
+            if p.id == ref:
+                return p
+        from engine.units import parse_time  # local: units is tiny but keeps model import-free
+
+        try:
+            when = parse_time(ref)
+        except ValueError:
+            raise LookupError(f"no restore point {ref!r} for machine {self.machine!r}") from None
+        older = [p for p in self.points if p.time <= when]
+        if not older:
+            raise LookupError(f"no restore point at or before {ref} for {self.machine!r}")
+        return older[-1]
+
+    def chains(self) -> list[list[RestorePoint]]:
+        """Split the points into chains, each starting at a full (forward) or ending at it."""
+        if self.method == Method.REVERSE:
+            return [list(self.points)] if self.points else []
+        out: list[list[RestorePoint]] = []
+        for p in self.points:
+            if p.kind == Kind.FULL or not out:
+                out.append([p])
+            else:
+                out[-1].append(p)
+        return out
+
+
+@dataclass
+class Stats:
+    """Counters of one task (CONTRACT: processed, read, transferred, written)."""
+
+    processed: int = 0
+    read: int = 0
+    transferred: int = 0
+    written: int = 0
+    blocks: int = 0
+    blocks_sent: int = 0
+
+    def add(self, other: Stats) -> None:
+        for name in ("processed", "read", "transferred", "written", "blocks", "blocks_sent"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class GfsCycle:
+    """One GFS cycle: keep flagged fulls for `keep` weeks/months/years.
+
+    `at` is the weekday for weekly ("sunday"), the week of the month for monthly
+    ("first".."fourth", "last") and the month for yearly ("january"...).
+    """
+
+    keep: int
+    at: str
+
+
+@dataclass
+class GfsPolicy:
+    weekly: GfsCycle | None = None
+    monthly: GfsCycle | None = None
+    yearly: GfsCycle | None = None
+    method: str = "synthetic"  # or "active"
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.weekly, self.monthly, self.yearly))
+
+
+@dataclass
+class RetentionPolicy:
+    """Short-term retention plus optional GFS (CONTRACT `[retention]`)."""
+
+    keep: int = 7
+    unit: str = "points"  # or "days"
+    gfs: GfsPolicy | None = None
+    deleted_items_days: int = 30
+    min_points_days_mode: int = 3  # research notes section 5: days mode keeps at least 3

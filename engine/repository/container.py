@@ -1,0 +1,310 @@
+"""One backup file (.fbk full, .fib incremental, .frb rollback).
+
+Layout: two 4 KiB header slots, then append-only block data, then indexes.
+Each slot names one index (offset, length, digest) and the restore point state
+that index describes (`state`). A reader asks for the state the machine's
+metadata names, so an in-place rewrite (a merge into the full, a reverse
+incremental injection) writes its new index into the *other* slot and the old
+state stays readable until the metadata file - the single commit point - says
+otherwise. A torn slot write fails its checksum and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+import zstandard
+
+MAGIC = b"FERRYBK1"
+VERSION = 1
+SLOT_SIZE = 4096
+DATA_START = 2 * SLOT_SIZE
+# magic, version, kind, block_size, generation, index offset, index length, index digest, state
+_SLOT = struct.Struct("<8sHB x I Q Q Q Q 64s")
+_ENTRY = struct.Struct("<QQIIB16s")  # block, offset, stored length, raw length, flags, digest
+
+FLAG_ZSTD = 0  # payload is a zstd frame
+FLAG_RAW = 1  # payload is the raw block
+FLAG_ZERO = 2  # an all-zero block: nothing stored
+
+KIND_CODES = {"full": 1, "incremental": 2, "rollback": 3}
+
+
+class ContainerError(Exception):
+    """A backup file that cannot be read as one (corrupt header or index, wrong state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where one block of one disk is stored in this file."""
+
+    offset: int
+    stored: int
+    raw: int
+    flags: int
+    digest: bytes
+
+
+@dataclass
+class DiskIndex:
+    """The blocks one file holds for one disk, and the disk's size at that state."""
+
+    name: str
+    size: int
+    blocks: dict[int, Entry]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pack_index(state: str, disks: Iterable[DiskIndex]) -> bytes:
+    disks = list(disks)
+    head = json.dumps({"state": state, "disks": [
+        {"name": d.name, "size": d.size, "count": len(d.blocks)} for d in disks
+    ]}).encode()
+    parts = [struct.pack("<I", len(head)), head]
+    for d in disks:
+        for block in sorted(d.blocks):
+            e = d.blocks[block]
+            parts.append(_ENTRY.pack(block, e.offset, e.stored, e.raw, e.flags, e.digest))
+    return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
+
+
+def _unpack_index(blob: bytes) -> tuple[str, list[DiskIndex]]:
+    raw = zstandard.ZstdDecompressor().decompress(blob)
+    (hlen,) = struct.unpack_from("<I", raw, 0)
+    head = json.loads(raw[4:4 + hlen])
+    pos = 4 + hlen
+    disks = []
+    for d in head["disks"]:
+        blocks: dict[int, Entry] = {}
+        end = pos + d["count"] * _ENTRY.size
+        for block, off, stored, rawlen, flags, digest in _ENTRY.iter_unpack(raw[pos:end]):
+            blocks[block] = Entry(off, stored, rawlen, flags, digest)
+        pos = end
+        disks.append(DiskIndex(d["name"], d["size"], blocks))
+    return head["state"], disks
+
+
+@dataclass
+class _Slot:
+    generation: int
+    offset: int
+    length: int
+    digest: int
+    state: str
+    kind: int
+    block_size: int
+
+
+def _read_slots(f) -> list[_Slot]:
+    return [s for s in _read_slots_indexed(f) if s is not None]
+
+
+def _slot_bytes(kind: int, block_size: int, gen: int, off: int, length: int, dig: int,
+                state: str) -> bytes:
+    body = _SLOT.pack(MAGIC, VERSION, kind, block_size, gen, off, length, dig,
+                      state.encode()[:64])
+    return body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+
+
+class Container:
+    """A backup file opened for reading at one state."""
+
+    def __init__(self, path: Path, state: str | None = None):
+        self.path = Path(path)
+        try:
+            self._f = open(self.path, "rb")
+        except OSError as exc:
+            raise ContainerError(f"{self.path.name}: cannot open: {exc.strerror}") from None
+        try:
+            slots = _read_slots(self._f)
+            if state is not None:
+                slots = [s for s in slots if s.state == state]
+            if not slots:
+                want = f" for point {state}" if state else ""
+                raise ContainerError(f"{self.path.name}: no valid header{want}")
+            slot = max(slots, key=lambda s: s.generation)
+            self.slot = slot
+            self.block_size = slot.block_size
+            self.kind_code = slot.kind
+            self._f.seek(slot.offset)
+            blob = self._f.read(slot.length)
+            if len(blob) != slot.length or xxhash.xxh3_64_intdigest(blob) != slot.digest:
+                raise ContainerError(f"{self.path.name}: index is damaged")
+            try:
+                self.state, disks = _unpack_index(blob)
+            except Exception as exc:  # zstd/json/struct errors: a damaged index
+                raise ContainerError(f"{self.path.name}: index unreadable ({exc})") from None
+            self.disks = {d.name: d for d in disks}
+        except Exception:
+            self._f.close()
+            raise
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_stored(self, e: Entry) -> bytes:
+        """The bytes as stored (compressed or raw); empty for a zero block."""
+        if e.flags == FLAG_ZERO:
+            return b""
+        return os.pread(self._f.fileno(), e.stored, e.offset)
+
+    def data_end(self) -> int:
+        """Offset just past everything this file holds (data and indexes)."""
+        return os.fstat(self._f.fileno()).st_size
+
+
+def decode_block(payload: bytes, e: Entry, dctx: zstandard.ZstdDecompressor) -> bytes:
+    """Raw block bytes from a stored payload."""
+    if e.flags == FLAG_ZERO:
+        return bytes(e.raw)
+    if e.flags == FLAG_RAW:
+        return payload
+    return dctx.decompress(payload, max_output_size=e.raw)
+
+
+class ContainerWriter:
+    """Writes a new backup file, or appends a new state to an existing one.
+
+    New files are written as `<name>.part` and renamed into place when durable,
+    so a half-written file never carries the final name.
+    """
+
+    def __init__(self, path: Path, kind: str, block_size: int, *, base: Container | None = None):
+        self.path = Path(path)
+        self.kind = KIND_CODES[kind]
+        self.block_size = block_size
+        self.disks: dict[str, DiskIndex] = {}
+        self.dedup: dict[bytes, Entry] = {}
+        self.written = 0
+        self._base = base
+        if base is None:
+            self._tmp = self.path.with_name(self.path.name + ".part")
+            self._f = open(self._tmp, "w+b")
+            self._f.truncate(DATA_START)
+            self._pos = DATA_START
+            self._generation = 0
+            self._keep_state = ""
+        else:
+            self._tmp = None
+            self._f = open(self.path, "r+b")
+            self._pos = os.fstat(self._f.fileno()).st_size
+            self._generation = base.slot.generation
+            self._keep_state = base.state
+            for d in base.disks.values():
+                for e in d.blocks.values():
+                    if e.flags != FLAG_ZERO:
+                        self.dedup.setdefault(e.digest, e)
+        self._buf: list[bytes] = []
+        self._buffered = 0
+
+    def set_disk(self, name: str, size: int) -> DiskIndex:
+        d = self.disks.get(name)
+        if d is None:
+            d = self.disks[name] = DiskIndex(name, size, {})
+        d.size = size
+        return d
+
+    def put(self, disk: str, block: int, digest: bytes, raw_len: int, flags: int,
+            payload: bytes | memoryview = b"") -> Entry:
+        """Record one block; stores the payload unless an identical block is already here."""
+        if flags == FLAG_ZERO:
+            e = Entry(0, 0, raw_len, FLAG_ZERO, digest)
+        else:
+            e = self.dedup.get(digest)
+            if e is None or e.raw != raw_len:
+                e = Entry(self._pos, len(payload), raw_len, flags, digest)
+                self._append(payload)
+                self.dedup[digest] = e
+        self.disks[disk].blocks[block] = e
+        return e
+
+    def put_entry(self, disk: str, block: int, e: Entry) -> None:
+        """Keep an entry already stored in this (base) file."""
+        self.disks[disk].blocks[block] = e
+
+    def _append(self, payload: bytes | memoryview) -> None:
+        self._buf.append(bytes(payload) if isinstance(payload, memoryview) else payload)
+        self._buffered += len(payload)
+        self._pos += len(payload)
+        self.written += len(payload)
+        if self._buffered >= 8 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._f.seek(self._pos - self._buffered)
+            self._f.write(b"".join(self._buf))
+            self._buf.clear()
+            self._buffered = 0
+
+    def commit(self, state: str) -> int:
+        """Write index and header slot durably; return the file's size."""
+        index = _pack_index(state, self.disks.values())
+        index_off = self._pos
+        self._append(index)
+        self._flush()
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        gen = self._generation + 1
+        slot = self._free_slot()
+        self._f.seek(slot * SLOT_SIZE)
+        self._f.write(_slot_bytes(self.kind, self.block_size, gen, index_off, len(index),
+                                  xxhash.xxh3_64_intdigest(index), state))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        size = os.fstat(self._f.fileno()).st_size
+        self._f.close()
+        if self._tmp is not None:
+            os.rename(self._tmp, self.path)
+            _fsync_dir(self.path.parent)
+        return size
+
+    def _free_slot(self) -> int:
+        """The slot that does not hold the state the metadata still points at."""
+        if self._base is None:
+            return 0
+        self._f.seek(0)
+        for i, s in enumerate(_read_slots_indexed(self._f)):
+            if s is not None and s.state == self._keep_state:
+                return 1 - i
+        return 0
+
+    def abort(self) -> None:
+        self._f.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _read_slots_indexed(f) -> list[_Slot | None]:
+    out: list[_Slot | None] = []
+    for i in range(2):
+        f.seek(i * SLOT_SIZE)
+        buf = f.read(_SLOT.size + 8)
+        slot = None
+        if len(buf) == _SLOT.size + 8:
+            body, (check,) = buf[:_SLOT.size], struct.unpack("<Q", buf[_SLOT.size:])
+            if xxhash.xxh3_64_intdigest(body) == check:
+                magic, ver, kind, bs, gen, off, length, dig, state = _SLOT.unpack(body)
+                if magic == MAGIC and ver == VERSION and gen > 0:
+                    slot = _Slot(gen, off, length, dig, state.rstrip(b"\0").decode(), kind, bs)
+        out.append(slot)
+    return out

@@ -1,0 +1,98 @@
+"""One machine's metadata file (.fbm): its chain, replaced atomically.
+
+The metadata file is the single commit point of every chain change: a backup
+file not named here does not exist for readers, and a container state not
+named here is never read. Replacement is write-temp, fsync, rename, fsync-dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import xxhash
+
+from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
+
+FORMAT = 1
+
+
+class MetadataError(Exception):
+    """A metadata file that is missing, unreadable or damaged."""
+
+
+def _point_to_dict(p: RestorePoint) -> dict:
+    return {
+        "id": p.id, "time": p.time.isoformat(), "kind": p.kind.value, "file": p.file,
+        "disks": [{"name": d.name, "size": d.size} for d in p.disks], "size": p.size,
+        "gfs": p.gfs, "gfs_dates": p.gfs_dates, "source_point": p.source_point,
+        "complete": p.complete, "block_size": p.block_size,
+    }
+
+
+def _point_from_dict(d: dict) -> RestorePoint:
+    return RestorePoint(
+        id=d["id"], time=datetime.fromisoformat(d["time"]), kind=Kind(d["kind"]), file=d["file"],
+        disks=[DiskInfo(x["name"], int(x["size"])) for x in d["disks"]], size=int(d["size"]),
+        gfs=list(d.get("gfs", [])), gfs_dates=dict(d.get("gfs_dates", {})),
+        source_point=d.get("source_point", ""), complete=bool(d.get("complete", True)),
+        block_size=int(d.get("block_size", 0)),
+    )
+
+
+def meta_to_dict(meta: MachineMeta) -> dict:
+    return {
+        "job": meta.job, "machine": meta.machine, "block_size": meta.block_size,
+        "method": meta.method.value, "compression": meta.compression,
+        "points": [_point_to_dict(p) for p in meta.points], "facts": meta.facts,
+        "gone_since": meta.gone_since,
+    }
+
+
+def meta_from_dict(d: dict) -> MachineMeta:
+    return MachineMeta(
+        job=d["job"], machine=d["machine"], block_size=int(d["block_size"]),
+        method=Method(d["method"]), compression=d["compression"],
+        points=[_point_from_dict(p) for p in d["points"]], facts=dict(d.get("facts", {})),
+        gone_since=d.get("gone_since", ""),
+    )
+
+
+def write_meta(path: Path, meta: MachineMeta) -> None:
+    """Atomically replace `path` with `meta` (durable when this returns)."""
+    body = json.dumps(meta_to_dict(meta), indent=1, sort_keys=True)
+    doc = json.dumps({"format": FORMAT, "checksum": xxhash.xxh3_64_hexdigest(body.encode()),
+                      "body": body})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(doc)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_meta(path: Path) -> MachineMeta:
+    """Load and verify a metadata file; MetadataError names the file and the problem."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        body = doc["body"]
+        if doc.get("format") != FORMAT:
+            raise MetadataError(f"{path}: unknown metadata format {doc.get('format')!r}")
+        if xxhash.xxh3_64_hexdigest(body.encode()) != doc["checksum"]:
+            raise MetadataError(f"{path}: metadata checksum mismatch (file damaged)")
+        return meta_from_dict(json.loads(body))
+    except MetadataError:
+        raise
+    except FileNotFoundError:
+        raise MetadataError(f"{path}: metadata file not found") from None
+    except OSError as exc:
+        raise MetadataError(f"{path}: cannot read metadata: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MetadataError(f"{path}: metadata damaged ({type(exc).__name__})") from None

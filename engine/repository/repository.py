@@ -1,0 +1,128 @@
+"""A repository folder: `<repo>/<job>/<machine>/` with backup files, `.fbm` and `lock`."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from engine.model import Kind, MachineMeta, RestorePoint
+from engine.repository.locks import ChainLock
+from engine.repository.metadata import MetadataError, read_meta, write_meta
+
+BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
+
+
+class BadName(ValueError):
+    """A job, machine or disk name that could leave the repository folder."""
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is usable as a folder/file name, else raise BadName."""
+    if not name or not name.strip():
+        raise BadName(f"{what} is empty")
+    if "/" in name or "\\" in name:
+        raise BadName(f"{what} {name!r} contains a path separator")
+    if name in (".", "..") or ".." in name:
+        raise BadName(f"{what} {name!r} contains '..'")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        raise BadName(f"{what} {name!r} contains a control character")
+    if len(name.encode()) > 200:
+        raise BadName(f"{what} {name[:20]!r}... is too long")
+    return name
+
+
+def new_point_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def point_file_name(machine: str, when: datetime, point_id: str, kind: Kind) -> str:
+    return f"{machine}D{when:%Y-%m-%dT%H%M%S}_{point_id[:8]}{kind.extension}"
+
+
+class Repository:
+    """A backup repository folder. Cheap to create; reads lazily."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def machine_dir(self, job: str, machine: str) -> Path:
+        return self.path / safe_name(job, "job name") / safe_name(machine, "machine name")
+
+    def meta_path(self, job: str, machine: str) -> Path:
+        return self.machine_dir(job, machine) / f"{machine}.fbm"
+
+    def lock(self, job: str, machine: str, exclusive: bool) -> ChainLock:
+        return ChainLock(self.machine_dir(job, machine), exclusive=exclusive)
+
+    def jobs(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def machines(self, job: str | None = None) -> list[tuple[str, str]]:
+        """(job, machine) pairs that have a metadata file, sorted."""
+        out = []
+        for j in [job] if job else self.jobs():
+            jdir = self.path / j
+            if not jdir.is_dir():
+                continue
+            for m in sorted(jdir.iterdir()):
+                if (m / f"{m.name}.fbm").is_file():
+                    out.append((j, m.name))
+        return out
+
+    def has(self, job: str, machine: str) -> bool:
+        return self.meta_path(job, machine).is_file()
+
+    def load(self, job: str, machine: str) -> MachineMeta:
+        return read_meta(self.meta_path(job, machine))
+
+    def try_load(self, job: str, machine: str) -> MachineMeta | None:
+        """The machine's metadata, or None when it has none yet (damage still raises)."""
+        path = self.meta_path(job, machine)
+        if not path.exists():
+            return None
+        return read_meta(path)
+
+    def save(self, meta: MachineMeta) -> None:
+        """Commit a chain change. Caller holds the exclusive chain lock."""
+        folder = self.machine_dir(meta.job, meta.machine)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_meta(folder / f"{meta.machine}.fbm", meta)
+
+    def file(self, meta: MachineMeta, point: RestorePoint) -> Path:
+        return self.machine_dir(meta.job, meta.machine) / point.file
+
+    def sweep(self, meta: MachineMeta | None, job: str, machine: str) -> list[str]:
+        """Delete files the metadata does not name (leftovers of a crash). Exclusive lock held."""
+        folder = self.machine_dir(job, machine)
+        if not folder.is_dir():
+            return []
+        keep = {p.file for p in meta.points} if meta else set()
+        removed = []
+        for f in folder.iterdir():
+            leftover = f.name.endswith((".part", ".tmp")) or (
+                f.suffix in BACKUP_SUFFIXES and f.name not in keep)
+            if leftover and f.is_file():
+                f.unlink()
+                removed.append(f.name)
+        return removed
+
+    def delete_machine(self, job: str, machine: str) -> None:
+        """Remove a machine's folder entirely (deleted-items retention)."""
+        folder = self.machine_dir(job, machine)
+        for f in folder.iterdir():
+            if f.name != "lock":
+                f.unlink()
+        os.unlink(folder / "lock")
+        folder.rmdir()
+
+
+__all__ = ["Repository", "BadName", "safe_name", "MetadataError", "new_point_id",
+           "point_file_name"]

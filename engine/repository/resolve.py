@@ -1,0 +1,107 @@
+"""Which stored block makes up each block of a restore point.
+
+A point is read through layers, newest first. Forward chains: the point's
+increment, the increments before it, then the full. Reverse chains: the
+point's rollback, the newer rollbacks, then the full (which holds the newest
+state). A layer whose disk is smaller than a block's offset (or lacks the
+disk) ends the search: that block did not exist at that state, so it reads as
+zeros. That rule keeps grow/shrink/grow sequences exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
+from engine.repository.container import FLAG_ZERO, Container, Entry
+
+
+@dataclass
+class Located:
+    """A block of a point: the file it is stored in and where."""
+
+    layer: int  # index into PointView.layers
+    entry: Entry
+
+
+class PointView:
+    """A restore point opened for reading; close() releases its files."""
+
+    def __init__(self, folder: Path, meta: MachineMeta, point: RestorePoint):
+        self.meta = meta
+        self.point = point
+        self.layers: list[Container] = []
+        self.disks: list[DiskInfo] = list(point.disks)
+        try:
+            for p in layer_points(meta, point):
+                self.layers.append(Container(folder / p.file, state=p.id))
+        except Exception:
+            self.close()
+            raise
+        self.block_size = self.layers[-1].block_size if self.layers else meta.block_size
+        self._maps: dict[str, dict[int, Located]] = {}
+
+    def close(self) -> None:
+        for c in self.layers:
+            c.close()
+
+    def __enter__(self) -> PointView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def blocks(self, disk: str) -> dict[int, Located]:
+        """Every non-zero block of `disk` at this point -> where it is stored."""
+        if disk in self._maps:
+            return self._maps[disk]
+        bs = self.block_size
+        merged: dict[int, Located] = {}
+        for i in range(len(self.layers) - 1, -1, -1):  # oldest state first
+            d = self.layers[i].disks.get(disk)
+            if d is None:
+                merged = {}
+                continue
+            nblocks = -(-d.size // bs)
+            merged = {b: loc for b, loc in merged.items() if b < nblocks}
+            for b, e in d.blocks.items():
+                if e.flags == FLAG_ZERO:
+                    merged.pop(b, None)
+                else:
+                    merged[b] = Located(i, e)
+        self._maps[disk] = merged
+        return merged
+
+    def digests(self, disk: str) -> dict[int, bytes]:
+        return {b: loc.entry.digest for b, loc in self.blocks(disk).items()}
+
+    def size(self, disk: str) -> int:
+        for d in self.disks:
+            if d.name == disk:
+                return d.size
+        return 0
+
+    def read_stored(self, loc: Located) -> bytes:
+        return self.layers[loc.layer].read_stored(loc.entry)
+
+
+def layer_points(meta: MachineMeta, point: RestorePoint) -> list[RestorePoint]:
+    """The points whose files are read to restore `point`, newest state first."""
+    pts = meta.points
+    k = next(i for i, p in enumerate(pts) if p.id == point.id)
+    if meta.method == Method.REVERSE and point.kind != Kind.FULL or (
+        point.kind == Kind.ROLLBACK
+    ):
+        out = []
+        for p in pts[k:]:
+            out.append(p)
+            if p.kind == Kind.FULL:
+                return out
+        raise LookupError(f"rollback point {point.id} has no full after it")
+    out = []
+    for p in reversed(pts[: k + 1]):
+        out.append(p)
+        if p.kind == Kind.FULL:
+            return out
+    raise LookupError(f"point {point.id} has no full before it")

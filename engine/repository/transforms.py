@@ -1,0 +1,102 @@
+"""Chain transforms done in place under the exclusive chain lock.
+
+Each transform writes new data first (a new file, or a new state in the other
+header slot of the full), then commits by replacing the metadata file, then
+deletes what is no longer named. A crash at any step leaves the previous
+metadata valid, and whatever it names still readable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from engine.model import Kind, MachineMeta, RestorePoint
+from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
+from engine.repository.repository import Repository, point_file_name
+from engine.repository.resolve import PointView
+
+
+def merge_oldest_increment(repo: Repository, meta: MachineMeta) -> RestorePoint:
+    """Inject the increment after the first full into it (forever-forward retention).
+
+    The full then represents that increment's point (its id and time); the
+    increment's file is deleted. Returns the merged-away increment.
+    """
+    full, inc = meta.points[0], meta.points[1]
+    if full.kind != Kind.FULL or inc.kind != Kind.INCREMENTAL:
+        raise ValueError("merge needs a full followed by an increment")
+    folder = repo.machine_dir(meta.job, meta.machine)
+    with Container(folder / full.file, state=full.id) as base, \
+            Container(folder / inc.file, state=inc.id) as delta:
+        w = ContainerWriter(folder / full.file, "full", base.block_size, base=base)
+        bs = base.block_size
+        for name, d in delta.disks.items():
+            nblocks = -(-d.size // bs)
+            w.set_disk(name, d.size)
+            old = base.disks.get(name)
+            if old is not None:
+                for b, e in old.blocks.items():
+                    if b < nblocks and e.flags != FLAG_ZERO:
+                        w.put_entry(name, b, e)
+            target = w.disks[name].blocks
+            for b, e in d.blocks.items():
+                if e.flags == FLAG_ZERO:
+                    target.pop(b, None)
+                else:
+                    w.put(name, b, e.digest, e.raw, e.flags, delta.read_stored(e))
+        size = w.commit(state=inc.id)
+    merged = replace(inc, kind=Kind.FULL, file=full.file, size=size,
+                     gfs=sorted(set(full.gfs) | set(inc.gfs)),
+                     gfs_dates={**full.gfs_dates, **inc.gfs_dates})
+    meta.points = [merged] + meta.points[2:]
+    repo.save(meta)
+    (folder / inc.file).unlink(missing_ok=True)
+    return inc
+
+
+def delete_points(repo: Repository, meta: MachineMeta, ids: set[str]) -> list[RestorePoint]:
+    """Drop points (whole chains, or the oldest rollback) and then their files."""
+    gone = [p for p in meta.points if p.id in ids]
+    meta.points = [p for p in meta.points if p.id not in ids]
+    repo.save(meta)
+    folder = repo.machine_dir(meta.job, meta.machine)
+    still = {p.file for p in meta.points}
+    for p in gone:
+        if p.file not in still:
+            (folder / p.file).unlink(missing_ok=True)
+    return gone
+
+
+def synthesize_full(repo: Repository, meta: MachineMeta, point: RestorePoint,
+                    *, replace_point: bool = True) -> RestorePoint:
+    """Write a new full holding `point`'s state, copied block by block from the chain.
+
+    Used for GFS synthetic fulls and for compacting a fragmented full. With
+    `replace_point`, the point now lives in the new file (the old file is
+    deleted when no point names it any more).
+    """
+    folder = repo.machine_dir(meta.job, meta.machine)
+    name = point_file_name(meta.machine, point.time, point.id, Kind.FULL)
+    if name == point.file:
+        name = name.replace(".fbk", "c.fbk")
+    with PointView(folder, meta, point) as view:
+        w = ContainerWriter(folder / name, "full", view.block_size)
+        try:
+            for disk in view.disks:
+                w.set_disk(disk.name, disk.size)
+                for b, loc in sorted(view.blocks(disk.name).items()):
+                    e = loc.entry
+                    w.put(disk.name, b, e.digest, e.raw, e.flags, view.read_stored(loc))
+            size = w.commit(state=point.id)
+        except BaseException:
+            w.abort()
+            raise
+    new = replace(point, kind=Kind.FULL, file=name, size=size)
+    if replace_point:
+        old_file = point.file
+        meta.points = [new if p.id == point.id else p for p in meta.points]
+        repo.save(meta)
+        if old_file not in {p.file for p in meta.points}:
+            Path(folder / old_file).unlink(missing_ok=True)
+    return new

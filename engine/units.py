@@ -1,0 +1,81 @@
+"""Parsing and formatting of sizes, durations and times as written on the command line."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_size(text: str | int) -> int:
+    """`1MiB` -> 1048576; plain numbers are bytes. Raises ValueError with the bad text."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(str(text))
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 256KiB, 1MiB, 4MiB)")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(text: str | int | float) -> float:
+    """`1h30m`, `10m`, `45s`, `2d` -> seconds. A bare number is seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos and s[pos:m.start()].strip():
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos == 0 or s[pos:].strip():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 45s, 10m, 1h, 2d)")
+    return total
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601; naive (local) when no offset is given, as CONTRACT says."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {text!r} (use e.g. 2026-11-25T22:00)") from None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when
+
+
+def now() -> datetime:
+    """The wall clock as the engine sees it: local, naive, whole seconds."""
+    return datetime.now().replace(microsecond=0)
+
+
+def fmt_size(n: float) -> str:
+    """Human size with binary units: 1.5 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def fmt_duration(seconds: float) -> str:
+    """`1h02m03s` style; short for short durations."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    td = timedelta(seconds=int(seconds))
+    h, rem = divmod(td.seconds + td.days * 86400, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
