@@ -1,12 +1,270 @@
-"""`ferry` sub-commands of the backup copy job: run, preview, history, daemon, ..."""
+"""`ferry` sub-commands of the backup copy job: run, history, preview, daemon, mover, inventory."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+from rich.console import Console
+from rich.table import Table
+
+from engine.units import fmt_duration, fmt_size, parse_duration, parse_size
+
+DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pct(text: str) -> float:
+    try:
+        return float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
 
 
 def add_commands(sub, time_type, size_type) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
+    r = sub.add_parser("run", help="one run of a backup copy job")
+    r.add_argument("jobfile", type=Path)
+    r.add_argument("--at", type=time_type)
+    r.add_argument("--dry-run", action="store_true")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--hold-timeout", type=_duration, default=3600.0)
+
+    h = sub.add_parser("history", help="past sessions and per-machine task results")
+    h.add_argument("--job")
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
+    h.add_argument("--repo", type=Path, help="a target repository's history instead")
+    h.add_argument("--limit", type=int, default=50)
+
+    p = sub.add_parser("preview", help="what-if retention, day by day")
+    p.add_argument("jobfile", type=Path)
+    p.add_argument("--days", type=int, default=None)
+    p.add_argument("--from", dest="start", type=time_type)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--used", type=size_type)
+    p.add_argument("--change", type=_pct, default=10.0)
+    p.add_argument("--reduction", type=_pct, default=50.0)
+    p.add_argument("--interval", type=_duration, default=86400.0)
+
+    i = sub.add_parser("inventory", help="machines the job's hypervisor reports")
+    i.add_argument("jobfile", type=Path)
+    i.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("daemon", help="run every job in a folder on its own schedule")
+    d.add_argument("--jobs", type=Path, required=True)
+    d.add_argument("--once", action="store_true", help="one pass over the due jobs, then exit")
+    d.add_argument("--poll", type=_duration, default=30.0)
+
+    m = sub.add_parser("mover", help="serve a target repository to remote copy jobs")
+    m.add_argument("--listen", required=True)
+    m.add_argument("--repo", type=Path, required=True)
+
+
+def load(path: Path):
+    from engine.jobfile import load_job
+
+    return load_job(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine.copy.runner import RunError, run_job
+
+    spec = load(args.jobfile)
+    renderer = None if args.json else _LiveRender()
+    try:
+        if renderer:
+            with renderer:
+                res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=renderer.sink,
+                              hold_timeout=args.hold_timeout)
+        else:
+            res = run_job(spec, at=args.at, dry_run=args.dry_run,
+                          hold_timeout=args.hold_timeout)
+    except RunError as exc:
+        print(f"ferry run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(res.to_json(), indent=1))
+    else:
+        _print_session(res)
+    if res.status == "Failed":
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+        print(f"ferry run: {spec.name}: Failed: {reasons or res.message}", file=sys.stderr)
+    return res.exit_code
+
+
+class _LiveRender:
+    """Rich progress bars, one per machine, fed by engine events."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description:<16}"), BarColumn(),
+                                 DownloadColumn(binary_units=True), TransferSpeedColumn(),
+                                 TextColumn("{task.fields[state]}"), transient=True,
+                                 console=Console(stderr=True))
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def sink(self, e) -> None:
+        from engine import events as ev
+
+        name = getattr(e, "machine", "")
+        if isinstance(e, ev.TaskQueued):
+            self.tasks[name] = self.progress.add_task(name, total=None, state="queued")
+        tid = self.tasks.get(name)
+        if tid is None:
+            return
+        if isinstance(e, ev.TaskStarted):
+            self.progress.update(tid, total=e.total or None, state=e.kind)
+        elif isinstance(e, ev.TaskProgress):
+            self.progress.update(tid, completed=e.stats.read, state="running")
+        elif isinstance(e, ev.TaskOnHold):
+            self.progress.update(tid, state=f"on hold: {e.reason}")
+        elif isinstance(e, ev.TaskResumed):
+            self.progress.update(tid, state="resumed")
+        elif isinstance(e, ev.TaskFinished):
+            self.progress.update(tid, state=e.status)
+
+
+def _print_session(res) -> None:
+    con = Console()
+    title = f"{res.job}: {res.status}" + (" (dry run)" if res.dry_run else "")
+    t = Table(title=title, title_justify="left")
+    for col in ("machine", "status", "kind", "processed", "read", "transferred", "written",
+                "duration", "bottleneck", "message"):
+        t.add_column(col)
+    for tr in res.tasks:
+        s = tr.stats
+        t.add_row(tr.machine, tr.status, tr.kind, fmt_size(s.processed), fmt_size(s.read),
+                  fmt_size(s.transferred), fmt_size(s.written), fmt_duration(tr.duration_s),
+                  tr.bottleneck, tr.message)
+        for p in tr.plan:
+            t.add_row("", "", f"would copy {p['kind']}", "", fmt_size(p["bytes"]),
+                      fmt_size(p["bytes_after_dedup"]), "", "", "",
+                      f"{p['blocks']} blocks of point {p['time']}")
+    con.print(t)
+    for a in res.retention:
+        con.print(f"retention: {a['machine']}: {a['action']} {a.get('point', '')} "
+                  f"{a.get('detail', '')}")
+    if res.message:
+        con.print(res.message)
+
+
+def _history_dbs(args) -> list[Path]:
+    from engine.history import history_path
+    from engine.jobfile import discover_jobs
+
+    if args.repo:
+        return [args.repo / ".ferry" / "history.sqlite"]
+    folder = args.jobs or DEFAULT_JOBS
+    dbs = []
+    for _, spec in discover_jobs(folder):
+        if not isinstance(spec, Exception):
+            p = history_path(spec)
+            if p not in dbs:
+                dbs.append(p)
+    return dbs
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from engine.history import History
+
+    rows = []
+    for db in _history_dbs(args):
+        h = History(db)
+        for s in h.sessions(args.job, args.limit):
+            s["tasks"] = h.tasks(s["id"])
+            rows.append(s)
+    rows.sort(key=lambda s: s["started"], reverse=True)
+    rows = rows[: args.limit]
+    if args.json:
+        print(json.dumps({"sessions": rows}, indent=1))
+        return 0
+    t = Table(title="sessions", title_justify="left")
+    for col in ("started", "job", "status", "duration", "processed", "transferred", "tasks"):
+        t.add_column(col)
+    for s in rows:
+        t.add_row(s["started"].replace("T", " "), s["job"], s["status"],
+                  fmt_duration(s["duration_s"] or 0), fmt_size(s["processed"] or 0),
+                  fmt_size(s["transferred"] or 0),
+                  ", ".join(f"{x['machine']} {x['status']}" for x in s["tasks"]))
+    Console().print(t)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from engine.preview_cli import run_preview
+
+    return run_preview(args, load(args.jobfile))
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from engine.inventory.base import InventoryError, inventory_json, list_machines
+    from engine.inventory.settings import settings_from_job
+
+    spec = load(args.jobfile)
+    if not spec.inventory:
+        print(f"ferry inventory: {args.jobfile}: the job has no [inventory] table",
+              file=sys.stderr)
+        return 2
+    settings = settings_from_job(spec.inventory)
+    try:
+        machines = list_machines(settings)
+    except InventoryError as exc:
+        print(f"ferry inventory: {exc}", file=sys.stderr)
+        return 2
+    data = inventory_json(settings, machines)
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    t = Table(title=f"{data['kind']} {data['host']}", title_justify="left")
+    for col in ("name", "id", "power", "disks"):
+        t.add_column(col)
+    for m in data["machines"]:
+        t.add_row(m["name"], m["id"], m["power_state"],
+                  ", ".join(f"{d['name']} {fmt_size(d['size'])}" for d in m["disks"]))
+    Console().print(t)
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from engine.daemon import Daemon
+
+    return Daemon(args.jobs, poll=args.poll).serve(once=args.once)
+
+
+def cmd_mover(args: argparse.Namespace) -> int:
+    from engine.copy.server import serve_mover
+
+    return serve_mover(args.listen, args.repo)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
+    "daemon": cmd_daemon, "mover": cmd_mover,
+}
+
+__all__ = ["COMMANDS", "add_commands", "parse_size", "datetime", "timedelta"]

@@ -28,6 +28,7 @@ DATA_START = 2 * SLOT_SIZE
 # magic, version, kind, block_size, generation, index offset, index length, index digest, state
 _SLOT = struct.Struct("<8sHB x I Q Q Q Q 64s")
 _ENTRY = struct.Struct("<QQIIB16s")  # block, offset, stored length, raw length, flags, digest
+_JOURNAL = struct.Struct("<HQQIIB16s")  # disk number, then as _ENTRY
 
 FLAG_ZSTD = 0  # payload is a zstd frame
 FLAG_RAW = 1  # payload is the raw block
@@ -215,6 +216,10 @@ class ContainerWriter:
                         self.dedup.setdefault(e.digest, e)
         self._buf: list[bytes] = []
         self._buffered = 0
+        self._journal = None  # see enable_journal
+        self._journal_pending: list[bytes] = []
+        self.journal_every = 64 << 20
+        self._since_sync = 0
 
     def set_disk(self, name: str, size: int) -> DiskIndex:
         d = self.disks.get(name)
@@ -235,11 +240,81 @@ class ContainerWriter:
                 self._append(payload)
                 self.dedup[digest] = e
         self.disks[disk].blocks[block] = e
+        if self._journal is not None:
+            self._journal_pending.append(_JOURNAL.pack(
+                self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest))
         return e
 
     def put_entry(self, disk: str, block: int, e: Entry) -> None:
         """Keep an entry already stored in this (base) file."""
         self.disks[disk].blocks[block] = e
+
+    # -- resumable writes ------------------------------------------------------------
+    def enable_journal(self, disk_names: list[str]) -> None:
+        """Record durable entries in `<file>.part.journal` so a killed copy can resume.
+
+        Every `journal_every` bytes the data is fsynced and then the entries that
+        refer to it are appended to the journal (and fsynced): a journal entry
+        never points at data that is not on disk.
+        """
+        self._disk_names = list(disk_names)
+        jpath = self._tmp.with_name(self._tmp.name + ".journal")
+        self._journal = open(jpath, "ab")
+        if self._journal.tell() == 0:
+            self._journal.write(json.dumps(self._disk_names).encode() + b"\n")
+
+    def _disk_no(self, disk: str) -> int:
+        return self._disk_names.index(disk)
+
+    def _sync_journal(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._journal.write(b"".join(self._journal_pending))
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self._journal_pending.clear()
+        self._since_sync = 0
+
+    @classmethod
+    def resume(cls, path: Path, kind: str, block_size: int) -> tuple[ContainerWriter, set]:
+        """Reopen `<path>.part` with the entries its journal proves durable.
+
+        Returns the writer and the set of (disk name, block) already stored.
+        """
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        jpath = tmp.with_name(tmp.name + ".journal")
+        raw = jpath.read_bytes()
+        first, _, rest = raw.partition(b"\n")
+        names = json.loads(first)
+        usable = len(rest) - len(rest) % _JOURNAL.size
+        w = cls.__new__(cls)
+        w.path, w.kind, w.block_size = path, KIND_CODES[kind], block_size
+        w.disks, w.dedup, w.written, w._base = {}, {}, 0, None
+        w._tmp, w._generation, w._keep_state = tmp, 0, ""
+        w._buf, w._buffered, w._journal_pending = [], 0, []
+        w.journal_every, w._since_sync = 64 << 20, 0
+        have = set()
+        end = DATA_START
+        entries = []
+        for disk_no, block, off, stored, rawlen, flags, digest in _JOURNAL.iter_unpack(
+                rest[:usable]):
+            entries.append((names[disk_no], block, Entry(off, stored, rawlen, flags, digest)))
+            end = max(end, off + stored)
+        w._f = open(tmp, "r+b")
+        w._f.truncate(end)
+        w._pos = end
+        w._resumed = entries
+        w._disk_names = names
+        w._journal = open(jpath, "r+b")
+        w._journal.truncate(len(first) + 1 + usable)
+        w._journal.seek(0, 2)
+        for name, block, e in entries:
+            have.add((name, block))
+        return w, have
+
+    def resumed_entries(self) -> list[tuple[str, int, Entry]]:
+        return getattr(self, "_resumed", [])
 
     def _append(self, payload: bytes | memoryview) -> None:
         self._buf.append(bytes(payload) if isinstance(payload, memoryview) else payload)
@@ -253,8 +328,11 @@ class ContainerWriter:
         if self._buf:
             self._f.seek(self._pos - self._buffered)
             self._f.write(b"".join(self._buf))
+            self._since_sync += self._buffered
             self._buf.clear()
             self._buffered = 0
+        if self._journal is not None and self._since_sync >= self.journal_every:
+            self._sync_journal()
 
     def commit(self, state: str) -> int:
         """Write index and header slot durably; return the file's size."""
@@ -276,7 +354,14 @@ class ContainerWriter:
         if self._tmp is not None:
             os.rename(self._tmp, self.path)
             _fsync_dir(self.path.parent)
+        self._drop_journal()
         return size
+
+    def _drop_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            Path(self._journal.name).unlink(missing_ok=True)
+            self._journal = None
 
     def _free_slot(self) -> int:
         """The slot that does not hold the state the metadata still points at."""
@@ -288,10 +373,18 @@ class ContainerWriter:
                 return 1 - i
         return 0
 
-    def abort(self) -> None:
+    def abort(self, keep_partial: bool = False) -> None:
+        """Give up; with `keep_partial` a journaled .part stays for a later resume."""
+        if keep_partial and self._journal is not None:
+            self._flush()
+            self._sync_journal()
+            self._journal.close()
+            self._f.close()
+            return
         self._f.close()
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
+        self._drop_journal()
 
 
 def _read_slots_indexed(f) -> list[_Slot | None]:

@@ -107,7 +107,7 @@ class Repository:
         keep = {p.file for p in meta.points} if meta else set()
         removed = []
         for f in folder.iterdir():
-            leftover = f.name.endswith((".part", ".tmp")) or (
+            leftover = f.name.endswith((".part", ".tmp", ".journal")) or (
                 f.suffix in BACKUP_SUFFIXES and f.name not in keep)
             if leftover and f.is_file():
                 f.unlink()

@@ -17,13 +17,13 @@ from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
 
 
-def merge_oldest_increment(repo: Repository, meta: MachineMeta) -> RestorePoint:
-    """Inject the increment after the first full into it (forever-forward retention).
+def merge_oldest_increment(repo: Repository, meta: MachineMeta, at: int = 1) -> RestorePoint:
+    """Inject the increment at index `at` into the full right before it.
 
     The full then represents that increment's point (its id and time); the
     increment's file is deleted. Returns the merged-away increment.
     """
-    full, inc = meta.points[0], meta.points[1]
+    full, inc = meta.points[at - 1], meta.points[at]
     if full.kind != Kind.FULL or inc.kind != Kind.INCREMENTAL:
         raise ValueError("merge needs a full followed by an increment")
     folder = repo.machine_dir(meta.job, meta.machine)
@@ -49,7 +49,7 @@ def merge_oldest_increment(repo: Repository, meta: MachineMeta) -> RestorePoint:
     merged = replace(inc, kind=Kind.FULL, file=full.file, size=size,
                      gfs=sorted(set(full.gfs) | set(inc.gfs)),
                      gfs_dates={**full.gfs_dates, **inc.gfs_dates})
-    meta.points = [merged] + meta.points[2:]
+    meta.points = meta.points[:at - 1] + [merged] + meta.points[at + 1:]
     repo.save(meta)
     (folder / inc.file).unlink(missing_ok=True)
     return inc

@@ -1,0 +1,49 @@
+"""What one run must copy for one machine (research notes section 3).
+
+No target chain: a full of the newest complete source point. Otherwise the
+newest point (periodic; the ones in between are skipped) or every newer point
+oldest first (immediate), each as one increment. Points already copied,
+incomplete points and points of another block size are never copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.model import MachineMeta, RestorePoint
+
+
+class PlanError(Exception):
+    """The machine cannot be copied as things stand (one line for the task result)."""
+
+
+@dataclass
+class PlanItem:
+    source: RestorePoint
+    kind: str  # "full" | "incremental"
+
+
+def plan_machine(src: MachineMeta, target: dict | None, mode: str) -> list[PlanItem]:
+    """The points to copy, oldest first; empty when the target is up to date."""
+    points = [p for p in src.points if p.complete]
+    if not points:
+        return []
+    last = target["points"][-1] if target and target["points"] else None
+    if last is None:
+        return [PlanItem(points[-1], "full")]
+    copied_at = datetime.fromisoformat(last["time"])
+    copied = {p["source_point"] for p in target["points"]}
+    new = [p for p in points if p.time > copied_at and p.id not in copied]
+    if not new:
+        return []
+    if mode == "periodic":
+        new = new[-1:]
+    want = target.get("block_size")
+    for p in new:
+        size = p.block_size or src.block_size
+        if want and size != want:
+            raise PlanError(f"Restore point is located in backup file with different block size "
+                            f"({size} bytes, the copy uses {want}); run an active full of the "
+                            f"copy job to change it")
+    return [PlanItem(p, "incremental") for p in new]

@@ -1,0 +1,355 @@
+"""One run of a backup copy job: a task per machine, bounded parallelism, hold/resume.
+
+A task takes a shared lock on its source chain; when the source job holds it
+exclusively the task goes on hold (an event says so) and the other tasks go
+on. Each task talks to the target only through a target data mover (in this
+process, or `ferry mover` over TCP when the job names one).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from engine import events as ev
+from engine.blockio import make_pool
+from engine.copy import transport as t
+from engine.copy.control import RunControl, Stopped
+from engine.copy.planner import PlanError, plan_machine
+from engine.copy.source import Busy, RateLimit, SourceMover, request_state
+from engine.copy.target import TargetMover
+from engine.errors import one_line
+from engine.history import History, history_path
+from engine.model import MachineMeta, Stats, Status
+from engine.repository.locks import ChainLock, LockBusy
+from engine.repository.metadata import MetadataError
+from engine.repository.repository import Repository, new_point_id, safe_name
+from engine.repository.resolve import PointView
+from engine.units import now as wall_now
+
+
+class RunError(Exception):
+    """The whole run cannot start (job already running, bad repositories)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class HoldTimeout(Exception):
+    """A task gave up waiting for its source chain lock."""
+
+
+@dataclass
+class TaskResult:
+    machine: str
+    status: str = Status.SUCCESS.value
+    kind: str = "none"
+    point: str = ""
+    source_point: str = ""
+    stats: Stats = field(default_factory=Stats)
+    duration_s: float = 0.0
+    held_s: float = 0.0
+    bottleneck: str = ""
+    load: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+    attempts: int = 1
+    gave_up_waiting: bool = False
+    plan: list[dict] = field(default_factory=list)  # dry run: what would be copied
+
+    def to_json(self) -> dict:
+        s = self.stats
+        return {"machine": self.machine, "status": self.status, "kind": self.kind,
+                "point": self.point, "source_point": self.source_point,
+                "processed": s.processed, "read": s.read, "transferred": s.transferred,
+                "written": s.written, "duration_s": round(self.duration_s, 3),
+                "held_s": round(self.held_s, 3), "bottleneck": self.bottleneck,
+                "load": self.load, "message": self.message, "attempts": self.attempts,
+                **({"plan": self.plan} if self.plan else {})}
+
+
+@dataclass
+class SessionResult:
+    job: str
+    session: str
+    status: str
+    started: datetime
+    finished: datetime
+    tasks: list[TaskResult]
+    retention: list[dict]
+    duration_s: float = 0.0
+    dry_run: bool = False
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if any(tr.gave_up_waiting for tr in self.tasks) and self.status == "Failed":
+            return 3
+        return {"Success": 0, "Warning": 1}.get(self.status, 2)
+
+    def to_json(self) -> dict:
+        return {"job": self.job, "session": self.session, "status": self.status,
+                "started": self.started.isoformat(), "finished": self.finished.isoformat(),
+                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
+                "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
+                "retention": self.retention}
+
+
+@dataclass
+class MachineRef:
+    source_job: str
+    machine: str
+
+
+class JobLock:
+    """One run of a job at a time: a flock on `<target>/<job>/.job.lock`."""
+
+    def __init__(self, target: Path, job: str):
+        self.path = Path(target) / safe_name(job, "job name") / ".job.lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> JobLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(f"job {self.path.parent.name!r} is already running", 3) from None
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+
+
+def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
+    """The machines the job copies, and problems with its source jobs."""
+    src = Repository(spec.source_repository)
+    if not src.exists():
+        raise RunError(f"source repository not found: {spec.source_repository}")
+    refs, problems, seen = [], [], set()
+    for job in spec.source_jobs:
+        pairs = src.machines(job)
+        if not pairs:
+            problems.append(f"source job {job!r} has no machines in {spec.source_repository}")
+        for _, m in pairs:
+            if spec.machines and m not in spec.machines:
+                continue
+            if m in seen:
+                problems.append(f"machine {m!r} is in two source jobs; copying the first only")
+                continue
+            seen.add(m)
+            refs.append(MachineRef(job, m))
+    for m in spec.machines:
+        if m not in seen:
+            problems.append(f"machine {m!r} not found in the source jobs")
+    return refs, problems
+
+
+def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
+    """A stream to the target mover: in-process by default, TCP when `[target] mover` is set."""
+    address = getattr(spec, "target_mover", None)
+    if address:
+        return t.SocketEndpoint.connect(address), None
+    src_end, dst_end = t.pipe()
+    mover = TargetMover(target_repo, dst_end)
+    th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
+    th.start()
+    return src_end, th
+
+
+class Runner:
+    """Runs one session of a job (see `run_job`)."""
+
+    def __init__(self, spec, *, at: datetime | None, dry_run: bool, sink: ev.Sink,
+                 control: RunControl, hold_timeout: float):
+        self.spec = spec
+        self.at = at
+        self.dry_run = dry_run
+        self.sink = sink
+        self.control = control
+        self.hold_timeout = hold_timeout
+        self.session = uuid.uuid4().hex[:12]
+        self.src = Repository(spec.source_repository)
+        self.dst = Repository(spec.target_repository)
+        self.retention: list[dict] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> datetime:
+        return self.at or wall_now()
+
+    def emit(self, event: ev.Event) -> None:
+        try:
+            self.sink(event)
+        except Exception:  # noqa: BLE001 - a broken UI must not break a copy
+            pass
+
+    def log(self, level: str, text: str, machine: str = "") -> None:
+        self.emit(ev.LogLine(self.spec.name, level, text, machine))
+
+    # -- session ---------------------------------------------------------------------
+    def run(self) -> SessionResult:
+        started, t0 = self.clock(), time.monotonic()
+        refs, problems = find_machines(self.spec)
+        self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
+                                self.dry_run))
+        for p in problems:
+            self.log("warning", p)
+        for r in refs:
+            self.emit(ev.TaskQueued(self.spec.name, r.machine))
+        workers = max(1, int(self.spec.transport.parallel_tasks))
+        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+            results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
+        statuses = [Status(r.status) for r in results]
+        if problems:
+            statuses.append(Status.WARNING)
+        status = Status.worst(statuses)
+        if not refs:
+            status = Status.FAILED if problems else Status.WARNING
+        duration = time.monotonic() - t0
+        finished = self.at or wall_now()
+        msg = "; ".join(problems)
+        res = SessionResult(self.spec.name, self.session, status.value, started, finished,
+                            results, self.retention, duration, self.dry_run, msg)
+        if not self.dry_run:
+            self.record(res)
+        self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
+        return res
+
+    def record(self, res: SessionResult) -> None:
+        tot = Stats()
+        for tr in res.tasks:
+            tot.add(tr.stats)
+        session = {"id": res.session, "job": res.job, "status": res.status,
+                   "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+                   "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+                   "transferred": tot.transferred, "written": tot.written,
+                   "message": res.message, "dry_run": 0}
+        try:
+            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
+        except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+            self.log("warning", f"history not recorded: {one_line(exc)}")
+
+    # -- tasks -----------------------------------------------------------------------
+    def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
+        retries = 0 if self.dry_run else int(self.spec.transport.retries)
+        attempt = 0
+        while True:
+            attempt += 1
+            res = self.task(ref, pool)
+            res.attempts = attempt
+            if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
+                    or self.control.stopped:
+                break
+            wait = float(self.spec.transport.retry_wait)
+            self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
+                     f"{wait:.0f}s", ref.machine)
+            if self._sleep(wait):
+                break
+        self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
+                                  res.point, res.duration_s, res.held_s, res.bottleneck,
+                                  res.message))
+        return res
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped; True when the session was stopped."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.control.stopped:
+                return True
+            time.sleep(min(0.2, end - time.monotonic()))
+        return self.control.stopped
+
+    def task(self, ref: MachineRef, pool) -> TaskResult:
+        res = TaskResult(ref.machine)
+        t0 = time.monotonic()
+        lock = ChainLock(self.src.machine_dir(ref.source_job, ref.machine), exclusive=False)
+        try:
+            res.held_s += self._take_source_lock(lock, ref)
+            try:
+                self._copy(ref, pool, res)
+            finally:
+                lock.release()
+        except HoldTimeout as exc:
+            res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
+        except Stopped as exc:
+            res.status, res.message = "Failed", str(exc)
+        except PlanError as exc:
+            res.status, res.message = "Failed", str(exc)
+        except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
+            res.status, res.message = "Failed", one_line(exc)
+        except Exception as exc:  # noqa: BLE001 - one machine must not sink the session
+            res.status, res.message = "Failed", one_line(exc)
+        res.duration_s = time.monotonic() - t0
+        if res.status == "Failed":
+            self.log("error", f"{ref.machine}: {res.message}", ref.machine)
+        return res
+
+    def _take_source_lock(self, lock: ChainLock, ref: MachineRef) -> float:
+        try:
+            lock.acquire(timeout=0)
+            return 0.0
+        except LockBusy:
+            pass
+        reason = "source chain is locked by the source job (transform or backup in progress)"
+        self.emit(ev.TaskOnHold(self.spec.name, ref.machine, reason, "source lock"))
+        self.log("info", f"{ref.machine}: on hold: {reason}", ref.machine)
+        t0 = time.monotonic()
+        while True:
+            if self.control.stopped:
+                raise Stopped("stopped by operator")
+            try:
+                lock.acquire(timeout=0)
+                break
+            except LockBusy:
+                if time.monotonic() - t0 >= self.hold_timeout:
+                    raise HoldTimeout(f"gave up waiting for the source chain lock after "
+                                      f"{self.hold_timeout:.0f}s") from None
+                time.sleep(0.05)
+        self.emit(ev.TaskResumed(self.spec.name, ref.machine))
+        self.log("info", f"{ref.machine}: resumed, source chain released", ref.machine)
+        return time.monotonic() - t0
+
+    def _copy(self, ref: MachineRef, pool, res: TaskResult) -> None:
+        from engine.copy.session import MachineCopy
+
+        src_meta: MachineMeta = self.src.load(ref.source_job, ref.machine)
+        end, th = connect_target(self.spec, self.dst)
+        try:
+            MachineCopy(self, ref, src_meta, end, pool, res).run()
+        finally:
+            try:
+                end.send_json(t.BYE, {})
+            except t.StreamError:
+                pass
+            end.close()
+            if th is not None:
+                th.join(timeout=30)
+
+
+def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
+            sink: ev.Sink = ev.discard, control: RunControl | None = None,
+            hold_timeout: float = 3600.0) -> SessionResult:
+    """Run one session of a copy job (blocking). See CONTRACT `ferry run`."""
+    runner = Runner(spec, at=at, dry_run=dry_run, sink=sink, control=control or RunControl(),
+                    hold_timeout=hold_timeout)
+    if dry_run:
+        return runner.run()
+    Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
+    with JobLock(spec.target_repository, spec.name):
+        return runner.run()
+
+
+__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "Busy", "RateLimit",
+           "SourceMover", "request_state", "PointView", "PlanError", "plan_machine",
+           "new_point_id", "asdict"]

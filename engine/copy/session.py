@@ -1,0 +1,158 @@
+"""One machine's part of a copy session: plan, stream each point, then retention."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import datetime
+
+from engine import events as ev
+from engine.copy import transport as t
+from engine.copy.planner import plan_machine
+from engine.copy.source import Busy, RateLimit, SourceMover, request_state
+from engine.model import MachineMeta, Stats
+from engine.repository.repository import new_point_id
+from engine.repository.resolve import PointView
+
+STAGES = ("Source", "Compress", "Stream", "Target")
+
+
+def bottleneck(busy: Busy, elapsed: float) -> tuple[str, dict[str, float]]:
+    """Busy-time share per stage; the primary bottleneck is the busiest stage."""
+    elapsed = max(elapsed, 1e-9)
+    load = {"Source": busy.source, "Compress": busy.compress, "Stream": busy.stream,
+            "Target": busy.target}
+    load = {k: round(min(1.0, v / elapsed), 3) for k, v in load.items()}
+    return max(STAGES, key=lambda k: load[k]), load
+
+
+class MachineCopy:
+    """Copies what the plan says for one machine over one mover stream."""
+
+    def __init__(self, runner, ref, src_meta: MachineMeta, end: t.Endpoint, pool, res):
+        self.r = runner
+        self.ref = ref
+        self.src_meta = src_meta
+        self.end = end
+        self.pool = pool
+        self.res = res
+        self.spec = runner.spec
+        self.folder = runner.src.machine_dir(ref.source_job, ref.machine)
+
+    def run(self) -> None:
+        spec, res = self.spec, self.res
+        job, machine = spec.name, self.ref.machine
+        level = spec.storage.compression
+        recompress = None if level in ("auto", self.src_meta.compression) else level
+        t0 = time.monotonic()
+        mover = SourceMover(self.end, self.pool, recompress=recompress, control=self.r.control,
+                            progress=lambda s, b: self._progress(s, b, t0),
+                            rate=RateLimit(int(spec.transport.rate_limit or 0)))
+        self.mover = mover
+        mover.hello(job, machine)
+        state = request_state(self.end)
+        items = plan_machine(self.src_meta, state.meta, spec.mode)
+        now = self.r.clock()
+        self.checked = False
+        if not self.r.dry_run:
+            self._health_repair(state, now)
+        repair = {tuple(x) for x in (state.meta or {}).get("facts", {}).get("repair", [])}
+        gfs_flags = self._gfs_plan(state, now) if items else []
+        if gfs_flags and spec.retention.gfs.method == "active":
+            items[-1].kind = "full"
+        if not items:
+            res.kind, res.message = "none", "no new restore point to copy"
+            self.r.log("info", f"{machine}: up to date", machine)
+        total = items[-1].source.logical_size if items else 0
+        self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
+        previous = state.digests if state.latest else None
+        base = state.latest["id"] if state.latest else None
+        for item in items:
+            with PointView(self.folder, self.src_meta, item.source) as view:
+                prev = None if item.kind == "full" else previous
+                plan = mover.plan_blocks(view, prev, repair)
+                repaired, repair = sorted(repair), set()
+                res.stats.processed += item.source.logical_size
+                if self.r.dry_run:
+                    self._dry(item, view, plan)
+                    continue
+                begin = {"kind": item.kind, "point": new_point_id(),
+                         "time": item.source.time.isoformat(),
+                         "source_point": item.source.id, "base": base,
+                         "block_size": view.block_size,
+                         "compression": level if level != "auto" else self.src_meta.compression,
+                         "disks": [asdict(d) for d in view.disks],
+                         "wan": bool(spec.transport.wan_acceleration),
+                         "source_job": self.ref.source_job, "repaired": repaired,
+                         "facts": {"source_job": self.ref.source_job}}
+                done = mover.send_point(view, begin, plan, res.stats)
+                previous = {d.name: view.digests(d.name) for d in view.disks}
+            base = done["point"]
+            res.kind, res.point, res.source_point = item.kind, done["point"], item.source.id
+            self.r.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
+                       f" ({res.stats.blocks_sent} blocks sent)", machine)
+        res.held_s += mover.held
+        res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
+        if not self.r.dry_run and (items or state.latest):
+            self._retain(now, gfs_flags if items else {}, base)
+
+    def _progress(self, stats: Stats, busy: Busy, t0: float) -> None:
+        elapsed = time.monotonic() - t0
+        _, load = bottleneck(busy, elapsed)
+        rate = stats.read / elapsed if elapsed > 0 else 0.0
+        self.r.emit(ev.TaskProgress(self.spec.name, self.ref.machine,
+                                    Stats(**asdict(stats)), self.res.stats.processed, rate, load))
+
+    def _dry(self, item, view: PointView, plan) -> None:
+        raw = sum(loc.entry.raw for _, _, loc in plan if loc is not None)
+        stored = sum(loc.entry.stored for _, _, loc in plan if loc is not None)
+        self.res.kind = item.kind
+        self.res.source_point = item.source.id
+        self.res.stats.read += raw
+        self.res.plan.append({"source_point": item.source.id, "time": item.source.time.isoformat(),
+                              "kind": item.kind, "blocks": len(plan), "bytes": raw,
+                              "bytes_after_dedup": stored})
+
+    def _health_repair(self, state, now: datetime) -> None:
+        """Run the scheduled health check; corrupt blocks are re-sent in this increment."""
+        from engine.schedule import is_due, parse_health_check
+
+        sched = parse_health_check(self.spec.storage.health_check)
+        if sched is None or not state.latest:
+            return
+        facts = state.meta.get("facts", {})
+        last = facts.get("last_health_check")
+        if not is_due(sched, datetime.fromisoformat(last) if last else None, now):
+            return
+        self.end.send_json(t.CHECK, {"now": now.isoformat()})
+        answer = self.end.expect(t.CHECK).json()
+        self.checked = True
+        bad = [[d, b] for d, b, _, _ in answer["corrupt"]]
+        machine = self.ref.machine
+        if bad:
+            state.meta.setdefault("facts", {})["repair"] = bad
+            self.r.log("warning", f"{machine}: health check found {len(bad)} corrupt block(s); "
+                       f"the next increment re-sends them from the source", machine)
+            self.res.message = f"health check found {len(bad)} corrupt block(s)"
+        else:
+            self.r.log("info", f"{machine}: health check passed", machine)
+
+    def _gfs_plan(self, state, now: datetime) -> dict[str, str]:
+        from engine.copy.retain import gfs_flags_for_run
+
+        return gfs_flags_for_run(state.meta, self.spec.retention, now, self.spec.mode)
+
+    def _retain(self, now: datetime, gfs_flags: list[str], point: str | None) -> None:
+        from engine.copy.retain import policy_to_dict
+
+        request = {"now": now.isoformat(), "mode": self.spec.mode, "gfs_full": gfs_flags,
+                   "point": point, "policy": policy_to_dict(self.spec.retention),
+                   "gfs_method": self.spec.retention.gfs.method if self.spec.retention.gfs else "",
+                   "health_checked": self.checked}
+        self.end.send_json(t.RETAIN, request)
+        actions = self.end.expect(t.RETAIN).json()["actions"]
+        for a in actions:
+            a = {"machine": self.ref.machine, **a}
+            self.r.retention.append(a)
+            self.r.emit(ev.RetentionAction(self.spec.name, self.ref.machine, a["action"],
+                                           a.get("point", ""), a.get("detail", "")))

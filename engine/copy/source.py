@@ -1,0 +1,218 @@
+"""The source data mover: reads a source point's blocks and streams what the target lacks.
+
+Digests go first (they are in the source index: no data is read for them);
+the target answers which blocks it already holds; only the rest are read,
+verified against their digest (decompress + xxh3 in the block pool, so a
+corrupt source block is never copied), recompressed when the job's level
+differs from the source's, and sent in order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zstandard
+
+from engine.blockio import Compressor, digest
+from engine.copy import transport as t
+from engine.copy.control import RunControl
+from engine.copy.target import pack_digest
+from engine.model import Stats
+from engine.repository.container import FLAG_ZERO, decode_block
+from engine.repository.resolve import PointView
+
+BATCH = 8192
+
+
+class SourceCorrupt(Exception):
+    """A source block does not match its digest: the copy must not propagate it."""
+
+
+@dataclass
+class TargetState:
+    """What the target holds of this machine (from a STATE answer)."""
+
+    meta: dict | None
+    digests: dict[str, dict[int, bytes]] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> dict | None:
+        return self.meta["points"][-1] if self.meta and self.meta["points"] else None
+
+
+def request_state(end: t.Endpoint) -> TargetState:
+    end.send_json(t.STATE, {})
+    f = end.expect(t.STATE)
+    head, _, rest = f.payload.partition(b"\n")
+    meta = json.loads(head)
+    digests: dict[str, dict[int, bytes]] = {}
+    if meta:
+        names = [d["name"] for d in meta["points"][-1]["disks"]] if meta["points"] else []
+        for disk, block, dg in t.STATE_ENTRY.iter_unpack(rest):
+            digests.setdefault(names[disk], {})[block] = dg
+    return TargetState(meta, digests)
+
+
+@dataclass
+class Busy:
+    """Busy seconds per stage, for the bottleneck line."""
+
+    source: float = 0.0
+    compress: float = 0.0
+    stream: float = 0.0
+    target: float = 0.0
+
+
+class RateLimit:
+    """A token bucket on bytes sent (0 = unlimited)."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._t = time.monotonic()
+        self._tokens = float(rate)
+
+    def take(self, n: int) -> float:
+        if not self.rate:
+            return 0.0
+        now = time.monotonic()
+        self._tokens = min(self.rate, self._tokens + (now - self._t) * self.rate)
+        self._t = now
+        self._tokens -= n
+        if self._tokens < 0:
+            wait = -self._tokens / self.rate
+            time.sleep(wait)
+            return wait
+        return 0.0
+
+
+class SourceMover:
+    """Sends points of one machine over one stream."""
+
+    def __init__(self, end: t.Endpoint, pool, *, recompress: str | None, control: RunControl,
+                 progress: Callable[[Stats, Busy], None], rate: RateLimit | None = None):
+        self.end = end
+        self.pool = pool
+        self.comp = Compressor(recompress) if recompress else None
+        self.control = control
+        self.progress = progress
+        self.rate = rate or RateLimit(0)
+        self.busy = Busy()
+        self.held = 0.0
+
+    def hello(self, job: str, machine: str) -> None:
+        self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": job,
+                                     "machine": machine})
+        reply = self.end.expect(t.HELLO, timeout=60).json()
+        if reply.get("version") != t.PROTOCOL_VERSION:
+            raise t.StreamError(f"target mover speaks protocol {reply.get('version')}")
+
+    def plan_blocks(self, view: PointView, previous: dict[str, dict[int, bytes]] | None,
+                    repair: set[tuple[str, int]] = frozenset()):
+        """(disk index, block, Located | None) to send; None = the block became zero."""
+        out = []
+        bs = view.block_size
+        for i, d in enumerate(view.disks):
+            blocks = view.blocks(d.name)
+            if previous is None:
+                out += [(i, b, loc) for b, loc in sorted(blocks.items())]
+                continue
+            prev = previous.get(d.name, {})
+            nblocks = -(-d.size // bs)
+            for b, loc in sorted(blocks.items()):
+                if prev.get(b) != loc.entry.digest or (d.name, b) in repair:
+                    out.append((i, b, loc))
+            out += [(i, b, None) for b in sorted(prev) if b < nblocks and b not in blocks]
+        return out
+
+    def send_point(self, view: PointView, begin: dict, plan, stats: Stats) -> dict:
+        """Stream one point; returns the target's DONE answer."""
+        sent0 = self.end.sent
+        self.end.send_json(t.BEGIN, begin)
+        missing = []
+        for start in range(0, len(plan), BATCH):
+            batch = plan[start:start + BATCH]
+            packed = []
+            for i, b, loc in batch:
+                if loc is None:
+                    packed.append(pack_digest(i, b, _raw_len(view, i, b), FLAG_ZERO, bytes(16)))
+                else:
+                    e = loc.entry
+                    packed.append(pack_digest(i, b, e.raw, e.flags, e.digest))
+            self.end.send(t.encode(t.DIGESTS, b"".join(packed)))
+            have = self.end.expect(t.HAVE).payload
+            missing += [x for x, h in zip(batch, have, strict=True) if not h]
+        self.end.send(t.encode(t.DIGESTS, b""))
+        stats.blocks += len(plan)
+        self._stream(view, missing, stats)
+        self.end.send(t.encode(t.COMMIT, b""))
+        done = self.end.expect(t.DONE).json()
+        stats.transferred += self.end.sent - sent0
+        stats.written += done["written"]
+        self.busy.target += done.get("busy", 0.0)
+        self.busy.stream = self.end.busy
+        return done
+
+    def _stream(self, view: PointView, missing, stats: Stats) -> None:
+        depth = 8
+        pending: deque = deque()
+        last = time.monotonic()
+        for item in missing:
+            self.held += self.control.checkpoint()
+            pending.append(self.pool.submit(self._prepare, view, item))
+            if len(pending) >= depth:
+                self._send_one(pending.popleft().result(), stats)
+            if time.monotonic() - last > 0.1:
+                last = time.monotonic()
+                self.progress(stats, self.busy)
+        while pending:
+            self._send_one(pending.popleft().result(), stats)
+        self.progress(stats, self.busy)
+
+    def _send_one(self, prepared, stats: Stats) -> None:
+        frame, raw = prepared
+        self.held += self.rate.take(len(frame))
+        self.end.send(frame)
+        stats.read += raw
+        stats.blocks_sent += 1
+
+    def _prepare(self, view: PointView, item) -> tuple[bytes, int]:
+        """Read, verify and (re)compress one block: runs in the block pool."""
+        i, b, loc = item
+        t0 = time.perf_counter()
+        payload = view.read_stored(loc)
+        t1 = time.perf_counter()
+        e = loc.entry
+        data = decode_block(payload, e, _dctx())
+        if digest(data) != e.digest:
+            layer = view.layers[loc.layer].path.name
+            raise SourceCorrupt(f"source block {b} of disk {view.disks[i].name} in {layer} "
+                                f"does not match its digest")
+        flags = e.flags
+        if self.comp is not None:
+            flags, payload = self.comp.compress(data)
+        t2 = time.perf_counter()
+        self.busy.source += t1 - t0
+        self.busy.compress += t2 - t1
+        return t.encode_block(i, b, e.raw, flags, e.digest, payload), e.raw
+
+
+def _raw_len(view: PointView, disk: int, block: int) -> int:
+    size = view.disks[disk].size
+    return max(0, min(view.block_size, size - block * view.block_size))
+
+
+_local = threading.local()
+
+
+def _dctx() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+

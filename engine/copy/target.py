@@ -1,0 +1,251 @@
+"""The target data mover: receives a point over the stream and writes it.
+
+It answers the source's digest list with the blocks it already holds — in the
+partial file a killed run left behind (resume), or with WAN acceleration
+anywhere in its repository (its global cache) — and rebuilds those from its
+own files, so only missing blocks travel. The point becomes visible only when
+its file is durable and the metadata file has been replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
+from engine.repository.container import FLAG_ZERO, Container, ContainerWriter, Entry
+from engine.repository.metadata import meta_to_dict
+from engine.repository.repository import Repository, point_file_name
+from engine.repository.resolve import PointView
+from engine.copy import transport as t
+
+RESUME = "resume.json"
+_DIG = t._BLOCK
+
+
+@dataclass
+class DigestCache:
+    """digest -> (file, entry) over the target's own files (the WAN global cache)."""
+
+    where: dict[bytes, tuple[Path, Entry]] = field(default_factory=dict)
+
+    def add_container(self, path: Path, state: str | None = None) -> None:
+        try:
+            with Container(path, state=state) as c:
+                for d in c.disks.values():
+                    for e in d.blocks.values():
+                        if e.flags != FLAG_ZERO:
+                            self.where.setdefault(e.digest, (path, e))
+        except Exception:  # noqa: BLE001 - a damaged file simply is no cache
+            return
+
+    @classmethod
+    def of_job(cls, repo: Repository, job: str) -> DigestCache:
+        cache = cls()
+        for j, m in repo.machines(job):
+            meta = repo.try_load(j, m)
+            for p in meta.points if meta else []:
+                cache.add_container(repo.machine_dir(j, m) / p.file, p.id)
+        return cache
+
+
+class TargetMover:
+    """Serves one stream: a HELLO, then any number of points, then BYE."""
+
+    def __init__(self, repo: Repository, end: t.Endpoint):
+        self.repo = repo
+        self.end = end
+        self.busy = 0.0  # seconds spent writing (the 'target' stage)
+
+    def serve(self) -> None:
+        try:
+            hello = self.end.expect(t.HELLO).json()
+            if hello.get("version") != t.PROTOCOL_VERSION:
+                raise t.StreamError(f"protocol version {hello.get('version')} not supported")
+            self.job, self.machine = hello["job"], hello["machine"]
+            self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION})
+            while True:
+                f = self.end.recv()
+                if f.type == t.BYE:
+                    return
+                handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
+                           t.CHECK: self._check}.get(f.type)
+                if handler is None:
+                    raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
+                handler(f.json())
+        except t.StreamError:
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the source side, then end
+            try:
+                from engine.errors import one_line
+
+                self.end.send_json(t.ERROR, {"message": one_line(exc)})
+            except t.StreamError:
+                pass
+
+    def _state(self, _: dict) -> None:
+        """The machine's chain and its latest point's digests (for the planner)."""
+        meta = self.repo.try_load(self.job, self.machine)
+        parts = [json.dumps(meta_to_dict(meta) if meta else None).encode(), b"\n"]
+        if meta and meta.points:
+            folder = self.repo.machine_dir(self.job, self.machine)
+            with self.repo.lock(self.job, self.machine, exclusive=False), \
+                    PointView(folder, meta, meta.points[-1]) as view:
+                for i, d in enumerate(view.disks):
+                    for b, dg in view.digests(d.name).items():
+                        parts.append(t.STATE_ENTRY.pack(i, b, dg))
+        self.end.send(t.encode(t.STATE, b"".join(parts)))
+
+    def _retain(self, request: dict) -> None:
+        from engine.copy.retain import apply_retention
+
+        actions = apply_retention(self.repo, self.job, self.machine, request)
+        self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _check(self, _: dict) -> None:
+        from engine.health import check_machine
+
+        res = check_machine(self.repo, self.job, self.machine)
+        if res.corrupt:
+            with self.repo.lock(self.job, self.machine, exclusive=True):
+                meta = self.repo.load(self.job, self.machine)
+                meta.facts["repair"] = sorted({(c.disk, c.block) for c in res.corrupt})
+                self.repo.save(meta)
+        self.end.send_json(t.CHECK, {"corrupt": [[c.disk, c.block, c.file, c.reason]
+                                                 for c in res.corrupt], "errors": res.errors})
+
+    # -- one point -------------------------------------------------------------------
+    def _point(self, begin: dict) -> None:
+        repo, job, machine = self.repo, self.job, self.machine
+        folder = repo.machine_dir(job, machine)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = repo.try_load(job, machine)
+        base = begin.get("base")
+        latest = meta.points[-1].id if meta and meta.points else None
+        if base != latest:
+            raise t.StreamError(f"target chain moved: expected base {base}, have {latest}")
+        kind = Kind(begin["kind"])
+        when = datetime.fromisoformat(begin["time"])
+        disks = [DiskInfo(d["name"], d["size"]) for d in begin["disks"]]
+        names = [d.name for d in disks]
+        bs = begin["block_size"]
+        writer, have_blocks, name, point_id = self._open_writer(folder, begin, kind, when, names, bs)
+        for d in disks:
+            writer.set_disk(d.name, d.size)
+        for dname, block, e in writer.resumed_entries():
+            if dname in writer.disks:
+                writer.put_entry(dname, block, e)
+                if e.flags != FLAG_ZERO:
+                    writer.dedup.setdefault(e.digest, e)
+        cache = DigestCache.of_job(repo, job) if begin.get("wan") else DigestCache()
+        stats = {"local": 0, "resumed": 0}
+        try:
+            suspect = {(d, b) for d, b in begin.get("repaired", [])}
+            self._digests(writer, names, have_blocks, cache, stats, suspect)
+            self._blocks(writer, names)
+            size = writer.commit(state=point_id)
+        except BaseException:
+            writer.abort(keep_partial=True)
+            raise
+        with repo.lock(job, machine, exclusive=True):
+            meta = repo.try_load(job, machine) or MachineMeta(
+                job, machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"),
+                facts={"source_job": begin.get("source_job", "")})
+            meta.block_size = bs
+            meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size,
+                                            source_point=begin["source_point"],
+                                            block_size=bs))
+            meta.facts.update(begin.get("facts", {}))
+            if begin.get("repaired"):
+                meta.facts.pop("repair", None)
+            repo.save(meta)
+            (folder / RESUME).unlink(missing_ok=True)
+            repo.sweep(meta, job, machine)
+        self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size,
+                                    "written": writer.written, "local": stats["local"],
+                                    "resumed": stats["resumed"], "busy": self.busy})
+
+    def _open_writer(self, folder: Path, begin: dict, kind: Kind, when: datetime,
+                     names: list[str], bs: int):
+        """A new file, or the partial one a killed run of the same plan left."""
+        marker = folder / RESUME
+        plan = {k: begin[k] for k in ("source_point", "kind", "base", "block_size")}
+        if marker.exists():
+            try:
+                old = json.loads(marker.read_text())
+                if old["plan"] == plan and old["disks"] == names:
+                    w, have = ContainerWriter.resume(folder / old["file"], kind.value, bs)
+                    return w, have, old["file"], old["point"]
+            except (OSError, ValueError, KeyError):
+                pass
+            self.repo.sweep(self.repo.try_load(self.job, self.machine), self.job, self.machine)
+        point_id = begin["point"]
+        name = point_file_name(self.machine, when, point_id, kind)
+        marker.write_text(json.dumps({"plan": plan, "disks": names, "file": name,
+                                      "point": point_id}))
+        w = ContainerWriter(folder / name, kind.value, bs)
+        w.enable_journal(names)
+        return w, set(), name, point_id
+
+    def _digests(self, writer: ContainerWriter, names: list[str], have_blocks: set,
+                 cache: DigestCache, stats: dict, suspect: set) -> None:
+        """Answer DIGESTS batches with HAVE bitmaps until the empty batch."""
+        readers: dict[Path, Container] = {}
+        try:
+            while True:
+                f = self.end.expect(t.DIGESTS)
+                if not f.payload:
+                    return
+                bits = bytearray()
+                for disk, block, raw, flags, digest in _DIG.iter_unpack(f.payload):
+                    name = names[disk]
+                    if flags == FLAG_ZERO:
+                        writer.put(name, block, digest, raw, FLAG_ZERO)
+                        bits.append(1)
+                    elif (name, block) in have_blocks and \
+                            writer.disks[name].blocks.get(block, _NONE).digest == digest:
+                        stats["resumed"] += 1
+                        bits.append(1)
+                    elif digest in writer.dedup and writer.dedup[digest].raw == raw:
+                        e = writer.dedup[digest]
+                        writer.put(name, block, digest, raw, e.flags)
+                        bits.append(1)
+                    elif digest in cache.where and (name, block) not in suspect:
+                        path, e = cache.where[digest]
+                        c = readers.get(path) or readers.setdefault(path, Container(path))
+                        t0 = time.perf_counter()
+                        writer.put(name, block, digest, e.raw, e.flags, c.read_stored(e))
+                        self.busy += time.perf_counter() - t0
+                        stats["local"] += 1
+                        bits.append(1)
+                    else:
+                        bits.append(0)
+                self.end.send(t.encode(t.HAVE, bytes(bits)))
+        finally:
+            for c in readers.values():
+                c.close()
+
+    def _blocks(self, writer: ContainerWriter, names: list[str]) -> None:
+        while True:
+            f = self.end.recv()
+            if f.type == t.COMMIT:
+                return
+            if f.type == t.ABORT:
+                raise t.StreamError("source aborted the point")
+            if f.type != t.BLOCK:
+                raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
+            disk, block, raw, flags, digest, payload = t.decode_block(f.payload)
+            t0 = time.perf_counter()
+            writer.put(names[disk], block, digest, raw, flags, payload)
+            self.busy += time.perf_counter() - t0
+
+
+_NONE = Entry(0, 0, 0, FLAG_ZERO, b"")
+
+
+def pack_digest(disk: int, block: int, raw: int, flags: int, digest: bytes) -> bytes:
+    return _DIG.pack(disk, block, raw, flags, digest)

@@ -1,0 +1,73 @@
+"""Job sessions and per-machine task results in SQLite.
+
+The database lives in the target repository (`<repo>/.ferry/history.sqlite`)
+unless the job file names another path, so the history travels with the data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY, job TEXT NOT NULL, status TEXT NOT NULL, started TEXT NOT NULL,
+  finished TEXT NOT NULL, duration_s REAL, processed INTEGER, read INTEGER,
+  transferred INTEGER, written INTEGER, message TEXT, dry_run INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tasks (
+  session_id TEXT NOT NULL REFERENCES sessions(id), machine TEXT NOT NULL,
+  status TEXT NOT NULL, kind TEXT, point TEXT, source_point TEXT, processed INTEGER,
+  read INTEGER, transferred INTEGER, written INTEGER, duration_s REAL, held_s REAL,
+  bottleneck TEXT, message TEXT, attempts INTEGER DEFAULT 1);
+CREATE INDEX IF NOT EXISTS sessions_job ON sessions(job, started);
+"""
+SESSION_KEYS = ("id", "job", "status", "started", "finished", "duration_s", "processed", "read",
+                "transferred", "written", "message", "dry_run")
+TASK_KEYS = ("machine", "status", "kind", "point", "source_point", "processed", "read",
+             "transferred", "written", "duration_s", "held_s", "bottleneck", "message", "attempts")
+
+
+def history_path(spec) -> Path:
+    """Where a job's history is kept."""
+    explicit = getattr(spec, "history", None)
+    return Path(explicit) if explicit else Path(spec.target_repository) / ".ferry" / "history.sqlite"
+
+
+class History:
+    """A small wrapper; every call opens its own connection (thread-safe, short-lived)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=30)
+        con.row_factory = sqlite3.Row
+        con.executescript(SCHEMA)
+        return con
+
+    def record(self, session: dict, tasks: list[dict]) -> None:
+        with self._connect() as con:
+            con.execute(f"INSERT INTO sessions ({','.join(SESSION_KEYS)}) VALUES "
+                        f"({','.join('?' * len(SESSION_KEYS))})",
+                        [session.get(k) for k in SESSION_KEYS])
+            con.executemany(f"INSERT INTO tasks (session_id,{','.join(TASK_KEYS)}) VALUES "
+                            f"(?,{','.join('?' * len(TASK_KEYS))})",
+                            [[session["id"]] + [t.get(k) for k in TASK_KEYS] for t in tasks])
+
+    def sessions(self, job: str | None = None, limit: int = 100) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with self._connect() as con:
+            q = "SELECT * FROM sessions" + (" WHERE job = ?" if job else "")
+            rows = con.execute(q + " ORDER BY started DESC, rowid DESC LIMIT ?",
+                               ([job] if job else []) + [limit])
+            return [dict(r) for r in rows]
+
+    def tasks(self, session_id: str) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM tasks WHERE session_id = ? ORDER BY machine",
+                               [session_id])
+            return [dict(r) for r in rows]
