@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -40,8 +41,14 @@ func main() {
 	ds := flag.Int("ds", 1, "datastores")
 	folder := flag.Int("folder", 0, "datacenters placed within a folder")
 	delay := flag.Int("delay", 0, "milliseconds to delay every SOAP call (to test client timeouts)")
+	methodDelay := flag.String("method-delay", "", "per-method delays, e.g. RetrievePropertiesEx=2000,Logout=100")
 	powerOff := flag.String("poweroff", "", "comma-separated VM names to leave powered off")
 	flag.Parse()
+
+	// Catch the stop signal before creating anything, so a stop that arrives
+	// while the model is being built still removes its temporary folders.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 
 	var model *simulator.Model
 	switch *mode {
@@ -61,6 +68,14 @@ func main() {
 	model.Machine = *vm
 	model.Datastore = *ds
 	model.DelayConfig.Delay = *delay
+	if *methodDelay != "" {
+		delays, err := parseMethodDelays(*methodDelay)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vcsim: -method-delay: %v\n", err)
+			os.Exit(2)
+		}
+		model.DelayConfig.MethodDelay = delays
+	}
 
 	if err := model.Create(); err != nil {
 		fmt.Fprintf(os.Stderr, "vcsim: create model: %v\n", err)
@@ -94,9 +109,6 @@ func main() {
 	ready.User = nil
 	fmt.Printf("READY %s\n", ready.String())
 	os.Stdout.Sync()
-
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	<-stop
 }
 
@@ -126,4 +138,21 @@ func powerOffByName(names []string) error {
 		return fmt.Errorf("-poweroff: no such VM: %s", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// parseMethodDelays reads "Method=ms,Method=ms" into the simulator's map.
+func parseMethodDelays(spec string) (map[string]int, error) {
+	delays := map[string]int{}
+	for _, item := range strings.Split(spec, ",") {
+		name, ms, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q is not Method=milliseconds", item)
+		}
+		n, err := strconv.Atoi(ms)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q: bad milliseconds", item)
+		}
+		delays[name] = n
+	}
+	return delays, nil
 }

@@ -1,0 +1,106 @@
+"""`ferry daemon`: runs every job of a folder on its own.
+
+Periodic jobs run at their scheduled times (and only inside their copy window);
+immediate jobs run as soon as a source point newer than the last copied one is
+complete. Disabled jobs (`enabled = false`) are skipped. The last run of each
+job comes from its history, so a restarted daemon does not repeat a run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from engine.errors import one_line
+from engine.history import History, history_path
+from engine.repository.repository import Repository
+from engine.schedule import in_window, next_run
+from engine.units import now as wall_now
+
+
+def last_run(spec) -> datetime | None:
+    rows = History(history_path(spec)).sessions(spec.name, limit=1)
+    return datetime.fromisoformat(rows[0]["started"]) if rows else None
+
+
+def has_new_source_point(spec) -> bool:
+    """True when some machine's newest source point is newer than its copy."""
+    src, dst = Repository(spec.source_repository), Repository(spec.target_repository)
+    for job in spec.source_jobs:
+        for _, machine in src.machines(job):
+            if spec.machines and machine not in spec.machines:
+                continue
+            try:
+                s = src.load(job, machine)
+                t = dst.try_load(spec.name, machine)
+            except Exception:  # noqa: BLE001 - a damaged chain is the run's to report
+                return True
+            if s.points and (t is None or not t.points or s.points[-1].time > t.points[-1].time):
+                return True
+    return False
+
+
+def is_due(spec, now: datetime, last: datetime | None) -> bool:
+    if not getattr(spec, "enabled", True):
+        return False
+    if not in_window(spec.schedule, now):
+        return False
+    if spec.mode == "immediate":
+        return has_new_source_point(spec)
+    if last is None:
+        return True
+    return next_run(spec.schedule, last) <= now
+
+
+class Daemon:
+    """Polls the jobs folder; each due job runs to completion before the next poll."""
+
+    def __init__(self, folder: Path, poll: float = 30.0,
+                 clock: Callable[[], datetime] = wall_now, run=None):
+        self.folder = Path(folder)
+        self.poll = poll
+        self.clock = clock
+        if run is None:
+            from engine.copy.runner import run_job as run
+        self.run = run
+
+    def pass_once(self) -> list[tuple[str, str]]:
+        """Run every due job once; returns (job, status) for each run made."""
+        from engine.jobfile import discover_jobs
+
+        ran = []
+        for path, spec in discover_jobs(self.folder):
+            if isinstance(spec, Exception):
+                print(f"ferry daemon: {spec}", file=sys.stderr)
+                continue
+            now = self.clock()
+            try:
+                if not is_due(spec, now, last_run(spec)):
+                    continue
+                res = self.run(spec, at=None)
+                ran.append((spec.name, res.status))
+                print(f"ferry daemon: {spec.name}: {res.status}", flush=True)
+            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
+                print(f"ferry daemon: {path.name}: {one_line(exc)}", file=sys.stderr)
+                ran.append((getattr(spec, "name", path.name), "Failed"))
+        return ran
+
+    def serve(self, once: bool = False) -> int:
+        if not self.folder.is_dir():
+            print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
+            return 2
+        if once:
+            self.pass_once()
+            return 0
+        try:
+            while True:
+                self.pass_once()
+                time.sleep(self.poll)
+        except KeyboardInterrupt:
+            return 0
+
+
+__all__ = ["Daemon", "is_due", "timedelta"]
