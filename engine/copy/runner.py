@@ -201,6 +201,13 @@ class Runner:
     def run(self) -> SessionResult:
         started, t0 = self.clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
+        self.facts: dict[str, dict] = {}
+        if getattr(self.spec, "inventory", None):
+            from engine.copy.inventory_step import check_inventory
+
+            outcome = check_inventory(self.spec, [r.machine for r in refs], self.dst)
+            problems += outcome.warnings
+            self.facts = outcome.facts
         self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
                                 self.dry_run))
         for p in problems:

@@ -84,7 +84,8 @@ class MachineCopy:
                          "disks": [asdict(d) for d in view.disks],
                          "wan": bool(spec.transport.wan_acceleration),
                          "source_job": self.ref.source_job, "repaired": repaired,
-                         "facts": {"source_job": self.ref.source_job}}
+                         "facts": {"source_job": self.ref.source_job,
+                                   **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
                 previous = {d.name: view.digests(d.name) for d in view.disks}
             base = done["point"]

@@ -69,18 +69,19 @@ class Busy:
 
 
 class RateLimit:
-    """A token bucket on bytes sent (0 = unlimited)."""
+    """A token bucket on bytes sent (0 = unlimited); bursts of at most 0.1 s worth."""
 
     def __init__(self, rate: int):
         self.rate = rate
+        self.burst = rate * 0.1
         self._t = time.monotonic()
-        self._tokens = float(rate)
+        self._tokens = 0.0
 
     def take(self, n: int) -> float:
         if not self.rate:
             return 0.0
         now = time.monotonic()
-        self._tokens = min(self.rate, self._tokens + (now - self._t) * self.rate)
+        self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
         self._t = now
         self._tokens -= n
         if self._tokens < 0:
@@ -102,7 +103,8 @@ class SourceMover:
         self.progress = progress
         self.rate = rate or RateLimit(0)
         self.busy = Busy()
-        self.held = 0.0
+        self.held = 0.0  # seconds held by the operator
+        self.throttled = 0.0  # seconds waiting for the rate limit
 
     def hello(self, job: str, machine: str) -> None:
         self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": job,
@@ -154,7 +156,7 @@ class SourceMover:
         stats.transferred += self.end.sent - sent0
         stats.written += done["written"]
         self.busy.target += done.get("busy", 0.0)
-        self.busy.stream = self.end.busy
+        self.busy.stream = self.end.busy + self.throttled
         return done
 
     def _stream(self, view: PointView, missing, stats: Stats) -> None:
@@ -175,7 +177,7 @@ class SourceMover:
 
     def _send_one(self, prepared, stats: Stats) -> None:
         frame, raw = prepared
-        self.held += self.rate.take(len(frame))
+        self.throttled += self.rate.take(len(frame))
         self.end.send(frame)
         stats.read += raw
         stats.blocks_sent += 1

@@ -16,6 +16,7 @@ from engine.inventory.base import (
     lookup,
     match_machines,
 )
+from engine.inventory.settings import settings_from_job
 
 __all__ = [
     "InventoryError",
@@ -27,4 +28,5 @@ __all__ = [
     "list_machines",
     "lookup",
     "match_machines",
+    "settings_from_job",
 ]

@@ -127,6 +127,8 @@ class InventoryResult:
     ok: bool
     machines: list[VmInfo] = field(default_factory=list)
     warning: str = ""
+    reason: str = ""  # when not ok: one of REASONS (never "protocol": that raises)
+    detail: str = ""  # when not ok: the error's one-line message (host, no password)
 
 
 def list_machines(settings: InventorySettings) -> list[VmInfo]:
@@ -155,7 +157,8 @@ def lookup(settings: InventorySettings, names: list[str] | None = None) -> Inven
     except InventoryError as exc:
         if exc.reason == "protocol":
             raise
-        return InventoryResult(ok=False, machines=[], warning=f"inventory not available: {exc}")
+        return InventoryResult(ok=False, machines=[], warning=f"inventory not available: {exc}",
+                               reason=exc.reason, detail=str(exc))
     if names is not None:
         wanted = set(names)
         machines = [m for m in machines if m.name in wanted or (m.id and m.id in wanted)]

@@ -218,7 +218,7 @@ class ContainerWriter:
         self._buffered = 0
         self._journal = None  # see enable_journal
         self._journal_pending: list[bytes] = []
-        self.journal_every = 64 << 20
+        self.journal_every = 16 << 20
         self._since_sync = 0
 
     def set_disk(self, name: str, size: int) -> DiskIndex:
@@ -293,7 +293,7 @@ class ContainerWriter:
         w.disks, w.dedup, w.written, w._base = {}, {}, 0, None
         w._tmp, w._generation, w._keep_state = tmp, 0, ""
         w._buf, w._buffered, w._journal_pending = [], 0, []
-        w.journal_every, w._since_sync = 64 << 20, 0
+        w.journal_every, w._since_sync = 16 << 20, 0
         have = set()
         end = DATA_START
         entries = []

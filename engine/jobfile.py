@@ -1,0 +1,550 @@
+"""Job files: TOML -> validated `JobSpec`, and back (CONTRACT "Job files (TOML)").
+
+Nothing runs on an invalid file, and every mistake is one line naming the file, the
+line and the dotted key (`JobFileError`). `validate_text` collects every error (for an
+editor that marks lines); `load_job` raises the first one. Writes are atomic (temp
+file, fsync, rename) and validated before they replace the file, so Ferry never leaves
+a job file invalid on disk.
+
+Split: `engine.jobschema` holds the pydantic model of each table (types, unknown keys,
+value ranges); this module adds the checks across tables and against the file system
+and builds the `JobSpec`; `engine.jobtext` finds the line of a key and writes TOML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from engine import jobschema as js
+from engine import jobtext as jt
+from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
+from engine.repository.repository import BadName, safe_name
+from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
+
+PATH_KEYS = ("source.repository", "target.repository", "history")
+
+
+class JobFileError(Exception):
+    """One problem in a job file; `str()` is the one-line message for the CLI and console.
+
+    `key` is the dotted TOML key ("retention.gfs.weekly.day"), "" for problems of the
+    whole file (unreadable, TOML syntax outside any key); `line` is None when unknown.
+    """
+
+    def __init__(self, path: Path | str, line: int | None, key: str, problem: str) -> None:
+        super().__init__(path, line, key, problem)  # args round-trip through pickle
+        self.path = Path(path)
+        self.line = line
+        self.key = key
+        self.problem = " ".join(problem.splitlines())
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.key}: {self.problem}" if self.key else f"{where}: {self.problem}"
+
+    def __repr__(self) -> str:
+        return f"JobFileError({str(self)!r})"
+
+
+@dataclass
+class StorageSpec:
+    """`[storage]`: compression level and maintenance slots ("off" or e.g. "last sunday 05:00")."""
+
+    compression: str = "auto"
+    health_check: str = "off"
+    compact: str = "off"
+
+
+@dataclass
+class TransportSpec:
+    """`[transport]`; `rate_limit` in bytes per second (0 = none), `retry_wait` in seconds."""
+
+    wan_acceleration: bool = False
+    parallel_tasks: int = 4
+    rate_limit: int = 0
+    retries: int = 3
+    retry_wait: float = 600.0
+
+
+@dataclass(kw_only=True)
+class JobSpec:
+    """A validated job. Paths are absolute; `raw_paths` remembers how the file wrote them
+    (key in PATH_KEYS -> text) so that saving keeps relative paths relative.
+
+    `schedule` of an immediate job has no daily_at/every (only its window matters).
+    `inventory` is the validated `[inventory]` table with defaults filled: kind, host,
+    port, protocol, verify_tls, user (or None), password_env (or None), timeout (s).
+    """
+
+    path: Path
+    name: str
+    mode: str = "periodic"
+    enabled: bool = True
+    source_repository: Path
+    source_jobs: list[str]
+    machines: list[str] = field(default_factory=list)
+    target_repository: Path
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    storage: StorageSpec = field(default_factory=StorageSpec)
+    transport: TransportSpec = field(default_factory=TransportSpec)
+    inventory: dict[str, Any] | None = None
+    history: Path | None = None
+    raw_paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+# -------------------------------------------------------------------------------------
+# Validation.
+
+_TYPE_WORDS = {
+    "int_type": "an integer", "string_type": "a string", "bool_type": "true or false",
+    "float_type": "a number", "list_type": "a list", "model_type": "a table",
+    "dict_type": "a table", "model_attributes_type": "a table",
+}
+_MISSING = {
+    ("name",): 'every job needs a name, e.g. name = "DR copy"',
+    ("retention", "gfs", "weekly", "day"): 'weekly GFS needs a day, e.g. day = "sunday"',
+    ("retention", "gfs", "monthly", "week"): "monthly GFS needs a week: first|second|third|fourth|last",
+    ("retention", "gfs", "yearly", "month"): 'yearly GFS needs a month, e.g. month = "january"',
+}
+
+
+def _problem(err: Any, keys: tuple[str, ...]) -> str:
+    """A pydantic error as the text after "key: "."""
+    kind = err["type"]
+    if kind == "missing":
+        return _MISSING.get(keys, "required key is missing")
+    if kind == "extra_forbidden":
+        hint = get_close_matches(keys[-1], js.known_keys(keys[:-1]), n=1)
+        return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    if kind == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])
+    if kind in _TYPE_WORDS:
+        return f"expected {_TYPE_WORDS[kind]}, got {js.describe(err.get('input'))}"
+    return str(err.get("msg", kind))
+
+
+def _raw_str(data: Any, *keys: str) -> str | None:
+    """A string value of the raw TOML data, or None when absent or of another type, so
+    cross-checks can run even when a sibling key of the same table is wrong."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data if isinstance(data, str) and data.strip() else None
+
+
+class _Checker:
+    """Collects the errors of one text. Each table is validated on its own, so one bad
+    table does not hide the errors of another."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.text = text
+        self.path = path
+        self.base = Path(os.path.normpath(Path(path).absolute())).parent
+        self.entries: list[jt.Entry] = []
+        self.errors: list[JobFileError] = []
+
+    def error(self, key: tuple[str, ...], problem: str) -> None:
+        self.errors.append(JobFileError(self.path, jt.line_for(self.entries, key), ".".join(key), problem))
+
+    def model(self, model: type[BaseModel], data: Any, prefix: tuple[str, ...]) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                keys, index = list(prefix), None
+                for part in err["loc"]:
+                    if isinstance(part, int):
+                        index = part
+                        break
+                    keys.append(str(part))
+                problem = _problem(err, tuple(keys))
+                self.error(tuple(keys), problem if index is None else f"item {index + 1}: {problem}")
+            return None
+
+    def resolve(self, raw: str) -> Path:
+        p = Path(raw).expanduser()
+        return Path(os.path.normpath(p if p.is_absolute() else self.base / p))
+
+    def run(self) -> JobSpec | None:
+        try:
+            self.entries = jt.scan(self.text)
+        except Exception:  # noqa: BLE001 - the scanner only improves messages
+            self.entries = []
+        try:
+            raw = tomllib.loads(self.text.removeprefix("\ufeff"))
+        except tomllib.TOMLDecodeError as exc:
+            self.syntax_error(str(exc))
+            return None
+        top = self.model(js.TopLevel, {k: v for k, v in raw.items() if k not in js.TABLES}, ())
+        tables: dict[str, Any] = {}
+        for name, model in js.TABLES.items():
+            if name in raw:
+                tables[name] = self.model(model, raw[name], (name,))
+            elif name in js.REQUIRED_TABLES:
+                self.error((name,), f"required table [{name}] is missing")
+            elif name != "inventory":  # the only optional table without defaults
+                tables[name] = model()
+        paths = self.check_paths(raw)
+        self.check_cross(raw, tables)
+        if self.errors or top is None:
+            return None
+        return self.build(top, tables, paths)
+
+    def syntax_error(self, message: str) -> None:
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        line: int | None = None
+        if m:
+            line = int(m.group(1))
+            message = f"{message[: m.start()]} at column {m.group(2)}"
+        elif message.endswith("(at end of document)"):
+            message = message.removesuffix(" (at end of document)")
+            seen: set[tuple[str, ...]] = set()
+            for e in self.entries:  # tomllib gives no line for a repeated key
+                if not e.header and e.path in seen:
+                    line = e.line
+                    break
+                seen.add(e.path)
+            else:
+                line = max(1, self.text.rstrip("\n").count("\n") + 1)
+        key = jt.key_on_line(self.entries, line) if line else ""
+        self.errors.append(JobFileError(self.path, line, key, f"bad TOML: {message}"))
+
+    def check_paths(self, raw: dict[str, Any]) -> dict[str, Path]:
+        """Name and folders: what must hold on this machine before anything runs."""
+        name = raw.get("name")
+        if isinstance(name, str) and name.strip():
+            try:
+                safe_name(name, "job name")
+            except BadName as exc:
+                self.error(("name",), f"{exc}; the name becomes a folder name")
+        out: dict[str, Path] = {}
+        if (text := _raw_str(raw, "source", "repository")) is not None:
+            src = out["source.repository"] = self.resolve(text)
+            if not src.is_dir():
+                what = "not a directory" if src.exists() else "repository not found"
+                self.error(("source", "repository"), f"{what}: {src}")
+        if (text := _raw_str(raw, "target", "repository")) is not None:
+            tgt = out["target.repository"] = self.resolve(text)
+            src = out.get("source.repository")
+            if tgt.exists() and not tgt.is_dir():
+                self.error(("target", "repository"), f"not a directory: {tgt}")
+            elif not tgt.parent.is_dir():
+                self.error(("target", "repository"), f"parent folder not found: {tgt.parent}")
+            elif src is not None and _same_or_inside(tgt, src):
+                self.error(("target", "repository"), f"must not be the source repository or "
+                           f"a folder inside it ({src})")
+        if (text := _raw_str(raw, "history")) is not None:
+            history = out["history"] = self.resolve(text)
+            if history.is_dir():
+                self.error(("history",), f"is a folder, expected a file: {history}")
+            elif not history.parent.is_dir():
+                self.error(("history",), f"parent folder not found: {history.parent}")
+        return out
+
+    def check_cross(self, raw: dict[str, Any], t: dict[str, Any]) -> None:
+        """Rules that involve two keys; the error goes to the key that has to change."""
+        given = raw.get("schedule")
+        if isinstance(given, dict):
+            if _raw_str(raw, "mode") is not None and raw["mode"].strip().lower() == "immediate":
+                for key in ("daily_at", "every", "days"):
+                    if key in given:
+                        self.error(("schedule", key), f"only periodic jobs have {key}; an immediate "
+                                   "job copies each new point as soon as it is complete")
+            elif "daily_at" in given and "every" in given:
+                self.error(("schedule", "every"), "use either daily_at or every, not both")
+        ret, storage = t.get("retention"), t.get("storage")
+        if ret is not None and ret.gfs is not None and storage is not None and storage.compact != "off":
+            if any((ret.gfs.weekly, ret.gfs.monthly, ret.gfs.yearly)):
+                self.error(("storage", "compact"), "compact full works only without GFS retention")
+
+    def build(self, top: js.TopLevel, t: dict[str, Any], paths: dict[str, Path]) -> JobSpec:
+        raw_paths = {"source.repository": t["source"].repository,
+                     "target.repository": t["target"].repository}
+        if top.history is not None:
+            raw_paths["history"] = top.history
+        s = t["schedule"]
+        if top.mode == "immediate":
+            schedule = ScheduleSpec(daily_at=None, every=None, window=s.window)
+        else:
+            daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
+            schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window)
+        inv = t.get("inventory")
+        return JobSpec(
+            path=Path(os.path.normpath(Path(self.path).absolute())),
+            name=top.name, mode=top.mode, enabled=top.enabled,
+            source_repository=paths["source.repository"], source_jobs=list(t["source"].jobs),
+            machines=list(t["source"].machines), target_repository=paths["target.repository"],
+            retention=_retention(t["retention"]), schedule=schedule,
+            storage=StorageSpec(**t["storage"].model_dump()),
+            transport=TransportSpec(**t["transport"].model_dump()),
+            inventory=inv.settings() if inv is not None else None,
+            history=paths.get("history"), raw_paths=raw_paths,
+        )
+
+
+def _same_or_inside(path: Path, other: Path) -> bool:
+    """`path` is `other` or below it (symlinks resolved): the copy would show up as a
+    job folder of the source repository."""
+    a, b = path.resolve(), other.resolve()
+    return a == b or b in a.parents
+
+
+def _retention(r: js.Retention) -> RetentionPolicy:
+    gfs = None
+    if r.gfs is not None:
+        g = r.gfs
+        gfs = GfsPolicy(
+            weekly=GfsCycle(g.weekly.keep_weeks, g.weekly.day) if g.weekly else None,
+            monthly=GfsCycle(g.monthly.keep_months, g.monthly.week) if g.monthly else None,
+            yearly=GfsCycle(g.yearly.keep_years, g.yearly.month) if g.yearly else None,
+            method=g.method,
+        )
+    return RetentionPolicy(keep=r.keep, unit=r.unit, gfs=gfs, deleted_items_days=r.deleted_items_days)
+
+
+def _check(text: str, path: Path) -> tuple[list[JobFileError], JobSpec | None]:
+    checker = _Checker(text, path)
+    try:
+        spec = checker.run()
+    except Exception as exc:  # noqa: BLE001 - an editor must get a message, not a crash
+        checker.errors.append(JobFileError(path, None, "", f"internal error while checking: {exc!r}"))
+        spec = None
+    errors = sorted(checker.errors, key=lambda e: (e.line is None, e.line or 0))
+    return errors, (spec if not errors else None)
+
+
+def validate_text(text: str, path: Path | str) -> list[JobFileError]:
+    """Every error of a job file's text, in line order ([] when valid). Never raises.
+
+    `path` is where the text lives (or will): relative paths resolve against its folder.
+    """
+    return _check(text, Path(path))[0]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobFileError(path, None, "", f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise JobFileError(path, None, "", f"cannot read job file: {exc.strerror or exc}") from None
+
+
+def load_job(path: Path | str) -> JobSpec:
+    """Load and validate a job file; raises the first `JobFileError` (in line order)."""
+    path = Path(path)
+    errors, spec = _check(_read(path), path)
+    if errors or spec is None:
+        raise errors[0]
+    return spec
+
+
+def discover_jobs(folder: Path | str) -> list[tuple[Path, JobSpec | JobFileError]]:
+    """Every `*.toml` in `folder` (hidden files skipped, sorted by name): spec or first error.
+
+    A job whose name (case-insensitively) is taken by an earlier file gets an error:
+    both would write into the same job folder and share one history.
+    """
+    out: list[tuple[Path, JobSpec | JobFileError]] = []
+    names: dict[str, Path] = {}
+    for path in sorted(Path(folder).glob("*.toml")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            spec: JobSpec | JobFileError = load_job(path)
+        except JobFileError as exc:
+            spec = exc
+        if isinstance(spec, JobSpec):
+            key = spec.name.casefold()
+            if key in names:
+                line = jt.line_for(jt.scan(_read(path)), ("name",))
+                spec = JobFileError(path, line, "name",
+                                    f"job name {spec.name!r} is already used by {names[key].name}")
+            else:
+                names[key] = path
+        out.append((path, spec))
+    return out
+
+
+# -------------------------------------------------------------------------------------
+# Writing.
+
+
+def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
+    """How to write a path: as the file had it; relative ones re-based when the file
+    moves. A path set in code (no original text) is written absolute."""
+    raw = spec.raw_paths.get(key)
+    if raw is None:
+        return str(value)
+    old_base = spec.path.parent
+    expanded = Path(raw).expanduser()
+    absolute = expanded.is_absolute()
+    unchanged = Path(os.path.normpath(expanded if absolute else old_base / expanded)) == value
+    if unchanged and (absolute or base == old_base):
+        return raw
+    if absolute:
+        return str(value)
+    try:
+        return Path(os.path.relpath(value, base)).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(value)
+
+
+def _retention_dict(policy: RetentionPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {"keep": policy.keep, "unit": policy.unit,
+                           "deleted_items_days": policy.deleted_items_days}
+    if policy.gfs is not None:
+        g = policy.gfs
+        gfs: dict[str, Any] = {}
+        if g.weekly:
+            gfs["weekly"] = {"keep_weeks": g.weekly.keep, "day": g.weekly.at}
+        if g.monthly:
+            gfs["monthly"] = {"keep_months": g.monthly.keep, "week": g.monthly.at}
+        if g.yearly:
+            gfs["yearly"] = {"keep_years": g.yearly.keep, "month": g.yearly.at}
+        gfs["method"] = g.method
+        out["gfs"] = gfs
+    return out
+
+
+def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any]:
+    """The job as TOML-ready data (every setting explicit, durations and rates as text).
+
+    Relative paths are written relative to `relative_to`, the folder of the file being
+    written (default: the job file's folder).
+    """
+    base = Path(os.path.normpath(Path(relative_to).absolute())) if relative_to else spec.path.parent
+    out: dict[str, Any] = {"name": spec.name, "mode": spec.mode, "enabled": spec.enabled}
+    if spec.history is not None:
+        out["history"] = _path_text(spec, "history", spec.history, base)
+    out["source"] = {"repository": _path_text(spec, "source.repository", spec.source_repository, base),
+                     "jobs": list(spec.source_jobs), "machines": list(spec.machines)}
+    out["target"] = {"repository": _path_text(spec, "target.repository", spec.target_repository, base)}
+    s, schedule = spec.schedule, {}
+    if spec.mode != "immediate":
+        if s.every is not None:
+            schedule["every"] = jt.fmt_duration(s.every)
+        else:
+            schedule["daily_at"] = s.daily_at or DEFAULT_DAILY_AT
+        if s.days:
+            schedule["days"] = list(s.days)
+    if s.window:
+        schedule["window"] = list(s.window)
+    if schedule:
+        out["schedule"] = schedule
+    out["retention"] = _retention_dict(spec.retention)
+    out["storage"] = {"compression": spec.storage.compression,
+                      "health_check": spec.storage.health_check, "compact": spec.storage.compact}
+    tr = spec.transport
+    out["transport"] = {"wan_acceleration": tr.wan_acceleration, "parallel_tasks": tr.parallel_tasks,
+                        "rate_limit": jt.fmt_rate(tr.rate_limit), "retries": tr.retries,
+                        "retry_wait": jt.fmt_duration(tr.retry_wait)}
+    if spec.inventory is not None:
+        inv = {k: v for k, v in spec.inventory.items() if v is not None}
+        if isinstance(inv.get("timeout"), (int, float)):
+            inv["timeout"] = jt.fmt_duration(inv["timeout"])
+        out["inventory"] = inv
+    return out
+
+
+def _write_checked(path: Path, text: str) -> JobSpec:
+    """Validate `text` as the file at `path`, then replace the file atomically."""
+    errors, spec = _check(text, path)
+    if errors or spec is None:
+        raise errors[0]
+    jt.atomic_write(path, text)
+    return spec
+
+
+def save_job(spec: JobSpec, path: Path | str | None = None) -> JobSpec:
+    """Write `spec` to `path` (default `spec.path`); returns the spec as loaded from there.
+
+    An invalid spec raises `JobFileError` and leaves the file untouched. The file is
+    rewritten whole, so comments are lost (`update_retention` keeps them).
+    """
+    dest = Path(path) if path is not None else spec.path
+    return _write_checked(dest, jt.render(job_to_dict(spec, relative_to=dest.parent)))
+
+
+def update_retention(path: Path | str, policy: RetentionPolicy) -> JobSpec:
+    """Replace only the `[retention]` table (and `[retention.gfs]`) of a job file.
+
+    Everything else, comments included, stays as it was. The new text is validated
+    before it replaces the file: a bad policy, or a file with errors outside
+    `[retention]`, raises `JobFileError` and the file is untouched. (Errors inside
+    `[retention]` are fixed by the rewrite, so the console can repair them.)
+    """
+    path = Path(path)
+    text = _read(path)
+    block = "\n".join(jt.render_table("retention", _retention_dict(policy), 1)) + "\n"
+    return _write_checked(path, jt.replace_table(text, "retention", block))
+
+
+def template(name: str, source: str = "../primary", target: str = "../dr",
+             source_jobs: tuple[str, ...] = ("Daily",)) -> str:
+    """The text of a new job file (the console's "new job"), options commented.
+
+    Valid once saved where `source` exists; raises ValueError for a name that cannot
+    be a folder name.
+    """
+    try:
+        safe_name(name, "job name")
+    except BadName as exc:
+        raise ValueError(str(exc)) from None
+    v = jt.toml_value
+    return f"""\
+name = {v(name)}
+mode = "periodic"                  # or "immediate": copy each new source point at once
+
+[source]
+repository = {v(source)}
+jobs = {v(list(source_jobs))}
+machines = []                      # empty = every machine of those jobs
+
+[target]
+repository = {v(target)}
+
+[schedule]
+daily_at = "22:00"                 # or every = "4h"; days = ["mon", "tue", ...]
+# window = ["20:00-06:00"]         # copy window; transforms ignore it
+
+[retention]
+keep = 7                           # restore points (minimum 2)
+unit = "points"                    # or "days"
+deleted_items_days = 30
+
+# [retention.gfs]                  # long-term; switches the chain to forward incremental
+# weekly  = {{ keep_weeks = 4, day = "sunday" }}
+# monthly = {{ keep_months = 12, week = "first" }}
+# yearly  = {{ keep_years = 3, month = "january" }}
+# method  = "synthetic"            # or "active"
+
+[storage]
+compression = "auto"               # none|dedupe-friendly|optimal|high|extreme|auto
+health_check = "off"               # e.g. "last sunday 05:00"
+compact = "off"
+
+[transport]
+wan_acceleration = false
+parallel_tasks = 4
+rate_limit = "0"                   # e.g. "50MiB/s"
+retries = 3
+retry_wait = "10m"
+"""
+
+
+__all__ = [
+    "JobFileError", "JobSpec", "ScheduleSpec", "StorageSpec", "TransportSpec",
+    "discover_jobs", "job_to_dict", "load_job", "save_job", "template",
+    "update_retention", "validate_text",
+]

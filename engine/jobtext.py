@@ -1,0 +1,294 @@
+"""The text side of job files: where a key is, how values are written, atomic writes.
+
+tomllib gives line numbers only for syntax errors, so `scan` walks the TOML text and
+records every table header and key with its full dotted path and lines; `line_for`
+then points an error at the key, else at the inline table or header holding it.
+`render` writes a job dict in the layout of the CONTRACT example (inline GFS cycles,
+one-line arrays) with each value formatted by tomli-w.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from bisect import bisect_left
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+@dataclass
+class Entry:
+    path: tuple[str, ...]
+    line: int
+    end_line: int
+    header: bool
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _eol(text: str, i: int) -> int:
+    j = text.find("\n", i)
+    return len(text) if j < 0 else j + 1
+
+
+def _end_quoted(text: str, i: int, quote: str, escapes: bool) -> int:
+    """Index after the closing quote of a one-line string starting at `i` (inside it)."""
+    while i < len(text) and text[i] != "\n":
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            return i + 1
+        i += 1
+    return i
+
+
+def _end_multiline(text: str, i: int, delim: str, escapes: bool) -> int:
+    while i < len(text):
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text.startswith(delim, i):
+            i += 3
+            while i < len(text) and text[i] == delim[0] and text.startswith(delim, i - 2):
+                i += 1  # up to two quotes may end the content: """a"""" is valid
+            return i
+        i += 1
+    return len(text)
+
+
+def _parse_key(text: str, i: int) -> tuple[list[str] | None, int]:
+    keys: list[str] = []
+    while True:
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i >= len(text):
+            return None, i
+        if text[i] in "\"'":
+            end = _end_quoted(text, i + 1, text[i], text[i] == '"')
+            raw = text[i:end]
+            try:
+                keys.append(next(iter(tomllib.loads(f"{raw} = 0"))))
+            except (tomllib.TOMLDecodeError, StopIteration):
+                keys.append(raw.strip("\"'"))
+            i = end
+        else:
+            m = _BARE_KEY.match(text, i)
+            if not m:
+                return None, i
+            keys.append(m.group())
+            i = m.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == ".":
+            i += 1
+            continue
+        return keys, i
+
+
+def _skip_value(text: str, i: int) -> int:
+    """Index of the newline (or comment) that ends the value starting at `i`."""
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if text.startswith('"""', i) or text.startswith("'''", i):
+            i = _end_multiline(text, i + 3, text[i] * 3, c == '"')
+            continue
+        if c in "\"'":
+            i = _end_quoted(text, i + 1, c, c == '"')
+            continue
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif c == "#" or (c == "\n" and depth == 0):
+            if depth == 0:
+                return i
+            i = _eol(text, i)
+            continue
+        i += 1
+    return i
+
+
+def scan(text: str) -> list[Entry]:
+    """Every table header and key/value of the text with its full dotted path and lines.
+
+    Lenient: a line it cannot read is skipped (tomllib reports syntax errors anyway).
+    """
+    newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_of(idx: int) -> int:
+        return bisect_left(newlines, idx) + 1
+
+    entries: list[Entry] = []
+    table: tuple[str, ...] = ()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in " \t\r\n\ufeff":
+            i += 1
+        elif c == "#":
+            i = _eol(text, i)
+        elif c == "[":
+            start = i
+            keys, i = _parse_key(text, i + (2 if text.startswith("[[", i) else 1))
+            if keys is not None:
+                table = tuple(keys)
+                entries.append(Entry(table, line_of(start), line_of(start), True))
+            i = _eol(text, i)
+        else:
+            start = i
+            keys, i = _parse_key(text, i)
+            if keys is None or i >= len(text) or text[i] != "=":
+                i = _eol(text, i)
+                continue
+            end = _skip_value(text, i + 1)
+            entries.append(Entry(table + tuple(keys), line_of(start), line_of(max(start, end - 1)), False))
+            i = end
+    return entries
+
+
+def line_for(entries: list[Entry], key: tuple[str, ...]) -> int | None:
+    """The line of `key`, else of the inline table / header holding it, else of its first child."""
+    best: Entry | None = None
+    for e in entries:
+        if e.path == key:
+            return e.line
+        if e.path and len(e.path) < len(key) and key[: len(e.path)] == e.path:
+            if best is None or len(e.path) > len(best.path):
+                best = e
+    if best is not None:
+        return best.line
+    return next((e.line for e in entries if e.path[: len(key)] == key and key), None)
+
+
+def key_on_line(entries: list[Entry], line: int) -> str:
+    hits = [e for e in entries if e.line <= line <= e.end_line]
+    return ".".join(hits[-1].path) if hits else ""
+
+
+def fmt_duration(seconds: float) -> str | float:
+    """600 -> "10m", 5400 -> "1h30m"; a value not whole milliseconds stays a number."""
+    ms = round(seconds * 1000)
+    if abs(ms - seconds * 1000) > 1e-6:
+        return float(seconds)
+    if ms == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def fmt_rate(rate: int) -> str:
+    if rate == 0:
+        return "0"
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if rate % size == 0:
+            return f"{rate // size}{unit}/s"
+    return f"{rate}/s"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Temp file in the same folder, fsync, rename over, fsync the folder."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def toml_value(value: Any) -> str:
+    """One value as TOML (tomli-w does the escaping); lists and tables on one line."""
+    if isinstance(value, dict):
+        inner = ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items())
+        return f"{{ {inner} }}" if inner else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def toml_key(key: str) -> str:
+    return tomli_w.dumps({key: 0}).rsplit("=", 1)[0].strip()
+
+
+def render_table(header: str, table: dict[str, Any], inline_depth: int) -> list[str]:
+    """`[header]` with its values; dicts deeper than `inline_depth` become inline tables."""
+    lines = [f"[{header}]"] if header else []
+    subtables = []
+    for key, value in table.items():
+        if isinstance(value, dict) and inline_depth > 0:
+            subtables.append((key, value))
+        else:
+            lines.append(f"{toml_key(key)} = {toml_value(value)}")
+    for key, value in subtables:
+        name = f"{header}.{toml_key(key)}" if header else toml_key(key)
+        lines += ["", *render_table(name, value, inline_depth - 1)]
+    return lines
+
+
+def render(data: dict[str, Any]) -> str:
+    """A whole job file: top-level keys, then one `[table]` per dict; a table's own
+    dicts become sub-tables (`[retention.gfs]`) and theirs inline tables."""
+    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    lines = render_table("", top, 0)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += ["", *render_table(toml_key(key), value, 1)]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def replace_table(text: str, table: str, block: str) -> str:
+    """`text` with table `table` (its header blocks, sub-tables and any top-level
+    `table.key = ...` lines) replaced by `block`, at the place of its first header,
+    or appended. Comments above the next header stay with that header."""
+    parts = text.split("\n")  # not splitlines(): lines are counted at "\n" only, as in scan
+    lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    entries = scan(text)
+    drop: set[int] = set()  # 0-based line indexes
+    insert_at: int | None = None
+    for n, e in enumerate(entries):
+        if not e.path or e.path[0] != table:
+            continue
+        if e.header:
+            nxt = next((x.line for x in entries[n + 1:] if x.header), len(lines) + 1)
+            end = nxt - 1  # last line of the block, 1-based
+            while end > e.line and lines[end - 1].strip()[:1] in ("", "#"):
+                end -= 1
+            drop.update(range(e.line - 1, end))
+            insert_at = e.line - 1 if insert_at is None else min(insert_at, e.line - 1)
+        else:
+            drop.update(range(e.line - 1, e.end_line))
+    kept = [(i, line) for i, line in enumerate(lines) if i not in drop]
+    if insert_at is None:
+        body = "".join(line for _, line in kept).rstrip("\n")
+        return (body + "\n\n" if body else "") + block
+    before = "".join(line for i, line in kept if i < insert_at)
+    after = "".join(line for i, line in kept if i >= insert_at).lstrip("\r\n")
+    return before + block + ("\n" + after if after else "")

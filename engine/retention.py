@@ -1,0 +1,453 @@
+"""Retention rules of a backup copy target chain: short-term, forever-forward merge, GFS.
+
+Pure functions over `PointView` lists (no file I/O). The copy runner executes the
+`Action`s on real backup files; `engine.simulate` replays the very same functions
+for `ferry preview`, so the preview and the engine cannot disagree.
+
+Decisions (research notes sections 5 and 6; where the notes say [inferred], this is ours):
+
+* **Short-term set.** `points` unit: the newest N points. `days` unit: the points
+  whose date is on or after `today - N days`. The day of the run is day 0 and is not
+  counted, so N+1 calendar days are kept; days without backups count; and at least
+  `min_points_days_mode` (3) newest points are always kept. The newest point is
+  always kept. The short-term set is always a suffix of the chain (oldest first).
+* **Without GFS** (forever-forward): while the active chain (the newest full and its
+  increments) has points older than the short-term set, the oldest increment is merged
+  into the full, which takes that increment's id and time. All the merges a shrunken
+  policy needs are planned in one run.
+* **With GFS** (forward incremental): no merges. "Short-term counts only the active
+  chain": an older chain is needed only while the active chain alone holds fewer
+  points than the short-term set, which is the same as "an older chain goes when its
+  last point leaves the short-term set" (the forward-incremental rule). When it goes,
+  its increments are deleted; its full too unless it still carries a flag. A flagged
+  full stays alone until its last flag expires, then goes at the next run.
+* **Flags** expire at the first run on or after `flag_expiry` (computed from the
+  current policy, so changing the policy recalculates expiry). A flag whose cycle is
+  no longer configured (or GFS switched off) keeps nothing and expires at the next run,
+  which is what "recalculated with N = 0" means; the preview shows it before it happens.
+* **GFS fulls** are planned by `plan_gfs` *before* the run writes its point: the new
+  point is made a full carrying those flags (synthetic or active, the executor's
+  choice). See `plan_gfs_dates` for the catch-up rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+
+from engine.gfs import (
+    FLAG_NAMES,
+    FLAGS,
+    expiry_for,
+    flag_expiry,
+    gfs_flags_for,
+    in_catch_up_period,
+    last_scheduled,
+)
+from engine.model import GfsPolicy, Kind, RestorePoint, RetentionPolicy
+
+__all__ = [
+    "Action",
+    "PointView",
+    "apply",
+    "flag_expiry",
+    "gfs_action",
+    "gfs_flags_for",
+    "plan_gfs",
+    "plan_gfs_dates",
+    "plan_retention",
+    "points_from_chain",
+    "reasons",
+    "short_term_count",
+]
+
+FULL = "full"
+INCREMENTAL = "incremental"
+MODES = ("periodic", "immediate")
+
+
+@dataclass(slots=True)
+class PointView:
+    """What the rules see of one restore point of a target chain (lists are oldest first)."""
+
+    id: str
+    time: datetime
+    kind: str  # "full" | "incremental"
+    gfs: dict[str, date] = field(default_factory=dict)  # flag -> date it was assigned
+    size: int = 0
+    # Expiry dates worked out for this point's flags under one policy (see `_flag_state`).
+    # The rules never change a PointView in place (`apply` makes new ones), so the
+    # simulator's unchanged points keep it from run to run; it is checked against
+    # `gfs` and the policy before use, so a caller that edits `gfs` is still safe.
+    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+
+@dataclass
+class Action:
+    """One retention step, in the order the executor must run them.
+
+    * ``merge``: merge the increment `point` into the full right before it; the full
+      then takes that increment's id and time and keeps its own size.
+    * ``delete-chain``: delete exactly the points in `points` (an old forward chain:
+      its increments, plus its full when the full carries no flag). No point left
+      depends on them.
+    * ``expire-flag``: remove `flag` from `point`.
+    * ``gfs-full``: make `point` (the run's new point) a full carrying `flags`, each
+      assigned on `dates[flag]` (the GFS day it stands for; the point's date if absent).
+    """
+
+    kind: str
+    point: str = ""
+    points: list[str] = field(default_factory=list)
+    flag: str = ""
+    flags: list[str] = field(default_factory=list)
+    reason: str = ""
+    dates: dict[str, date] = field(default_factory=dict)
+
+
+def points_from_chain(chain: list[RestorePoint]) -> list[PointView]:
+    """Views of a machine's forward chain (metadata order); a flag without a stored
+    assignment date is taken as assigned on the point's own date."""
+    out = []
+    for p in chain:
+        if p.kind not in (Kind.FULL, Kind.INCREMENTAL):
+            raise ValueError(f"retention handles forward chains only; point {p.id} is {p.kind}")
+        dates = {f: date.fromisoformat(p.gfs_dates[f]) if p.gfs_dates.get(f) else p.time.date()
+                 for f in p.gfs}
+        out.append(PointView(p.id, p.time, str(Kind(p.kind).value), dates, p.size))
+    return out
+
+
+def _gfs_on(policy: RetentionPolicy) -> GfsPolicy | None:
+    gfs = policy.gfs
+    return gfs if gfs is not None and gfs.enabled else None
+
+
+# --------------------------------------------------------------------------- GFS fulls
+
+
+def plan_gfs_dates(points: list[PointView], policy: RetentionPolicy, now: datetime,
+                   mode: str, last_run: datetime | None = None) -> dict[str, date]:
+    """Flags the point this run produces must carry, each with the GFS day it stands for.
+
+    For each cycle, take its newest scheduled day `s` on or before today; the run makes
+    that full when no point already carries the flag assigned on `s` (a GFS day is
+    counted once, however many runs a day has) and:
+
+    * immediate mode: `s` is today. A GFS day without a run gets no GFS full.
+    * periodic mode: `s` is today, or no run happened since `s` (`last_run` before `s`:
+      a missed GFS day is made up at the next run; only the newest missed one), or
+      today is still inside the chosen week (M) / month (Y) of `s` (the notes'
+      "inside the chosen week or month" rule, which also covers a job or GFS
+      enabled mid-week). When GFS is enabled *after* the chosen week or month has
+      passed, none of these hold, so the first one comes next month or year.
+
+    `last_run` is the time of the last run that produced a point; when None the newest
+    point's time is used (None for a new job: then only today and the period rule count).
+    The flag's assigned date is `s`, so a late full expires on the on-time schedule.
+    """
+    gfs = _gfs_on(policy)
+    if mode not in MODES:
+        raise ValueError(f"not a job mode: {mode!r} (periodic or immediate)")
+    if gfs is None:
+        return {}
+    today = now.date()
+    if last_run is None and points:
+        last_run = points[-1].time
+    last_day = last_run.date() if last_run is not None else None
+    out: dict[str, date] = {}
+    for flag in FLAGS:
+        s = last_scheduled(gfs, flag, today)
+        if s is None:
+            continue
+        if mode == "immediate":
+            due = s == today
+        else:
+            due = (s == today or (last_day is not None and s > last_day)
+                   or in_catch_up_period(gfs, flag, s, today))
+        if due and not any(p.gfs.get(flag) == s for p in points):
+            out[flag] = s
+    return out
+
+
+def plan_gfs(points: list[PointView], policy: RetentionPolicy, now: datetime, mode: str,
+             last_run: datetime | None = None) -> list[str]:
+    """Flags (W, M, Y order) the point this run produces must carry as a GFS full; [] = none."""
+    return list(plan_gfs_dates(points, policy, now, mode, last_run))
+
+
+def gfs_action(point: str, dates: dict[str, date], method: str = "synthetic") -> Action:
+    """The `gfs-full` action for a new point that `plan_gfs_dates` flagged."""
+    names = "+".join(FLAG_NAMES[f] for f in dates)
+    return Action("gfs-full", point=point, flags=list(dates), dates=dict(dates),
+                  reason=f"{names} full ({method})")
+
+
+# --------------------------------------------------------------------------- short-term
+
+
+def short_term_count(points: list[PointView], policy: RetentionPolicy, now: datetime) -> int:
+    """How many of the newest points the short-term rule keeps (see module docstring)."""
+    n = len(points)
+    if n == 0:
+        return 0
+    if policy.unit == "days":
+        cutoff = datetime.combine(now.date() - timedelta(days=policy.keep), time.min,
+                                  tzinfo=now.tzinfo)
+        inside = 0
+        for p in reversed(points):
+            if p.time < cutoff:
+                break
+            inside += 1
+        return min(n, max(inside, policy.min_points_days_mode, 1))
+    if policy.unit != "points":
+        raise ValueError(f"not a retention unit: {policy.unit!r} (points or days)")
+    return min(n, max(policy.keep, 1))
+
+
+def _chain_starts(points: list[PointView]) -> list[int]:
+    return [i for i, p in enumerate(points) if i == 0 or p.kind == FULL]
+
+
+_NO_FLAGS: dict[str, date] = {}  # shared, never written: most points carry no flag
+
+
+def _keeps(gfs: GfsPolicy | None) -> tuple[int | None, int | None, int | None]:
+    """Keep counts (W, M, Y) of the configured cycles, None for a cycle that is off."""
+    if gfs is None:
+        return (None, None, None)
+    w, m, y = gfs.weekly, gfs.monthly, gfs.yearly
+    return (None if w is None else max(0, w.keep), None if m is None else max(0, m.keep),
+            None if y is None else max(0, y.keep))
+
+
+def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
+    """(keeps, gfs copy, {flag: expiry or None if its cycle is off}, earliest expiry, text).
+
+    `text` is the reason while every flag is live ("weekly until ..., monthly until ...").
+    Memoised on the point: the simulator asks for every point of every day.
+    """
+    m = p._memo
+    if m is not None and m[0] == keeps and m[1] == p.gfs:
+        return m
+    expiries: dict[str, date | None] = {}
+    for flag, assigned in p.gfs.items():
+        n = keeps[FLAGS.index(flag)] if flag in FLAGS else None
+        expiries[flag] = None if n is None else expiry_for(flag, assigned, n)
+    dated = [d for d in expiries.values() if d is not None]
+    first = date.min if len(dated) < len(expiries) else min(dated, default=date.max)
+    text = ", ".join(f"{FLAG_NAMES[f]} until {expiries[f].isoformat()}"  # type: ignore[union-attr]
+                     for f in FLAGS if expiries.get(f) is not None)
+    m = (keeps, dict(p.gfs), expiries, first, text)
+    p._memo = m
+    return m
+
+
+def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
+                ) -> tuple[list[dict[str, date]], list[tuple[int, str, str]], list[str]]:
+    """Per point: its unexpired flags (flag -> expiry) and their reason text ("" when
+    none); plus (index, flag, why) of the expired ones. One pass: the simulator asks
+    for every point of every day."""
+    keeps = _keeps(gfs)
+    live: list[dict[str, date]] = []
+    texts: list[str] = []
+    expired: list[tuple[int, str, str]] = []
+    for i, p in enumerate(points):
+        if not p.gfs:
+            live.append(_NO_FLAGS)
+            texts.append("")
+            continue
+        m = p._memo
+        if m is None or m[0] != keeps or m[1] != p.gfs:
+            m = _flag_state(p, keeps)
+        if m[3] > today:  # nothing due yet: every flag is live
+            live.append(m[2])
+            texts.append(m[4])
+            continue
+        kept: dict[str, date] = {}
+        for flag, until in m[2].items():
+            if until is None:
+                why = "GFS is off" if gfs is None else f"{FLAG_NAMES.get(flag, flag)} cycle off"
+                expired.append((i, flag, why))
+            elif until > today:
+                kept[flag] = until
+            else:
+                expired.append((i, flag, f"expired on {until.isoformat()}"))
+        live.append(kept)
+        texts.append(", ".join(f"{FLAG_NAMES[f]} until {kept[f].isoformat()}"
+                               for f in FLAGS if f in kept))
+    return live, expired, texts
+
+
+def _st_reason(policy: RetentionPolicy) -> str:
+    if policy.unit == "days":
+        return f"short-term keeps {policy.keep} days + the day of the run"
+    return f"short-term keeps {policy.keep} points"
+
+
+def _delete_reason(points: list[PointView], a: int, b: int, whole: bool,
+                   policy: RetentionPolicy) -> str:
+    first, last = points[a].time.date(), points[b - 1].time.date()
+    if b - a == 1:
+        return f"the {first} full has no flag left and is older than short-term ({_st_reason(policy)})"
+    if whole:
+        return f"the {first}..{last} chain left short-term retention ({_st_reason(policy)})"
+    return (f"the increments of the {first} full (to {last}) left short-term retention "
+            f"({_st_reason(policy)}); the flagged full stays")
+
+
+def plan_retention(points: list[PointView], policy: RetentionPolicy,
+                   now: datetime) -> list[Action]:
+    """Actions after a new point was added: expire flags, delete old chains, merge.
+
+    Order: expire-flag, delete-chain (oldest first), merge (oldest first). Each step is
+    valid on the chain the previous ones leave (see `apply`).
+    """
+    n = len(points)
+    if n == 0:
+        return []
+    today = now.date()
+    gfs = _gfs_on(policy)
+    live, expired, _ = _live_flags(points, gfs, today)
+    actions = [Action("expire-flag", point=points[i].id, flag=f, reason=why)
+               for i, f, why in expired]
+    boundary = n - short_term_count(points, policy, now)  # index of the oldest kept point
+    starts = _chain_starts(points)
+    ends = starts[1:] + [n]
+    for a, b in zip(starts[:-1], ends[:-1], strict=True):
+        if b - 1 >= boundary or (b - a == 1 and live[a]):
+            continue  # its last point is still short-term, or it is a lone flagged full
+        doomed = list(range(a + 1, b))
+        if not live[a]:
+            doomed.insert(0, a)
+        if doomed:
+            actions.append(Action("delete-chain", points=[points[j].id for j in doomed],
+                                  reason=_delete_reason(points, a, b, doomed[0] == a, policy)))
+    if gfs is None:
+        a = starts[-1]
+        if points[a].kind == FULL and not live[a]:
+            actions.extend(Action("merge", point=points[j].id,
+                                  reason=f"over short-term retention ({_st_reason(policy)})")
+                           for j in range(a + 1, boundary + 1))
+    return actions
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def apply(points: list[PointView], actions: list[Action]) -> list[PointView]:
+    """The chain after `actions` (a new list; the input is not modified).
+
+    Raises ValueError on an action the rules never plan: merging a flagged full or a
+    point that is not an increment right after a full, deleting a flagged full or a
+    point a remaining increment depends on, expiring a flag the point lacks.
+    """
+    pts = list(points)
+    for act in actions:
+        index = {p.id: i for i, p in enumerate(pts)}
+
+        def at(pid: str, act: Action = act, index: dict[str, int] = index) -> int:
+            try:
+                return index[pid]
+            except KeyError:
+                raise ValueError(f"{act.kind}: no point {pid!r} in the chain") from None
+
+        if act.kind == "merge":
+            i = at(act.point)
+            inc, full = pts[i], pts[i - 1] if i > 0 else None
+            if inc.kind != INCREMENTAL or full is None or full.kind != FULL:
+                raise ValueError(f"merge: {act.point!r} is not an increment right after a full")
+            if full.gfs:
+                raise ValueError(f"merge: the full {full.id!r} carries GFS flags {sorted(full.gfs)}")
+            pts[i - 1:i + 1] = [PointView(inc.id, inc.time, FULL, {}, full.size)]
+        elif act.kind == "delete-chain":
+            doomed = {at(pid) for pid in act.points}
+            for i in sorted(doomed):
+                if pts[i].gfs:
+                    raise ValueError(f"delete-chain: {pts[i].id!r} carries GFS flags")
+                j = i + 1
+                if j < len(pts) and j not in doomed and pts[j].kind == INCREMENTAL:
+                    raise ValueError(f"delete-chain: {pts[j].id!r} depends on {pts[i].id!r}")
+            pts = [p for i, p in enumerate(pts) if i not in doomed]
+        elif act.kind == "expire-flag":
+            i = at(act.point)
+            if act.flag not in pts[i].gfs:
+                raise ValueError(f"expire-flag: {act.point!r} has no {act.flag!r} flag")
+            p = pts[i]
+            pts[i] = PointView(p.id, p.time, p.kind,
+                               {f: d for f, d in p.gfs.items() if f != act.flag}, p.size)
+        elif act.kind == "gfs-full":
+            i = at(act.point)
+            p = pts[i]
+            gfs = dict(p.gfs)
+            for flag in act.flags:
+                if flag not in FLAGS:
+                    raise ValueError(f"gfs-full: not a GFS flag: {flag!r}")
+                gfs[flag] = act.dates.get(flag, p.time.date())
+            pts[i] = PointView(p.id, p.time, FULL, gfs, p.size)
+        else:
+            raise ValueError(f"not a retention action: {act.kind!r}")
+    return pts
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def reasons(points: list[PointView], policy: RetentionPolicy, now: datetime) -> dict[str, str]:
+    """Point id -> why the rules keep it, several reasons joined with ", ".
+
+    "short-term 1/7" (points unit, 1 = newest), "short-term day 0/6" (days unit: age in
+    days / N; day 0 is the day of the run), "short-term minimum 2/3" (kept by the
+    3-point minimum), "weekly until 2027-01-03" (the flag's expiry date), "needed by a
+    later point" (an older point of a chain whose later point is kept). A point the
+    next retention run would remove says so ("not kept: ...").
+    """
+    n = len(points)
+    today = now.date()
+    gfs = _gfs_on(policy)
+    live, _, own = _live_flags(points, gfs, today)
+    boundary = n - short_term_count(points, policy, now)
+    label = _days_label if policy.unit == "days" else _points_label
+    for i in range(max(boundary, 0), n):
+        text = label(points[i], n - i, policy, today)
+        own[i] = f"{text}, {own[i]}" if own[i] else text
+    out = dict(zip([p.id for p in points], own, strict=True))
+    if all(own):
+        return out
+    starts = _chain_starts(points)
+    ends = starts[1:] + [n]
+    for a, b in zip(starts, ends, strict=True):
+        merging = gfs is None and b == n and not live[a]  # forever-forward active chain
+        last_kept = b - 1
+        while last_kept >= a and not own[last_kept]:
+            last_kept -= 1
+        for j in range(a, b):
+            if own[j]:
+                continue
+            if merging and j == a:
+                out[points[j].id] = "not kept: the next retention run moves this full forward"
+            elif merging:
+                out[points[j].id] = "not kept: the next retention run merges it into the full"
+            elif j < last_kept:
+                out[points[j].id] = "needed by a later point"
+            else:
+                out[points[j].id] = "not kept: the next retention run deletes it"
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _label(kind: str, a: int, b: int) -> str:
+    return {"points": "short-term {a}/{b}", "day": "short-term day {a}/{b}",
+            "min": "short-term minimum {a}/{b}"}[kind].format(a=a, b=b)
+
+
+def _points_label(p: PointView, rank: int, policy: RetentionPolicy, today: date) -> str:
+    return _label("points", rank, policy.keep)
+
+
+def _days_label(p: PointView, rank: int, policy: RetentionPolicy, today: date) -> str:
+    age = (today - p.time.date()).days
+    if age <= policy.keep:
+        return _label("day", max(age, 0), policy.keep)
+    return _label("min", rank, policy.min_points_days_mode)
