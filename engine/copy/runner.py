@@ -217,6 +217,17 @@ class Runner:
         workers = max(1, int(self.spec.transport.parallel_tasks))
         with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
+        if not self.dry_run and not self.control.stopped:
+            from engine.copy.maintenance import after_session
+
+            try:
+                for a in after_session(self.spec, [r.machine for r in refs], self.dst,
+                                       self.clock()):
+                    self.retention.append(a)
+                    self.emit(ev.RetentionAction(self.spec.name, a["machine"], a["action"],
+                                                 a.get("point", ""), a.get("detail", "")))
+            except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
+                problems.append(f"maintenance: {one_line(exc)}")
         statuses = [Status(r.status) for r in results]
         if problems:
             statuses.append(Status.WARNING)

@@ -149,7 +149,7 @@ class MachineCopy:
         request = {"now": now.isoformat(), "mode": self.spec.mode, "gfs_full": gfs_flags,
                    "point": point, "policy": policy_to_dict(self.spec.retention),
                    "gfs_method": self.spec.retention.gfs.method if self.spec.retention.gfs else "",
-                   "health_checked": self.checked}
+                   "health_checked": self.checked, "compact": self.spec.storage.compact}
         self.end.send_json(t.RETAIN, request)
         actions = self.end.expect(t.RETAIN).json()["actions"]
         for a in actions:
