@@ -1,0 +1,177 @@
+"""Backup copy job throughput next to this machine's ceilings (and restic copy).
+
+    python bench/copy_bench.py [--size 2GiB] [--also 1GiB] [--runs 3] [--json FILE]
+
+For each size: a VM-like image (engine.vmdata) is backed up once into a source
+repository (setup, not timed). Then `runs` times: a full copy with `ferry run`
+(compression auto: stored blocks are verified against their digests and pass
+through), a full copy recompressing at `high` (zstd 3, so the two-thread
+hash+compress ceiling applies), a 2 %-changed source increment and its
+incremental copy. Each copy is a real `python -m engine.cli run` subprocess;
+wall time and its own peak RSS are recorded. Ceilings come from
+bench/ceilings.py on the same image in the same run. When Debian's restic is
+installed, `restic copy` of the same image between two local repositories is
+timed too. Scratch data lives in bench/out/ and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from ceilings import MB, format_ceilings, measure_ceilings, run_measured  # noqa: E402
+
+from engine import vmdata  # noqa: E402
+from engine.units import fmt_size, parse_size  # noqa: E402
+
+T0 = datetime(2026, 11, 1, 22, 0)
+
+
+def ferry(*args) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *map(str, args)]
+
+
+def job_file(path: Path, name: str, src: Path, dst: Path, compression: str) -> Path:
+    path.write_text(f'name = "{name}"\n[source]\nrepository = "{src}"\njobs = ["Bench"]\n'
+                    f'[target]\nrepository = "{dst}"\n[retention]\nkeep = 7\n'
+                    f'[storage]\ncompression = "{compression}"\n'
+                    f'[transport]\nparallel_tasks = 1\nretries = 0\n')
+    return path
+
+
+def copy_once(work: Path, size: int, run: int) -> dict:
+    src, disk = work / "src", work / "disk.img"
+    out = {}
+    for label, comp in (("full_auto", "auto"), ("full_high", "high")):
+        dst = work / f"dr-{label}-{run}"
+        job = job_file(work / f"{label}.toml", f"C{label}", src, dst, comp)
+        m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+        if m.returncode:
+            raise SystemExit(m.stderr.decode())
+        task = json.loads(m.stdout)["tasks"][0]
+        out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
+                      "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+        if label == "full_high":
+            shutil.rmtree(dst)
+    day = run + 1
+    mut = vmdata.mutate_disk(disk, day, "bench-copy", 2.0)
+    at = T0 + timedelta(days=day)
+    subprocess.run(ferry("backup", "--repo", src, "--job", "Bench", "--machine", "vm01",
+                         "--disk", disk, "--at", at.isoformat()), check=True, cwd=ROOT,
+                   capture_output=True)
+    job = work / "full_auto.toml"
+    m = run_measured(ferry("run", job, "--json", "--at", (at + timedelta(hours=1)).isoformat()))
+    task = json.loads(m.stdout)["tasks"][0]
+    out["increment"] = {"s": m.wall_s, "rss": m.rss_mib, "read": task["read"],
+                        "transferred": task["transferred"], "kind": task["kind"],
+                        "changed_blocks": vmdata.changed_blocks(mut, 1 << 20)}
+    idle = run_measured(ferry("run", job, "--json", "--at", (at + timedelta(hours=2)).isoformat()))
+    out["idle"] = {"s": idle.wall_s}  # nothing new: process start, planning, history
+    shutil.rmtree(work / f"dr-full_auto-{run}")
+    return out
+
+
+def restic_copy(work: Path, disk: Path) -> float | None:
+    if not shutil.which("restic"):
+        return None
+    env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "rcache")}
+    a, b = work / "restic-a", work / "restic-b"
+    for r in (a, b):
+        subprocess.run(["restic", "init", "-q", "-r", r], env=env, check=True,
+                       capture_output=True)
+    subprocess.run(["restic", "backup", "-q", "-r", a, disk], env=env, check=True,
+                   capture_output=True)
+    t0 = time.perf_counter()
+    subprocess.run(["restic", "copy", "-q", "-r", b, "--from-repo", a,
+                    "--from-password-file", "/dev/stdin"], input=b"bench", env=env, check=True,
+                   capture_output=True)
+    return time.perf_counter() - t0
+
+
+def bench_size(size: int, runs: int, work: Path, ceilings: bool) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "disk.img"
+    vmdata.write_disk(disk, size, "bench-copy", "bench-os")
+    subprocess.run(ferry("backup", "--repo", work / "src", "--job", "Bench", "--machine", "vm01",
+                         "--disk", disk, "--at", T0.isoformat()), check=True, cwd=ROOT)
+    res = {"size": size, "runs": [copy_once(work, size, r) for r in range(runs)]}
+    if ceilings:
+        res["ceil1"] = measure_ceilings(disk, 1 << 20, 1, work, runs=runs)
+        res["ceil3"] = measure_ceilings(disk, 1 << 20, 3, work, runs=runs, read_file=False)
+    res["restic_s"] = restic_copy(work, disk)
+    return res
+
+
+def med(values) -> float:
+    return statistics.median(values)
+
+
+def report(results: list[dict]) -> None:
+    main = results[0]
+    size = main["size"]
+    runs = main["runs"]
+    fa = med([r["full_auto"]["s"] for r in runs])
+    fh = med([r["full_high"]["s"] for r in runs])
+    inc = med([r["increment"]["s"] for r in runs])
+    idle = med([r["idle"]["s"] for r in runs])
+    c1, c3 = main["ceil1"], main["ceil3"]
+    print(format_ceilings(c1))
+    print(format_ceilings(c3))
+    mbps = size / MB
+    print(f"\ncopy of {fmt_size(size)} VM-like data, {len(runs)} runs (median):")
+    print(f"  full, compression auto (verify + pass-through): {mbps / fa:8,.0f} MB/s  "
+          f"{fa:.2f} s  = {mbps / fa / c1.cpu2.median:.0%} of the 2-thread zstd-1 ceiling, "
+          f"{mbps / fa / c1.write_fsync.median:.0%} of write+fsync")
+    print(f"  full, recompress at high (zstd 3):             {mbps / fh:8,.0f} MB/s  "
+          f"{fh:.2f} s  = {mbps / fh / c3.cpu2.median:.0%} of the 2-thread zstd-3 ceiling")
+    r0 = runs[0]["increment"]
+    print(f"  increment, 2 % changed blocks:                  {inc:.2f} s = {inc / fa:.1%} of the "
+          f"full; read {fmt_size(r0['read'])}, transferred {fmt_size(r0['transferred'])}")
+    print(f"  a run with nothing to copy (start-up floor):    {idle:.2f} s; increment net of it "
+          f"{max(0.0, inc - idle):.2f} s = {max(0.0, inc - idle) / max(fa - idle, 1e-9):.1%} of the "
+          f"full net of it")
+    print(f"  bottleneck of the full: {runs[0]['full_auto']['bottleneck']}")
+    for r in results:
+        rss = max(max(x["full_auto"]["rss"], x["full_high"]["rss"], x["increment"]["rss"])
+                  for x in r["runs"])
+        print(f"  peak RSS at {fmt_size(r['size'])}: {rss:.0f} MiB")
+    if main["restic_s"]:
+        print(f"  restic copy of the same image: {main['restic_s']:.2f} s "
+              f"({mbps / main['restic_s']:,.0f} MB/s)")
+    else:
+        print("  restic not installed: no side-by-side figure")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="2GiB")
+    ap.add_argument("--also", default="1GiB", help="a second size to show RSS is flat")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args(argv)
+    out = HERE / "out" / "copy"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        results = [bench_size(parse_size(args.size), args.runs, out / "a", True)]
+        if args.also:
+            results.append(bench_size(parse_size(args.also), 1, out / "b", False))
+        report(results)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
