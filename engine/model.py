@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """Kind of a restore point, named after the backup file that holds it."""
 
     FULL = "full"
@@ -19,7 +19,7 @@ class Kind(str, Enum):
         return {"full": ".fbk", "incremental": ".fib", "rollback": ".frb"}[self.value]
 
 
-class Method(str, Enum):
+class Method(StrEnum):
     """How a chain grows (research notes section 2)."""
 
     FORWARD = "forward"
@@ -27,7 +27,7 @@ class Method(str, Enum):
     REVERSE = "reverse"
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Task and session status; the worst task wins (see `worst`)."""
 
     SUCCESS = "Success"

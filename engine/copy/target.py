@@ -10,18 +10,17 @@ its file is durable and the metadata file has been replaced.
 from __future__ import annotations
 
 import json
-import struct
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from engine.copy import transport as t
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter, Entry
 from engine.repository.metadata import meta_to_dict
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
-from engine.copy import transport as t
 
 RESUME = "resume.json"
 _DIG = t._BLOCK

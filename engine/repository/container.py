@@ -309,7 +309,7 @@ class ContainerWriter:
         w._journal = open(jpath, "r+b")
         w._journal.truncate(len(first) + 1 + usable)
         w._journal.seek(0, 2)
-        for name, block, e in entries:
+        for name, block, _e in entries:
             have.add((name, block))
         return w, have
 

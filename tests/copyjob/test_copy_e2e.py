@@ -212,8 +212,7 @@ def test_remote_target_mover_over_tcp(tmp_path, source):
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert "listening" in mover.stdout.readline()
-        job = write_job(tmp_path / "j.toml", "R", source.repo, JOBS, tmp_path / "local",
-                        extra=f'[target]\n' if False else "")
+        job = write_job(tmp_path / "j.toml", "R", source.repo, JOBS, tmp_path / "local")
         text = job.read_text().replace('[target]\n', f'[target]\nmover = "127.0.0.1:{port}"\n')
         job.write_text(text)
         spec = load_job(job)
