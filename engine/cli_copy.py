@@ -151,24 +151,34 @@ class _LiveRender:
 
 def _print_session(res) -> None:
     con = Console()
-    title = f"{res.job}: {res.status}" + (" (dry run)" if res.dry_run else "")
-    t = Table(title=title, title_justify="left")
-    for col in ("machine", "status", "kind", "processed", "read", "transferred", "written",
-                "duration", "bottleneck", "message"):
-        t.add_column(col)
-    for tr in res.tasks:
-        s = tr.stats
-        t.add_row(tr.machine, tr.status, tr.kind, fmt_size(s.processed), fmt_size(s.read),
-                  fmt_size(s.transferred), fmt_size(s.written), fmt_duration(tr.duration_s),
-                  tr.bottleneck, tr.message)
-        for p in tr.plan:
-            t.add_row("", "", f"would copy {p['kind']}", "", fmt_size(p["bytes"]),
-                      fmt_size(p["bytes_after_dedup"]), "", "", "",
-                      f"{p['blocks']} blocks of point {p['time']}")
+    if res.dry_run:
+        t = Table(title=f"{res.job}: dry run, nothing changed", title_justify="left")
+        for col in ("machine", "would copy", "source point", "blocks", "bytes", "after dedup"):
+            t.add_column(col, justify="right" if col in ("blocks", "bytes", "after dedup")
+                         else "left")
+        for tr in res.tasks:
+            for p in tr.plan or [None]:
+                if p is None:
+                    t.add_row(tr.machine, "nothing" if tr.status != "Failed" else "Failed",
+                              "", "", "", "")
+                    continue
+                t.add_row(tr.machine, p["kind"], p["time"].replace("T", " ")[:16],
+                          str(p["blocks"]), fmt_size(p["bytes"]),
+                          fmt_size(p["bytes_after_dedup"]))
+    else:
+        t = Table(title=f"{res.job}: {res.status}", title_justify="left")
+        for col in ("machine", "status", "kind", "read", "transferred", "time", "bottleneck"):
+            t.add_column(col)
+        for tr in res.tasks:
+            s = tr.stats
+            t.add_row(tr.machine, tr.status, tr.kind, fmt_size(s.read), fmt_size(s.transferred),
+                      fmt_duration(tr.duration_s), tr.bottleneck)
     con.print(t)
+    for tr in res.tasks:
+        if tr.message:
+            con.print(f"{tr.machine}: {tr.message}")
     for a in res.retention:
-        con.print(f"retention: {a['machine']}: {a['action']} {a.get('point', '')} "
-                  f"{a.get('detail', '')}")
+        con.print(f"retention: {a['machine']}: {a['action']} {a.get('detail', '')}")
     if res.message:
         con.print(res.message)
 

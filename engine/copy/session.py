@@ -106,7 +106,8 @@ class MachineCopy:
 
     def _dry(self, item, view: PointView, plan) -> None:
         raw = sum(loc.entry.raw for _, _, loc in plan if loc is not None)
-        stored = sum(loc.entry.stored for _, _, loc in plan if loc is not None)
+        unique = {loc.entry.digest: loc.entry.stored for _, _, loc in plan if loc is not None}
+        stored = sum(unique.values())  # identical blocks travel once, compressed
         self.res.kind = item.kind
         self.res.source_point = item.source.id
         self.res.stats.read += raw
