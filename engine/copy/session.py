@@ -13,6 +13,7 @@ from engine.copy.source import Busy, RateLimit, SourceMover, request_state
 from engine.model import MachineMeta, Stats
 from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
+from engine.schedule import in_window, window_end
 
 STAGES = ("Source", "Compress", "Stream", "Target")
 
@@ -53,6 +54,13 @@ class MachineCopy:
         state = request_state(self.end)
         items = plan_machine(self.src_meta, state.meta, spec.mode)
         now = self.r.clock()
+        if items and not self.r.dry_run and not in_window(spec.schedule, now):
+            # the window limits data transfer only; retention still runs (notes section 4)
+            res.status, res.kind = "Warning", "none"
+            res.message = f"outside the copy window ({', '.join(spec.schedule.window)}): " \
+                          f"nothing copied"
+            items = []
+        mover.deadline = self._window_deadline(now)
         self.checked = False
         if not self.r.dry_run:
             self._health_repair(state, now)
@@ -60,7 +68,7 @@ class MachineCopy:
         gfs_flags = self._gfs_plan(state, now) if items else []
         if gfs_flags and spec.retention.gfs.method == "active":
             items[-1].kind = "full"
-        if not items:
+        if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             self.r.log("info", f"{machine}: up to date", machine)
         total = items[-1].source.logical_size if items else 0
@@ -96,6 +104,13 @@ class MachineCopy:
         res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
         if not self.r.dry_run and (items or state.latest):
             self._retain(now, gfs_flags if items else {}, base)
+
+    def _window_deadline(self, now: datetime) -> float | None:
+        """Monotonic time the copy window closes (only on the real clock)."""
+        end = window_end(self.spec.schedule, now)
+        if end is None or self.r.at is not None:
+            return None
+        return time.monotonic() + (end - now).total_seconds()
 
     def _progress(self, stats: Stats, busy: Busy, t0: float) -> None:
         elapsed = time.monotonic() - t0

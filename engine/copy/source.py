@@ -20,7 +20,7 @@ import zstandard
 
 from engine.blockio import Compressor, digest
 from engine.copy import transport as t
-from engine.copy.control import RunControl
+from engine.copy.control import RunControl, Stopped
 from engine.copy.target import pack_digest
 from engine.model import Stats
 from engine.repository.container import FLAG_ZERO, decode_block
@@ -105,6 +105,7 @@ class SourceMover:
         self.busy = Busy()
         self.held = 0.0  # seconds held by the operator
         self.throttled = 0.0  # seconds waiting for the rate limit
+        self.deadline: float | None = None  # monotonic end of the copy window
 
     def hello(self, job: str, machine: str) -> None:
         self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": job,
@@ -165,6 +166,8 @@ class SourceMover:
         last = time.monotonic()
         for item in missing:
             self.held += self.control.checkpoint()
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise Stopped("the copy window closed before the transfer finished")
             pending.append(self.pool.submit(self._prepare, view, item))
             if len(pending) >= depth:
                 self._send_one(pending.popleft().result(), stats)
