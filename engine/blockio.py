@@ -8,6 +8,7 @@ bounded by block size x ring depth.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections import deque
@@ -95,17 +96,21 @@ def scan_image(path: Path, block_size: int, comp: Compressor, pool: ThreadPoolEx
 
     Blocks whose digest equals `previous[index]` come back as UNCHANGED with no
     payload; all-zero blocks as FLAG_ZERO. Holes of sparse files are not read.
+    Workers read (`preadv` into a buffer from the free list), hash and compress;
+    a buffer goes back to the free list only once its block has been yielded.
     """
     previous = previous or {}
     stats = stats or ScanStats()
     depth = depth or 2 * THREADS + 2
     size = os.path.getsize(path)
-    ring = [bytearray(block_size) for _ in range(depth)]
-    pending: deque = deque()
+    free: deque[bytearray] = deque(bytearray(block_size) for _ in range(depth))
+    pending: deque = deque()  # (Block | Future, buffer | None), in block order
 
-    def work(i: int, view: memoryview) -> Block:
+    def work(fd: int, i: int, off: int, n: int, buf: bytearray) -> Block:
+        view = memoryview(buf)[:n]
+        if os.preadv(fd, [view], off) != n:
+            raise OSError(f"{path}: short read at block {i}")
         d = digest(view)
-        n = len(view)
         if d == zero_digest(n):
             return Block(i, n, d, FLAG_ZERO)
         if previous.get(i) == d:
@@ -113,52 +118,66 @@ def scan_image(path: Path, block_size: int, comp: Compressor, pool: ThreadPoolEx
         flags, payload = comp.compress(view)
         return Block(i, n, d, flags, payload)
 
+    def take() -> Block:
+        item, buf = pending.popleft()
+        blk = item if isinstance(item, Block) else item.result()
+        if buf is not None:
+            free.append(buf)
+        return blk
+
     nblocks = -(-size // block_size)
-    with open(path, "rb", buffering=0) as f:
-        fd = f.fileno()
-        data_from = _next_data(fd, 0, size)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:
+            pass
+        data_start, data_end = _data_region(fd, 0, size)
         for i in range(nblocks):
             off = i * block_size
             n = min(block_size, size - off)
-            if data_from >= off + n:  # a hole covers this whole block
-                zd = zero_digest(n)
-                blk = Block(i, n, zd, FLAG_ZERO)
-                if not pending:
-                    yield blk
-                    continue
-                pending.append(blk)
+            if data_end <= off:  # past this data region: find the next (one pair per extent)
+                data_start, data_end = _data_region(fd, off, size)
+            if off + n <= data_start:  # a hole covers this whole block
+                pending.append((Block(i, n, zero_digest(n), FLAG_ZERO), None))
             else:
-                if len(pending) >= depth:
-                    yield _result(pending.popleft())
-                buf = memoryview(ring[i % depth])[:n]
-                f.seek(off)
-                got = f.readinto(buf)
-                if got != n:
-                    raise OSError(f"{path}: short read at block {i}")
+                while not free:
+                    yield take()
+                buf = free.popleft()
+                pending.append((pool.submit(work, fd, i, off, n, buf), buf))
                 stats.read += n
-                pending.append(pool.submit(work, i, buf))
-                if data_from < off + n and off + n < size:
-                    data_from = _next_data(fd, off + n, size)
-            while pending and isinstance(pending[0], Block):
-                yield pending.popleft()
+            while pending and (isinstance(pending[0][0], Block) or pending[0][0].done()
+                               or len(pending) > 4 * depth):
+                yield take()
         while pending:
-            yield _result(pending.popleft())
+            yield take()
+    finally:
+        while pending:  # never close the fd under a running worker
+            item, _ = pending.popleft()
+            if not isinstance(item, Block):
+                try:
+                    item.result()
+                except Exception:  # noqa: BLE001 - the first error is already raised
+                    pass
+        os.close(fd)
 
 
-def _result(item) -> Block:
-    return item if isinstance(item, Block) else item.result()
+def _data_region(fd: int, pos: int, size: int) -> tuple[int, int]:
+    """(start, end) of the first data region at or after pos; (size, size) if none.
 
-
-def _next_data(fd: int, pos: int, size: int) -> int:
-    """Offset of the next data region at or after pos (size if none); pos if unknown."""
+    Without SEEK_DATA support the whole rest of the file counts as data.
+    """
     try:
-        return os.lseek(fd, pos, os.SEEK_DATA)
-    except OSError:  # ENXIO: no more data; EINVAL: not supported
-        import errno
-        import sys
-
-        err = sys.exc_info()[1]
-        return size if getattr(err, "errno", None) == errno.ENXIO else pos
+        start = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return size, size
+        return pos, size
+    try:
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+    except OSError:
+        end = size
+    return start, max(end, start + 1)
 
 
 def make_pool() -> ThreadPoolExecutor:
