@@ -97,13 +97,13 @@ def take_backup(repo_path: Path, job: str, machine: str, disks: list[Path], *,
         if meta is not None and meta.points and when <= meta.points[-1].time:
             raise BackupError(f"{machine}: restore point time {when.isoformat()} is not after "
                               f"the latest point {meta.points[-1].time.isoformat()}")
-        repo.sweep(meta, job, machine)
         if meta is None:
             meta = MachineMeta(job, machine, block_size, Method(method), compression)
         new_chain = not meta.points or (active_full and method == Method.FORWARD.value)
         if not new_chain and meta.block_size != block_size:
             raise BackupError(f"{machine}: chain block size is {meta.block_size}, not "
                               f"{block_size}; start a new chain with --active-full")
+        repo.sweep(meta if meta.points else None, job, machine)  # all checks passed
         meta.block_size, meta.compression = block_size, compression
         comp = Compressor(compression)
         pid = new_point_id()

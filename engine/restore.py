@@ -13,7 +13,7 @@ from pathlib import Path
 
 import zstandard
 
-from engine.blockio import make_pool
+from engine.blockio import digest, make_pool
 from engine.repository.container import decode_block
 from engine.repository.repository import Repository, safe_name
 from engine.repository.resolve import PointView
@@ -49,24 +49,38 @@ def _write_disk(view: PointView, disk: str, size: int, target: Path, pool) -> No
     blocks = view.blocks(disk)
     local = threading.local()
 
-    def decode(loc):
+    def decode(b: int, loc):
+        """Decode and verify one block: export never hands back bytes that are not the disk."""
         d = getattr(local, "d", None)
         if d is None:
             d = local.d = zstandard.ZstdDecompressor()
-        return decode_block(view.read_stored(loc), loc.entry, d)
+        where = f"block {b} of disk {disk} in {view.layers[loc.layer].path.name}"
+        try:
+            data = decode_block(view.read_stored(loc), loc.entry, d)
+        except zstandard.ZstdError:
+            raise RestoreError(f"corrupt {where}: cannot decompress") from None
+        if digest(data) != loc.entry.digest:
+            raise RestoreError(f"corrupt {where}: digest mismatch (run ferry check)")
+        return data
 
     tmp = target.with_name(target.name + ".part")
-    with open(tmp, "wb") as f:
-        pending: deque = deque()
-        for b in sorted(blocks):
-            pending.append((b, pool.submit(decode, blocks[b])))
-            if len(pending) > 8:
+    try:
+        with open(tmp, "wb") as f:
+            pending: deque = deque()
+            for b in sorted(blocks):
+                pending.append((b, pool.submit(decode, b, blocks[b])))
+                if len(pending) > 8:
+                    _emit(f, bs, *pending.popleft())
+            while pending:
                 _emit(f, bs, *pending.popleft())
-        while pending:
-            _emit(f, bs, *pending.popleft())
-        f.truncate(size)
-        f.flush()
-        os.fsync(f.fileno())
+            f.truncate(size)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        for _, fut in pending:
+            fut.cancel()
+        tmp.unlink(missing_ok=True)
+        raise
     os.rename(tmp, target)
 
 

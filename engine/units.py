@@ -24,7 +24,10 @@ def parse_size(text: str | int) -> int:
     unit = m.group(2).lower() if m else None
     if not m or unit not in _SIZE_UNITS:
         raise ValueError(f"not a size: {text!r} (use e.g. 256KiB, 1MiB, 4MiB)")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    number = m.group(1)
+    if "." not in number:  # whole numbers stay exact (no float for 8 PiB byte counts)
+        return int(number) * _SIZE_UNITS[unit]
+    return int(float(number) * _SIZE_UNITS[unit])
 
 
 def parse_duration(text: str | int | float) -> float:

@@ -21,6 +21,8 @@ from pathlib import Path
 import xxhash
 import zstandard
 
+from engine.repository.writer_io import BackgroundWriter
+
 MAGIC = b"FERRYBK1"
 VERSION = 1
 SLOT_SIZE = 4096
@@ -216,6 +218,7 @@ class ContainerWriter:
                         self.dedup.setdefault(e.digest, e)
         self._buf: list[bytes] = []
         self._buffered = 0
+        self._io = BackgroundWriter(self._f.fileno())
         self._journal = None  # see enable_journal
         self._journal_pending: list[bytes] = []
         self.journal_every = 16 << 20
@@ -267,13 +270,18 @@ class ContainerWriter:
         return self._disk_names.index(disk)
 
     def _sync_journal(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._journal.write(b"".join(self._journal_pending))
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
-        self._journal_pending.clear()
+        """Make the data durable, then journal the entries that refer to it (in order)."""
+        pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
+        journal, fd = self._journal, self._f.fileno()
+
+        def sync() -> None:
+            os.fsync(fd)
+            journal.write(b"".join(pending))
+            journal.flush()
+            os.fsync(journal.fileno())
+
+        self._io.call(sync)
 
     @classmethod
     def resume(cls, path: Path, kind: str, block_size: int) -> tuple[ContainerWriter, set]:
@@ -303,6 +311,7 @@ class ContainerWriter:
             end = max(end, off + stored)
         w._f = open(tmp, "r+b")
         w._f.truncate(end)
+        w._io = BackgroundWriter(w._f.fileno())
         w._pos = end
         w._resumed = entries
         w._disk_names = names
@@ -326,10 +335,9 @@ class ContainerWriter:
 
     def _flush(self) -> None:
         if self._buf:
-            self._f.seek(self._pos - self._buffered)
-            self._f.write(b"".join(self._buf))
+            self._io.write(self._buf, self._pos - self._buffered)
             self._since_sync += self._buffered
-            self._buf.clear()
+            self._buf = []
             self._buffered = 0
         if self._journal is not None and self._since_sync >= self.journal_every:
             self._sync_journal()
@@ -340,7 +348,7 @@ class ContainerWriter:
         index_off = self._pos
         self._append(index)
         self._flush()
-        self._f.flush()
+        self._io.close()
         os.fsync(self._f.fileno())
         gen = self._generation + 1
         slot = self._free_slot()
@@ -376,11 +384,19 @@ class ContainerWriter:
     def abort(self, keep_partial: bool = False) -> None:
         """Give up; with `keep_partial` a journaled .part stays for a later resume."""
         if keep_partial and self._journal is not None:
-            self._flush()
-            self._sync_journal()
+            try:
+                self._flush()
+                self._sync_journal()
+                self._io.close()
+            except Exception:  # noqa: BLE001 - the journal only names what is durable
+                pass
             self._journal.close()
             self._f.close()
             return
+        try:
+            self._io.close()
+        except Exception:  # noqa: BLE001 - the original error is what the caller raises
+            pass
         self._f.close()
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
