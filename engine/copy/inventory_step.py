@@ -65,8 +65,9 @@ def check_inventory(spec, machines: list[str], target) -> InventoryOutcome:
         out.warnings.append(scrub(_unavailable(host, exc.reason, str(exc))))
         return out
     except Exception as exc:  # noqa: BLE001 - a backend bug must not fail the copy
-        out.warnings.append(scrub(f"inventory: {host} could not be asked "
-                                  f"({type(exc).__name__}: {one_line(exc)}); {FALLBACK}"))
+        out.warnings.append(
+            scrub(f"inventory: {host} could not be asked ({one_line(exc)}); {FALLBACK}")
+        )
         return out
     if not result.ok:
         detail = result.detail or result.warning
@@ -75,9 +76,6 @@ def check_inventory(spec, machines: list[str], target) -> InventoryOutcome:
 
     known = {m: _known_id(target, spec.name, m) for m in machines}
     matched, missing = match_machines(known, result.machines)
-    same_name: dict[str, int] = {}
-    for vm in result.machines:
-        same_name[vm.name] = same_name.get(vm.name, 0) + 1
     claimed = {id(vm) for vm in matched.values()}
 
     for m in machines:
@@ -89,20 +87,26 @@ def check_inventory(spec, machines: list[str], target) -> InventoryOutcome:
         if len(twins) > 1:
             # Not gone: the host has several machines of that name and guessing
             # would mix two of them into one chain.
-            out.warnings.append(scrub(
-                f"inventory: {m}: {len(twins)} machines named {m!r} on {host}; "
-                "none recorded for it"))
+            out.warnings.append(
+                scrub(
+                    f"inventory: {m}: {len(twins)} machines named {m!r} on {host}; "
+                    "none recorded for it"
+                )
+            )
             continue
         out.gone.append(m)
-        out.facts[m] = {"inventory_kind": settings.kind, "inventory_host": settings.host,
-                        "inventory_missing": True}
+        out.facts[m] = {
+            "inventory_kind": settings.kind,
+            "inventory_host": settings.host,
+            "inventory_missing": True,
+        }
         out.warnings.append(scrub(f"inventory: {m} not found on {host}"))
     return out
 
 
 def _unavailable(host: str, reason: str, detail: str) -> str:
     words = REASON_WORDS.get(reason, "not available")
-    return f"inventory: {host} {words} ({one_line(detail)}); {FALLBACK}"
+    return f"inventory: {host} {words} ({' '.join(str(detail).split())}); {FALLBACK}"
 
 
 def _known_id(target, job: str, machine: str) -> str:

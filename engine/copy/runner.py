@@ -62,6 +62,7 @@ class TaskResult:
     message: str = ""
     attempts: int = 1
     gave_up_waiting: bool = False
+    retryable: bool = True  # a plan error (e.g. another block size) fails the same way again
     plan: list[dict] = field(default_factory=list)  # dry run: what would be copied
 
     def to_json(self) -> dict:
@@ -202,12 +203,14 @@ class Runner:
         started, t0 = self.clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
         self.facts: dict[str, dict] = {}
+        gone: list[str] = []
         if getattr(self.spec, "inventory", None):
             from engine.copy.inventory_step import check_inventory
 
             outcome = check_inventory(self.spec, [r.machine for r in refs], self.dst)
             problems += outcome.warnings
             self.facts = outcome.facts
+            gone = outcome.gone
         self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
                                 self.dry_run))
         for p in problems:
@@ -221,8 +224,8 @@ class Runner:
             from engine.copy.maintenance import after_session
 
             try:
-                for a in after_session(self.spec, [r.machine for r in refs], self.dst,
-                                       self.clock()):
+                seen = [r.machine for r in refs if r.machine not in gone]
+                for a in after_session(self.spec, seen, self.dst, self.clock()):
                     self.retention.append(a)
                     self.emit(ev.RetentionAction(self.spec.name, a["machine"], a["action"],
                                                  a.get("point", ""), a.get("detail", "")))
@@ -267,7 +270,7 @@ class Runner:
             res = self.task(ref, pool)
             res.attempts = attempt
             if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
-                    or self.control.stopped:
+                    or not res.retryable or self.control.stopped:
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
@@ -303,7 +306,7 @@ class Runner:
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
         except PlanError as exc:
-            res.status, res.message = "Failed", str(exc)
+            res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)
         except Exception as exc:  # noqa: BLE001 - one machine must not sink the session

@@ -157,8 +157,13 @@ def lookup(settings: InventorySettings, names: list[str] | None = None) -> Inven
     except InventoryError as exc:
         if exc.reason == "protocol":
             raise
-        return InventoryResult(ok=False, machines=[], warning=f"inventory not available: {exc}",
-                               reason=exc.reason, detail=str(exc))
+        return InventoryResult(
+            ok=False,
+            machines=[],
+            warning=f"inventory not available: {exc}",
+            reason=exc.reason,
+            detail=str(exc),
+        )
     if names is not None:
         wanted = set(names)
         machines = [m for m in machines if m.name in wanted or (m.id and m.id in wanted)]
