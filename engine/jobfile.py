@@ -98,6 +98,7 @@ class JobSpec:
     transport: TransportSpec = field(default_factory=TransportSpec)
     inventory: dict[str, Any] | None = None
     history: Path | None = None
+    target_mover: str | None = None  # extension: [target] mover = "host:port"
     raw_paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -289,6 +290,7 @@ class _Checker:
             transport=TransportSpec(**t["transport"].model_dump()),
             inventory=inv.settings() if inv is not None else None,
             history=paths.get("history"), raw_paths=raw_paths,
+            target_mover=t["target"].mover,
         )
 
 
@@ -430,6 +432,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
     out["source"] = {"repository": _path_text(spec, "source.repository", spec.source_repository, base),
                      "jobs": list(spec.source_jobs), "machines": list(spec.machines)}
     out["target"] = {"repository": _path_text(spec, "target.repository", spec.target_repository, base)}
+    if spec.target_mover:
+        out["target"]["mover"] = spec.target_mover
     s, schedule = spec.schedule, {}
     if spec.mode != "immediate":
         if s.every is not None:
@@ -501,46 +505,7 @@ def template(name: str, source: str = "../primary", target: str = "../dr",
         safe_name(name, "job name")
     except BadName as exc:
         raise ValueError(str(exc)) from None
-    v = jt.toml_value
-    return f"""\
-name = {v(name)}
-mode = "periodic"                  # or "immediate": copy each new source point at once
-
-[source]
-repository = {v(source)}
-jobs = {v(list(source_jobs))}
-machines = []                      # empty = every machine of those jobs
-
-[target]
-repository = {v(target)}
-
-[schedule]
-daily_at = "22:00"                 # or every = "4h"; days = ["mon", "tue", ...]
-# window = ["20:00-06:00"]         # copy window; transforms ignore it
-
-[retention]
-keep = 7                           # restore points (minimum 2)
-unit = "points"                    # or "days"
-deleted_items_days = 30
-
-# [retention.gfs]                  # long-term; switches the chain to forward incremental
-# weekly  = {{ keep_weeks = 4, day = "sunday" }}
-# monthly = {{ keep_months = 12, week = "first" }}
-# yearly  = {{ keep_years = 3, month = "january" }}
-# method  = "synthetic"            # or "active"
-
-[storage]
-compression = "auto"               # none|dedupe-friendly|optimal|high|extreme|auto
-health_check = "off"               # e.g. "last sunday 05:00"
-compact = "off"
-
-[transport]
-wan_acceleration = false
-parallel_tasks = 4
-rate_limit = "0"                   # e.g. "50MiB/s"
-retries = 3
-retry_wait = "10m"
-"""
+    return jt.template_text(name, source, target, list(source_jobs))
 
 
 __all__ = [

@@ -16,7 +16,7 @@ import re
 from datetime import time
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
 from engine import schedule as sched
 from engine.units import parse_duration, parse_size
@@ -244,6 +244,17 @@ class Source(_Table):
 
 class Target(_Table):
     repository: NonEmpty
+    mover: str | None = None  # "host:port" of a `ferry mover` serving the target repository
+
+    @field_validator("mover")
+    @classmethod
+    def _mover(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT of a ferry mover, got {v!r}")
+        return v
 
 
 class GfsWeekly(_Table):

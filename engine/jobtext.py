@@ -292,3 +292,47 @@ def replace_table(text: str, table: str, block: str) -> str:
     before = "".join(line for i, line in kept if i < insert_at)
     after = "".join(line for i, line in kept if i >= insert_at).lstrip("\r\n")
     return before + block + ("\n" + after if after else "")
+
+
+def template_text(name: str, source: str, target: str, source_jobs: list[str]) -> str:
+    """The commented text of a new job file (see `engine.jobfile.template`)."""
+    v = toml_value
+    return f"""\
+name = {v(name)}
+mode = "periodic"                  # or "immediate": copy each new source point at once
+
+[source]
+repository = {v(source)}
+jobs = {v(list(source_jobs))}
+machines = []                      # empty = every machine of those jobs
+
+[target]
+repository = {v(target)}
+
+[schedule]
+daily_at = "22:00"                 # or every = "4h"; days = ["mon", "tue", ...]
+# window = ["20:00-06:00"]         # copy window; transforms ignore it
+
+[retention]
+keep = 7                           # restore points (minimum 2)
+unit = "points"                    # or "days"
+deleted_items_days = 30
+
+# [retention.gfs]                  # long-term; switches the chain to forward incremental
+# weekly  = {{ keep_weeks = 4, day = "sunday" }}
+# monthly = {{ keep_months = 12, week = "first" }}
+# yearly  = {{ keep_years = 3, month = "january" }}
+# method  = "synthetic"            # or "active"
+
+[storage]
+compression = "auto"               # none|dedupe-friendly|optimal|high|extreme|auto
+health_check = "off"               # e.g. "last sunday 05:00"
+compact = "off"
+
+[transport]
+wan_acceleration = false
+parallel_tasks = 4
+rate_limit = "0"                   # e.g. "50MiB/s"
+retries = 3
+retry_wait = "10m"
+"""
