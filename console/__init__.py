@@ -1,0 +1,1 @@
+"""Ferry's operations console (Textual). Talks to the engine only through console.backend."""

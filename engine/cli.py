@@ -161,7 +161,7 @@ def chain_json(repo_path: Path, job: str | None, machine: str | None) -> dict:
 
 def cmd_chain(args: argparse.Namespace) -> int:
     if not args.repo.is_dir():
-        raise UsageError(f"repository not found: {args.repo}")
+        raise UsageError(f"ferry chain: repository not found: {args.repo}")
     data = chain_json(args.repo, args.job, args.machine)
     if args.json:
         print(json.dumps(data, indent=1))
@@ -184,8 +184,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from engine.health import check_repository
 
     if not args.repo.is_dir():
-        raise UsageError(f"repository not found: {args.repo}")
+        raise UsageError(f"ferry check: repository not found: {args.repo}")
     results = check_repository(args.repo, args.job, args.machine, args.all)
+    if not results and (args.job or args.machine):
+        raise UsageError(f"ferry check: no machine matches --job {args.job or '*'} "
+                         f"--machine {args.machine or '*'} in {args.repo}")
     bad = [r for r in results if not r.ok]
     if args.json:
         print(json.dumps({"repository": str(args.repo), "ok": not bad, "machines": [

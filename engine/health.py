@@ -47,7 +47,8 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
             return res
         points = meta.points if all_points else meta.points[-1:]
         folder = repo.machine_dir(job, machine)
-        seen: set[tuple[str, int]] = set()
+        seen: dict[tuple[str, int], str] = {}  # stored block -> problem ("" = fine)
+        reported: set[tuple[str, int, str]] = set()  # (disk, block, file) named once
         dctx = zstandard.ZstdDecompressor()
         for point in points:
             res.points.append(point.id)
@@ -62,11 +63,12 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
                         layer = view.layers[loc.layer]
                         key = (layer.path.name, loc.entry.offset)
                         res.blocks += 1
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        problem = _verify(view, loc, dctx)
-                        if problem:
+                        if key not in seen:  # a block stored once is read once ...
+                            seen[key] = _verify(view, loc, dctx)
+                        problem = seen[key]  # ... but every disk block using it is named
+                        named = (disk.name, b, layer.path.name)
+                        if problem and named not in reported:
+                            reported.add(named)
                             res.corrupt.append(CorruptBlock(disk.name, b, layer.path.name, problem))
     return res
 

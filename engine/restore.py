@@ -28,7 +28,6 @@ def export_point(repo_path: Path, job: str, machine: str, point_ref: str, out: P
     repo = Repository(repo_path)
     if not repo.has(job, machine):
         raise RestoreError(f"no machine {machine!r} in job {job!r} of {repo_path}")
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     with repo.lock(job, machine, exclusive=False):
         meta = repo.load(job, machine)
@@ -36,6 +35,7 @@ def export_point(repo_path: Path, job: str, machine: str, point_ref: str, out: P
             point = meta.point(point_ref)
         except LookupError as exc:
             raise RestoreError(str(exc)) from None
+        out.mkdir(parents=True, exist_ok=True)
         with PointView(repo.machine_dir(job, machine), meta, point) as view, make_pool() as pool:
             for disk in view.disks:
                 target = out / safe_name(disk.name, "disk name")

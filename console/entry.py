@@ -1,0 +1,71 @@
+"""The `ferry` console script.
+
+- `ferry` or `ferry console [--jobs DIR]` -> the Textual console
+- `ferry serve [--port N] [--jobs DIR]`   -> the console in a browser page on 127.0.0.1
+- anything else                            -> `engine.cli.main(argv)`
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from console.backend import DEFAULT_JOBS_DIR
+
+
+def _console_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Ferry operations console")
+    parser.add_argument("--jobs", type=Path, default=DEFAULT_JOBS_DIR,
+                        help="folder of job files (default: the bundled sample_repos/jobs)")
+    parser.add_argument("--theme", default=None, help="theme name (default ferry-dark)")
+    return parser
+
+
+def run_console(argv: Sequence[str], prog: str = "ferry console") -> int:
+    args = _console_parser(prog).parse_args(list(argv))
+    from console.app import FerryConsole
+
+    app = FerryConsole(args.jobs, theme=args.theme)
+    code = app.run()
+    return int(code or 0)
+
+
+def serve(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ferry serve",
+                                     description="the console in a browser (127.0.0.1 only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--jobs", type=Path, default=DEFAULT_JOBS_DIR)
+    args = parser.parse_args(list(argv))
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        print("ferry serve: textual-serve is not installed (pip install 'ferry[serve]')",
+              file=sys.stderr)
+        return 2
+    command = " ".join(shlex.quote(part) for part in (
+        sys.executable, "-m", "console", "--jobs", str(Path(args.jobs).resolve())))
+    # No authentication in textual-serve: bind to localhost only; reach it over an SSH tunnel.
+    Server(command, host="127.0.0.1", port=args.port, title="Ferry").serve()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] == "console":
+        return run_console(argv[1:])
+    if argv[0] == "serve":
+        return serve(argv[1:])
+    try:
+        from engine.cli import main as engine_main
+    except ImportError as exc:
+        print(f"ferry: the command line is not available ({exc})", file=sys.stderr)
+        return 2
+    result = engine_main(argv)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

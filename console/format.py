@@ -1,0 +1,143 @@
+"""Formatting helpers for the console: sizes, rates, durations, bars, bottlenecks.
+
+Plain functions, no Textual; shared by widgets and screens so every number on
+screen reads the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+STAGE_ORDER = ("Source", "Read", "Compress", "Stream", "Network", "Target", "Write")
+BAR_FULL = "█"
+BAR_PARTIAL = " ▏▎▍▌▋▊▉"
+BAR_EMPTY = "░"
+
+
+def size(n: float | None) -> str:
+    """`1.5 GiB`; `-` for unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} PiB"  # pragma: no cover - unreachable
+
+
+def rate(bytes_per_s: float | None) -> str:
+    """`123.4 MiB/s`; `-` when idle or unknown."""
+    if not bytes_per_s or bytes_per_s <= 0:
+        return "-"
+    return f"{size(bytes_per_s)}/s"
+
+
+def duration(seconds: float | None) -> str:
+    """`45s`, `12m03s`, `2h05m`, `3d04h`; `-` for unknown."""
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
+
+
+def when(value: datetime | str | None) -> str:
+    """`2026-11-25 22:00` from a datetime or an ISO string; `-` when missing."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def bar(fraction: float, width: int = 10) -> str:
+    """A text progress bar with eighth-block resolution (works in 16 colours and mono)."""
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = int(round(fraction * width * 8))
+    full, part = divmod(eighths, 8)
+    text = BAR_FULL * full
+    if full < width:
+        text += (BAR_PARTIAL[part] if part else BAR_EMPTY) + BAR_EMPTY * (width - full - 1)
+    return text
+
+
+def percent(fraction: float) -> str:
+    return f"{min(1.0, max(0.0, fraction)) * 100:3.0f}%"
+
+
+def ordered_stages(shares: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Stages in pipeline order (known stages first, then the rest alphabetically)."""
+    known = [(s, shares[s]) for s in STAGE_ORDER if s in shares]
+    rest = sorted((k, v) for k, v in shares.items() if k not in STAGE_ORDER)
+    return known + rest
+
+
+def bottleneck_line(shares: Mapping[str, float]) -> str:
+    """`Source 45% > Compress 20% > Stream 10% > Target 80%`, or `-` with no data."""
+    stages = ordered_stages(shares)
+    if not stages:
+        return "-"
+    return " > ".join(f"{name} {share * 100:.0f}%" for name, share in stages)
+
+
+def bottleneck_of(shares: Mapping[str, float]) -> str:
+    """The busiest stage's name, or '' with no data."""
+    if not shares:
+        return ""
+    return max(ordered_stages(shares), key=lambda kv: kv[1])[0]
+
+
+def describe(value: Any) -> str:
+    """One line for a config section of any shape (dataclass, mapping, list, scalar)."""
+    if value is None:
+        return "-"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        pairs: Iterable[tuple[str, Any]] = (
+            (f.name, getattr(value, f.name)) for f in dataclasses.fields(value)
+        )
+        return ", ".join(f"{k}={_scalar(v)}" for k, v in pairs if v not in (None, "", [], {}))
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_scalar(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_scalar(v) for v in value) or "-"
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if hasattr(value, "value") and not isinstance(value, (int, float, str)):
+        return str(value.value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return "{" + describe(value) + "}"
+    return str(value)
+
+
+def retention_summary(policy: Any) -> str:
+    """`keep 7 points; GFS W4 M12 Y3 (synthetic)`."""
+    if policy is None:
+        return "-"
+    text = f"keep {getattr(policy, 'keep', '?')} {getattr(policy, 'unit', 'points')}"
+    gfs = getattr(policy, "gfs", None)
+    if gfs is not None and any((gfs.weekly, gfs.monthly, gfs.yearly)):
+        parts = []
+        for letter, cycle in (("W", gfs.weekly), ("M", gfs.monthly), ("Y", gfs.yearly)):
+            if cycle is not None:
+                parts.append(f"{letter}{cycle.keep}")
+        text += f"; GFS {' '.join(parts)} ({gfs.method})"
+    return text

@@ -1,0 +1,1 @@
+"""Console screens: one screen (or modal) per module."""

@@ -1,0 +1,219 @@
+"""Retention what-if: change keep/unit/GFS and see, at once, what would be kept.
+
+It runs `engine.simulate.simulate` (the code behind `ferry preview`) in a
+worker on every change (debounced), shows the kept points of one day with the
+reason for each, the total size over time and the worst day; `ctrl+s` writes
+the policy back into the job file through `engine.jobfile.update_retention`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Input, Label, Select
+
+from console import format as fmt
+from console.messages import JobSaved, PreviewReady
+from console.screens.confirm import ConfirmModal
+from console.widgets.kept_points import KeptPoints
+from console.widgets.retention_form import FormError, FormValues, RetentionForm
+from console.widgets.size_chart import SizeChart
+
+if TYPE_CHECKING:
+    from console.app import FerryConsole
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+class RetentionScreen(Screen[None]):
+    """Form on the left; worst day, size chart and the kept points on the right."""
+
+    DEFAULT_CSS = """
+    RetentionScreen #whatif-right { width: 1fr; height: 1fr; }
+    RetentionScreen #whatif-worst, RetentionScreen #whatif-day {
+        height: 1; padding: 0 1; background: $boost;
+    }
+    RetentionScreen #whatif-worst { color: $warning; text-style: bold; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="whatif.back"),
+        Binding("ctrl+s,f2", "save", "Save", id="whatif.save", priority=True),
+        Binding("left_square_bracket,pageup", "day(-1)", "Prev day", id="whatif.prev-day"),
+        Binding("right_square_bracket,pagedown", "day(1)", "Next day", id="whatif.next-day"),
+        Binding("left_curly_bracket", "day(-30)", "30 days back", show=False,
+                id="whatif.prev-month"),
+        Binding("right_curly_bracket", "day(30)", "30 days on", show=False,
+                id="whatif.next-month"),
+        Binding("W", "worst", "Worst day", id="whatif.worst"),
+    ]
+
+    def __init__(self, job_key: str, debounce: float = 0.15) -> None:
+        super().__init__()
+        self.job_key = job_key
+        self.debounce = debounce
+        self.generation = 0
+        self.result: Any | None = None
+        self.values: FormValues | None = None
+        self.day_index: int | None = None
+        self._timer: Timer | None = None
+
+    @property
+    def ferry(self) -> FerryConsole:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def spec(self) -> Any:
+        return self.ferry.jobs[self.job_key].spec
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="≡")
+        with Horizontal():
+            policy = getattr(self.spec, "retention", None)
+            yield RetentionForm(policy, self.ferry.backend.preview_days(policy),
+                                id="whatif-form")
+            with Vertical(id="whatif-right"):
+                yield Label("", id="whatif-worst")
+                yield SizeChart(id="whatif-chart")
+                yield Label("", id="whatif-day")
+                yield KeptPoints(id="whatif-points")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title = f"What-if · {self.spec.name}"
+        self.query_one("#f-keep", Input).focus()
+        self.recompute()
+
+    # ---- recompute on every change -----------------------------------------------------------
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(self.debounce, self.recompute)
+
+    def recompute(self) -> None:
+        form = self.query_one(RetentionForm)
+        try:
+            values = form.values()
+        except FormError as exc:
+            form.show_error(str(exc))
+            return
+        form.show_error("")
+        self.values = values
+        self.generation += 1
+        start = self.ferry.backend.preview_start(self.spec, self.ferry.clock.now())
+        self.simulate(self.generation, values, start)
+
+    @work(thread=True, exclusive=True, group="whatif", exit_on_error=False)
+    def simulate(self, generation: int, values: FormValues, start: Any) -> None:
+        try:
+            result = self.ferry.backend.simulate(self.spec, values.policy, start, values.days,
+                                                 values.sizing)
+        except Exception as exc:
+            self.post_message(PreviewReady(generation, None, error=str(exc)))
+            return
+        self.post_message(PreviewReady(generation, result))
+
+    def on_preview_ready(self, message: PreviewReady) -> None:
+        if message.generation != self.generation:
+            return  # an older form state; a newer result is on its way
+        if message.error:
+            self.query_one("#whatif-worst", Label).update(f"Preview failed: {message.error}")
+            self.notify(message.error, title="What-if", severity="error")
+            return
+        self.result = message.result
+        days = list(_get(self.result, "days", []) or [])
+        if self.day_index is None or self.day_index >= len(days):
+            self.day_index = len(days) - 1 if days else None
+        self._show()
+
+    # ---- showing -----------------------------------------------------------------------------
+    def _worst_index(self, days: list[Any]) -> int | None:
+        worst = _get(self.result, "worst_day")
+        date = _get(worst, "date", worst)
+        for index, day in enumerate(days):
+            if _get(day, "date") == date:
+                return index
+        if days:
+            return max(range(len(days)), key=lambda i: _get(days[i], "total_size", 0))
+        return None
+
+    def _show(self) -> None:
+        days = list(_get(self.result, "days", []) or [])
+        worst = self._worst_index(days)
+        worst_label = self.query_one("#whatif-worst", Label)
+        if worst is not None:
+            wd = days[worst]
+            worst_label.update(f"Worst day {_get(wd, 'date')}: {fmt.size(_get(wd, 'total_size'))}"
+                               f" · {len(_get(wd, 'points', []) or [])} points")
+        else:
+            worst_label.update("No days simulated")
+        self.query_one(SizeChart).show([_get(d, "total_size", 0) for d in days], worst,
+                                       self.day_index)
+        self._show_day(days)
+
+    def _show_day(self, days: list[Any]) -> None:
+        label = self.query_one("#whatif-day", Label)
+        kept = self.query_one(KeptPoints)
+        if self.day_index is None or not days:
+            label.update("")
+            kept.show_points([])
+            return
+        day = days[self.day_index]
+        points = sorted(_get(day, "points", []) or [], key=lambda p: _get(p, "time"))
+        label.update(f"Day {self.day_index + 1}/{len(days)} {_get(day, 'date')} · "
+                     f"{len(points)} points · {fmt.size(_get(day, 'total_size'))}")
+        kept.show_points(points)
+
+    def action_day(self, step: int) -> None:
+        days = list(_get(self.result, "days", []) or [])
+        if not days or self.day_index is None:
+            return
+        self.day_index = max(0, min(len(days) - 1, self.day_index + step))
+        self._show()
+
+    def action_worst(self) -> None:
+        days = list(_get(self.result, "days", []) or [])
+        self.day_index = self._worst_index(days)
+        self._show()
+
+    # ---- saving ------------------------------------------------------------------------------
+    def action_save(self) -> None:
+        if self.values is None:
+            self.notify("Fix the form first", severity="error")
+            return
+        policy = self.values.policy
+        entry = self.ferry.jobs[self.job_key]
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.save(policy)
+
+        self.app.push_screen(ConfirmModal(
+            f"Save retention to {entry.path.name}?",
+            f"New policy: {fmt.retention_summary(policy)}.\nThe next run applies it: restore "
+            "points outside it are merged or deleted.", yes="Save"), answer)
+
+    @work(thread=True, group="whatif-save", exit_on_error=False)
+    def save(self, policy: Any) -> None:
+        entry = self.ferry.jobs[self.job_key]
+        try:
+            spec = self.ferry.backend.update_retention(entry.path, policy)
+        except Exception as exc:
+            self.app.post_message(JobSaved(self.job_key, None, "", error=str(exc)))
+            return
+        self.app.post_message(JobSaved(self.job_key, spec,
+                                       f"{entry.path.name}: retention saved"))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

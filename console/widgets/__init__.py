@@ -1,0 +1,1 @@
+"""Reusable console widgets; each module holds one concept and its DEFAULT_CSS."""

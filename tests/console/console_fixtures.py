@@ -1,0 +1,349 @@
+"""Deterministic fixture data for console tests: jobs, chains, history, previews, events.
+
+Nothing here reads a clock, the disk or a random source, so snapshots are stable.
+`StaticBackend` serves this data through the same interface as the real
+`console.backend.Backend`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from console.backend import Backend, JobEntry, MachineInfo, Sizing
+from engine import events as ev
+from engine.model import (
+    DiskInfo,
+    GfsCycle,
+    GfsPolicy,
+    Kind,
+    MachineMeta,
+    Method,
+    RestorePoint,
+    RetentionPolicy,
+    Stats,
+)
+
+JOBS_DIR = Path("/srv/ferry/jobs")
+T0 = datetime(2026, 11, 1, 22, 0)
+GIB = 1024**3
+
+
+@dataclass
+class FixtureSpec:
+    """Stands in for engine.jobfile.JobSpec (same attribute names)."""
+
+    name: str
+    path: Path
+    mode: str = "periodic"
+    enabled: bool = True
+    source_repository: Path = Path("/srv/backups/primary")
+    source_jobs: list[str] = field(default_factory=lambda: ["Daily"])
+    machines: list[str] = field(default_factory=list)
+    target_repository: Path = Path("/srv/backups/dr")
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    schedule: dict[str, Any] = field(default_factory=lambda: {"daily_at": "22:00"})
+    storage: dict[str, Any] = field(default_factory=lambda: {"compression": "optimal"})
+    transport: dict[str, Any] = field(default_factory=lambda: {"parallel_tasks": 4})
+    inventory: Any = None
+
+
+@dataclass
+class FixtureError:
+    """Stands in for engine.jobfile.JobFileError."""
+
+    line: int | None
+    key: str
+    problem: str
+    path: str = "dr-copy.toml"
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.key}: {self.problem}"
+
+
+def specs() -> list[FixtureSpec]:
+    return [
+        FixtureSpec("DR copy", JOBS_DIR / "dr-copy.toml", retention=RetentionPolicy(
+            keep=7, gfs=GfsPolicy(weekly=GfsCycle(4, "sunday"), monthly=GfsCycle(12, "first")))),
+        FixtureSpec("Offsite weekly", JOBS_DIR / "offsite-weekly.toml", enabled=False,
+                    target_repository=Path("/mnt/offsite"),
+                    retention=RetentionPolicy(keep=14, unit="days")),
+        FixtureSpec("SQL immediate", JOBS_DIR / "sql-immediate.toml", mode="immediate",
+                    source_jobs=["SQL hourly"], machines=["sql01"]),
+    ]
+
+
+def entries() -> list[JobEntry]:
+    out = [JobEntry(s.path, s) for s in specs()]
+    out.append(JobEntry(JOBS_DIR / "lab-copy.toml", None,
+                        "lab-copy.toml:6: retention.keep: must be at least 2 (got 1)"))
+    return out
+
+
+def _point(machine: str, index: int, kind: Kind, size: int, gfs: list[str] | None = None,
+           days_apart: int = 1) -> RestorePoint:
+    when = T0 + timedelta(days=index * days_apart)
+    return RestorePoint(id=f"{machine[:3]}{index:04d}", time=when, kind=kind,
+                        file=f"{machine}D{when:%Y-%m-%dT%H%M%S}{kind.extension}",
+                        disks=[DiskInfo(f"{machine}-disk0.img", 40 * GIB)], size=size,
+                        gfs=gfs or [], source_point=f"src{index:04d}")
+
+
+def chain(machine: str, count: int, method: Method = Method.FOREVER_FORWARD,
+          job: str = "DR copy") -> MachineMeta:
+    points = []
+    for i in range(count):
+        if i == 0 or (method == Method.FORWARD and i % 4 == 0):
+            points.append(_point(machine, i, Kind.FULL, 12 * GIB, ["W"] if i == 0 else []))
+        else:
+            points.append(_point(machine, i, Kind.INCREMENTAL, (300 + 37 * i) * 1024**2))
+    if method == Method.REVERSE:
+        points = [_point(machine, i, Kind.ROLLBACK, 400 * 1024**2) for i in range(count - 1)]
+        points.append(_point(machine, count - 1, Kind.FULL, 12 * GIB))
+    return MachineMeta(job=job, machine=machine, block_size=1024**2, method=method,
+                       compression="optimal", points=points)
+
+
+def machines(spec: Any) -> list[MachineInfo]:
+    if spec.name == "DR copy":
+        return [
+            MachineInfo("db01", "Daily", chain("db01", 5, Method.FORWARD, "Daily"),
+                        chain("db01", 3)),
+            MachineInfo("web01", "Daily", chain("web01", 6, Method.REVERSE, "Daily"),
+                        chain("web01", 4)),
+            MachineInfo("web02", "Daily", chain("web02", 3, job="Daily"), None),
+        ]
+    if spec.name == "SQL immediate":
+        return [MachineInfo("sql01", "SQL hourly", chain("sql01", 4, job="SQL hourly"),
+                            chain("sql01", 4))]
+    return []
+
+
+SESSIONS = [
+    {"id": 3, "job": "DR copy", "status": "Warning", "started": "2026-11-24T22:00:00",
+     "finished": "2026-11-24T22:41:10", "duration_s": 2470.0, "processed": 120 * GIB,
+     "read": 18 * GIB, "transferred": 7 * GIB, "written": 7 * GIB,
+     "message": "web02: source chain locked for 12m"},
+    {"id": 2, "job": "DR copy", "status": "Success", "started": "2026-11-23T22:00:00",
+     "finished": "2026-11-23T22:30:02", "duration_s": 1802.0, "processed": 120 * GIB,
+     "read": 15 * GIB, "transferred": 6 * GIB, "written": 6 * GIB, "message": ""},
+    {"id": 1, "job": "DR copy", "status": "Failed", "started": "2026-11-22T22:00:00",
+     "finished": "2026-11-22T22:05:00", "duration_s": 300.0, "processed": 3 * GIB,
+     "read": 3 * GIB, "transferred": 1 * GIB, "written": 1 * GIB,
+     "message": "target repository full"},
+]
+
+
+def tasks(session_id: Any) -> list[dict[str, Any]]:
+    status = {1: "Failed", 2: "Success", 3: "Warning"}[int(session_id)]
+    out = []
+    for i, name in enumerate(["db01", "web01", "web02"]):
+        out.append({"machine": name, "status": status if i == 2 else "Success",
+                    "kind": "incremental", "point": f"p{session_id}{i}",
+                    "processed": 40 * GIB, "read": (5 + i) * GIB, "transferred": (2 + i) * GIB,
+                    "written": (2 + i) * GIB, "duration_s": 600.0 + 60 * i,
+                    "held_s": 720.0 if (i == 2 and status == "Warning") else 0.0,
+                    "bottleneck": ["Source", "Target", "Stream"][i],
+                    "message": "" if i < 2 else SESSIONS[3 - int(session_id)]["message"]})
+    return out
+
+
+@dataclass
+class PreviewPoint:
+    time: datetime
+    kind: str
+    gfs: list[str]
+    reason: str
+    size: int
+
+
+@dataclass
+class PreviewDay:
+    date: date
+    points: list[PreviewPoint]
+    total_size: int
+    work_space: int = 0
+    actions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreviewResult:
+    job: str
+    days: list[PreviewDay]
+    worst_day: PreviewDay | None
+
+
+def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
+                 sizing: Sizing) -> PreviewResult:
+    """A simple, deterministic stand-in for engine.simulate (keep-N forever-forward)."""
+    full = int(sizing.used * sizing.reduction_pct / 100)
+    inc = int(sizing.used * sizing.change_pct / 100 * sizing.reduction_pct / 100)
+    out: list[PreviewDay] = []
+    weekly = policy.gfs.weekly.keep if policy.gfs and policy.gfs.weekly else 0
+    for d in range(days):
+        now = start + timedelta(days=d)
+        first = max(0, d - policy.keep + 1)
+        points = [PreviewPoint(start + timedelta(days=first), "full", [],
+                               f"short-term: newest {policy.keep} points", full)]
+        for i in range(first + 1, d + 1):
+            points.append(PreviewPoint(start + timedelta(days=i), "incremental", [],
+                                       f"short-term: newest {policy.keep} points", inc))
+        gfs_fulls = min(weekly, d // 7)
+        for w in range(gfs_fulls):
+            when = start + timedelta(days=7 * (d // 7 - w))
+            points.insert(0, PreviewPoint(when, "full", ["W"],
+                                          f"weekly until {(when + timedelta(weeks=weekly)).date()}",
+                                          full))
+        total = sum(p.size for p in points)
+        work = full if d and first > 0 else 0
+        out.append(PreviewDay(now.date(), points, total + work, work))
+    worst = max(out, key=lambda day: day.total_size) if out else None
+    return PreviewResult(job, out, worst)
+
+
+class StaticBackend(Backend):
+    """Serves the fixture data; records what the console asked it to write."""
+
+    def __init__(self) -> None:
+        super().__init__(JOBS_DIR)
+        self.saved: list[tuple[Path, Any]] = []
+        self.enabled_calls: list[tuple[Path, bool]] = []
+        self._specs = {str(s.path): s for s in specs()}
+
+    def discover(self) -> list[JobEntry]:
+        return entries()
+
+    def load_job(self, path: Path) -> Any:
+        return self._specs[str(path)]
+
+    def validate_text(self, text: str, path: Path) -> list[Any]:
+        errors: list[Any] = []
+        for number, line in enumerate(text.splitlines(), 1):
+            key, _, value = line.partition("=")
+            if key.strip() == "keep" and value.strip().isdigit() and int(value) < 2:
+                errors.append(FixtureError(number, "retention.keep",
+                                           f"must be at least 2 (got {value.strip()})"))
+            if key.strip() == "unit" and value.strip().strip('"') not in ("points", "days"):
+                errors.append(FixtureError(number, "retention.unit",
+                                           'must be "points" or "days"'))
+        return errors
+
+    def save_text(self, path: Path, text: str) -> list[Any]:
+        errors = self.validate_text(text, path)
+        if not errors:
+            self.saved.append((path, text))
+        return errors
+
+    def template(self, name: str) -> str:
+        return JOB_TEXT.replace("DR copy", name)
+
+    def set_enabled(self, path: Path, enabled: bool) -> Any:
+        self.enabled_calls.append((path, enabled))
+        spec = self._specs[str(path)]
+        spec.enabled = enabled
+        return spec
+
+    def update_retention(self, path: Path, policy: Any) -> Any:
+        self.saved.append((path, policy))
+        spec = self._specs[str(path)]
+        spec.retention = policy
+        return spec
+
+    def machines(self, spec: Any) -> list[MachineInfo]:
+        return machines(spec)
+
+    def sessions(self, spec: Any, limit: int = 100) -> list[dict[str, Any]]:
+        return SESSIONS[:limit] if spec.name == "DR copy" else []
+
+    def tasks(self, spec: Any, session_id: Any) -> list[dict[str, Any]]:
+        return tasks(session_id)
+
+    def last_status(self, spec: Any) -> str:
+        return {"DR copy": "Warning", "SQL immediate": "Success"}.get(spec.name, "")
+
+    def preview_start(self, spec: Any, now: datetime) -> datetime:
+        return now
+
+    def preview_days(self, policy: Any) -> int:
+        return 60
+
+    def simulate(self, spec: Any, policy: Any, start: datetime, days: int,
+                 sizing: Sizing) -> Any:
+        return fake_preview(spec.name, policy, start, days, sizing)
+
+
+JOB_TEXT = """\
+name = "DR copy"
+mode = "periodic"
+
+[source]
+repository = "../primary"
+jobs = ["Daily"]
+
+[target]
+repository = "../dr"
+
+[retention]
+keep = 7
+unit = "points"
+
+[retention.gfs]
+weekly = { keep_weeks = 4, day = "sunday" }
+"""
+
+
+# ---- event streams -------------------------------------------------------------------------
+JOB = "DR copy"
+MACHINES = ["db01", "web01", "web02", "app01", "app02", "file01", "mail01", "dc01"]
+
+
+def _stats(processed: int, ratio_read: float = 0.25, ratio_xfer: float = 0.4) -> Stats:
+    read = int(processed * ratio_read)
+    return Stats(processed=processed, read=read, transferred=int(read * ratio_xfer),
+                 written=int(read * ratio_xfer), blocks=processed // 1024**2)
+
+
+def run_ticks(ticks: int = 6) -> list[list[ev.Event]]:
+    """A fixed run, tick by tick (one tick = one second of the manual clock)."""
+    total = 40 * GIB
+    out: list[list[ev.Event]] = [[ev.RunStarted(JOB, "s-0004", list(MACHINES))]
+                                 + [ev.TaskQueued(JOB, m) for m in MACHINES]]
+    shares = [{"Source": 0.45, "Compress": 0.2, "Stream": 0.1, "Target": 0.8},
+              {"Source": 0.85, "Compress": 0.3, "Stream": 0.15, "Target": 0.4},
+              {"Source": 0.3, "Compress": 0.25, "Stream": 0.7, "Target": 0.5}]
+    running = MACHINES[:5]
+    first = [ev.TaskStarted(JOB, m, "incremental" if i else "full", total)
+             for i, m in enumerate(running)]
+    first.append(ev.LogLine(JOB, "info", "planning: 5 incremental, 0 full", ""))
+    out[0].extend(first)
+    for t in range(1, ticks + 1):
+        tick: list[ev.Event] = []
+        for i, m in enumerate(running):
+            if m == "web02" and t >= 3:
+                continue
+            processed = min(total, int(total * (0.08 + 0.05 * i) * t))
+            tick.append(ev.TaskProgress(JOB, m, _stats(processed), total,
+                                        rate=(120 + 15 * i) * 1024**2,
+                                        bottleneck=shares[i % 3]))
+        if t == 3:
+            tick.append(ev.TaskOnHold(JOB, "web02", "source chain locked by job 'Daily'",
+                                      by="source lock"))
+        if t == 4:
+            tick.append(ev.TaskFinished(JOB, "app02", "Success", _stats(total), "incremental",
+                                        "p-app02-9", 240.0, 0.0, "Source"))
+            tick.append(ev.TaskStarted(JOB, "file01", "incremental", total // 2))
+            tick.append(ev.RetentionAction(JOB, "app02", "merge", "p-app02-1",
+                                           "oldest increment into the full"))
+        if t == 5:
+            tick.append(ev.LogLine(JOB, "warning", "slow target: 4 retries", "db01"))
+        out.append(tick)
+    return out
+
+
+def hold_ticks() -> list[list[ev.Event]]:
+    """run_ticks until web02 waits for its source lock; the operator then holds the rest
+    (the engine sends no event for that: tasks just stop at their next block)."""
+    return run_ticks(4)
