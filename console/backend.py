@@ -12,11 +12,7 @@ thread workers and post the results back as messages.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import os
-import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -133,34 +129,14 @@ class Backend:
 
     def save_text(self, path: Path, text: str) -> list[Any]:
         """Validate `text`; write it (atomically) only when it has no errors."""
-        errors = self.validate_text(text, path)
-        if errors:
-            return errors
-        atomic_write(path, text)
-        return []
+        return list(engine_function("engine.jobfile", "save_text")(path, text))
 
     def template(self, name: str) -> str:
         return str(engine_function("engine.jobfile", "template")(name))
 
     def set_enabled(self, path: Path, enabled: bool) -> Any:
-        """Write `enabled = true/false` into the job file; returns the reloaded spec.
-
-        Uses `engine.jobfile.set_enabled` when the engine has one. Otherwise it edits
-        only that line (comments stay), checks the result with `validate_text` and
-        writes it atomically; if that is not possible, `save_job` rewrites the file.
-        """
-        jobfile = engine_module("engine.jobfile")
-        setter = getattr(jobfile, "set_enabled", None)
-        if setter is not None:
-            return setter(path, enabled)
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        edited = with_top_level_key(text, "enabled", "true" if enabled else "false")
-        if not jobfile.validate_text(edited, path):
-            atomic_write(path, edited)
-            return jobfile.load_job(path)
-        spec = dataclasses.replace(jobfile.load_job(path), enabled=enabled)
-        return jobfile.save_job(spec, path)
+        """Write `enabled = true/false` (only that line); returns the reloaded spec."""
+        return engine_function("engine.jobfile", "set_enabled")(path, enabled)
 
     def update_retention(self, path: Path, policy: Any) -> Any:
         return engine_function("engine.jobfile", "update_retention")(path, policy)
@@ -250,44 +226,6 @@ class Backend:
         """Blocking: one run of the job. Call from a thread worker."""
         run_job = engine_function("engine.copy.runner", "run_job")
         return run_job(spec, sink=sink, control=control)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write-temp, fsync, rename: a reader never sees half a job file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_HEADER = re.compile(r"^\s*\[")
-
-
-def with_top_level_key(text: str, key: str, value: str) -> str:
-    """`text` with top-level `key = value` set: the existing line edited in place (its
-    comment kept), else a new line after `name = ...` (top-level keys precede tables)."""
-    lines = text.splitlines(keepends=True)
-    end = next((i for i, line in enumerate(lines) if _HEADER.match(line)), len(lines))
-    pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([^#\n]*?)(\s*(#.*)?)$")
-    for i in range(end):
-        match = pattern.match(lines[i].rstrip("\n"))
-        if match:
-            newline = "\n" if lines[i].endswith("\n") else ""
-            lines[i] = f"{match.group(1)}{value}{match.group(3)}{newline}"
-            return "".join(lines)
-    at = next((i + 1 for i in range(end) if re.match(r"^\s*name\s*=", lines[i])), 0)
-    if at and not lines[at - 1].endswith("\n"):
-        lines[at - 1] += "\n"
-    lines.insert(at, f"{key} = {value}\n")
-    return "".join(lines)
 
 
 def error_line(error: Any) -> int | None:

@@ -494,6 +494,22 @@ def update_retention(path: Path | str, policy: RetentionPolicy) -> JobSpec:
     return _write_checked(path, jt.replace_table(text, "retention", block))
 
 
+def set_enabled(path: Path | str, enabled: bool) -> JobSpec:
+    """Switch a job's schedule on or off, editing only the `enabled` line."""
+    path = Path(path)
+    text = jt.set_top_level_key(_read(path), "enabled", "true" if enabled else "false")
+    return _write_checked(path, text)
+
+
+def save_text(path: Path | str, text: str) -> list[JobFileError]:
+    """The editor's save: write `text` atomically only when it has no errors."""
+    path = Path(path)
+    errors = validate_text(text, path)
+    if not errors:
+        jt.atomic_write(path, text)
+    return errors
+
+
 def template(name: str, source: str = "../primary", target: str = "../dr",
              source_jobs: tuple[str, ...] = ("Daily",)) -> str:
     """The text of a new job file (the console's "new job"), options commented.
@@ -510,6 +526,6 @@ def template(name: str, source: str = "../primary", target: str = "../dr",
 
 __all__ = [
     "JobFileError", "JobSpec", "ScheduleSpec", "StorageSpec", "TransportSpec",
-    "discover_jobs", "job_to_dict", "load_job", "save_job", "template",
-    "update_retention", "validate_text",
+    "discover_jobs", "job_to_dict", "load_job", "save_job", "save_text", "set_enabled",
+    "template", "update_retention", "validate_text",
 ]

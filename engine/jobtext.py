@@ -336,3 +336,25 @@ rate_limit = "0"                   # e.g. "50MiB/s"
 retries = 3
 retry_wait = "10m"
 """
+
+
+_HEADER = re.compile(r"^\s*\[")
+
+
+def set_top_level_key(text: str, key: str, value: str) -> str:
+    """`text` with top-level `key = value` set: the existing line edited in place (its
+    comment kept), else a new line after `name = ...` (top-level keys precede tables)."""
+    lines = text.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if _HEADER.match(line)), len(lines))
+    pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([^#\n]*?)(\s*(#.*)?)$")
+    for i in range(end):
+        match = pattern.match(lines[i].rstrip("\n"))
+        if match:
+            newline = "\n" if lines[i].endswith("\n") else ""
+            lines[i] = f"{match.group(1)}{value}{match.group(3)}{newline}"
+            return "".join(lines)
+    at = next((i + 1 for i in range(end) if re.match(r"^\s*name\s*=", lines[i])), 0)
+    if at and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    lines.insert(at, f"{key} = {value}\n")
+    return "".join(lines)

@@ -3,15 +3,31 @@
 The rules are pure and shared with `ferry preview`; this module only turns
 their actions into file operations (merge into the full, synthesize a GFS
 full, delete a chain, drop a flag), each committed by the metadata file.
+After the rules' actions it runs the scheduled compact of the full.
+
+Crash safety (kill -9 at any moment): every step commits through the metadata
+file, so a killed run leaves a chain whose every named point reads exactly, and
+the next run finishes the job:
+
+* merges and chain deletions are re-planned from the chain by the rules;
+* a GFS full is recorded in `facts["gfs_pending"]` (point + flags) before the
+  full is synthesized and cleared in the save that puts the flags on it, so a
+  run killed mid-synthesis has its GFS full finished by the next retention run
+  (the rules cannot re-plan it: the point already exists, and `last_run` may
+  already be past the GFS day);
+* a compact writes a new file and swaps it in with one metadata save (see
+  `synthesize_full`); leftovers of a killed one are swept by the next writer.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date, datetime
+from pathlib import Path
 
 from engine import retention as rules
-from engine.model import GfsCycle, GfsPolicy, Kind, RetentionPolicy
+from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RetentionPolicy
+from engine.repository.container import DATA_START, FLAG_ZERO, Container
 from engine.repository.repository import Repository
 from engine.repository.transforms import delete_points, merge_oldest_increment, synthesize_full
 
@@ -51,7 +67,8 @@ def gfs_flags_for_run(meta: dict | None, policy: RetentionPolicy, now: datetime,
 
 
 def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> list[dict]:
-    """Run GFS and short-term retention for one machine under its exclusive lock."""
+    """Run GFS and short-term retention (then a due compact) for one machine under its
+    exclusive lock. Returns the actions done, oldest first."""
     now = datetime.fromisoformat(request["now"])
     policy = policy_from_dict(request["policy"])
     done: list[dict] = []
@@ -59,17 +76,22 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> 
         meta = repo.try_load(job, machine)
         if meta is None or not meta.points:
             return done
-        flags: dict[str, str] = request.get("gfs_full") or {}
+        method = request.get("gfs_method") or "synthetic"
+        pending = meta.facts.get("gfs_pending")
+        gfs_on = policy.gfs is not None and policy.gfs.enabled
+        if gfs_on and isinstance(pending, dict) and \
+                any(p.id == pending.get("point") for p in meta.points):
+            # a GFS full a killed run began: finish it first
+            done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
+                                  pending.get("method") or method, resumed=True))
+        elif pending is not None:
+            # its point is gone, or GFS was switched off since: nothing to finish
+            meta.facts.pop("gfs_pending", None)
+            repo.save(meta)
+        flags = _not_made(meta, request.get("gfs_full") or {})
         point_id = request.get("point")
         if flags and point_id:
-            p = next(p for p in meta.points if p.id == point_id)
-            if p.kind != Kind.FULL:
-                p = synthesize_full(repo, meta, p)
-            p.gfs = sorted(set(p.gfs) | set(flags), key="WMY".index)
-            p.gfs_dates.update(flags)
-            repo.save(meta)
-            done.append({"action": "gfs-full", "point": p.id,
-                         "detail": f"{'+'.join(flags)} full ({request.get('gfs_method') or 'synthetic'})"})
+            done.append(_gfs_full(repo, meta, point_id, flags, method))
         views = rules.points_from_chain(meta.points)
         actions = rules.plan_retention(views, policy, now)
         expected = rules.apply(views, actions)
@@ -83,7 +105,37 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> 
         want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
         if got != want:
             raise RuntimeError(f"retention left {got}, the rules planned {want}")
+        done.extend(_compact(repo, meta, policy, request.get("compact") or "off", now))
     return done
+
+
+def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
+    """The requested flags no point carries yet for the same GFS day.
+
+    The run planned them before its copy, from the chain as it was; an interrupted
+    GFS full finished just above may already stand for that day (a GFS day is
+    counted once, as in `retention.plan_gfs_dates`).
+    """
+    return {f: d for f, d in flags.items()
+            if not any(f in p.gfs and p.gfs_dates.get(f) == d for p in meta.points)}
+
+
+def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
+              method: str, resumed: bool = False) -> dict:
+    """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day)."""
+    p = next(p for p in meta.points if p.id == point_id)
+    if p.kind != Kind.FULL:
+        meta.facts["gfs_pending"] = {"point": point_id, "flags": dict(flags), "method": method}
+        repo.save(meta)  # durable intent first: a kill from here on is finished next run
+        p = synthesize_full(repo, meta, p)
+    p.gfs = sorted(set(p.gfs) | set(flags), key="WMY".index)
+    p.gfs_dates.update(flags)
+    meta.facts.pop("gfs_pending", None)
+    repo.save(meta)
+    detail = f"{'+'.join(flags)} full ({method})"
+    if resumed:
+        detail += ", finished after an interrupted run"
+    return {"action": "gfs-full", "point": p.id, "detail": detail}
 
 
 def _execute(repo: Repository, meta, act: rules.Action) -> dict:
@@ -105,4 +157,70 @@ def _execute(repo: Repository, meta, act: rules.Action) -> dict:
     raise RuntimeError(f"unknown retention action {act.kind}")
 
 
-__all__ = ["apply_retention", "gfs_flags_for_run", "policy_to_dict", "policy_from_dict", "date"]
+# --------------------------------------------------------------------------- compact
+
+
+def full_usage(path: Path, state: str) -> tuple[int, int]:
+    """(file size, bytes the `state` still uses: headers, its blocks, its index).
+
+    The difference is dead space: payloads of blocks merged over and the indexes of
+    older states, which an in-place merge leaves behind (it only appends).
+    """
+    with Container(path, state=state) as c:
+        offsets: dict[int, int] = {}
+        for d in c.disks.values():
+            for e in d.blocks.values():
+                if e.flags != FLAG_ZERO:
+                    offsets[e.offset] = e.stored
+        return c.data_end(), DATA_START + sum(offsets.values()) + c.slot.length
+
+
+def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot: str,
+             now: datetime) -> list[dict]:
+    """Rewrite the full contiguously when `[storage] compact` is due; the actions done.
+
+    Only without GFS (the job file refuses compact with GFS; a stale request is
+    ignored the same way). The slot counts from `facts["last_compact"]`; a chain
+    that has none yet waits for its first slot from the first run that sees the
+    setting (`facts["compact_since"]`), so turning compact on does not rewrite a
+    full at once. A forever-forward chain has one full; after GFS was switched off
+    older fulls may remain, so every unflagged full with dead space is rewritten
+    (merges grow the newest one). A due slot with nothing to reclaim only records
+    the slot: rewriting would copy the same bytes to a new file.
+    """
+    from engine.schedule import is_due, parse_health_check
+
+    sched = parse_health_check(slot)
+    gfs = policy.gfs
+    if sched is None or (gfs is not None and gfs.enabled):
+        return []
+    last = meta.facts.get("last_compact") or meta.facts.get("compact_since")
+    if not last:
+        meta.facts["compact_since"] = now.isoformat()
+        repo.save(meta)
+        return []
+    if not is_due(sched, datetime.fromisoformat(last), now):
+        return []
+    folder = repo.machine_dir(meta.job, meta.machine)
+    done = []
+    for full in [p for p in meta.points if p.kind == Kind.FULL and not p.gfs]:
+        before, live = full_usage(folder / full.file, full.id)
+        if before <= live:
+            continue
+        new = synthesize_full(repo, meta, full)  # a new file, swapped in by one save
+        after = (folder / new.file).stat().st_size
+        done.append({"action": "compact", "point": full.id,
+                     "detail": f"full rewritten: {_mib(before)} -> {_mib(after)} "
+                               f"({_mib(before - after)} reclaimed)"})
+    meta.facts["last_compact"] = now.isoformat()
+    meta.facts.pop("compact_since", None)
+    repo.save(meta)
+    return done
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+__all__ = ["apply_retention", "full_usage", "gfs_flags_for_run", "policy_to_dict",
+           "policy_from_dict", "date"]

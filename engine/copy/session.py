@@ -48,7 +48,10 @@ class MachineCopy:
         t0 = time.monotonic()
         mover = SourceMover(self.end, self.pool, recompress=recompress, control=self.r.control,
                             progress=lambda s, b: self._progress(s, b, t0),
-                            rate=RateLimit(int(spec.transport.rate_limit or 0)))
+                            rate=RateLimit(int(spec.transport.rate_limit or 0)),
+                            on_hold=lambda by: self.r.emit(ev.TaskOnHold(
+                                job, machine, f"held by {by}", "operator")),
+                            on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
         self.mover = mover
         mover.hello(job, machine)
         state = request_state(self.end)

@@ -95,13 +95,16 @@ class SourceMover:
     """Sends points of one machine over one stream."""
 
     def __init__(self, end: t.Endpoint, pool, *, recompress: str | None, control: RunControl,
-                 progress: Callable[[Stats, Busy], None], rate: RateLimit | None = None):
+                 progress: Callable[[Stats, Busy], None], rate: RateLimit | None = None,
+                 on_hold: Callable[[str], None] | None = None,
+                 on_resume: Callable[[], None] | None = None):
         self.end = end
         self.pool = pool
         self.comp = Compressor(recompress) if recompress else None
         self.control = control
         self.progress = progress
         self.rate = rate or RateLimit(0)
+        self.on_hold, self.on_resume = on_hold, on_resume
         self.busy = Busy()
         self.held = 0.0  # seconds held by the operator
         self.throttled = 0.0  # seconds waiting for the rate limit
@@ -165,7 +168,11 @@ class SourceMover:
         pending: deque = deque()
         last = time.monotonic()
         for item in missing:
-            self.held += self.control.checkpoint()
+            held = self.control.checkpoint(self.on_hold)
+            if held:
+                self.held += held
+                if self.on_resume:
+                    self.on_resume()
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 raise Stopped("the copy window closed before the transfer finished")
             pending.append(self.pool.submit(self._prepare, view, item))

@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from console.backend import (
-    Backend,
-    EngineUnavailable,
-    atomic_write,
-    engine_function,
-    with_top_level_key,
-)
+from console.backend import Backend, EngineUnavailable, engine_function
+from engine.jobtext import atomic_write, set_top_level_key
 
 
 def test_missing_module_is_a_friendly_error() -> None:
@@ -34,7 +29,7 @@ def test_missing_jobs_folder(tmp_path: Path) -> None:
     ('[source]\nenabled = true\n', 'enabled = false\n[source]\nenabled = true\n'),
 ])
 def test_enabled_line_edit_keeps_everything_else(text: str, expected: str) -> None:
-    assert with_top_level_key(text, "enabled", "false") == expected
+    assert set_top_level_key(text, "enabled", "false") == expected
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -86,6 +86,9 @@ def test_operator_hold_resume_and_stop(tmp_path):
     th.join(timeout=60)
     res = out["res"]
     assert res.status == "Success"
+    held = [e for e in seen if isinstance(e, ev.TaskOnHold)]
+    assert held and all(e.by == "operator" for e in held)
+    assert {e.machine for e in seen if isinstance(e, ev.TaskResumed)} == {e.machine for e in held}
     assert all(t.held_s >= 0.5 for t in res.tasks)
     # stop: the next session ends Failed with the operator's reason, nothing half visible
     src.backup(T0 + timedelta(days=1), mutate=40)
