@@ -68,8 +68,9 @@ class MachineCopy:
         if not self.r.dry_run:
             self._health_repair(state, now)
         repair = {tuple(x) for x in (state.meta or {}).get("facts", {}).get("repair", [])}
-        gfs_flags = self._gfs_plan(state, now) if items else []
-        if gfs_flags and spec.retention.gfs.method == "active":
+        # a GFS day with nothing new still gets its full, from the latest chain (notes 6)
+        gfs_flags = self._gfs_plan(state, now) if (items or state.latest) else {}
+        if gfs_flags and items and spec.retention.gfs.method == "active":
             items[-1].kind = "full"
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
@@ -106,7 +107,7 @@ class MachineCopy:
         res.held_s += mover.held
         res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
         if not self.r.dry_run and (items or state.latest):
-            self._retain(now, gfs_flags if items else {}, base)
+            self._retain(now, gfs_flags, base)
 
     def _window_deadline(self, now: datetime) -> float | None:
         """Monotonic time the copy window closes (only on the real clock)."""
@@ -162,7 +163,7 @@ class MachineCopy:
 
         return gfs_flags_for_run(state.meta, self.spec.retention, now, self.spec.mode)
 
-    def _retain(self, now: datetime, gfs_flags: list[str], point: str | None) -> None:
+    def _retain(self, now: datetime, gfs_flags: dict[str, str], point: str | None) -> None:
         from engine.copy.retain import policy_to_dict
 
         request = {"now": now.isoformat(), "mode": self.spec.mode, "gfs_full": gfs_flags,

@@ -101,9 +101,10 @@ def test_hold_and_resume_with_a_source_lock(tmp_path: Path) -> None:
             await pilot.press("p")  # the operator holds the session too
             assert app.state_of(key).label == "On hold (by operator)"
             lock.release()  # the source job is done; web01 may go on, but the operator holds
-            await wait_until(pilot, lambda: rows["web01"].state == RUNNING, what="resumed")
+            await wait_until(pilot, lambda: rows["web01"].state == ON_HOLD
+                             and rows["web01"].hold_by == "operator", what="operator hold")
             await pilot.pause(0.5)
-            assert rows["web01"].state == RUNNING and session.active
+            assert rows["web01"].state == ON_HOLD and session.active
             assert "on hold: operator" in screen_text(app)
             await pilot.press("r")
             await wait_until(pilot, lambda: not session.active, timeout=60, what="run end")

@@ -2,14 +2,10 @@
 
 Research notes section 6, edge cases [doc]: "If nothing new arrived since the last run
 on a GFS day, the GFS full is built from the latest available chain (no new source data
-needed)." The engine makes no GFS full then (engine/copy/session.py plans GFS only when
-the run copies something), and because that run still records `last_run`, the
-periodic catch-up of the next run does not make it either: that week has no weekly
-full at all. The same path loses the GFS full when a run's retention step fails after
-its point was copied (the retry or rerun has nothing new to copy).
-
-Both tests are strict xfails naming the engine bug; they turn into failures (remove the
-marker) once session.py plans GFS for the latest point on runs without new data.
+needed)." Such a run records `last_run`, so if it made no GFS full the periodic catch-up
+of the next run would not make it either and that week would have no weekly full.
+The same path covers a run whose retention step failed after its point was copied
+(the retry or rerun has nothing new to copy).
 """
 
 from __future__ import annotations
@@ -57,7 +53,6 @@ def _week_before(lab: Lab, spec) -> None:
         assert run_job(spec, at=t).status == "Success"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 def test_gfs_day_without_new_source_point_builds_the_full_from_the_latest_chain(work):
     lab = Lab(work)
     spec = _job(lab, "NoNew")
@@ -72,7 +67,6 @@ def test_gfs_day_without_new_source_point_builds_the_full_from_the_latest_chain(
     lab.check_exports("NoNew")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 def test_gfs_day_whose_retention_failed_gets_its_full_at_the_rerun(work, monkeypatch):
     lab = Lab(work)
     spec = _job(lab, "Fail")
