@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,27 @@ class Container:
         return os.fstat(self._f.fileno()).st_size
 
 
+def free_extents(base: Container, end: int) -> deque[tuple[int, int]]:
+    """Byte ranges of the file that the state `base` was opened at does not use.
+
+    Only the state the metadata names must survive a crash during an in-place
+    transform, so payloads and indexes of older states are free for reuse.
+    """
+    used = sorted((e.offset, e.offset + e.stored) for d in base.disks.values()
+                  for e in d.blocks.values() if e.flags != FLAG_ZERO and e.stored)
+    used.append((base.slot.offset, base.slot.offset + base.slot.length))
+    used.sort()
+    gaps: deque[tuple[int, int]] = deque()
+    pos = DATA_START
+    for start, stop in used:
+        if start > pos:
+            gaps.append((pos, start))
+        pos = max(pos, stop)
+    if end > pos:
+        gaps.append((pos, end))
+    return gaps
+
+
 def decode_block(payload: bytes, e: Entry, dctx: zstandard.ZstdDecompressor) -> bytes:
     """Raw block bytes from a stored payload."""
     if e.flags == FLAG_ZERO:
@@ -216,6 +238,7 @@ class ContainerWriter:
                 for e in d.blocks.values():
                     if e.flags != FLAG_ZERO:
                         self.dedup.setdefault(e.digest, e)
+            self._gaps = free_extents(base, self._pos)
         self._buf: list[bytes] = []
         self._buffered = 0
         self._io = BackgroundWriter(self._f.fileno())
@@ -239,14 +262,31 @@ class ContainerWriter:
         else:
             e = self.dedup.get(digest)
             if e is None or e.raw != raw_len:
-                e = Entry(self._pos, len(payload), raw_len, flags, digest)
-                self._append(payload)
+                offset = self._take_gap(len(payload))
+                if offset is None:
+                    e = Entry(self._pos, len(payload), raw_len, flags, digest)
+                    self._append(payload)
+                else:  # dead space of an older state (in-place transforms only)
+                    e = Entry(offset, len(payload), raw_len, flags, digest)
+                    self._io.write([bytes(payload)], offset)
+                    self.written += len(payload)
                 self.dedup[digest] = e
         self.disks[disk].blocks[block] = e
         if self._journal is not None:
             self._journal_pending.append(_JOURNAL.pack(
                 self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest))
         return e
+
+    def _take_gap(self, n: int) -> int | None:
+        """Next-fit in the free extents; gaps too small for this block are passed over."""
+        gaps = getattr(self, "_gaps", None)
+        while gaps:
+            start, end = gaps[0]
+            if end - start >= n:
+                gaps[0] = (start + n, end)
+                return start
+            gaps.popleft()
+        return None
 
     def put_entry(self, disk: str, block: int, e: Entry) -> None:
         """Keep an entry already stored in this (base) file."""

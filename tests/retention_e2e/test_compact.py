@@ -52,7 +52,9 @@ def test_compact_on_its_slot_reclaims_the_dead_space_of_merges(work):
         lab.check_exports("C")
     assert sorted(compacted) == [date(2026, 11, 29), date(2026, 12, 27)]
     before = sizes[(date(2026, 11, 29) - START.date()).days - 1]
-    assert before[0] > before[1] * 1.5, f"merges left dead space: {before}"
+    # merges reuse dead space, but fragments smaller than a block and a merge's own
+    # working room stay: there is something to reclaim, and no more than an increment
+    assert before[1] < before[0] <= 2 * before[1], f"dead space before compact: {before}"
     assert "reclaimed" in compacted[date(2026, 11, 29)]["detail"]
     facts = Repository(lab.dst).load("C", "vm1").facts
     assert facts["last_compact"] == datetime(2026, 12, 27, 22, 0).isoformat()
@@ -99,12 +101,6 @@ def test_compact_is_never_done_with_gfs(work):
     assert _usage(lab, "G") == (size, live)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: engine/repository/transforms.py merge_oldest_increment only appends "
-    "(ContainerWriter(..., base=base) writes every merged payload at the end of the full), "
-    "so without compact (off by default) the full grows by every merged increment; the notes "
-    "(section 5) say the merge reuses the full's empty blocks, and engine/simulate.py sizes "
-    "a merged full as unchanged"))
 def test_merges_reuse_the_fulls_dead_space(work):
     lab = Lab(work, blocks=16)
     spec = load_job(lab.job("R", keep=3))
