@@ -17,22 +17,18 @@ from engine.units import fmt_duration, fmt_size, parse_duration, parse_size
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _pct(text: str) -> float:
+def parse_pct(text: str) -> float:
     try:
         return float(text.rstrip("%"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+        raise ValueError(f"not a percentage: {text!r}") from None
 
 
 def add_commands(sub, time_type, size_type) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
+    from engine.cli import arg_type
+
+    _duration, _pct = arg_type(parse_duration), arg_type(parse_pct)
     r = sub.add_parser("run", help="one run of a backup copy job")
     r.add_argument("jobfile", type=Path)
     r.add_argument("--at", type=time_type)
