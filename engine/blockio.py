@@ -180,5 +180,34 @@ def _data_region(fd: int, pos: int, size: int) -> tuple[int, int]:
     return start, max(end, start + 1)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+
+
+def tune_malloc() -> None:
+    """Keep freed block buffers in the heap instead of returning them to the kernel.
+
+    Every block makes fresh 1 MiB bytes objects (compressed, decompressed); with
+    glibc's defaults each is a new mmap and its pages fault in again (~2.4 us per
+    4 KiB here), which cost a quarter of a recompressing copy's time. Memory stays
+    bounded by the pipeline's queue depths; only the trim slack (64 MiB) is kept.
+    """
+    global _tuned
+    if _tuned:
+        return
+    _tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+    except (OSError, AttributeError):  # not glibc: keep the defaults
+        pass
+
+
+_tuned = False
+
+
 def make_pool() -> ThreadPoolExecutor:
+    tune_malloc()
     return ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="ferry-block")
