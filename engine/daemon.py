@@ -80,7 +80,7 @@ class Daemon:
             try:
                 if not is_due(spec, now, last_run(spec)):
                     continue
-                res = self.run(spec, at=None)
+                res = self.run(spec, at=None, respect_window=True)
                 ran.append((spec.name, res.status))
                 print(f"ferry daemon: {spec.name}: {res.status}", flush=True)
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon

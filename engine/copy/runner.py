@@ -173,9 +173,10 @@ class Runner:
     """Runs one session of a job (see `run_job`)."""
 
     def __init__(self, spec, *, at: datetime | None, dry_run: bool, sink: ev.Sink,
-                 control: RunControl, hold_timeout: float):
+                 control: RunControl, hold_timeout: float, respect_window: bool):
         self.spec = spec
         self.at = at
+        self.respect_window = respect_window
         self.dry_run = dry_run
         self.sink = sink
         self.control = control
@@ -360,10 +361,16 @@ class Runner:
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
-            hold_timeout: float = 3600.0) -> SessionResult:
-    """Run one session of a copy job (blocking). See CONTRACT `ferry run`."""
+            hold_timeout: float = 3600.0, respect_window: bool | None = None) -> SessionResult:
+    """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
+
+    The copy window binds scheduled runs (the daemon) and replays (`at` given); an
+    operator's "run now" on the wall clock is honoured outside it (with a log line).
+    """
+    if respect_window is None:
+        respect_window = at is not None
     runner = Runner(spec, at=at, dry_run=dry_run, sink=sink, control=control or RunControl(),
-                    hold_timeout=hold_timeout)
+                    hold_timeout=hold_timeout, respect_window=respect_window)
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)

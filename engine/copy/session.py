@@ -57,7 +57,11 @@ class MachineCopy:
         state = request_state(self.end)
         items = plan_machine(self.src_meta, state.meta, spec.mode)
         now = self.r.clock()
-        if items and not self.r.dry_run and not in_window(spec.schedule, now):
+        outside = not in_window(spec.schedule, now)
+        if outside and items and not self.r.respect_window:
+            self.r.log("info", f"{machine}: started by the operator outside the copy window",
+                       machine)
+        elif outside and items and not self.r.dry_run:
             # the window limits data transfer only; retention still runs (notes section 4)
             res.status, res.kind = "Warning", "none"
             res.message = f"outside the copy window ({', '.join(spec.schedule.window)}): " \

@@ -103,3 +103,20 @@ def test_operator_hold_resume_and_stop(tmp_path):
     assert "stopped by operator" in out["res2"].tasks[0].message
     for m in src.machines:
         assert len(Repository(tmp_path / "dr").load("H", m).points) == 1
+
+
+def test_operator_run_now_outside_the_window_copies_and_says_so(tmp_path, source):
+    from datetime import datetime
+
+    source.backup(T0)
+    away = (datetime.now().hour + 12) % 24  # a window that is certainly closed now
+    job = load_job(write_job(tmp_path / "j.toml", "J", source.repo, JOBS, tmp_path / "dr",
+                             extra=f'[schedule]\nwindow = ["{away:02d}:00-{away:02d}:30"]\n'))
+    seen: list[ev.Event] = []
+    res = run_job(job, sink=seen.append)  # wall clock, started by the operator
+    assert res.status == "Success" and {t.kind for t in res.tasks} == {"full"}
+    assert any(isinstance(e, ev.LogLine) and "outside the copy window" in e.text for e in seen)
+    source.backup(T0 + timedelta(days=1))
+    scheduled = run_job(job, respect_window=True)  # what the daemon does: no transfer now
+    assert scheduled.status == "Warning" and {t.kind for t in scheduled.tasks} == {"none"}
+    assert all("copy window" in t.message for t in scheduled.tasks)
