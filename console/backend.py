@@ -129,17 +129,17 @@ class Backend:
 
     def save_text(self, path: Path, text: str) -> list[Any]:
         """Validate `text`; write it (atomically) only when it has no errors."""
-        return list(engine_function("engine.jobfile", "save_text")(path, text))
+        return list(engine_function("engine.jobsave", "save_text")(path, text))
 
     def template(self, name: str) -> str:
-        return str(engine_function("engine.jobfile", "template")(name))
+        return str(engine_function("engine.jobsave", "template")(name))
 
     def set_enabled(self, path: Path, enabled: bool) -> Any:
         """Write `enabled = true/false` (only that line); returns the reloaded spec."""
-        return engine_function("engine.jobfile", "set_enabled")(path, enabled)
+        return engine_function("engine.jobsave", "set_enabled")(path, enabled)
 
     def update_retention(self, path: Path, policy: Any) -> Any:
-        return engine_function("engine.jobfile", "update_retention")(path, policy)
+        return engine_function("engine.jobsave", "update_retention")(path, policy)
 
     # ---- repositories ------------------------------------------------------------------------
     def machines(self, spec: Any) -> list[MachineInfo]:

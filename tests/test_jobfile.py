@@ -11,17 +11,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.jobfile import (
-    JobFileError,
-    JobSpec,
-    discover_jobs,
-    job_to_dict,
-    load_job,
-    save_job,
-    template,
-    update_retention,
-    validate_text,
-)
+from engine.jobfile import JobFileError, JobSpec, discover_jobs, load_job, validate_text
+from engine.jobsave import job_to_dict, save_job, template, update_retention
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.schedule import ScheduleSpec
 

@@ -3,7 +3,7 @@
 It runs `engine.simulate.simulate` (the code behind `ferry preview`) in a
 worker on every change (debounced), shows the kept points of one day with the
 reason for each, the total size over time and the worst day; `ctrl+s` writes
-the policy back into the job file through `engine.jobfile.update_retention`.
+the policy back into the job file through `engine.jobsave.update_retention`.
 """
 
 from __future__ import annotations
