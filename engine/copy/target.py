@@ -59,6 +59,7 @@ class TargetMover:
         self.repo = repo
         self.end = end
         self.busy = 0.0  # seconds spent writing (the 'target' stage)
+        self._cache: DigestCache | None = None  # WAN global cache, built on first use
 
     def serve(self) -> None:
         try:
@@ -140,7 +141,7 @@ class TargetMover:
                 writer.put_entry(dname, block, e)
                 if e.flags != FLAG_ZERO:
                     writer.dedup.setdefault(e.digest, e)
-        cache = DigestCache.of_job(repo, job) if begin.get("wan") else DigestCache()
+        cache = self._wan_cache() if begin.get("wan") else DigestCache()
         stats = {"local": 0, "resumed": 0}
         try:
             suspect = {(d, b) for d, b in begin.get("repaired", [])}
@@ -152,8 +153,7 @@ class TargetMover:
             raise
         with repo.lock(job, machine, exclusive=True):
             meta = repo.try_load(job, machine) or MachineMeta(
-                job, machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"),
-                facts={"source_job": begin.get("source_job", "")})
+                job, machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
             meta.block_size = bs
             meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size,
                                             source_point=begin["source_point"],
@@ -164,9 +164,17 @@ class TargetMover:
             repo.save(meta)
             (folder / RESUME).unlink(missing_ok=True)
             repo.sweep(meta, job, machine)
+        if self._cache is not None:  # the next point of this stream may reuse these blocks
+            self._cache.add_container(folder / name, point_id)
         self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size,
                                     "written": writer.written, "local": stats["local"],
                                     "resumed": stats["resumed"], "busy": self.busy})
+
+    def _wan_cache(self) -> DigestCache:
+        """The job's digest cache, read once per stream (points of one stream only add)."""
+        if self._cache is None:
+            self._cache = DigestCache.of_job(self.repo, self.job)
+        return self._cache
 
     def _open_writer(self, folder: Path, begin: dict, kind: Kind, when: datetime,
                      names: list[str], bs: int):
