@@ -62,8 +62,6 @@ def validate(job: str, machine: str, disks: list[Path], method: str, keep: int,
         raise BackupError(f"unknown method {method!r} (forward, forever-forward or reverse)")
     if keep < 1:
         raise BackupError(f"--keep must be at least 1, got {keep}")
-    if method == Method.REVERSE.value and keep < 1:
-        raise BackupError("--keep must be at least 1 for reverse incremental")
     if block_size < MIN_BLOCK or block_size > MAX_BLOCK or block_size & (block_size - 1):
         raise BackupError(f"block size {block_size} must be a power of two from 256KiB to 8MiB")
     if compression not in LEVELS:

@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         if not args.command:
-            build_parser().print_help()
+            parser.print_help()
             return EXIT_OK
         handler: Callable[[argparse.Namespace], int] = COMMANDS.get(args.command) or (
             _copy_handler(args.command))

@@ -6,13 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from engine.units import fmt_duration, fmt_size, parse_duration, parse_size
+from engine.units import fmt_duration, fmt_size, parse_duration
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
@@ -273,4 +272,4 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "daemon": cmd_daemon, "mover": cmd_mover,
 }
 
-__all__ = ["COMMANDS", "add_commands", "parse_size", "datetime", "timedelta"]
+__all__ = ["COMMANDS", "add_commands"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from engine.errors import one_line
@@ -103,4 +103,4 @@ class Daemon:
             return 0
 
 
-__all__ = ["Daemon", "is_due", "timedelta"]
+__all__ = ["Daemon", "is_due"]

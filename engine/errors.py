@@ -14,8 +14,7 @@ def one_line(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
     text = " ".join(str(exc).split()) or type(exc).__name__
-    known = ("BackupError", "RestoreError", "MetadataError", "ContainerError", "BadName",
-             "JobFileError", "LookupError", "InventoryError", "RunError", "PlanError")
-    if type(exc).__name__ in known or isinstance(exc, (LookupError, ValueError)):
+    ours = type(exc).__module__.startswith("engine.")  # engine errors are written for users
+    if ours or isinstance(exc, (LookupError, ValueError)):
         return text
     return f"{type(exc).__name__}: {text}"

@@ -22,7 +22,7 @@ the next run finishes the job:
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from engine import retention as rules
@@ -223,4 +223,4 @@ def _mib(n: int) -> str:
 
 
 __all__ = ["apply_retention", "full_usage", "gfs_flags_for_run", "policy_to_dict",
-           "policy_from_dict", "date"]
+           "policy_from_dict"]

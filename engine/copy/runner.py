@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -22,16 +22,14 @@ from engine import events as ev
 from engine.blockio import make_pool
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
-from engine.copy.planner import PlanError, plan_machine
-from engine.copy.source import Busy, RateLimit, SourceMover, request_state
+from engine.copy.planner import PlanError
 from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.model import MachineMeta, Stats, Status
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
-from engine.repository.repository import Repository, new_point_id, safe_name
-from engine.repository.resolve import PointView
+from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
 
 
@@ -378,6 +376,4 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
         return runner.run()
 
 
-__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "Busy", "RateLimit",
-           "SourceMover", "request_state", "PointView", "PlanError", "plan_machine",
-           "new_point_id", "asdict"]
+__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner"]

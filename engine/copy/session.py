@@ -52,7 +52,6 @@ class MachineCopy:
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
-        self.mover = mover
         mover.hello(job, machine)
         state = request_state(self.end)
         items = plan_machine(self.src_meta, state.meta, spec.mode)
@@ -99,7 +98,7 @@ class MachineCopy:
                          "compression": level if level != "auto" else self.src_meta.compression,
                          "disks": [asdict(d) for d in view.disks],
                          "wan": bool(spec.transport.wan_acceleration),
-                         "source_job": self.ref.source_job, "repaired": repaired,
+                         "repaired": repaired,
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
