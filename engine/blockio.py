@@ -70,6 +70,17 @@ class Compressor:
         return FLAG_ZSTD, out
 
 
+_dlocal = threading.local()
+
+
+def decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's zstd decompressor (contexts are not thread safe, and cheap to keep)."""
+    d = getattr(_dlocal, "d", None)
+    if d is None:
+        d = _dlocal.d = zstandard.ZstdDecompressor()
+    return d
+
+
 @dataclass(slots=True)
 class Block:
     """One block as scanned: what must be stored (or that it is unchanged)."""

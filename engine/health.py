@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
-
-from engine.blockio import digest
-from engine.repository.container import ContainerError, decode_block
+from engine.repository.container import ContainerError
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository
 from engine.repository.resolve import PointView
@@ -49,7 +46,6 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
         folder = repo.machine_dir(job, machine)
         seen: dict[tuple[str, int], str] = {}  # stored block -> problem ("" = fine)
         reported: set[tuple[str, int, str]] = set()  # (disk, block, file) named once
-        dctx = zstandard.ZstdDecompressor()
         for point in points:
             res.points.append(point.id)
             try:
@@ -64,25 +60,13 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
                         key = (layer.path.name, loc.entry.offset)
                         res.blocks += 1
                         if key not in seen:  # a block stored once is read once ...
-                            seen[key] = _verify(view, loc, dctx)
+                            seen[key] = view.read_verified(loc)[1]
                         problem = seen[key]  # ... but every disk block using it is named
                         named = (disk.name, b, layer.path.name)
                         if problem and named not in reported:
                             reported.add(named)
                             res.corrupt.append(CorruptBlock(disk.name, b, layer.path.name, problem))
     return res
-
-
-def _verify(view: PointView, loc, dctx) -> str:
-    try:
-        data = decode_block(view.read_stored(loc), loc.entry, dctx)
-    except zstandard.ZstdError:
-        return "cannot decompress"
-    if len(data) != loc.entry.raw:
-        return "wrong length"
-    if digest(data) != loc.entry.digest:
-        return "digest mismatch"
-    return ""
 
 
 def check_repository(repo_path: Path, job: str | None = None, machine: str | None = None,

@@ -7,14 +7,10 @@ are left as holes (the output is sparse but reads back as zeros).
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from pathlib import Path
 
-import zstandard
-
-from engine.blockio import digest, make_pool
-from engine.repository.container import decode_block
+from engine.blockio import make_pool
 from engine.repository.repository import Repository, safe_name
 from engine.repository.resolve import PointView
 
@@ -47,20 +43,12 @@ def export_point(repo_path: Path, job: str, machine: str, point_ref: str, out: P
 def _write_disk(view: PointView, disk: str, size: int, target: Path, pool) -> None:
     bs = view.block_size
     blocks = view.blocks(disk)
-    local = threading.local()
-
     def decode(b: int, loc):
         """Decode and verify one block: export never hands back bytes that are not the disk."""
-        d = getattr(local, "d", None)
-        if d is None:
-            d = local.d = zstandard.ZstdDecompressor()
-        where = f"block {b} of disk {disk} in {view.layers[loc.layer].path.name}"
-        try:
-            data = decode_block(view.read_stored(loc), loc.entry, d)
-        except zstandard.ZstdError:
-            raise RestoreError(f"corrupt {where}: cannot decompress") from None
-        if digest(data) != loc.entry.digest:
-            raise RestoreError(f"corrupt {where}: digest mismatch (run ferry check)")
+        data, problem = view.read_verified(loc)
+        if problem:
+            raise RestoreError(f"corrupt block {b} of disk {disk} in {view.where(loc)}: "
+                               f"{problem} (run ferry check)")
         return data
 
     tmp = target.with_name(target.name + ".part")

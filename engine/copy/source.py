@@ -10,15 +10,12 @@ differs from the source's, and sent in order.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import zstandard
-
-from engine.blockio import Compressor, digest
+from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.target import pack_digest
@@ -199,7 +196,7 @@ class SourceMover:
         payload = view.read_stored(loc)
         t1 = time.perf_counter()
         e = loc.entry
-        data = decode_block(payload, e, _dctx())
+        data = decode_block(payload, e, decompressor())
         if digest(data) != e.digest:
             layer = view.layers[loc.layer].path.name
             raise SourceCorrupt(f"source block {b} of disk {view.disks[i].name} in {layer} "
@@ -218,13 +215,5 @@ def _raw_len(view: PointView, disk: int, block: int) -> int:
     return max(0, min(view.block_size, size - block * view.block_size))
 
 
-_local = threading.local()
-
-
-def _dctx() -> zstandard.ZstdDecompressor:
-    d = getattr(_local, "d", None)
-    if d is None:
-        d = _local.d = zstandard.ZstdDecompressor()
-    return d
 
 

@@ -13,8 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import xxhash
+import zstandard
+
+from engine.blockio import decompressor
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
-from engine.repository.container import FLAG_ZERO, Container, Entry
+from engine.repository.container import FLAG_ZERO, Container, Entry, decode_block
 
 
 @dataclass
@@ -84,6 +88,22 @@ class PointView:
 
     def read_stored(self, loc: Located) -> bytes:
         return self.layers[loc.layer].read_stored(loc.entry)
+
+    def read_verified(self, loc: Located) -> tuple[bytes | None, str]:
+        """(raw block, "") or (None, what is wrong): decoded and checked against its digest."""
+        try:
+            data = decode_block(self.read_stored(loc), loc.entry, decompressor())
+        except zstandard.ZstdError:
+            return None, "cannot decompress"
+        if len(data) != loc.entry.raw:
+            return None, "wrong length"
+        if xxhash.xxh3_128_digest(data) != loc.entry.digest:
+            return None, "digest mismatch"
+        return data, ""
+
+    def where(self, loc: Located) -> str:
+        """The file a block is stored in, for messages."""
+        return self.layers[loc.layer].path.name
 
 
 def layer_points(meta: MachineMeta, point: RestorePoint) -> list[RestorePoint]:
