@@ -213,7 +213,10 @@ class ContainerWriter:
     so a half-written file never carries the final name.
     """
 
-    def __init__(self, path: Path, kind: str, block_size: int, *, base: Container | None = None):
+    def __init__(self, path: Path, kind: str, block_size: int, *, base: Container | None = None,
+                 reopen: bool = False):
+        """`base`: append a new state to that file in place; `reopen`: continue the
+        `.part` file a killed run left (see `resume`); otherwise a new `.part` file."""
         self.path = Path(path)
         self.kind = KIND_CODES[kind]
         self.block_size = block_size
@@ -221,10 +224,13 @@ class ContainerWriter:
         self.dedup: dict[bytes, Entry] = {}
         self.written = 0
         self._base = base
+        self._gaps: deque[tuple[int, int]] = deque()  # reusable dead space (in place only)
+        self._resumed: list[tuple[str, int, Entry]] = []
         if base is None:
             self._tmp = self.path.with_name(self.path.name + ".part")
-            self._f = open(self._tmp, "w+b")
-            self._f.truncate(DATA_START)
+            self._f = open(self._tmp, "r+b" if reopen else "w+b")
+            if not reopen:
+                self._f.truncate(DATA_START)
             self._pos = DATA_START
             self._generation = 0
             self._keep_state = ""
@@ -279,7 +285,7 @@ class ContainerWriter:
 
     def _take_gap(self, n: int) -> int | None:
         """Next-fit in the free extents; gaps too small for this block are passed over."""
-        gaps = getattr(self, "_gaps", None)
+        gaps = self._gaps
         while gaps:
             start, end = gaps[0]
             if end - start >= n:
@@ -330,40 +336,26 @@ class ContainerWriter:
         Returns the writer and the set of (disk name, block) already stored.
         """
         path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        jpath = tmp.with_name(tmp.name + ".journal")
-        raw = jpath.read_bytes()
-        first, _, rest = raw.partition(b"\n")
+        jpath = path.with_name(path.name + ".part.journal")
+        first, _, rest = jpath.read_bytes().partition(b"\n")
         names = json.loads(first)
         usable = len(rest) - len(rest) % _JOURNAL.size
-        w = cls.__new__(cls)
-        w.path, w.kind, w.block_size = path, KIND_CODES[kind], block_size
-        w.disks, w.dedup, w.written, w._base = {}, {}, 0, None
-        w._tmp, w._generation, w._keep_state = tmp, 0, ""
-        w._buf, w._buffered, w._journal_pending = [], 0, []
-        w.journal_every, w._since_sync = 16 << 20, 0
-        have = set()
-        end = DATA_START
-        entries = []
-        for disk_no, block, off, stored, rawlen, flags, digest in _JOURNAL.iter_unpack(
-                rest[:usable]):
-            entries.append((names[disk_no], block, Entry(off, stored, rawlen, flags, digest)))
-            end = max(end, off + stored)
-        w._f = open(tmp, "r+b")
-        w._f.truncate(end)
-        w._io = BackgroundWriter(w._f.fileno())
+        entries = [(names[disk_no], block, Entry(off, stored, rawlen, flags, digest))
+                   for disk_no, block, off, stored, rawlen, flags, digest
+                   in _JOURNAL.iter_unpack(rest[:usable])]
+        end = max([DATA_START] + [e.offset + e.stored for _, _, e in entries])
+        w = cls(path, kind, block_size, reopen=True)
+        w._f.truncate(end)  # drop data the journal does not vouch for
         w._pos = end
         w._resumed = entries
         w._disk_names = names
         w._journal = open(jpath, "r+b")
         w._journal.truncate(len(first) + 1 + usable)
         w._journal.seek(0, 2)
-        for name, block, _e in entries:
-            have.add((name, block))
-        return w, have
+        return w, {(name, block) for name, block, _ in entries}
 
     def resumed_entries(self) -> list[tuple[str, int, Entry]]:
-        return getattr(self, "_resumed", [])
+        return self._resumed
 
     def _append(self, payload: bytes | memoryview) -> None:
         self._buf.append(bytes(payload) if isinstance(payload, memoryview) else payload)
