@@ -17,7 +17,7 @@ from engine.units import now as wall_now
 
 def default_days(policy: RetentionPolicy) -> int:
     """Long enough to see the longest GFS cycle turn over (RPS-like horizon)."""
-    days = policy.keep + 14 if policy.unit == "days" else policy.keep + 14
+    days = policy.keep + 14
     g = policy.gfs
     if g and g.enabled:
         if g.weekly:
@@ -30,24 +30,24 @@ def default_days(policy: RetentionPolicy) -> int:
 
 
 def sizing_from_repositories(spec) -> Sizing | None:
-    """Average full and increment size of the job's chains (target, else source)."""
+    """The job's size per run from its real chains (target, else source): for each
+    machine the average full and increment, summed over the machines."""
     for repo, jobs in ((Repository(spec.target_repository), [spec.name]),
                        (Repository(spec.source_repository), list(spec.source_jobs))):
-        fulls, incs = [], []
+        full = inc = 0
         for job in jobs:
             for j, m in repo.machines(job):
                 try:
-                    meta = repo.load(j, m)
+                    points = repo.load(j, m).points
                 except Exception:  # noqa: BLE001 - a damaged chain just gives no sample
                     continue
-                fulls += [p.size for p in meta.points if p.kind.value == "full"]
-                incs += [p.size for p in meta.points if p.kind.value != "full"]
-        if fulls:
-            machines = max(1, len(repo.machines(jobs[0])) if len(jobs) == 1 else len(fulls))
-            per_full = sum(fulls) // len(fulls)
-            per_inc = sum(incs) // len(incs) if incs else per_full // 10
-            n = machines if len(jobs) == 1 else 1
-            return Sizing(full=per_full * n, incremental=per_inc * n)
+                fulls = [p.size for p in points if p.kind.value == "full"]
+                incs = [p.size for p in points if p.kind.value != "full"]
+                if fulls:
+                    full += sum(fulls) // len(fulls)
+                    inc += sum(incs) // len(incs) if incs else sum(fulls) // len(fulls) // 10
+        if full:
+            return Sizing(full=full, incremental=inc)
     return None
 
 

@@ -313,3 +313,29 @@ def test_preview_days_are_consistent(policy: RetentionPolicy, sched: dict) -> No
         assert all(p.reason for p in d.points)
     assert result.worst_day.total_size + result.worst_day.work_space == max(
         d.total_size + d.work_space for d in result.days)
+
+
+def test_preview_sizes_from_real_chains_sum_the_machines(tmp_path):
+    """Without a sizing model, `ferry preview` sizes a run from the job's real chains:
+    each machine's average full and increment, summed over the machines."""
+    from types import SimpleNamespace
+
+    from engine.backup import take_backup
+    from engine.preview_cli import sizing_from_repositories
+    from engine.repository.repository import Repository
+
+    repo = tmp_path / "src"
+    for i, name in enumerate(("a", "b")):
+        disk = tmp_path / f"{name}.img"
+        disk.write_bytes(bytes(range(256)) * 4096 * (i + 1))
+        for day in range(2):
+            if day:
+                disk.write_bytes(disk.read_bytes()[:-10] + b"x" * 10)
+            take_backup(repo, "Daily", name, [disk], block_size=256 << 10,
+                        at=datetime(2026, 1, 1 + day, 22))
+    spec = SimpleNamespace(name="Copy", target_repository=tmp_path / "dst",
+                           source_repository=repo, source_jobs=["Daily"])
+    sizing = sizing_from_repositories(spec)
+    points = [Repository(repo).load("Daily", m).points for m in ("a", "b")]
+    assert sizing.full == sum(p[0].size for p in points)
+    assert sizing.incremental == sum(p[1].size for p in points)

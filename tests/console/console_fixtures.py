@@ -8,7 +8,7 @@ Nothing here reads a clock, the disk or a random source, so snapshots are stable
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from engine.model import (
     RetentionPolicy,
     Stats,
 )
+from engine.simulate import PreviewDay, PreviewPoint, PreviewResult
 
 JOBS_DIR = Path("/srv/ferry/jobs")
 T0 = datetime(2026, 11, 1, 22, 0)
@@ -151,31 +152,6 @@ def tasks(session_id: Any) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class PreviewPoint:
-    time: datetime
-    kind: str
-    gfs: list[str]
-    reason: str
-    size: int
-
-
-@dataclass
-class PreviewDay:
-    date: date
-    points: list[PreviewPoint]
-    total_size: int
-    work_space: int = 0
-    actions: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PreviewResult:
-    job: str
-    days: list[PreviewDay]
-    worst_day: PreviewDay | None
-
-
 def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
                  sizing: Sizing) -> PreviewResult:
     """A simple, deterministic stand-in for engine.simulate (keep-N forever-forward)."""
@@ -201,7 +177,7 @@ def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
         work = full if d and first > 0 else 0
         out.append(PreviewDay(now.date(), points, total + work, work))
     worst = max(out, key=lambda day: day.total_size) if out else None
-    return PreviewResult(job, out, worst)
+    return PreviewResult(job, out, worst, [])
 
 
 class StaticBackend(Backend):
