@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
 from engine import schedule as sched
-from engine.units import parse_duration, parse_size
+from engine.units import parse_duration, parse_rate
 
 MODES = ("periodic", "immediate")
 UNITS = ("points", "days")
@@ -143,18 +143,16 @@ def _positive_duration(value: Any) -> float:
 
 def _rate(value: Any) -> int:
     """"50MiB/s", "0" or a number of bytes per second -> bytes per second."""
-    bad = f'expected a rate like "50MiB/s" (or "0" for no limit), got {describe(value)}'
+    bad = (f'expected a rate like "50MiB/s" or "100Mbit/s" (or "0" for no limit), '
+           f'got {describe(value)}')
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError(bad)
     if isinstance(value, int):
         if value < 0:
             raise ValueError(bad)
         return value
-    text = value.strip()
-    if text.lower().endswith("/s"):
-        text = text[:-2]
     try:
-        return parse_size(text)
+        return parse_rate(value)
     except ValueError:
         raise ValueError(bad) from None
 
