@@ -168,8 +168,23 @@ def _weekday_list(value: list[str]) -> list[str]:
     return [sched.WEEKDAYS[i] for i in sorted(picked)]
 
 
-def _window_list(value: list[str]) -> list[str]:
-    return [sched.fmt_window(*sched.parse_window(w)) for w in value]
+def _window_list(value: Any) -> list[str]:
+    """["20:00-06:00"] (every day) or {mon = ["20:00-06:00"], sat = [...]} -> normal form:
+    a list of "HH:MM-HH:MM", each prefixed by its weekday when given per day."""
+    if isinstance(value, dict):
+        out = []
+        for day, windows in value.items():
+            index = sched.weekday_index(str(day))
+            if not isinstance(windows, list) or not all(isinstance(w, str) for w in windows):
+                raise ValueError(f'{day}: expected a list of windows like ["20:00-06:00"]')
+            out += [sched.fmt_day_window(index, *sched.parse_window(w)) for w in windows]
+        if not out:
+            raise ValueError("the copy window is never open (give at least one window)")
+        return out
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        raise ValueError('expected a list like ["20:00-06:00"] or a table of weekdays '
+                         '{ mon = ["20:00-06:00"] }')
+    return [sched.fmt_day_window(*sched.parse_day_window(w)) for w in value]
 
 
 def _string_list(value: list[str]) -> list[str]:
@@ -288,7 +303,7 @@ class Schedule(_Table):
     daily_at: Annotated[str, BeforeValidator(_daily_at)] | None = None
     every: Annotated[float, BeforeValidator(_every)] | None = None
     days: Annotated[list[str], AfterValidator(_weekday_list)] = []
-    window: Annotated[list[str], AfterValidator(_window_list)] = []
+    window: Annotated[list[str], BeforeValidator(_window_list)] = []
 
 
 class Storage(_Table):
