@@ -5,7 +5,9 @@
 For each size: a VM-like image (engine.vmdata) is backed up once into a source
 repository (setup, not timed). Then `runs` times: a full copy with `ferry run`
 (compression auto: stored blocks are verified against their digests and pass
-through), a full copy recompressing at `high` (zstd 3, so the two-thread
+through), the same full copy encrypted (`[storage] encryption`: AES-256-GCM
+sealing and keyed digests on the source side; the ratio to the plain one is
+reported), a full copy recompressing at `high` (zstd 3, so the two-thread
 hash+compress ceiling applies), a 2 %-changed source increment and its
 incremental copy. Each copy is a real `python -m engine.cli run` subprocess;
 wall time and its own peak RSS are recorded. Ceilings come from
@@ -44,10 +46,15 @@ def ferry(*args) -> list[str]:
     return [sys.executable, "-m", "engine.cli", *map(str, args)]
 
 
-def job_file(path: Path, name: str, src: Path, dst: Path, compression: str) -> Path:
+PW_ENV = "FERRY_BENCH_PASSWORD"
+
+
+def job_file(path: Path, name: str, src: Path, dst: Path, compression: str,
+             encrypted: bool = False) -> Path:
+    enc = f'encryption = true\npassword_env = "{PW_ENV}"\n' if encrypted else ""
     path.write_text(f'name = "{name}"\n[source]\nrepository = "{src}"\njobs = ["Bench"]\n'
                     f'[target]\nrepository = "{dst}"\n[retention]\nkeep = 7\n'
-                    f'[storage]\ncompression = "{compression}"\n'
+                    f'[storage]\ncompression = "{compression}"\n{enc}'
                     f'[transport]\nparallel_tasks = 1\nretries = 0\n')
     return path
 
@@ -55,16 +62,17 @@ def job_file(path: Path, name: str, src: Path, dst: Path, compression: str) -> P
 def copy_once(work: Path, size: int, run: int) -> dict:
     src, disk = work / "src", work / "disk.img"
     out = {}
-    for label, comp in (("full_auto", "auto"), ("full_high", "high")):
+    for label, comp in (("full_auto", "auto"), ("full_encrypted", "auto"), ("full_high", "high")):
         dst = work / f"dr-{label}-{run}"
-        job = job_file(work / f"{label}.toml", f"C{label}", src, dst, comp)
+        job = job_file(work / f"{label}.toml", f"C{label}", src, dst, comp,
+                       encrypted=label == "full_encrypted")
         m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
         if m.returncode:
             raise SystemExit(m.stderr.decode())
         task = json.loads(m.stdout)["tasks"][0]
         out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
                       "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
-        if label == "full_high":
+        if label != "full_auto":
             shutil.rmtree(dst)
     day = run + 1
     mut = vmdata.mutate_disk(disk, day, "bench-copy", 2.0)
@@ -125,6 +133,7 @@ def report(results: list[dict]) -> None:
     runs = main["runs"]
     fa = med([r["full_auto"]["s"] for r in runs])
     fh = med([r["full_high"]["s"] for r in runs])
+    fe = med([r["full_encrypted"]["s"] for r in runs])
     inc = med([r["increment"]["s"] for r in runs])
     idle = med([r["idle"]["s"] for r in runs])
     c1, c3 = main["ceil1"], main["ceil3"]
@@ -135,6 +144,11 @@ def report(results: list[dict]) -> None:
     print(f"  full, compression auto (verify + pass-through): {mbps / fa:8,.0f} MB/s  "
           f"{fa:.2f} s  = {mbps / fa / c1.cpu2.median:.0%} of the 2-thread zstd-1 ceiling, "
           f"{mbps / fa / c1.write_fsync.median:.0%} of write+fsync")
+    rss_plain = max(r["full_auto"]["rss"] for r in runs)
+    rss_enc = max(r["full_encrypted"]["rss"] for r in runs)
+    print(f"  full, encrypted (AES-256-GCM, keyed digests):  {mbps / fe:8,.0f} MB/s  "
+          f"{fe:.2f} s  = {fa / fe:.0%} of the unencrypted full's throughput (goal >= 80 %); "
+          f"peak RSS {rss_enc:.0f} MiB vs {rss_plain:.0f} MiB")
     print(f"  full, recompress at high (zstd 3):             {mbps / fh:8,.0f} MB/s  "
           f"{fh:.2f} s  = {mbps / fh / c3.cpu2.median:.0%} of the 2-thread zstd-3 ceiling")
     r0 = runs[0]["increment"]
@@ -145,7 +159,8 @@ def report(results: list[dict]) -> None:
           f"full net of it")
     print(f"  bottleneck of the full: {runs[0]['full_auto']['bottleneck']}")
     for r in results:
-        rss = max(max(x["full_auto"]["rss"], x["full_high"]["rss"], x["increment"]["rss"])
+        rss = max(max(x["full_auto"]["rss"], x["full_encrypted"]["rss"], x["full_high"]["rss"],
+                      x["increment"]["rss"])
                   for x in r["runs"])
         print(f"  peak RSS at {fmt_size(r['size'])}: {rss:.0f} MiB")
     if main["restic_s"]:
@@ -163,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = HERE / "out" / "copy"
     shutil.rmtree(out, ignore_errors=True)
+    os.environ.setdefault(PW_ENV, "bench password")  # the encrypted full's job reads it
     try:
         results = [bench_size(parse_size(args.size), args.runs, out / "a", True)]
         if args.also:

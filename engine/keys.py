@@ -109,6 +109,14 @@ class ChainKey:
         nonce = os.urandom(NONCE)
         return nonce + self._aead.encrypt(nonce, bytes(payload), _ad(digest, raw_len, flags))
 
+    def seal_into(self, out: memoryview, payload: bytes | memoryview, digest: bytes,
+                  raw_len: int, flags: int) -> None:
+        """`seal` written into `out` (len(payload) + OVERHEAD bytes, e.g. inside a BLOCK
+        frame): no fresh ciphertext buffer and no concatenation per block."""
+        nonce = os.urandom(NONCE)
+        out[:NONCE] = nonce
+        self._aead.encrypt_into(nonce, payload, _ad(digest, raw_len, flags), out[NONCE:])
+
     def open(self, stored: bytes | memoryview, digest: bytes, raw_len: int, flags: int) -> bytes:
         """The compressed payload; EncryptionError if any byte of it or its entry changed."""
         stored = bytes(stored)

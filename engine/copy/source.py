@@ -19,7 +19,7 @@ from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.target import pack_digest
-from engine.keys import ChainKey
+from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
 from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
 from engine.repository.resolve import PointView
@@ -218,15 +218,17 @@ class SourceMover:
         flags = e.flags
         if self.comp is not None:
             flags, payload = self.comp.compress(data)
-        dg = e.digest
         if self.key is not None:  # after compression: ciphertext does not compress
             dg = self.key.digest(e.digest, e.raw)
-            payload = self.key.seal(payload, dg, e.raw, flags)
-            flags |= FLAG_SEALED
+            frame, room = t.block_frame(i, b, e.raw, flags | FLAG_SEALED, dg,
+                                        len(payload) + OVERHEAD)
+            self.key.seal_into(room, payload, dg, e.raw, flags)
+        else:
+            frame = t.encode_block(i, b, e.raw, flags, e.digest, payload)
         t2 = time.perf_counter()
         self.busy.source += t1 - t0
         self.busy.compress += t2 - t1
-        return t.encode_block(i, b, e.raw, flags, dg, payload), e.raw
+        return frame, e.raw
 
 
 def _raw_len(view: PointView, disk: int, block: int) -> int:

@@ -56,6 +56,18 @@ def encode_block(disk: int, block: int, raw: int, flags: int, digest: bytes,
     return _HEAD.pack(BLOCK, len(head) + len(payload)) + head + payload
 
 
+def block_frame(disk: int, block: int, raw: int, flags: int, digest: bytes,
+                payload_len: int) -> tuple[bytearray, memoryview]:
+    """A BLOCK frame with room for a `payload_len`-byte payload, and the view to fill it
+    through (the source mover seals straight into it)."""
+    head = _BLOCK.pack(disk, block, raw, flags, digest)
+    n = len(head) + payload_len
+    buf = bytearray(_HEAD.size + n)
+    _HEAD.pack_into(buf, 0, BLOCK, n)
+    buf[_HEAD.size:_HEAD.size + len(head)] = head
+    return buf, memoryview(buf)[_HEAD.size + len(head):]
+
+
 def decode_block(payload: bytes) -> tuple[int, int, int, int, bytes, memoryview]:
     disk, block, raw, flags, digest = _BLOCK.unpack_from(payload, 0)
     return disk, block, raw, flags, digest, memoryview(payload)[_BLOCK.size:]
