@@ -28,6 +28,7 @@ from pathlib import Path
 from engine import retention as rules
 from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RetentionPolicy
 from engine.repository.container import DATA_START, FLAG_ZERO, Container
+from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.repository import Repository
 from engine.repository.transforms import delete_points, merge_oldest_increment, synthesize_full
 
@@ -72,7 +73,7 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> 
     now = datetime.fromisoformat(request["now"])
     policy = policy_from_dict(request["policy"])
     done: list[dict] = []
-    with repo.lock(job, machine, exclusive=True):
+    with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
         meta = repo.try_load(job, machine)
         if meta is None or not meta.points:
             return done

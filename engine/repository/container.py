@@ -316,7 +316,12 @@ class ContainerWriter:
         return self._disk_names.index(disk)
 
     def _sync_journal(self) -> None:
-        """Make the data durable, then journal the entries that refer to it (in order)."""
+        """Make the data durable, then journal the entries that refer to it (in order).
+
+        Runs on the writer thread after every write queued so far; when any of
+        them failed (or the fsync fails) it is skipped, so the journal only ever
+        names bytes an fsync has confirmed on disk.
+        """
         pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
         journal, fd = self._journal, self._f.fileno()
@@ -333,16 +338,24 @@ class ContainerWriter:
     def resume(cls, path: Path, kind: str, block_size: int) -> tuple[ContainerWriter, set]:
         """Reopen `<path>.part` with the entries its journal proves durable.
 
+        Every journaled payload is read back and checked against its digest
+        before it is trusted; one mismatch (or a journal that does not parse)
+        rejects the whole partial file (ContainerError): the caller starts anew.
         Returns the writer and the set of (disk name, block) already stored.
         """
         path = Path(path)
         jpath = path.with_name(path.name + ".part.journal")
-        first, _, rest = jpath.read_bytes().partition(b"\n")
-        names = json.loads(first)
-        usable = len(rest) - len(rest) % _JOURNAL.size
-        entries = [(names[disk_no], block, Entry(off, stored, rawlen, flags, digest))
-                   for disk_no, block, off, stored, rawlen, flags, digest
-                   in _JOURNAL.iter_unpack(rest[:usable])]
+        tmp = path.with_name(path.name + ".part")
+        try:
+            first, _, rest = jpath.read_bytes().partition(b"\n")
+            names = json.loads(first)
+            usable = len(rest) - len(rest) % _JOURNAL.size
+            entries = [(names[disk_no], block, Entry(off, stored, rawlen, flags, digest))
+                       for disk_no, block, off, stored, rawlen, flags, digest
+                       in _JOURNAL.iter_unpack(rest[:usable])]
+        except (OSError, ValueError, IndexError, TypeError, struct.error) as exc:
+            raise ContainerError(f"{jpath.name}: journal unreadable ({exc})") from None
+        _verify_journaled(tmp, entries, block_size)
         end = max([DATA_START] + [e.offset + e.stored for _, _, e in entries])
         w = cls(path, kind, block_size, reopen=True)
         w._f.truncate(end)  # drop data the journal does not vouch for
@@ -413,18 +426,25 @@ class ContainerWriter:
                 return 1 - i
         return 0
 
-    def abort(self, keep_partial: bool = False) -> None:
-        """Give up; with `keep_partial` a journaled .part stays for a later resume."""
-        if keep_partial and self._journal is not None:
+    def abort(self, keep_partial: bool = False) -> bool:
+        """Give up; with `keep_partial` a journaled .part stays for a later resume.
+
+        A partial file whose writes failed (ENOSPC, EIO) is never kept: its
+        state is unknown and it holds space other machines need. Returns True
+        when the partial file was kept.
+        """
+        if keep_partial and self._journal is not None and not self._io.failed:
             try:
                 self._flush()
                 self._sync_journal()
                 self._io.close()
-            except Exception:  # noqa: BLE001 - the journal only names what is durable
-                pass
-            self._journal.close()
-            self._f.close()
-            return
+                kept = True
+            except Exception:  # noqa: BLE001 - a failing sync drops the partial below
+                kept = False
+            if kept:
+                self._journal.close()
+                self._f.close()
+                return True
         try:
             self._io.close()
         except Exception:  # noqa: BLE001 - the original error is what the caller raises
@@ -433,6 +453,36 @@ class ContainerWriter:
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
         self._drop_journal()
+        return False
+
+
+def _verify_journaled(tmp: Path, entries: list[tuple[str, int, Entry]], block_size: int) -> None:
+    """Read back every journaled payload of a partial file; ContainerError on the first bad one."""
+    dctx = zstandard.ZstdDecompressor()
+    seen: set[int] = set()
+    try:
+        f = open(tmp, "rb")
+    except OSError as exc:
+        raise ContainerError(f"{tmp.name}: cannot open: {exc.strerror}") from None
+    with f:
+        for disk, block, e in entries:
+            if e.flags == FLAG_ZERO or e.offset in seen:
+                continue
+            seen.add(e.offset)
+            bad = e.offset < DATA_START or e.raw > block_size or e.flags not in (FLAG_RAW,
+                                                                                 FLAG_ZSTD)
+            if not bad:
+                payload = os.pread(f.fileno(), e.stored, e.offset)
+                try:
+                    data = payload if e.flags == FLAG_RAW else dctx.decompress(
+                        payload, max_output_size=e.raw)
+                    bad = len(payload) != e.stored or len(data) != e.raw or \
+                        xxhash.xxh3_128_digest(data) != e.digest
+                except zstandard.ZstdError:
+                    bad = True
+            if bad:
+                raise ContainerError(f"{tmp.name}: block {block} of disk {disk} does not "
+                                     f"match its journal entry; the partial file is not used")
 
 
 def _read_slots_indexed(f) -> list[_Slot | None]:

@@ -57,8 +57,9 @@ class Repository:
     def meta_path(self, job: str, machine: str) -> Path:
         return self.machine_dir(job, machine) / f"{machine}.fbm"
 
-    def lock(self, job: str, machine: str, exclusive: bool) -> ChainLock:
-        return ChainLock(self.machine_dir(job, machine), exclusive=exclusive)
+    def lock(self, job: str, machine: str, exclusive: bool,
+             wait: float | None = None) -> ChainLock:
+        return ChainLock(self.machine_dir(job, machine), exclusive=exclusive, wait=wait)
 
     def jobs(self) -> list[str]:
         if not self.path.is_dir():
