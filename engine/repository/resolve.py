@@ -10,6 +10,7 @@ zeros. That rule keeps grow/shrink/grow sequences exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +33,21 @@ class Located:
 class PointView:
     """A restore point opened for reading; close() releases its files."""
 
-    def __init__(self, folder: Path, meta: MachineMeta, point: RestorePoint):
+    def __init__(self, folder: Path | None, meta: MachineMeta, point: RestorePoint,
+                 opener: Callable[[RestorePoint], Container] | None = None):
+        """`opener` opens one layer (default: the backup file in `folder`); an object
+        storage repository passes one that opens the point's manifest instead."""
         self.meta = meta
         self.point = point
         self.layers: list[Container] = []
         self.disks: list[DiskInfo] = list(point.disks)
         try:
             for p in layer_points(meta, point):
-                self.layers.append(Container(folder / p.file, state=p.id))
+                if opener is not None:
+                    self.layers.append(opener(p))
+                else:
+                    assert folder is not None
+                    self.layers.append(Container(folder / p.file, state=p.id))
         except Exception:
             self.close()
             raise
