@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,15 +15,52 @@ from rich.table import Table
 from engine.units import fmt_size, parse_size, parse_time
 
 EXIT_OK, EXIT_WARNING, EXIT_FAILED, EXIT_HELD = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 
 
 class UsageError(Exception):
     """Bad input found by the CLI itself."""
 
 
+class _Help(argparse.HelpFormatter):
+    """Appends `(default: X)` to an option's help when it has a real default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "default" not in text:
+            value = action.default
+            text += f" (default: {value if not isinstance(value, float) else f'{value:g}'})"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message}")
+    """One line on a usage error (exit 2, no usage dump); every option's help shows its default."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: usage: {message}")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("ferry")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "unknown"
+
+
+def repo_option(parser: argparse.ArgumentParser) -> None:
+    """`--repo DIR`, defaulting to $FERRY_REPO (then not required)."""
+    default = os.environ.get("FERRY_REPO")
+    parser.add_argument("--repo", type=Path, default=Path(default) if default else None,
+                        required=not default,
+                        help="the repository (default: $FERRY_REPO)")
 
 
 def arg_type(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -42,41 +80,52 @@ _size = arg_type(parse_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.blockio import LEVELS
+    from engine.model import Method
+
     p = _Parser(prog="ferry", description="Backup copy jobs for VM restore points.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"ferry {version()}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    # handled by console.entry before this parser runs; listed so --help names them
+    sub.add_parser("console", help="the operations console (Textual): ferry console [--jobs DIR]")
+    sub.add_parser("serve", help="the console in a browser page on 127.0.0.1")
 
     b = sub.add_parser("backup", help="take one restore point of a machine (source backup job)")
-    b.add_argument("--repo", required=True, type=Path)
-    b.add_argument("--job", required=True)
-    b.add_argument("--machine", required=True)
-    b.add_argument("--disk", required=True, action="append", type=Path)
-    b.add_argument("--method", default="forward")
-    b.add_argument("--active-full", action="store_true")
-    b.add_argument("--keep", type=int, default=14)
-    b.add_argument("--block-size", type=_size, default=1 << 20)
-    b.add_argument("--compression", default="optimal")
-    b.add_argument("--at", type=_time)
-    b.add_argument("--json", action="store_true")
+    repo_option(b)
+    b.add_argument("--job", required=True, help="the source backup job's name")
+    b.add_argument("--machine", required=True, help="the machine's name")
+    b.add_argument("--disk", required=True, action="append", type=Path,
+                   help="a raw disk image (repeat for more disks)")
+    b.add_argument("--method", default=Method.FORWARD.value, choices=[m.value for m in Method],
+                   help="chain method")
+    b.add_argument("--active-full", action="store_true", help="start a new chain (forward)")
+    b.add_argument("--keep", type=int, default=14, help="restore points to keep")
+    b.add_argument("--block-size", type=_size, default=None,
+                   help="block size, e.g. 1MiB (default: the chain's, 1MiB for a new chain)")
+    b.add_argument("--compression", default="optimal",
+                   choices=[lvl for lvl in LEVELS if lvl != "auto"], help="compression level")
+    b.add_argument("--at", type=_time, help="take the point as if the clock showed TIME")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
 
     e = sub.add_parser("export", help="write a restore point's disks as raw images")
-    e.add_argument("--repo", required=True, type=Path)
-    e.add_argument("--job", required=True)
-    e.add_argument("--machine", required=True)
-    e.add_argument("--point", default="latest")
-    e.add_argument("--out", required=True, type=Path)
+    repo_option(e)
+    e.add_argument("--job", required=True, help="the job whose chain holds the point")
+    e.add_argument("--machine", required=True, help="the machine")
+    e.add_argument("--point", default="latest", help="latest, a point id or a TIME")
+    e.add_argument("--out", required=True, type=Path, help="folder for the disk images")
 
     c = sub.add_parser("chain", help="list the chains in a repository")
-    c.add_argument("--repo", required=True, type=Path)
-    c.add_argument("--job")
-    c.add_argument("--machine")
-    c.add_argument("--json", action="store_true")
+    repo_option(c)
+    c.add_argument("--job", help="only this job")
+    c.add_argument("--machine", help="only this machine")
+    c.add_argument("--json", action="store_true", help="print JSON")
 
     k = sub.add_parser("check", help="health check: re-hash stored blocks")
-    k.add_argument("--repo", required=True, type=Path)
-    k.add_argument("--job")
-    k.add_argument("--machine")
-    k.add_argument("--all", action="store_true")
-    k.add_argument("--json", action="store_true")
+    repo_option(k)
+    k.add_argument("--job", help="only this job")
+    k.add_argument("--machine", help="only this machine")
+    k.add_argument("--all", action="store_true", help="every point, not only the latest")
+    k.add_argument("--json", action="store_true", help="print JSON")
 
     from engine import cli_copy  # the copy-job commands live in their own module
 
@@ -100,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("ferry: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the one-line promise holds for surprises too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,12 @@ from rich.table import Table
 from engine.units import fmt_duration, fmt_size, parse_duration
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
+
+
+def default_jobs() -> Path:
+    """The jobs folder when --jobs is not given: $FERRY_JOBS, else the bundled samples."""
+    env = os.environ.get("FERRY_JOBS")
+    return Path(env) if env else DEFAULT_JOBS
 
 
 def parse_pct(text: str) -> float:
@@ -179,12 +186,17 @@ def _print_session(res) -> None:
 
 
 def _history_dbs(args) -> list[Path]:
+    from engine.cli import UsageError
     from engine.history import history_path
     from engine.jobfile import discover_jobs
 
     if args.repo:
+        if not args.repo.is_dir():
+            raise UsageError(f"ferry history: repository not found: {args.repo}")
         return [args.repo / ".ferry" / "history.sqlite"]
-    folder = args.jobs or DEFAULT_JOBS
+    folder = args.jobs or default_jobs()
+    if not folder.is_dir():
+        raise UsageError(f"ferry history: jobs folder not found: {folder}")
     dbs = []
     for _, spec in discover_jobs(folder):
         if not isinstance(spec, Exception):

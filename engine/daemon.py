@@ -100,7 +100,8 @@ class Daemon:
                 self.pass_once()
                 time.sleep(self.poll)
         except KeyboardInterrupt:
-            return 0
+            print("ferry daemon: interrupted", file=sys.stderr)
+            return 130  # the shell's code for SIGINT, as every other command
 
 
 __all__ = ["Daemon", "is_due"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import jobtext as jt
+from engine import schedule as sched
 from engine.jobfile import JobFileError, JobSpec, _check, _read, validate_text
 from engine.model import RetentionPolicy
 from engine.repository.repository import BadName, safe_name
@@ -56,6 +57,18 @@ def _retention_dict(policy: RetentionPolicy) -> dict[str, Any]:
     return out
 
 
+def window_value(window: list[str]) -> list[str] | dict[str, list[str]]:
+    """The job file's form of a normalised window list: a list, or a weekday table."""
+    if not any(" " in w for w in window):
+        return list(window)
+    table: dict[str, list[str]] = {}
+    for w in window:  # a table is per weekday, so an every-day window goes on each day
+        day, _, hours = w.rpartition(" ")
+        for d in [day] if day else list(sched.WEEKDAYS):
+            table.setdefault(d, []).append(hours)
+    return {d: table[d] for d in sched.WEEKDAYS if d in table}
+
+
 def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any]:
     """The job as TOML-ready data (every setting explicit, durations and rates as text).
 
@@ -80,7 +93,7 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
         if s.days:
             schedule["days"] = list(s.days)
     if s.window:
-        schedule["window"] = list(s.window)
+        schedule["window"] = window_value(s.window)
     if schedule:
         out["schedule"] = schedule
     out["retention"] = _retention_dict(spec.retention)
