@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.objstore.open import repo_arg
 from engine.units import fmt_size, parse_size, parse_time
 
 EXIT_OK, EXIT_WARNING, EXIT_FAILED, EXIT_HELD = 0, 1, 2, 3
@@ -58,9 +59,14 @@ def version() -> str:
 def repo_option(parser: argparse.ArgumentParser) -> None:
     """`--repo DIR`, defaulting to $FERRY_REPO (then not required)."""
     default = os.environ.get("FERRY_REPO")
-    parser.add_argument("--repo", type=Path, default=Path(default) if default else None,
-                        required=not default,
-                        help="the repository (default: $FERRY_REPO)")
+    parser.add_argument("--repo", type=arg_type(repo_arg),
+                        default=repo_arg(default) if default else None, required=not default,
+                        help="the repository: a folder or s3://bucket/prefix (default: $FERRY_REPO)")
+
+
+def repo_missing(repo: Path | str) -> bool:
+    """A folder repository that is not there (object storage is checked on first use)."""
+    return isinstance(repo, Path) and not repo.is_dir()
 
 
 def arg_type(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -192,10 +198,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def chain_json(repo_path: Path, job: str | None, machine: str | None) -> dict:
-    from engine.repository.repository import Repository
+def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict:
+    from engine.objstore.open import open_repository
 
-    repo = Repository(repo_path)
+    repo = open_repository(repo_path)
     chains = []
     for j, m in repo.machines(job):
         if machine and m != machine:
@@ -212,7 +218,7 @@ def chain_json(repo_path: Path, job: str | None, machine: str | None) -> dict:
 
 
 def cmd_chain(args: argparse.Namespace) -> int:
-    if not args.repo.is_dir():
+    if repo_missing(args.repo):
         raise UsageError(f"ferry chain: repository not found: {args.repo}")
     data = chain_json(args.repo, args.job, args.machine)
     if args.json:
@@ -235,7 +241,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from engine.health import check_repository
 
-    if not args.repo.is_dir():
+    if repo_missing(args.repo):
         raise UsageError(f"ferry check: repository not found: {args.repo}")
     results = check_repository(args.repo, args.job, args.machine, args.all)
     if not results and (args.job or args.machine):

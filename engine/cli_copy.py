@@ -12,6 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.objstore.location import is_s3_url
+from engine.objstore.open import repo_arg
 from engine.units import fmt_duration, fmt_size, parse_duration
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
@@ -46,7 +48,8 @@ def add_commands(sub, time_type, size_type) -> None:
     h.add_argument("--job")
     h.add_argument("--json", action="store_true")
     h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
-    h.add_argument("--repo", type=Path, help="a target repository's history instead")
+    h.add_argument("--repo", type=repo_arg,
+                   help="a target repository's history instead (a folder or s3://bucket/prefix)")
     h.add_argument("--limit", type=int, default=50)
 
     p = sub.add_parser("preview", help="what-if retention, day by day")
@@ -191,6 +194,10 @@ def _history_dbs(args) -> list[Path]:
     from engine.jobfile import discover_jobs
 
     if args.repo:
+        if is_s3_url(args.repo):
+            from engine.objstore.history import fetch_history
+
+            return [fetch_history(args.repo)]
         if not args.repo.is_dir():
             raise UsageError(f"ferry history: repository not found: {args.repo}")
         return [args.repo / ".ferry" / "history.sqlite"]

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.objstore.manifest import ManifestError
+from engine.objstore.open import open_repository
 from engine.objstore.store import ObjectMissing, S3Error
 from engine.repository.container import ContainerError
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository
-from engine.objstore.open import open_repository
 
 
 @dataclass

@@ -203,6 +203,12 @@ def _non_empty_list(value: list[str]) -> list[str]:
     return _string_list(value)
 
 
+def _endpoint(value: str) -> str:
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+        raise ValueError(f"expected http(s)://host[:port], got {value!r}")
+    return value
+
+
 def _env_name(value: str) -> str:
     if not _ENV_NAME_RE.match(value):
         raise ValueError(f"expected an environment variable name like FERRY_PASSWORD, got {value!r}")
@@ -256,8 +262,18 @@ class Source(_Table):
 
 
 class Target(_Table):
-    repository: NonEmpty
+    repository: NonEmpty  # a folder, or "s3://bucket/prefix" (object storage)
     mover: str | None = None  # "host:port" of a `ferry mover` serving the target repository
+    # object storage only: endpoint URL (default $AWS_ENDPOINT_URL), region, and the
+    # names of the variables holding the keys (default AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
+    region: NonEmpty | None = None
+    access_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    secret_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
+
+    def s3_options(self) -> dict[str, str | None]:
+        return {"endpoint": self.endpoint, "region": self.region,
+                "access_key_env": self.access_key_env, "secret_key_env": self.secret_key_env}
 
     @field_validator("mover")
     @classmethod
@@ -310,6 +326,7 @@ class Storage(_Table):
     compression: Compression = "auto"
     health_check: Slot = "off"
     compact: Slot = "off"
+    immutable_days: Annotated[int, AfterValidator(_between(0, 36500, "immutable_days"))] = 0
 
 
 class Transport(_Table):

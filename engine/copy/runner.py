@@ -27,6 +27,7 @@ from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.model import MachineMeta, Stats, Status
+from engine.objstore.open import target_repository
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
@@ -161,7 +162,12 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     if address:
         return t.SocketEndpoint.connect(address), None
     src_end, dst_end = t.pipe()
-    mover = TargetMover(target_repo, dst_end)
+    if getattr(spec, "target_s3", None) is not None:
+        from engine.objstore.target import S3TargetMover
+
+        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days)
+    else:
+        mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
     th.start()
     return src_end, th
@@ -181,7 +187,7 @@ class Runner:
         self.hold_timeout = hold_timeout
         self.session = uuid.uuid4().hex[:12]
         self.src = Repository(spec.source_repository)
-        self.dst = Repository(spec.target_repository)
+        self.dst = target_repository(spec)
         self.retention: list[dict] = []
         self._lock = threading.Lock()
 
@@ -219,7 +225,7 @@ class Runner:
         workers = max(1, int(self.spec.transport.parallel_tasks))
         with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.control.stopped:
+        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
             from engine.copy.maintenance import after_session
 
             try:
@@ -257,6 +263,10 @@ class Runner:
                    "message": res.message, "dry_run": 0}
         try:
             History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
+            if not isinstance(self.dst, Repository):
+                from engine.objstore.history import upload_history
+
+                upload_history(self.dst, history_path(self.spec))
         except Exception as exc:  # noqa: BLE001 - history must not fail the copy
             self.log("warning", f"history not recorded: {one_line(exc)}")
 

@@ -15,8 +15,8 @@ A manifest is zstd(JSON head + packed entries) + xxh3-64 of the compressed bytes
 from __future__ import annotations
 
 import json
-import struct
 import secrets
+import struct
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 

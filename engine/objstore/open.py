@@ -23,3 +23,13 @@ def repo_arg(text: str) -> str | Path:
         parse_s3_url(text)  # refuse a bad URL at parse time
         return text
     return Path(text)
+
+
+def target_repository(spec):
+    """The job's target: its folder, or its object storage repository."""
+    loc = getattr(spec, "target_s3", None)
+    if loc is not None:
+        from engine.objstore.repo import S3Repository
+
+        return S3Repository(loc)
+    return Repository(spec.target_repository)

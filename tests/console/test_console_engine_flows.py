@@ -15,7 +15,7 @@ from console_helpers import screen_text, settle, wait_until
 from console_real_repos import build
 
 from console.app import FerryConsole
-from console.run_model import DONE, ON_HOLD, RUNNING
+from console.run_model import DONE, ON_HOLD
 from console.screens.live import LiveRunScreen
 
 
