@@ -327,6 +327,14 @@ class Storage(_Table):
     health_check: Slot = "off"
     compact: Slot = "off"
     immutable_days: Annotated[int, AfterValidator(_between(0, 36500, "immutable_days"))] = 0
+    # encryption (engine/keys.py): the password comes from exactly one of the three
+    # sources below, never from the file; a source may stay after encryption is
+    # switched off, for reading the older encrypted points
+    encryption: bool = False
+    password_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    password_file: NonEmpty | None = None
+    password_command: NonEmpty | None = None
+    password: Annotated[Any, BeforeValidator(_no_password)] = None
 
 
 class Transport(_Table):

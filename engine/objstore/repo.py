@@ -125,8 +125,8 @@ class S3Repository:
         key = self.machine_key(meta.job, meta.machine)
         return lambda p: ManifestLayer(self.bucket, key, p.file, p.id)
 
-    def view(self, meta: MachineMeta, point: RestorePoint) -> PointView:
-        return PointView(None, meta, point, opener=self.opener(meta))
+    def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
+        return PointView(None, meta, point, keys, opener=self.opener(meta))
 
     def keys(self, job: str, machine: str, sub: str) -> Iterator[tuple[str, int]]:
         """(name relative to the machine, size) of the objects under `sub/`."""

@@ -46,6 +46,10 @@ class BlockRefused(Exception):
     """A BLOCK frame that does not match what was asked for, or its digest."""
 
 
+class EncryptedRefused(Exception):
+    """An encrypted point sent to object storage (not supported yet)."""
+
+
 class ObjectLockMissing(Exception):
     """immutable_days set on a bucket created without Object Lock."""
 
@@ -185,6 +189,10 @@ class S3TargetMover:
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
         m, repo = self.m, self.repo
+        if begin.get("key"):
+            raise EncryptedRefused(
+                f"s3://{repo.bucket.name}: encrypted copies to object storage are not "
+                f"supported yet; nothing was written (use a folder or mover target)")
         m.sync(create=True)
         meta = repo.try_load(m.job, m.machine)
         base = begin.get("base")

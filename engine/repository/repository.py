@@ -97,9 +97,9 @@ class Repository:
         folder.mkdir(parents=True, exist_ok=True)
         write_meta(folder / f"{meta.machine}.fbm", meta)
 
-    def view(self, meta: MachineMeta, point: RestorePoint) -> PointView:
+    def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
         """The point opened for reading (caller holds the chain lock)."""
-        return PointView(self.machine_dir(meta.job, meta.machine), meta, point)
+        return PointView(self.machine_dir(meta.job, meta.machine), meta, point, keys)
 
     def file(self, meta: MachineMeta, point: RestorePoint) -> Path:
         return self.machine_dir(meta.job, meta.machine) / point.file
