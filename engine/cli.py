@@ -63,6 +63,25 @@ def repo_option(parser: argparse.ArgumentParser) -> None:
                         help="the repository (default: $FERRY_REPO)")
 
 
+def password_options(parser: argparse.ArgumentParser) -> None:
+    """How a read path of an encrypted chain gets the password (never on the command line)."""
+    from engine.password import DEFAULT_ENV
+
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--password-env", metavar="NAME", default=None,
+                   help=f"environment variable holding the password (default {DEFAULT_ENV})")
+    g.add_argument("--password-file", metavar="PATH", type=Path, default=None,
+                   help="file holding the password (mode 0600)")
+
+
+def key_ring(args: argparse.Namespace):
+    """The KeyRing of a read path's --password-env/--password-file (read only if needed)."""
+    from engine.keys import KeyRing
+    from engine.password import cli_source
+
+    return KeyRing(cli_source(args.password_env, args.password_file))
+
+
 def arg_type(parse: Callable[[str], object]) -> Callable[[str], object]:
     """An argparse type from a parser that raises ValueError with a user-facing message."""
     def convert(text: str) -> object:
@@ -113,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--machine", required=True, help="the machine")
     e.add_argument("--point", default="latest", help="latest, a point id or a TIME")
     e.add_argument("--out", required=True, type=Path, help="folder for the disk images")
+    password_options(e)
 
     c = sub.add_parser("chain", help="list the chains in a repository")
     repo_option(c)
@@ -126,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--machine", help="only this machine")
     k.add_argument("--all", action="store_true", help="every point, not only the latest")
     k.add_argument("--json", action="store_true", help="print JSON")
+    k.add_argument("--deep", action="store_true",
+                   help="encrypted points: also authenticate and decrypt (needs the password)")
+    password_options(k)
 
     from engine import cli_copy  # the copy-job commands live in their own module
 
@@ -185,7 +208,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from engine.restore import export_point
 
-    paths = export_point(args.repo, args.job, args.machine, args.point, args.out)
+    paths = export_point(args.repo, args.job, args.machine, args.point, args.out,
+                         key_ring(args))
     for p in paths:
         print(p)
     return EXIT_OK
@@ -205,7 +229,7 @@ def chain_json(repo_path: Path, job: str | None, machine: str | None) -> dict:
                        "block_size": meta.block_size, "points": [
                            {"id": p.id, "time": rfc3339(p.time), "kind": p.kind.value,
                             "file": str(folder / p.file), "size": p.size, "gfs": p.gfs,
-                            "source_point": p.source_point,
+                            "source_point": p.source_point, "encrypted": p.encrypted,
                             "logical_size": p.logical_size} for p in meta.points]})
     return {"repository": str(repo_path), "chains": chains}
 
@@ -220,11 +244,11 @@ def cmd_chain(args: argparse.Namespace) -> int:
     con = Console()
     for ch in data["chains"]:
         t = Table(title=f"{ch['job']} / {ch['machine']} ({ch['method']})", title_justify="left")
-        for col in ("time", "kind", "size", "GFS", "id"):
+        for col in ("time", "kind", "size", "GFS", "encrypted", "id"):
             t.add_column(col)
         for p in ch["points"]:
             t.add_row(p["time"][:19].replace("T", " "), p["kind"], fmt_size(p["size"]),
-                      "".join(p["gfs"]), p["id"])
+                      "".join(p["gfs"]), "yes" if p["encrypted"] else "", p["id"])
         con.print(t)
     if not data["chains"]:
         con.print("no chains")
@@ -236,7 +260,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if not args.repo.is_dir():
         raise UsageError(f"ferry check: repository not found: {args.repo}")
-    results = check_repository(args.repo, args.job, args.machine, args.all)
+    results = check_repository(args.repo, args.job, args.machine, args.all,
+                               key_ring(args) if args.deep else None)
     if not results and (args.job or args.machine):
         raise UsageError(f"ferry check: no machine matches --job {args.job or '*'} "
                          f"--machine {args.machine or '*'} in {args.repo}")

@@ -68,6 +68,16 @@ def add_commands(sub, time_type, size_type) -> None:
     d.add_argument("--once", action="store_true", help="one pass over the due jobs, then exit")
     d.add_argument("--poll", type=_duration, default=30.0)
 
+    k = sub.add_parser("key", help="encryption keys of a job")
+    ksub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    kc = ksub.add_parser("change", help="re-wrap the job's chain keys with a new password")
+    kc.add_argument("jobfile", type=Path)
+    g = kc.add_mutually_exclusive_group()
+    g.add_argument("--new-password-env", metavar="NAME",
+                   help="environment variable holding the new password")
+    g.add_argument("--new-password-file", metavar="PATH", type=Path,
+                   help="file holding the new password (mode 0600)")
+
     m = sub.add_parser("mover", help="serve a target repository to remote copy jobs")
     m.add_argument("--listen", required=True)
     m.add_argument("--repo", type=Path, required=True)
@@ -275,6 +285,49 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return Daemon(args.jobs, poll=args.poll).serve(once=args.once)
 
 
+def cmd_key(args: argparse.Namespace) -> int:
+    """`ferry key change JOBFILE`: old password from the job, new one from the options."""
+    from engine.key_change import change_password
+    from engine.keys import KeyRing
+    from engine.password import PasswordSource, SourceKind
+    from engine.repository.repository import Repository
+
+    spec = load(args.jobfile)
+    if spec.storage.password_source is None:
+        raise ValueError(f"{args.jobfile}: the job has no password source "
+                         "([storage] password_env, password_file or password_command)")
+    if spec.target_mover:
+        raise ValueError(f"{args.jobfile}: the target is a remote mover; run the key change "
+                         "with a job file that names the repository on its host")
+    if args.new_password_file is not None:
+        new = KeyRing(PasswordSource(SourceKind.FILE, str(args.new_password_file)))
+    elif args.new_password_env:
+        new = KeyRing(PasswordSource(SourceKind.ENV, args.new_password_env))
+    else:
+        new = KeyRing(password=_prompt_new_password())
+    res = change_password(Repository(spec.target_repository), spec.name,
+                          KeyRing(spec.storage.password_source), new)
+    print(f"{spec.name}: {res.rewrapped} chain key(s) re-wrapped on {res.machines} machine(s)"
+          + (f", {res.already} already had the new password" if res.already else "")
+          + f"; now make {spec.storage.password_source.describe()} give the new password")
+    return 0
+
+
+def _prompt_new_password():
+    """The new password, typed twice without echo (only on a terminal)."""
+    import getpass
+
+    from engine.password import Password
+
+    if not sys.stdin.isatty():
+        raise ValueError("ferry key change: give --new-password-env NAME or "
+                         "--new-password-file PATH (no terminal to ask on)")
+    first = getpass.getpass("new password: ")
+    if not first or first != getpass.getpass("new password again: "):
+        raise ValueError("ferry key change: the passwords are empty or differ; nothing changed")
+    return Password(first.encode())
+
+
 def cmd_mover(args: argparse.Namespace) -> int:
     from engine.copy.server import serve_mover
 
@@ -283,7 +336,7 @@ def cmd_mover(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
-    "daemon": cmd_daemon, "mover": cmd_mover,
+    "daemon": cmd_daemon, "mover": cmd_mover, "key": cmd_key,
 }
 
 __all__ = ["COMMANDS", "add_commands"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.repository.container import ContainerError
+from engine.keys import KeyRing
+from engine.repository.container import FLAG_SEALED, ContainerError
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository
 from engine.repository.resolve import PointView
@@ -33,8 +34,14 @@ class CheckResult:
         return not self.corrupt and not self.errors
 
 
-def check_machine(repo: Repository, job: str, machine: str, all_points: bool = False) -> CheckResult:
-    """Verify the latest point (or every point) of one machine under a shared lock."""
+def check_machine(repo: Repository, job: str, machine: str, all_points: bool = False,
+                  keys: KeyRing | None = None) -> CheckResult:
+    """Verify the latest point (or every point) of one machine under a shared lock.
+
+    Plaintext blocks are decompressed and re-hashed. Sealed blocks of encrypted
+    points are checked against their stored checksum without the password; with
+    `keys` (`ferry check --deep`) they are also authenticated, opened and re-hashed.
+    """
     res = CheckResult(job, machine)
     with repo.lock(job, machine, exclusive=False):
         try:
@@ -49,7 +56,7 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
         for point in points:
             res.points.append(point.id)
             try:
-                view = PointView(folder, meta, point)
+                view = PointView(folder, meta, point, keys)
             except (ContainerError, LookupError, OSError) as exc:
                 res.errors.append(f"point {point.id}: {exc}")
                 continue
@@ -60,7 +67,9 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
                         key = (layer.path.name, loc.entry.offset)
                         res.blocks += 1
                         if key not in seen:  # a block stored once is read once ...
-                            seen[key] = view.read_verified(loc)[1]
+                            deep = keys is not None or not loc.entry.flags & FLAG_SEALED
+                            seen[key] = (view.read_verified(loc) if deep
+                                         else view.read_checked(loc))[1]
                         problem = seen[key]  # ... but every disk block using it is named
                         named = (disk.name, b, layer.path.name)
                         if problem and named not in reported:
@@ -70,7 +79,7 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
 
 
 def check_repository(repo_path: Path, job: str | None = None, machine: str | None = None,
-                     all_points: bool = False) -> list[CheckResult]:
+                     all_points: bool = False, keys: KeyRing | None = None) -> list[CheckResult]:
     repo = Repository(repo_path)
     pairs = [(j, m) for j, m in repo.machines(job) if machine is None or m == machine]
-    return [check_machine(repo, j, m, all_points) for j, m in pairs]
+    return [check_machine(repo, j, m, all_points, keys) for j, m in pairs]

@@ -25,10 +25,12 @@ from pydantic import BaseModel, ValidationError
 from engine import jobschema as js
 from engine import jobtext as jt
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
+from engine.password import PasswordSource, SourceKind
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
-PATH_KEYS = ("source.repository", "target.repository", "history")
+PATH_KEYS = ("source.repository", "target.repository", "history", "storage.password_file")
+PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 
 
 class JobFileError(Exception):
@@ -60,6 +62,21 @@ class StorageSpec:
     compression: str = "auto"
     health_check: str = "off"
     compact: str = "off"
+    encryption: bool = False
+    password_env: str | None = None
+    password_file: Path | None = None  # absolute (relative ones resolved against the job file)
+    password_command: str | None = None
+
+    @property
+    def password_source(self) -> PasswordSource | None:
+        """Where the job's encryption password comes from (None: no source given)."""
+        if self.password_env:
+            return PasswordSource(SourceKind.ENV, self.password_env)
+        if self.password_file:
+            return PasswordSource(SourceKind.FILE, str(self.password_file))
+        if self.password_command:
+            return PasswordSource(SourceKind.COMMAND, self.password_command)
+        return None
 
 
 @dataclass
@@ -263,6 +280,15 @@ class _Checker:
             elif "daily_at" in given and "every" in given:
                 self.error(("schedule", "every"), "use either daily_at or every, not both")
         ret, storage = t.get("retention"), t.get("storage")
+        if storage is not None:
+            given = [k for k in PASSWORD_KEYS if getattr(storage, k) is not None]
+            if len(given) > 1:
+                self.error(("storage", given[1]), f"give exactly one password source, not "
+                           f"{' and '.join(given)}")
+            elif storage.encryption and not given:
+                self.error(("storage", "encryption"), "encryption needs a password source: "
+                           'password_env = "NAME", password_file = "PATH" (mode 0600) or '
+                           'password_command = "..."')
         if ret is not None and ret.gfs is not None and storage is not None and storage.compact != "off":
             if any((ret.gfs.weekly, ret.gfs.monthly, ret.gfs.yearly)):
                 self.error(("storage", "compact"), "compact full works only without GFS retention")
@@ -285,12 +311,20 @@ class _Checker:
             source_repository=paths["source.repository"], source_jobs=list(t["source"].jobs),
             machines=list(t["source"].machines), target_repository=paths["target.repository"],
             retention=_retention(t["retention"]), schedule=schedule,
-            storage=StorageSpec(**t["storage"].model_dump()),
+            storage=self.storage(t["storage"], raw_paths),
             transport=TransportSpec(**t["transport"].model_dump()),
             inventory=inv.settings() if inv is not None else None,
             history=paths.get("history"), raw_paths=raw_paths,
             target_mover=t["target"].mover,
         )
+
+
+    def storage(self, table: js.Storage, raw_paths: dict[str, str]) -> StorageSpec:
+        spec = StorageSpec(**table.model_dump(exclude={"password"}))
+        if table.password_file is not None:
+            raw_paths["storage.password_file"] = table.password_file
+            spec.password_file = self.resolve(table.password_file)
+        return spec
 
 
 def _same_or_inside(path: Path, other: Path) -> bool:

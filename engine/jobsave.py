@@ -97,8 +97,18 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
     if schedule:
         out["schedule"] = schedule
     out["retention"] = _retention_dict(spec.retention)
-    out["storage"] = {"compression": spec.storage.compression,
-                      "health_check": spec.storage.health_check, "compact": spec.storage.compact}
+    st = spec.storage
+    out["storage"] = {"compression": st.compression, "health_check": st.health_check,
+                      "compact": st.compact}
+    if st.encryption:
+        out["storage"]["encryption"] = True
+    if st.password_env:
+        out["storage"]["password_env"] = st.password_env
+    if st.password_file:
+        out["storage"]["password_file"] = _path_text(spec, "storage.password_file",
+                                                     st.password_file, base)
+    if st.password_command:
+        out["storage"]["password_command"] = st.password_command
     tr = spec.transport
     out["transport"] = {"wan_acceleration": tr.wan_acceleration, "parallel_tasks": tr.parallel_tasks,
                         "rate_limit": jt.fmt_rate(tr.rate_limit), "retries": tr.retries,

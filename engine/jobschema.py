@@ -310,6 +310,14 @@ class Storage(_Table):
     compression: Compression = "auto"
     health_check: Slot = "off"
     compact: Slot = "off"
+    # encryption (engine/keys.py): the password comes from exactly one of the three
+    # sources below, never from the file; a source may stay after encryption is
+    # switched off, for reading the older encrypted points
+    encryption: bool = False
+    password_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    password_file: NonEmpty | None = None
+    password_command: NonEmpty | None = None
+    password: Annotated[Any, BeforeValidator(_no_password)] = None
 
 
 class Transport(_Table):

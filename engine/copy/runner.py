@@ -26,7 +26,9 @@ from engine.copy.planner import PlanError
 from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
+from engine.keys import KeyRing
 from engine.model import MachineMeta, Stats, Status
+from engine.password import PasswordError
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
@@ -185,6 +187,8 @@ class Runner:
         self.dst = Repository(spec.target_repository)
         self.retention: list[dict] = []
         self._lock = threading.Lock()
+        # the job's password, read on first use only and shared by the tasks (one scrypt)
+        self.keys = KeyRing(spec.storage.password_source)
 
     def clock(self) -> datetime:
         return self.at or wall_now()
@@ -305,7 +309,7 @@ class Runner:
             res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
-        except PlanError as exc:
+        except (PlanError, PasswordError) as exc:  # the same again on a retry
             res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)
