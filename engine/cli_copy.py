@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,9 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.jsonout import emit
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
-from engine.units import fmt_duration, fmt_size, parse_duration
+from engine.units import fmt_duration, fmt_size, parse_duration, rfc3339
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code
     if args.json:
-        print(json.dumps(res.to_json(), indent=1))
+        emit(res.to_json())
     else:
         _print_session(res)
     if res.status == "Failed":
@@ -235,7 +235,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows.sort(key=lambda s: s["started"], reverse=True)
     rows = rows[: args.limit]
     if args.json:
-        print(json.dumps({"sessions": rows}, indent=1))
+        for s in rows:
+            s["started"], s["finished"] = rfc3339(s["started"]), rfc3339(s["finished"])
+        emit({"sessions": rows})
         return 0
     t = Table(title="sessions", title_justify="left")
     for col in ("started", "job", "status", "duration", "processed", "transferred", "tasks"):
@@ -272,7 +274,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         return 2
     data = inventory_json(settings, machines)
     if args.json:
-        print(json.dumps(data, indent=1))
+        emit(data)
         return 0
     t = Table(title=f"{data['kind']} {data['host']}", title_justify="left")
     for col in ("name", "id", "power", "disks"):

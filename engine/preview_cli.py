@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, time, timedelta
 
 from rich.console import Console
 
+from engine.jsonout import emit
 from engine.model import RetentionPolicy
 from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
@@ -70,7 +70,7 @@ def run_preview(args, spec) -> int:
     result = simulate(spec.name, spec.retention, spec.mode, first_run(spec, args.start), days,
                       sizing, interval=timedelta(seconds=args.interval))
     if args.json:
-        print(json.dumps(preview_json(result)))
+        emit(preview_json(result))
     else:
         render_preview(result, Console())
     return 0

@@ -34,6 +34,7 @@ from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
+from engine.units import rfc3339
 
 
 class RunError(Exception):
@@ -98,7 +99,7 @@ class SessionResult:
 
     def to_json(self) -> dict:
         return {"job": self.job, "session": self.session, "status": self.status,
-                "started": self.started.isoformat(), "finished": self.finished.isoformat(),
+                "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
                 "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
