@@ -34,6 +34,7 @@ from engine.repository.transforms import delete_points, merge_oldest_increment
 from engine.units import now
 
 MIN_BLOCK, MAX_BLOCK = 256 << 10, 8 << 20
+DEFAULT_BLOCK = 1 << 20  # a new chain without --block-size
 
 
 class BackupError(Exception):
@@ -80,16 +81,22 @@ def validate(job: str, machine: str, disks: list[Path], method: str, keep: int,
 
 def take_backup(repo_path: Path, job: str, machine: str, disks: list[Path], *,
                 method: str = "forward", active_full: bool = False, keep: int = 14,
-                block_size: int = 1 << 20, compression: str = "optimal",
+                block_size: int | None = None, compression: str = "optimal",
                 at: datetime | None = None) -> BackupResult:
-    """Take one restore point. Holds the machine's chain lock exclusively throughout."""
-    validate(job, machine, disks, method, keep, block_size, compression)
+    """Take one restore point. Holds the machine's chain lock exclusively throughout.
+
+    `block_size=None` keeps the chain's block size (1 MiB for a new chain), so a later
+    backup needs no --block-size to match the first one.
+    """
+    validate(job, machine, disks, method, keep, block_size or DEFAULT_BLOCK, compression)
     when = at or now()
     repo = Repository(repo_path)
     repo.path.mkdir(parents=True, exist_ok=True)
     folder = repo.machine_dir(job, machine)
     with repo.lock(job, machine, exclusive=True):
         meta = repo.try_load(job, machine)
+        if block_size is None:
+            block_size = meta.block_size if meta is not None and meta.points else DEFAULT_BLOCK
         if meta is not None and meta.method.value != method:
             raise BackupError(f"{machine}: chain uses method {meta.method.value}, not {method}")
         if meta is not None and meta.points and when <= meta.points[-1].time:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, time, timedelta
 
 from rich.console import Console
 
+from engine.jsonout import emit
 from engine.model import RetentionPolicy
+from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
 from engine.schedule import next_run
@@ -32,7 +33,7 @@ def default_days(policy: RetentionPolicy) -> int:
 def sizing_from_repositories(spec) -> Sizing | None:
     """The job's size per run from its real chains (target, else source): for each
     machine the average full and increment, summed over the machines."""
-    for repo, jobs in ((Repository(spec.target_repository), [spec.name]),
+    for repo, jobs in ((target_repository(spec), [spec.name]),
                        (Repository(spec.source_repository), list(spec.source_jobs))):
         full = inc = 0
         for job in jobs:
@@ -69,7 +70,7 @@ def run_preview(args, spec) -> int:
     result = simulate(spec.name, spec.retention, spec.mode, first_run(spec, args.start), days,
                       sizing, interval=timedelta(seconds=args.interval))
     if args.json:
-        print(json.dumps(preview_json(result)))
+        emit(preview_json(result))
     else:
         render_preview(result, Console())
     return 0

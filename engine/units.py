@@ -8,12 +8,21 @@ from datetime import datetime, timedelta
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "t": 1000**4, "tb": 1000**4, "p": 1000**5, "pb": 1000**5,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "pib": 1024**5,
 }
+# network people's units for rates: bits, decimal (1 Mbit/s = 125,000 bytes/s)
+_BIT_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3,
+              "bps": 1, "kbps": 1000, "mbps": 1000**2, "gbps": 1000**3}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_RE = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration_unit(word: str) -> float:
+    """`min`, `mins`, `minute(s)` -> 60; words are known by their first letter (ms aside)."""
+    return _DURATION_UNITS["ms" if word == "ms" else word[0]]
 
 
 def parse_size(text: str | int) -> int:
@@ -41,11 +50,28 @@ def parse_duration(text: str | int | float) -> float:
     for m in _DURATION_RE.finditer(s):
         if m.start() != pos and s[pos:m.start()].strip():
             break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        total += float(m.group(1)) * _duration_unit(m.group(2))
         pos = m.end()
     if pos == 0 or s[pos:].strip():
-        raise ValueError(f"not a duration: {text!r} (use e.g. 45s, 10m, 1h, 2d)")
+        raise ValueError(f"not a duration: {text!r} (use e.g. 45s, 10min, 1h30m, 2d)")
     return total
+
+
+def parse_rate(text: str | int) -> int:
+    """`50MiB/s`, `100Mbit/s`, `0` -> bytes per second. Raises ValueError with the bad text."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.lower().endswith("/s"):
+        s = s[:-2]
+    m = _SIZE_RE.match(s)
+    if m and m.group(2).lower() in _BIT_UNITS:
+        bits = float(m.group(1)) * _BIT_UNITS[m.group(2).lower()]
+        return int(bits // 8)
+    try:
+        return parse_size(s)
+    except ValueError:
+        raise ValueError(f"not a rate: {text!r} (use e.g. 50MiB/s or 100Mbit/s)") from None
 
 
 def parse_time(text: str) -> datetime:
@@ -59,6 +85,19 @@ def parse_time(text: str) -> datetime:
     return when
 
 
+def rfc3339(when: datetime | str | None) -> str | None:
+    """A time for JSON output: RFC 3339 with its UTC offset (naive engine times are local).
+
+    Engine times are naive local datetimes (and stored so); scripts reading `--json` get
+    the offset so they never have to guess the server's zone.
+    """
+    if when is None:
+        return None
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    return when.astimezone().isoformat(timespec="seconds")
+
+
 def now() -> datetime:
     """The wall clock as the engine sees it: local, naive, whole seconds."""
     return datetime.now().replace(microsecond=0)
@@ -66,11 +105,11 @@ def now() -> datetime:
 
 def fmt_size(n: float) -> str:
     """Human size with binary units: 1.5 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TiB"
+    return f"{n:.1f} PiB"
 
 
 def fmt_duration(seconds: float) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from engine import events as ev
 from engine.copy import transport as t
-from engine.copy.planner import plan_machine
+from engine.copy.planner import PlanError, plan_machine
 from engine.copy.source import Busy, RateLimit, SourceMover, request_state
 from engine.model import MachineMeta, Stats
 from engine.repository.repository import new_point_id
@@ -54,7 +54,8 @@ class MachineCopy:
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
         mover.hello(job, machine)
         state = request_state(self.end)
-        items = plan_machine(self.src_meta, state.meta, spec.mode)
+        items = plan_machine(self.src_meta, state.meta, spec.mode,
+                             encrypted=spec.storage.encryption)
         now = self.r.clock()
         outside = not in_window(spec.schedule, now)
         if outside and items and not self.r.respect_window:
@@ -82,9 +83,11 @@ class MachineCopy:
         self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
         previous = state.digests if state.latest else None
         base = state.latest["id"] if state.latest else None
+        chain_key = state.latest.get("key", "") if state.latest else ""
         for item in items:
             with PointView(self.folder, self.src_meta, item.source) as view:
                 prev = None if item.kind == "full" else previous
+                envelope = self._point_key(mover, state, item, base, chain_key)
                 plan = mover.plan_blocks(view, prev, repair)
                 repaired, repair = sorted(repair), set()
                 res.stats.processed += item.source.logical_size
@@ -99,11 +102,14 @@ class MachineCopy:
                          "disks": [asdict(d) for d in view.disks],
                          "wan": bool(spec.transport.wan_acceleration),
                          "repaired": repaired,
+                         **({"key": mover.key.key_id, "envelope": envelope}
+                            if mover.key is not None else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
-                previous = {d.name: view.digests(d.name) for d in view.disks}
+                previous = mover.target_digests(view)
             base = done["point"]
+            chain_key = mover.key.key_id if mover.key is not None else ""
             res.kind, res.point, res.source_point = item.kind, done["point"], item.source.id
             self.r.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
                        f" ({res.stats.blocks_sent} blocks sent)", machine)
@@ -111,6 +117,33 @@ class MachineCopy:
         res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
         if not self.r.dry_run and (items or state.latest):
             self._retain(now, gfs_flags, base)
+
+    def _point_key(self, mover: SourceMover, state, item, base: str | None,
+                   chain_key: str) -> dict:
+        """Set the mover's chain key for this point; the envelope to send with it.
+
+        An encrypted full starts a chain with a new random key (or the key of the
+        partial file a killed run of the same plan left, so the rerun resumes it);
+        an increment uses its chain's key, opened with the job's password.
+        """
+        mover.key = None
+        if not self.spec.storage.encryption:
+            return {}
+        keys = self.r.keys
+        if item.kind == "full":
+            pending = state.resume or {}
+            plan = pending.get("plan") or {}
+            if pending.get("key") and plan.get("source_point") == item.source.id and \
+                    plan.get("kind") == item.kind and plan.get("base") == base:
+                mover.key = keys.open(pending["key"], pending.get("envelope"))
+                return pending["envelope"]
+            mover.key, envelope = keys.create()
+            return envelope
+        envelopes = (state.meta or {}).get("keys", {})
+        if base is None or not chain_key or chain_key not in envelopes:
+            raise PlanError("the target chain has no key for its encrypted points")
+        mover.key = keys.open(chain_key, envelopes[chain_key])
+        return envelopes[chain_key]
 
     def _window_deadline(self, now: datetime) -> float | None:
         """Monotonic time the copy window closes (only on the real clock)."""

@@ -63,7 +63,7 @@ def test_parse_duration_passes_numbers_through():
 
 
 @pytest.mark.parametrize("text", ["", "abc", "10x", "h", "1h x", "x1h", "-5s", "1h-30m",
-                                  "5mss", "1.5.5s", "1 hour", "10 minutes", "1h,30m"])
+                                  "5mss", "1.5.5s", "1 hourly", "10 minutesx", "1h,30m"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
@@ -106,7 +106,7 @@ def test_parse_time_rejects(text):
 
 @pytest.mark.parametrize(("n", "text"), [
     (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
-    (1 << 20, "1.0 MiB"), (5 << 30, "5.0 GiB"), (3 << 40, "3.0 TiB"), (2048 << 40, "2048.0 TiB"),
+    (1 << 20, "1.0 MiB"), (5 << 30, "5.0 GiB"), (3 << 40, "3.0 TiB"), (2048 << 40, "2.0 PiB"), (1 << 60, "1024.0 PiB"),
 ])
 def test_fmt_size(n, text):
     assert fmt_size(n) == text
