@@ -24,7 +24,7 @@ from engine.repository.writer_io import BackgroundWriter
 from .conftest import MIB
 
 BS = 256 << 10
-_JOURNAL = struct.Struct("<HQQIIB16s")
+_JOURNAL = struct.Struct("<HQQIIB16sQ")
 
 
 def _journal_entries(part: Path) -> list[tuple]:
@@ -62,7 +62,7 @@ def test_enospc_stops_the_writer_and_the_journal_names_only_bytes_on_disk(small_
     entries = _journal_entries(part)
     assert entries, "some syncs happened before the file system filled up"
     with open(part, "rb") as f:
-        for _, block, off, stored, _raw, _, dg in entries:
+        for _, block, off, stored, _raw, _, dg, _ in entries:
             assert xxhash.xxh3_128_digest(os.pread(f.fileno(), stored, off)) == dg, block
     # later calls keep failing: nothing is written or journaled after the first failure
     before = len(entries)
