@@ -1,4 +1,4 @@
-"""Themes as files: `themes/*.toml` (or `.json`) -> validated `textual.theme.Theme`.
+"""Themes as files: `console/theme_files/*.toml` (or `.json`) -> validated `textual.theme.Theme`.
 
 A theme file names its colours with Textual's theme fields:
 
@@ -27,7 +27,7 @@ from typing import Any
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
+THEMES_DIR = Path(__file__).resolve().parent / "theme_files"  # package data
 DEFAULT_THEME = "ferry-dark"
 NO_COLOR_THEME = "ferry-mono"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.units import fmt_duration, fmt_size, parse_duration
+from engine.jsonout import emit
+from engine.objstore.location import is_s3_url
+from engine.objstore.open import repo_arg
+from engine.units import fmt_duration, fmt_size, parse_duration, rfc3339
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
@@ -47,7 +49,8 @@ def add_commands(sub, time_type, size_type) -> None:
     h.add_argument("--job")
     h.add_argument("--json", action="store_true")
     h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
-    h.add_argument("--repo", type=Path, help="a target repository's history instead")
+    h.add_argument("--repo", type=repo_arg,
+                   help="a target repository's history instead (a folder or s3://bucket/prefix)")
     h.add_argument("--limit", type=int, default=50)
 
     p = sub.add_parser("preview", help="what-if retention, day by day")
@@ -75,6 +78,16 @@ def add_commands(sub, time_type, size_type) -> None:
     d.add_argument("--jobs", type=Path, required=True)
     d.add_argument("--once", action="store_true", help="one pass over the due jobs, then exit")
     d.add_argument("--poll", type=_duration, default=30.0)
+
+    k = sub.add_parser("key", help="encryption keys of a job")
+    ksub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    kc = ksub.add_parser("change", help="re-wrap the job's chain keys with a new password")
+    kc.add_argument("jobfile", type=Path)
+    g = kc.add_mutually_exclusive_group()
+    g.add_argument("--new-password-env", metavar="NAME",
+                   help="environment variable holding the new password")
+    g.add_argument("--new-password-file", metavar="PATH", type=Path,
+                   help="file holding the new password (mode 0600)")
 
     m = sub.add_parser("mover", help="serve a target repository to remote copy jobs")
     m.add_argument("--listen", required=True)
@@ -104,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code
     if args.json:
-        print(json.dumps(res.to_json(), indent=1))
+        emit(res.to_json())
     else:
         _print_session(res)
     if res.status == "Failed":
@@ -199,6 +212,10 @@ def _history_dbs(args) -> list[Path]:
     from engine.jobfile import discover_jobs
 
     if args.repo:
+        if is_s3_url(args.repo):
+            from engine.objstore.history import fetch_history
+
+            return [fetch_history(args.repo)]
         if not args.repo.is_dir():
             raise UsageError(f"ferry history: repository not found: {args.repo}")
         return [args.repo / ".ferry" / "history.sqlite"]
@@ -226,7 +243,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows.sort(key=lambda s: s["started"], reverse=True)
     rows = rows[: args.limit]
     if args.json:
-        print(json.dumps({"sessions": rows}, indent=1))
+        for s in rows:
+            s["started"], s["finished"] = rfc3339(s["started"]), rfc3339(s["finished"])
+        emit({"sessions": rows})
         return 0
     t = Table(title="sessions", title_justify="left")
     for col in ("started", "job", "status", "duration", "processed", "transferred", "tasks"):
@@ -263,7 +282,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         return 2
     data = inventory_json(settings, machines)
     if args.json:
-        print(json.dumps(data, indent=1))
+        emit(data)
         return 0
     t = Table(title=f"{data['kind']} {data['host']}", title_justify="left")
     for col in ("name", "id", "power", "disks"):
@@ -281,6 +300,49 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return Daemon(args.jobs, poll=args.poll).serve(once=args.once)
 
 
+def cmd_key(args: argparse.Namespace) -> int:
+    """`ferry key change JOBFILE`: old password from the job, new one from the options."""
+    from engine.key_change import change_password
+    from engine.keys import KeyRing
+    from engine.password import PasswordSource, SourceKind
+    from engine.repository.repository import Repository
+
+    spec = load(args.jobfile)
+    if spec.storage.password_source is None:
+        raise ValueError(f"{args.jobfile}: the job has no password source "
+                         "([storage] password_env, password_file or password_command)")
+    if spec.target_mover:
+        raise ValueError(f"{args.jobfile}: the target is a remote mover; run the key change "
+                         "with a job file that names the repository on its host")
+    if args.new_password_file is not None:
+        new = KeyRing(PasswordSource(SourceKind.FILE, str(args.new_password_file)))
+    elif args.new_password_env:
+        new = KeyRing(PasswordSource(SourceKind.ENV, args.new_password_env))
+    else:
+        new = KeyRing(password=_prompt_new_password())
+    res = change_password(Repository(spec.target_repository), spec.name,
+                          KeyRing(spec.storage.password_source), new)
+    print(f"{spec.name}: {res.rewrapped} chain key(s) re-wrapped on {res.machines} machine(s)"
+          + (f", {res.already} already had the new password" if res.already else "")
+          + f"; now make {spec.storage.password_source.describe()} give the new password")
+    return 0
+
+
+def _prompt_new_password():
+    """The new password, typed twice without echo (only on a terminal)."""
+    import getpass
+
+    from engine.password import Password
+
+    if not sys.stdin.isatty():
+        raise ValueError("ferry key change: give --new-password-env NAME or "
+                         "--new-password-file PATH (no terminal to ask on)")
+    first = getpass.getpass("new password: ")
+    if not first or first != getpass.getpass("new password again: "):
+        raise ValueError("ferry key change: the passwords are empty or differ; nothing changed")
+    return Password(first.encode())
+
+
 def cmd_mover(args: argparse.Namespace) -> int:
     from engine.copy.server import serve_mover
 
@@ -289,7 +351,7 @@ def cmd_mover(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
-    "daemon": cmd_daemon, "mover": cmd_mover,
+    "daemon": cmd_daemon, "mover": cmd_mover, "key": cmd_key,
 }
 
 __all__ = ["COMMANDS", "add_commands"]

@@ -25,10 +25,13 @@ from pydantic import BaseModel, ValidationError
 from engine import jobschema as js
 from engine import jobtext as jt
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
+from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
+from engine.password import PasswordSource, SourceKind
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
-PATH_KEYS = ("source.repository", "target.repository", "history")
+PATH_KEYS = ("source.repository", "target.repository", "history", "storage.password_file")
+PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 
 
 class JobFileError(Exception):
@@ -60,6 +63,22 @@ class StorageSpec:
     compression: str = "auto"
     health_check: str = "off"
     compact: str = "off"
+    immutable_days: int = 0  # 0 = off; object storage: S3 Object Lock COMPLIANCE
+    encryption: bool = False
+    password_env: str | None = None
+    password_file: Path | None = None  # absolute (relative ones resolved against the job file)
+    password_command: str | None = None
+
+    @property
+    def password_source(self) -> PasswordSource | None:
+        """Where the job's encryption password comes from (None: no source given)."""
+        if self.password_env:
+            return PasswordSource(SourceKind.ENV, self.password_env)
+        if self.password_file:
+            return PasswordSource(SourceKind.FILE, str(self.password_file))
+        if self.password_command:
+            return PasswordSource(SourceKind.COMMAND, self.password_command)
+        return None
 
 
 @dataclass
@@ -98,6 +117,9 @@ class JobSpec:
     inventory: dict[str, Any] | None = None
     history: Path | None = None
     target_mover: str | None = None  # extension: [target] mover = "host:port"
+    # object storage target ([target] repository = "s3://..."); target_repository is then
+    # the repository's local state folder (job lock, history, block index cache)
+    target_s3: S3Location | None = None
     raw_paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -233,7 +255,9 @@ class _Checker:
             if not src.is_dir():
                 what = "not a directory" if src.exists() else "repository not found"
                 self.error(("source", "repository"), f"{what}: {src}")
-        if (text := _raw_str(raw, "target", "repository")) is not None:
+        if (text := _raw_str(raw, "target", "repository")) is not None and is_s3_url(text):
+            self.check_s3(raw, text)
+        elif text is not None:
             tgt = out["target.repository"] = self.resolve(text)
             src = out.get("source.repository")
             if tgt.exists() and not tgt.is_dir():
@@ -251,6 +275,15 @@ class _Checker:
                 self.error(("history",), f"parent folder not found: {history.parent}")
         return out
 
+    def check_s3(self, raw: dict[str, Any], text: str) -> None:
+        try:
+            parse_s3_url(text)
+        except S3ConfigError as exc:
+            self.error(("target", "repository"), str(exc))
+        if "mover" in raw["target"]:
+            self.error(("target", "mover"), "an s3:// repository is reached directly, not "
+                       "through a mover")
+
     def check_cross(self, raw: dict[str, Any], t: dict[str, Any]) -> None:
         """Rules that involve two keys; the error goes to the key that has to change."""
         given = raw.get("schedule")
@@ -262,7 +295,22 @@ class _Checker:
                                    "job copies each new point as soon as it is complete")
             elif "daily_at" in given and "every" in given:
                 self.error(("schedule", "every"), "use either daily_at or every, not both")
+        target = raw.get("target")
+        if isinstance(target, dict) and not is_s3_url(target.get("repository")):
+            for key in ("endpoint", "region", "access_key_env", "secret_key_env"):
+                if key in target:
+                    self.error(("target", key), "only for an object storage repository "
+                               '(repository = "s3://bucket/prefix")')
         ret, storage = t.get("retention"), t.get("storage")
+        if storage is not None:
+            given = [k for k in PASSWORD_KEYS if getattr(storage, k) is not None]
+            if len(given) > 1:
+                self.error(("storage", given[1]), f"give exactly one password source, not "
+                           f"{' and '.join(given)}")
+            elif storage.encryption and not given:
+                self.error(("storage", "encryption"), "encryption needs a password source: "
+                           'password_env = "NAME", password_file = "PATH" (mode 0600) or '
+                           'password_command = "..."')
         if ret is not None and ret.gfs is not None and storage is not None and storage.compact != "off":
             if any((ret.gfs.weekly, ret.gfs.monthly, ret.gfs.yearly)):
                 self.error(("storage", "compact"), "compact full works only without GFS retention")
@@ -279,18 +327,30 @@ class _Checker:
             daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
             schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window)
         inv = t.get("inventory")
+        s3 = None
+        if is_s3_url(t["target"].repository):
+            s3 = parse_s3_url(t["target"].repository, **t["target"].s3_options())
+            paths["target.repository"] = s3.state_dir()
         return JobSpec(
             path=Path(os.path.normpath(Path(self.path).absolute())),
             name=top.name, mode=top.mode, enabled=top.enabled,
             source_repository=paths["source.repository"], source_jobs=list(t["source"].jobs),
             machines=list(t["source"].machines), target_repository=paths["target.repository"],
             retention=_retention(t["retention"]), schedule=schedule,
-            storage=StorageSpec(**t["storage"].model_dump()),
+            storage=self.storage(t["storage"], raw_paths),
             transport=TransportSpec(**t["transport"].model_dump()),
             inventory=inv.settings() if inv is not None else None,
             history=paths.get("history"), raw_paths=raw_paths,
-            target_mover=t["target"].mover,
+            target_mover=t["target"].mover, target_s3=s3,
         )
+
+
+    def storage(self, table: js.Storage, raw_paths: dict[str, str]) -> StorageSpec:
+        spec = StorageSpec(**table.model_dump(exclude={"password"}))
+        if table.password_file is not None:
+            raw_paths["storage.password_file"] = table.password_file
+            spec.password_file = self.resolve(table.password_file)
+        return spec
 
 
 def _same_or_inside(path: Path, other: Path) -> bool:

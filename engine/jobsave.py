@@ -13,10 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from engine import jobtext as jt
+from engine import schedule as sched
 from engine.jobfile import JobFileError, JobSpec, _check, _read, validate_text
 from engine.model import RetentionPolicy
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT
+
+
+def _s3_target(loc) -> dict[str, str]:
+    """`[target]` of an object storage job: the URL and the options that differ from the defaults."""
+    from engine.objstore.location import S3Location
+
+    out = {"repository": loc.url}
+    default = S3Location(loc.bucket, loc.prefix)
+    for key in ("endpoint", "region", "access_key_env", "secret_key_env"):
+        if getattr(loc, key) != getattr(default, key):
+            out[key] = getattr(loc, key)
+    return out
 
 
 def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
@@ -58,6 +71,18 @@ def _retention_dict(policy: RetentionPolicy) -> dict[str, Any]:
     return out
 
 
+def window_value(window: list[str]) -> list[str] | dict[str, list[str]]:
+    """The job file's form of a normalised window list: a list, or a weekday table."""
+    if not any(" " in w for w in window):
+        return list(window)
+    table: dict[str, list[str]] = {}
+    for w in window:  # a table is per weekday, so an every-day window goes on each day
+        day, _, hours = w.rpartition(" ")
+        for d in [day] if day else list(sched.WEEKDAYS):
+            table.setdefault(d, []).append(hours)
+    return {d: table[d] for d in sched.WEEKDAYS if d in table}
+
+
 def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any]:
     """The job as TOML-ready data (every setting explicit, durations and rates as text).
 
@@ -71,6 +96,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
     out["source"] = {"repository": _path_text(spec, "source.repository", spec.source_repository, base),
                      "jobs": list(spec.source_jobs), "machines": list(spec.machines)}
     out["target"] = {"repository": _path_text(spec, "target.repository", spec.target_repository, base)}
+    if spec.target_s3 is not None:
+        out["target"] = _s3_target(spec.target_s3)
     if spec.target_mover:
         out["target"]["mover"] = spec.target_mover
     s, schedule = spec.schedule, {}
@@ -82,12 +109,24 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
         if s.days:
             schedule["days"] = list(s.days)
     if s.window:
-        schedule["window"] = list(s.window)
+        schedule["window"] = window_value(s.window)
     if schedule:
         out["schedule"] = schedule
     out["retention"] = _retention_dict(spec.retention)
-    out["storage"] = {"compression": spec.storage.compression,
-                      "health_check": spec.storage.health_check, "compact": spec.storage.compact}
+    st = spec.storage
+    out["storage"] = {"compression": st.compression, "health_check": st.health_check,
+                      "compact": st.compact}
+    if st.encryption:
+        out["storage"]["encryption"] = True
+    if st.password_env:
+        out["storage"]["password_env"] = st.password_env
+    if st.password_file:
+        out["storage"]["password_file"] = _path_text(spec, "storage.password_file",
+                                                     st.password_file, base)
+    if st.password_command:
+        out["storage"]["password_command"] = st.password_command
+    if st.immutable_days:
+        out["storage"]["immutable_days"] = st.immutable_days
     tr = spec.transport
     out["transport"] = {"wan_acceleration": tr.wan_acceleration, "parallel_tasks": tr.parallel_tasks,
                         "rate_limit": jt.fmt_rate(tr.rate_limit), "retries": tr.retries,

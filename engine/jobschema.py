@@ -168,8 +168,23 @@ def _weekday_list(value: list[str]) -> list[str]:
     return [sched.WEEKDAYS[i] for i in sorted(picked)]
 
 
-def _window_list(value: list[str]) -> list[str]:
-    return [sched.fmt_window(*sched.parse_window(w)) for w in value]
+def _window_list(value: Any) -> list[str]:
+    """["20:00-06:00"] (every day) or {mon = ["20:00-06:00"], sat = [...]} -> normal form:
+    a list of "HH:MM-HH:MM", each prefixed by its weekday when given per day."""
+    if isinstance(value, dict):
+        out = []
+        for day, windows in value.items():
+            index = sched.weekday_index(str(day))
+            if not isinstance(windows, list) or not all(isinstance(w, str) for w in windows):
+                raise ValueError(f'{day}: expected a list of windows like ["20:00-06:00"]')
+            out += [sched.fmt_day_window(index, *sched.parse_window(w)) for w in windows]
+        if not out:
+            raise ValueError("the copy window is never open (give at least one window)")
+        return out
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        raise ValueError('expected a list like ["20:00-06:00"] or a table of weekdays '
+                         '{ mon = ["20:00-06:00"] }')
+    return [sched.fmt_day_window(*sched.parse_day_window(w)) for w in value]
 
 
 def _string_list(value: list[str]) -> list[str]:
@@ -186,6 +201,12 @@ def _non_empty_list(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("must list at least one name")
     return _string_list(value)
+
+
+def _endpoint(value: str) -> str:
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+        raise ValueError(f"expected http(s)://host[:port], got {value!r}")
+    return value
 
 
 def _env_name(value: str) -> str:
@@ -242,8 +263,18 @@ class Source(_Table):
 
 
 class Target(_Table):
-    repository: NonEmpty
+    repository: NonEmpty  # a folder, or "s3://bucket/prefix" (object storage)
     mover: str | None = None  # "host:port" of a `ferry mover` serving the target repository
+    # object storage only: endpoint URL (default $AWS_ENDPOINT_URL), region, and the
+    # names of the variables holding the keys (default AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
+    region: NonEmpty | None = None
+    access_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    secret_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
+
+    def s3_options(self) -> dict[str, str | None]:
+        return {"endpoint": self.endpoint, "region": self.region,
+                "access_key_env": self.access_key_env, "secret_key_env": self.secret_key_env}
 
     @field_validator("mover")
     @classmethod
@@ -290,13 +321,22 @@ class Schedule(_Table):
     daily_at: Annotated[str, BeforeValidator(_daily_at)] | None = None
     every: Annotated[float, BeforeValidator(_every)] | None = None
     days: Annotated[list[str], AfterValidator(_weekday_list)] = []
-    window: Annotated[list[str], AfterValidator(_window_list)] = []
+    window: Annotated[list[str], BeforeValidator(_window_list)] = []
 
 
 class Storage(_Table):
     compression: Compression = "auto"
     health_check: Slot = "off"
     compact: Slot = "off"
+    immutable_days: Annotated[int, AfterValidator(_between(0, 36500, "immutable_days"))] = 0
+    # encryption (engine/keys.py): the password comes from exactly one of the three
+    # sources below, never from the file; a source may stay after encryption is
+    # switched off, for reading the older encrypted points
+    encryption: bool = False
+    password_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    password_file: NonEmpty | None = None
+    password_command: NonEmpty | None = None
+    password: Annotated[Any, BeforeValidator(_no_password)] = None
 
 
 class Transport(_Table):

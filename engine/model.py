@@ -63,6 +63,11 @@ class RestorePoint:
     complete: bool = True
     gfs_dates: dict[str, str] = field(default_factory=dict)  # flag -> GFS day it stands for (ISO)
     block_size: int = 0  # block size of the file holding this point
+    key: str = ""  # id of the chain key its blocks are sealed with ("" = not encrypted)
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.key)
     # flag -> the day the flag was put on the point (ISO): expiry counts from it; it is
     # later than the GFS day for a late (caught-up) full. Absent in older metadata: the
     # GFS day is used.
@@ -94,6 +99,7 @@ class MachineMeta:
     points: list[RestorePoint] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)  # inventory facts, ids
     gone_since: str = ""  # ISO time the machine was first seen missing from the source
+    keys: dict[str, dict] = field(default_factory=dict)  # key id -> wrapped chain key (keys.py)
 
     def point(self, ref: str) -> RestorePoint:
         """Find a point by id, by `latest`, or by time (the newest point at or before it)."""

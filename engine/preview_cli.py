@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from rich.console import Console
 
+from engine.jsonout import emit
 from engine.model import RetentionPolicy
+from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
 from engine.schedule import next_run
@@ -34,7 +35,7 @@ def default_days(policy: RetentionPolicy) -> int:
 def sizing_from_repositories(spec) -> Sizing | None:
     """The job's size per run from its real chains (target, else source): for each
     machine the average full and increment, summed over the machines."""
-    for repo, jobs in ((Repository(spec.target_repository), [spec.name]),
+    for repo, jobs in ((target_repository(spec), [spec.name]),
                        (Repository(spec.source_repository), list(spec.source_jobs))):
         full = inc = 0
         for job in jobs:
@@ -155,7 +156,7 @@ def run_preview(args, spec) -> int:
                   changes=changes)
     result = build_preview(spec, what)
     if args.json:
-        print(json.dumps(preview_json(result)))
+        emit(preview_json(result))
     else:
         render_preview(result, Console())
     return 0

@@ -11,8 +11,11 @@ Rules (research notes section 4 and 9):
   period is not dropped: the job starts as soon as the window opens, once, however many
   starts were missed, and then follows the grid again. So every 2h with the window
   09:00-17:00 runs at 9, 10, 12, 14 and 16.
-* Windows are times of day, the same every day, and may cross midnight ("20:00-06:00").
-  The end is exclusive: "09:00-17:00" allows 16:59:59 but not 17:00. No window = always.
+* Windows are times of day and may cross midnight ("20:00-06:00"): the same every day,
+  or per weekday ("mon 20:00-06:00" opens Monday 20:00 and closes Tuesday 06:00; the job
+  file's `window = { mon = [...], sat = [...] }`, the reference product's weekday x hour
+  grid). The end is exclusive: "09:00-17:00" allows 16:59:59 but not 17:00. No window =
+  always.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturd
 MONTH_WEEKS = ("first", "second", "third", "fourth", "last")
 DEFAULT_DAILY_AT = "22:00"
 MINUTES_PER_DAY = 24 * 60
+MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 
 _HHMM_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -40,7 +44,8 @@ class ScheduleSpec:
     `daily_at` ("HH:MM") and `every` (seconds) are alternatives; when neither is set the
     job runs daily at 22:00 (the usual after-hours slot of the source backups), which is
     also the dataclass default. `days` holds 3-letter weekday names ("mon"); empty means
-    every day. `window` holds "HH:MM-HH:MM" ranges when data may be transferred.
+    every day. `window` holds "HH:MM-HH:MM" ranges when data may be transferred, each
+    every day or, prefixed by a weekday ("sat 00:00-24:00"), on that day only.
     """
 
     daily_at: str | None = DEFAULT_DAILY_AT
@@ -96,11 +101,22 @@ def fmt_window(start: int, end: int) -> str:
     return f"{fmt_hhmm(start)}-{fmt_hhmm(end)}"
 
 
+def parse_day_window(text: str) -> tuple[int | None, int, int]:
+    """"mon 20:00-06:00" -> (0, 1200, 360); a window without a weekday -> (None, ...)."""
+    day, _, rest = text.strip().rpartition(" ")
+    start, end = parse_window(rest)
+    return (weekday_index(day) if day.strip() else None), start, end
+
+
+def fmt_day_window(day: int | None, start: int, end: int) -> str:
+    return fmt_window(start, end) if day is None else f"{WEEKDAYS[day]} {fmt_window(start, end)}"
+
+
 @dataclass(frozen=True)
 class _Window:
-    """Per minute of the day: allowed?, minutes to the next opening, minutes to the next
-    closing (None: never closes) and minutes since the current denied period began.
-    Precomputed once per window list so that every query is O(1)."""
+    """Per minute of the week (Monday 00:00 = 0): allowed?, minutes to the next opening,
+    minutes to the next closing (None: never closes) and minutes since the current denied
+    period began. Precomputed once per window list so that every query is O(1)."""
 
     allowed: tuple[bool, ...]
     to_open: tuple[int, ...]
@@ -113,14 +129,16 @@ def _window(window: tuple[str, ...]) -> _Window | None:
     """None when there is no window (always allowed)."""
     if not window:
         return None
-    n = MINUTES_PER_DAY
+    n = MINUTES_PER_WEEK
     mask = [False] * n
     for text in window:
-        start, end = parse_window(text)
+        day, start, end = parse_day_window(text)
         if end <= start:  # crosses midnight
-            end += n
-        for m in range(start, end):
-            mask[m % n] = True
+            end += MINUTES_PER_DAY
+        for d in range(7) if day is None else (day,):
+            base = d * MINUTES_PER_DAY
+            for m in range(base + start, base + end):
+                mask[m % n] = True
     if not any(mask):  # unreachable: parse_window refuses empty windows
         raise ValueError("the copy window is never open")
     to_open: list[int] = [0] * n
@@ -146,7 +164,8 @@ def _window(window: tuple[str, ...]) -> _Window | None:
 
 
 def _minute(when: datetime) -> int:
-    return when.hour * 60 + when.minute
+    """Minute of the week, Monday 00:00 = 0."""
+    return when.weekday() * MINUTES_PER_DAY + when.hour * 60 + when.minute
 
 
 def _floor_minute(when: datetime) -> datetime:

@@ -27,8 +27,13 @@ class PlanItem:
     replaces: str = ""
 
 
-def plan_machine(src: MachineMeta, target: dict | None, mode: str) -> list[PlanItem]:
-    """The points to copy, oldest first; empty when the target is up to date."""
+def plan_machine(src: MachineMeta, target: dict | None, mode: str,
+                 encrypted: bool = False) -> list[PlanItem]:
+    """The points to copy, oldest first; empty when the target is up to date.
+
+    Turning `encrypted` on or off starts a new chain: the first point copied after
+    the switch is a full (the old chain ages out by retention).
+    """
     points = [p for p in src.points if p.complete]
     if not points:
         return []
@@ -49,4 +54,7 @@ def plan_machine(src: MachineMeta, target: dict | None, mode: str) -> list[PlanI
             raise PlanError(f"Restore point is located in backup file with different block size "
                             f"({size} bytes, the copy uses {want}); run an active full of the "
                             f"copy job to change it")
-    return [PlanItem(p, "incremental") for p in new]
+    items = [PlanItem(p, "incremental") for p in new]
+    if bool(last.get("key")) != encrypted:
+        items[0].kind = "full"
+    return items

@@ -26,11 +26,15 @@ from engine.copy.planner import PlanError
 from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
+from engine.keys import KeyRing
 from engine.model import MachineMeta, Stats, Status
+from engine.objstore.open import target_repository
+from engine.password import PasswordError
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
+from engine.units import rfc3339
 
 
 class RunError(Exception):
@@ -95,7 +99,7 @@ class SessionResult:
 
     def to_json(self) -> dict:
         return {"job": self.job, "session": self.session, "status": self.status,
-                "started": self.started.isoformat(), "finished": self.finished.isoformat(),
+                "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
                 "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
@@ -161,7 +165,12 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     if address:
         return t.SocketEndpoint.connect(address), None
     src_end, dst_end = t.pipe()
-    mover = TargetMover(target_repo, dst_end)
+    if getattr(spec, "target_s3", None) is not None:
+        from engine.objstore.target import S3TargetMover
+
+        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days)
+    else:
+        mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
     th.start()
     return src_end, th
@@ -181,9 +190,11 @@ class Runner:
         self.hold_timeout = hold_timeout
         self.session = uuid.uuid4().hex[:12]
         self.src = Repository(spec.source_repository)
-        self.dst = Repository(spec.target_repository)
+        self.dst = target_repository(spec)
         self.retention: list[dict] = []
         self._lock = threading.Lock()
+        # the job's password, read on first use only and shared by the tasks (one scrypt)
+        self.keys = KeyRing(spec.storage.password_source)
         self._t0 = time.monotonic()
 
     def clock(self) -> datetime:
@@ -228,7 +239,7 @@ class Runner:
         workers = max(1, int(self.spec.transport.parallel_tasks))
         with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.control.stopped:
+        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
             from engine.copy.maintenance import after_session
 
             try:
@@ -266,6 +277,10 @@ class Runner:
                    "message": res.message, "dry_run": 0}
         try:
             History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
+            if not isinstance(self.dst, Repository):
+                from engine.objstore.history import upload_history
+
+                upload_history(self.dst, history_path(self.spec))
         except Exception as exc:  # noqa: BLE001 - history must not fail the copy
             self.log("warning", f"history not recorded: {one_line(exc)}")
 
@@ -313,7 +328,7 @@ class Runner:
             res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
-        except PlanError as exc:
+        except (PlanError, PasswordError) as exc:  # the same again on a retry
             res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)

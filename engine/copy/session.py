@@ -8,7 +8,7 @@ from datetime import datetime
 
 from engine import events as ev
 from engine.copy import transport as t
-from engine.copy.planner import PlanItem, plan_machine
+from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.source import Busy, RateLimit, SourceMover, request_state
 from engine.model import MachineMeta, Stats
 from engine.repository.repository import new_point_id
@@ -54,7 +54,8 @@ class MachineCopy:
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
         mover.hello(job, machine)
         state = request_state(self.end)
-        items = plan_machine(self.src_meta, state.meta, spec.mode)
+        items = plan_machine(self.src_meta, state.meta, spec.mode,
+                             encrypted=spec.storage.encryption)
         now = self.r.task_clock()
         outside = not in_window(spec.schedule, now)
         if outside and items and not self.r.respect_window:
@@ -86,6 +87,8 @@ class MachineCopy:
         self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
         self.previous = state.digests if state.latest else None
         self.base = state.latest["id"] if state.latest else None
+        self.state = state
+        self.chain_key = state.latest.get("key", "") if state.latest else ""
         self._send(mover, items)
         if items and not self.r.dry_run:
             gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
@@ -120,6 +123,7 @@ class MachineCopy:
         for item in items:
             with PointView(self.folder, self.src_meta, item.source) as view:
                 prev = None if item.kind == "full" else self.previous
+                envelope = self._point_key(mover, self.state, item, self.base, self.chain_key)
                 plan = mover.plan_blocks(view, prev, self.repair)
                 repaired, self.repair = sorted(self.repair), set()
                 res.stats.processed += item.source.logical_size
@@ -135,11 +139,14 @@ class MachineCopy:
                          "wan": bool(spec.transport.wan_acceleration),
                          "repaired": repaired,
                          **({"replaces": item.replaces} if item.replaces else {}),
+                         **({"key": mover.key.key_id, "envelope": envelope}
+                            if mover.key is not None else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
-                self.previous = {d.name: view.digests(d.name) for d in view.disks}
+                self.previous = mover.target_digests(view)
             self.base = done["point"]
+            self.chain_key = mover.key.key_id if mover.key is not None else ""
             res.kind, res.point, res.source_point = item.kind, done["point"], item.source.id
             what = "re-read whole for the active GFS full" if item.replaces else ""
             self.r.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
@@ -172,6 +179,33 @@ class MachineCopy:
             latest = {"id": self.base, "kind": self.res.kind, "source_point": self.res.source_point}
             self._send(mover, self._reread(latest))
         return {**flags, **later}, end
+
+    def _point_key(self, mover: SourceMover, state, item, base: str | None,
+                   chain_key: str) -> dict:
+        """Set the mover's chain key for this point; the envelope to send with it.
+
+        An encrypted full starts a chain with a new random key (or the key of the
+        partial file a killed run of the same plan left, so the rerun resumes it);
+        an increment uses its chain's key, opened with the job's password.
+        """
+        mover.key = None
+        if not self.spec.storage.encryption:
+            return {}
+        keys = self.r.keys
+        if item.kind == "full":
+            pending = state.resume or {}
+            plan = pending.get("plan") or {}
+            if pending.get("key") and plan.get("source_point") == item.source.id and \
+                    plan.get("kind") == item.kind and plan.get("base") == base:
+                mover.key = keys.open(pending["key"], pending.get("envelope"))
+                return pending["envelope"]
+            mover.key, envelope = keys.create()
+            return envelope
+        envelopes = (state.meta or {}).get("keys", {})
+        if base is None or not chain_key or chain_key not in envelopes:
+            raise PlanError("the target chain has no key for its encrypted points")
+        mover.key = keys.open(chain_key, envelopes[chain_key])
+        return envelopes[chain_key]
 
     def _window_deadline(self, now: datetime) -> float | None:
         """Monotonic time the copy window closes (only on the real clock)."""

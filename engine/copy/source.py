@@ -19,8 +19,9 @@ from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.target import pack_digest
+from engine.keys import ChainKey
 from engine.model import Stats
-from engine.repository.container import FLAG_ZERO, decode_block
+from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
 from engine.repository.resolve import PointView
 
 BATCH = 8192
@@ -36,6 +37,7 @@ class TargetState:
 
     meta: dict | None
     digests: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    resume: dict | None = None  # a killed run's partial point: its plan and chain key
 
     @property
     def latest(self) -> dict | None:
@@ -47,12 +49,14 @@ def request_state(end: t.Endpoint) -> TargetState:
     f = end.expect(t.STATE)
     head, _, rest = f.payload.partition(b"\n")
     meta = json.loads(head)
+    resume = meta.pop("resume", None) if isinstance(meta, dict) else None
+    meta = meta or None
     digests: dict[str, dict[int, bytes]] = {}
     if meta:
         names = [d["name"] for d in meta["points"][-1]["disks"]] if meta["points"] else []
         for disk, block, dg in t.STATE_ENTRY.iter_unpack(rest):
             digests.setdefault(names[disk], {})[block] = dg
-    return TargetState(meta, digests)
+    return TargetState(meta, digests, resume if isinstance(resume, dict) else None)
 
 
 @dataclass
@@ -106,6 +110,16 @@ class SourceMover:
         self.held = 0.0  # seconds held by the operator
         self.throttled = 0.0  # seconds waiting for the rate limit
         self.deadline: float | None = None  # monotonic end of the copy window
+        self.key: ChainKey | None = None  # seals the blocks of the point being sent
+
+    def target_digest(self, e: Entry) -> bytes:
+        """The digest the target knows a block by: keyed when the point is encrypted."""
+        return self.key.digest(e.digest, e.raw) if self.key is not None else e.digest
+
+    def target_digests(self, view: PointView) -> dict[str, dict[int, bytes]]:
+        """Every disk's block digests as the target stores them (the next plan's base)."""
+        return {d.name: {b: self.target_digest(loc.entry)
+                         for b, loc in view.blocks(d.name).items()} for d in view.disks}
 
     def hello(self, job: str, machine: str) -> None:
         self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": job,
@@ -127,7 +141,7 @@ class SourceMover:
             prev = previous.get(d.name, {})
             nblocks = -(-d.size // bs)
             for b, loc in sorted(blocks.items()):
-                if prev.get(b) != loc.entry.digest or (d.name, b) in repair:
+                if prev.get(b) != self.target_digest(loc.entry) or (d.name, b) in repair:
                     out.append((i, b, loc))
             out += [(i, b, None) for b in sorted(prev) if b < nblocks and b not in blocks]
         return out
@@ -145,7 +159,7 @@ class SourceMover:
                     packed.append(pack_digest(i, b, _raw_len(view, i, b), FLAG_ZERO, bytes(16)))
                 else:
                     e = loc.entry
-                    packed.append(pack_digest(i, b, e.raw, e.flags, e.digest))
+                    packed.append(pack_digest(i, b, e.raw, e.flags, self.target_digest(e)))
             self.end.send(t.encode(t.DIGESTS, b"".join(packed)))
             have = self.end.expect(t.HAVE).payload
             missing += [x for x, h in zip(batch, have, strict=True) if not h]
@@ -204,10 +218,15 @@ class SourceMover:
         flags = e.flags
         if self.comp is not None:
             flags, payload = self.comp.compress(data)
+        dg = e.digest
+        if self.key is not None:  # after compression: ciphertext does not compress
+            dg = self.key.digest(e.digest, e.raw)
+            payload = self.key.seal(payload, dg, e.raw, flags)
+            flags |= FLAG_SEALED
         t2 = time.perf_counter()
         self.busy.source += t1 - t0
         self.busy.compress += t2 - t1
-        return t.encode_block(i, b, e.raw, flags, e.digest, payload), e.raw
+        return t.encode_block(i, b, e.raw, flags, dg, payload), e.raw
 
 
 def _raw_len(view: PointView, disk: int, block: int) -> int:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.copy import transport as t
+from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter, Entry
 from engine.repository.metadata import meta_to_dict
@@ -28,19 +29,26 @@ _DIG = t._BLOCK
 
 @dataclass
 class DigestCache:
-    """digest -> (file, entry) over the target's own files (the WAN global cache)."""
+    """(chain key, digest) -> (file, entry) over the target's own files (the WAN global
+    cache). A sealed payload opens only with its own chain's key, so reuse never
+    crosses keys; plaintext files share the key "" (keys.py: why per-chain keys)."""
 
-    where: dict[bytes, tuple[Path, Entry]] = field(default_factory=dict)
+    where: dict[str, dict[bytes, tuple[Path, Entry]]] = field(default_factory=dict)
 
-    def add_container(self, path: Path, state: str | None = None) -> None:
+    def add_container(self, path: Path, state: str | None = None, key: str = "") -> None:
         try:
             with Container(path, state=state) as c:
+                where = self.view(key)
                 for d in c.disks.values():
                     for e in d.blocks.values():
                         if e.flags != FLAG_ZERO:
-                            self.where.setdefault(e.digest, (path, e))
+                            where.setdefault(e.digest, (path, e))
         except Exception:  # noqa: BLE001 - a damaged file simply is no cache
             return
+
+    def view(self, key: str) -> dict[bytes, tuple[Path, Entry]]:
+        """digest -> (file, entry) of the files sealed with `key` ("" = plaintext)."""
+        return self.where.setdefault(key, {})
 
     @classmethod
     def of_job(cls, repo: Repository, job: str) -> DigestCache:
@@ -48,7 +56,7 @@ class DigestCache:
         for j, m in repo.machines(job):
             meta = repo.try_load(j, m)
             for p in meta.points if meta else []:
-                cache.add_container(repo.machine_dir(j, m) / p.file, p.id)
+                cache.add_container(repo.machine_dir(j, m) / p.file, p.id, p.key)
         return cache
 
 
@@ -90,7 +98,11 @@ class TargetMover:
     def _state(self, _: dict) -> None:
         """The machine's chain and its latest point's digests (for the planner)."""
         meta = self.repo.try_load(self.job, self.machine)
-        parts = [json.dumps(meta_to_dict(meta) if meta else None).encode(), b"\n"]
+        head = meta_to_dict(meta) if meta else {}
+        pending = self._pending_key()
+        if pending:  # a killed run's partial point is sealed with this key: reuse it
+            head["resume"] = pending
+        parts = [json.dumps(head or None).encode(), b"\n"]
         if meta and meta.points:
             folder = self.repo.machine_dir(self.job, self.machine)
             with self.repo.lock(self.job, self.machine, exclusive=False), \
@@ -99,6 +111,17 @@ class TargetMover:
                     for b, dg in view.digests(d.name).items():
                         parts.append(t.STATE_ENTRY.pack(i, b, dg))
         self.end.send(t.encode(t.STATE, b"".join(parts)))
+
+    def _pending_key(self) -> dict | None:
+        """The plan and wrapped chain key of a partial point (resume.json), if any."""
+        marker = self.repo.machine_dir(self.job, self.machine) / RESUME
+        try:
+            old = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(old, dict) or not old.get("key"):
+            return None
+        return {"plan": old.get("plan"), "key": old["key"], "envelope": old.get("envelope")}
 
     def _retain(self, request: dict) -> None:
         from engine.copy.retain import apply_retention
@@ -133,6 +156,7 @@ class TargetMover:
         disks = [DiskInfo(d["name"], d["size"]) for d in begin["disks"]]
         names = [d.name for d in disks]
         bs = begin["block_size"]
+        key = self._point_key(meta, begin, kind)
         writer, have_blocks, name, point_id = self._open_writer(folder, begin, kind, when, names, bs)
         for d in disks:
             writer.set_disk(d.name, d.size)
@@ -145,7 +169,7 @@ class TargetMover:
         stats = {"local": 0, "resumed": 0}
         try:
             suspect = {(d, b) for d, b in begin.get("repaired", [])}
-            self._digests(writer, names, have_blocks, cache, stats, suspect)
+            self._digests(writer, names, have_blocks, cache.view(key), stats, suspect)
             self._blocks(writer, names)
             size = writer.commit(state=point_id)
         except BaseException:
@@ -156,7 +180,7 @@ class TargetMover:
                 job, machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
             meta.block_size = bs
             new = RestorePoint(point_id, when, kind, name, disks, size=size,
-                               source_point=begin["source_point"], block_size=bs)
+                               source_point=begin["source_point"], block_size=bs, key=key)
             if begin.get("replaces"):
                 # an active GFS full of the latest point: it takes that point's place
                 # (same id and state); the old file, now unnamed, goes with the sweep
@@ -170,6 +194,8 @@ class TargetMover:
                 meta.points[-1] = new
             else:
                 meta.points.append(new)
+            if key:
+                meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
             if begin.get("repaired"):
                 meta.facts.pop("repair", None)
@@ -177,10 +203,29 @@ class TargetMover:
             (folder / RESUME).unlink(missing_ok=True)
             repo.sweep(meta, job, machine)
         if self._cache is not None:  # the next point of this stream may reuse these blocks
-            self._cache.add_container(folder / name, point_id)
+            self._cache.add_container(folder / name, point_id, key)
         self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size,
                                     "written": writer.written, "local": stats["local"],
                                     "resumed": stats["resumed"], "busy": self.busy})
+
+    def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+        """The chain key id a point is sealed with ("" = plaintext), checked.
+
+        The target cannot open keys; it only keeps a chain consistent: an increment
+        uses its full's key, and a new key comes with its envelope (bounded in size).
+        """
+        key = begin.get("key", "")
+        if key and not valid_key_id(key):
+            raise t.StreamError("BEGIN: bad chain key id")
+        env = begin.get("envelope")
+        if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
+            raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
+        if kind != Kind.FULL:
+            chain = meta.points[-1].key if meta and meta.points else ""
+            if key != chain:
+                raise t.StreamError("BEGIN: an increment must use its chain's key "
+                                    f"({chain or 'plaintext'}), not {key or 'plaintext'}")
+        return key
 
     def _wan_cache(self) -> DigestCache:
         """The job's digest cache, read once per stream (points of one stream only add)."""
@@ -193,6 +238,7 @@ class TargetMover:
         """A new file, or the partial one a killed run of the same plan left."""
         marker = folder / RESUME
         plan = {k: begin[k] for k in ("source_point", "kind", "base", "block_size")}
+        plan["key"] = begin.get("key", "")
         if marker.exists():
             try:
                 old = json.loads(marker.read_text())
@@ -205,13 +251,14 @@ class TargetMover:
         point_id = begin["point"]
         name = point_file_name(self.machine, when, point_id, kind)
         marker.write_text(json.dumps({"plan": plan, "disks": names, "file": name,
-                                      "point": point_id}))
+                                      "point": point_id, "key": plan["key"],
+                                      "envelope": begin.get("envelope")}))
         w = ContainerWriter(folder / name, kind.value, bs)
         w.enable_journal(names)
         return w, set(), name, point_id
 
     def _digests(self, writer: ContainerWriter, names: list[str], have_blocks: set,
-                 cache: DigestCache, stats: dict, suspect: set) -> None:
+                 cache: dict[bytes, tuple[Path, Entry]], stats: dict, suspect: set) -> None:
         """Answer DIGESTS batches with HAVE bitmaps until the empty batch."""
         readers: dict[Path, Container] = {}
         try:
@@ -233,8 +280,8 @@ class TargetMover:
                         e = writer.dedup[digest]
                         writer.put(name, block, digest, raw, e.flags)
                         bits.append(1)
-                    elif digest in cache.where and (name, block) not in suspect:
-                        path, e = cache.where[digest]
+                    elif digest in cache and (name, block) not in suspect:
+                        path, e = cache[digest]
                         c = readers.get(path) or readers.setdefault(path, Container(path))
                         t0 = time.perf_counter()
                         writer.put(name, block, digest, e.raw, e.flags, c.read_stored(e))

@@ -36,6 +36,7 @@ _JOURNAL = struct.Struct("<HQQIIB16s")  # disk number, then as _ENTRY
 FLAG_ZSTD = 0  # payload is a zstd frame
 FLAG_RAW = 1  # payload is the raw block
 FLAG_ZERO = 2  # an all-zero block: nothing stored
+FLAG_SEALED = 0x10  # with ZSTD or RAW: the payload is sealed (engine/keys.py), see sealed_base
 
 KIND_CODES = {"full": 1, "incremental": 2, "rollback": 3}
 
@@ -197,11 +198,22 @@ def free_extents(base: Container, end: int) -> deque[tuple[int, int]]:
     return gaps
 
 
-def decode_block(payload: bytes, e: Entry, dctx: zstandard.ZstdDecompressor) -> bytes:
-    """Raw block bytes from a stored payload."""
-    if e.flags == FLAG_ZERO:
+def sealed_base(flags: int) -> int:
+    """The compression flag of a (possibly sealed) entry."""
+    return flags & ~FLAG_SEALED
+
+
+def decode_block(payload: bytes, e: Entry, dctx: zstandard.ZstdDecompressor,
+                 opened: bool = False) -> bytes:
+    """Raw block bytes from a stored payload (`opened`: a sealed one, already decrypted)."""
+    flags = e.flags
+    if flags & FLAG_SEALED:
+        if not opened:
+            raise ContainerError("the block is encrypted: open it with its chain key first")
+        flags = sealed_base(flags)
+    if flags == FLAG_ZERO:
         return bytes(e.raw)
-    if e.flags == FLAG_RAW:
+    if flags == FLAG_RAW:
         return payload
     return dctx.decompress(payload, max_output_size=e.raw)
 

@@ -31,6 +31,7 @@ def _point_to_dict(p: RestorePoint) -> dict:
         "complete": p.complete, "block_size": p.block_size,
         **({"gfs_assigned": p.gfs_assigned} if p.gfs_assigned else {}),
         **({"gfs_until": p.gfs_until} if p.gfs_until else {}),
+        **({"key": p.key} if p.key else {}),
     }
 
 
@@ -40,7 +41,7 @@ def _point_from_dict(d: dict) -> RestorePoint:
         disks=[DiskInfo(x["name"], int(x["size"])) for x in d["disks"]], size=int(d["size"]),
         gfs=list(d.get("gfs", [])), gfs_dates=dict(d.get("gfs_dates", {})),
         source_point=d.get("source_point", ""), complete=bool(d.get("complete", True)),
-        block_size=int(d.get("block_size", 0)),
+        block_size=int(d.get("block_size", 0)), key=str(d.get("key", "")),
         gfs_assigned=_iso_dates(d.get("gfs_assigned")), gfs_until=_iso_dates(d.get("gfs_until")),
     )
 
@@ -66,6 +67,7 @@ def meta_to_dict(meta: MachineMeta) -> dict:
         "method": meta.method.value, "compression": meta.compression,
         "points": [_point_to_dict(p) for p in meta.points], "facts": meta.facts,
         "gone_since": meta.gone_since,
+        **({"keys": meta.keys} if meta.keys else {}),
     }
 
 
@@ -74,8 +76,16 @@ def meta_from_dict(d: dict) -> MachineMeta:
         job=d["job"], machine=d["machine"], block_size=int(d["block_size"]),
         method=Method(d["method"]), compression=d["compression"],
         points=[_point_from_dict(p) for p in d["points"]], facts=dict(d.get("facts", {})),
-        gone_since=d.get("gone_since", ""),
+        gone_since=d.get("gone_since", ""), keys=_keys(d.get("keys", {})),
     )
+
+
+def _keys(value: object) -> dict[str, dict]:
+    """The wrapped chain keys (checked in detail when one is opened)."""
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+        raise ValueError("keys is not a table of key envelopes")
+    return dict(value)
 
 
 def write_meta(path: Path, meta: MachineMeta) -> None:

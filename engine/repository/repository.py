@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
 from engine.repository.metadata import MetadataError, read_meta, write_meta
+from engine.repository.resolve import PointView
 
 BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
 
@@ -95,6 +96,10 @@ class Repository:
         folder = self.machine_dir(meta.job, meta.machine)
         folder.mkdir(parents=True, exist_ok=True)
         write_meta(folder / f"{meta.machine}.fbm", meta)
+
+    def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
+        """The point opened for reading (caller holds the chain lock)."""
+        return PointView(self.machine_dir(meta.job, meta.machine), meta, point, keys)
 
     def file(self, meta: MachineMeta, point: RestorePoint) -> Path:
         return self.machine_dir(meta.job, meta.machine) / point.file

@@ -10,6 +10,7 @@ zeros. That rule keeps grow/shrink/grow sequences exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,16 @@ import xxhash
 import zstandard
 
 from engine.blockio import decompressor
+from engine.keys import OVERHEAD, ChainKey, EncryptionError, KeyRing
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
-from engine.repository.container import FLAG_ZERO, Container, Entry, decode_block
+from engine.repository.container import (
+    FLAG_SEALED,
+    FLAG_ZERO,
+    Container,
+    Entry,
+    decode_block,
+    sealed_base,
+)
 
 
 @dataclass
@@ -32,14 +41,26 @@ class Located:
 class PointView:
     """A restore point opened for reading; close() releases its files."""
 
-    def __init__(self, folder: Path, meta: MachineMeta, point: RestorePoint):
+    def __init__(self, folder: Path | None, meta: MachineMeta, point: RestorePoint,
+                 keys: KeyRing | None = None,
+                 opener: Callable[[RestorePoint], Container] | None = None):
+        """`keys`: opens the chain keys of encrypted layers (reading their blocks needs it).
+        `opener` opens one layer (default: the backup file in `folder`); an object
+        storage repository passes one that opens the point's manifest instead."""
         self.meta = meta
         self.point = point
+        self.keys = keys
         self.layers: list[Container] = []
+        self.layer_keys: list[str] = []  # chain key id of each layer ("" = plaintext)
         self.disks: list[DiskInfo] = list(point.disks)
         try:
             for p in layer_points(meta, point):
-                self.layers.append(Container(folder / p.file, state=p.id))
+                if opener is not None:
+                    self.layers.append(opener(p))
+                else:
+                    assert folder is not None
+                    self.layers.append(Container(folder / p.file, state=p.id))
+                self.layer_keys.append(p.key)
         except Exception:
             self.close()
             raise
@@ -89,17 +110,55 @@ class PointView:
     def read_stored(self, loc: Located) -> bytes:
         return self.layers[loc.layer].read_stored(loc.entry)
 
+    @property
+    def encrypted(self) -> bool:
+        return any(self.layer_keys)
+
+    def chain_key(self, layer: int) -> ChainKey | None:
+        """The key of a layer (None = plaintext); PasswordError when the ring cannot open it."""
+        kid = self.layer_keys[layer]
+        if not kid:
+            return None
+        if self.keys is None:
+            from engine.password import PasswordError
+
+            raise PasswordError("the restore point is encrypted: a password is needed")
+        return self.keys.open(kid, self.meta.keys.get(kid))
+
+    def open_keys(self) -> None:
+        """Open every layer's chain key now (a wrong password fails before any output)."""
+        for i in range(len(self.layers)):
+            self.chain_key(i)
+
     def read_verified(self, loc: Located) -> tuple[bytes | None, str]:
-        """(raw block, "") or (None, what is wrong): decoded and checked against its digest."""
+        """(raw block, "") or (None, what is wrong): opened (sealed blocks), decoded and
+        checked against its digest (keyed for encrypted layers)."""
+        e = loc.entry
+        payload = self.read_stored(loc)
+        key = self.chain_key(loc.layer) if e.flags & FLAG_SEALED else None
+        if key is not None:
+            try:
+                payload = key.open(payload, e.digest, e.raw, sealed_base(e.flags))
+            except EncryptionError:
+                return None, "authentication failed (ciphertext or its index entry changed)"
         try:
-            data = decode_block(self.read_stored(loc), loc.entry, decompressor())
+            data = decode_block(payload, e, decompressor(), opened=key is not None)
         except zstandard.ZstdError:
             return None, "cannot decompress"
-        if len(data) != loc.entry.raw:
+        if len(data) != e.raw:
             return None, "wrong length"
-        if xxhash.xxh3_128_digest(data) != loc.entry.digest:
+        plain = xxhash.xxh3_128_digest(data)
+        if (key.digest(plain, len(data)) if key is not None else plain) != e.digest:
             return None, "digest mismatch"
         return data, ""
+
+    def read_checked(self, loc: Located) -> tuple[bytes | None, str]:
+        """(stored bytes, "") or (None, what is wrong) without opening a sealed block:
+        the stored payload must be whole (the checksum of the stored bytes does the rest)."""
+        stored = self.read_stored(loc)
+        if len(stored) != loc.entry.stored or len(stored) < OVERHEAD:
+            return None, "stored payload truncated"
+        return stored, ""
 
     def where(self, loc: Located) -> str:
         """The file a block is stored in, for messages."""

@@ -61,6 +61,8 @@ def delete_points(repo: Repository, meta: MachineMeta, ids: set[str]) -> list[Re
     """Drop points (whole chains, or the oldest rollback) and then their files."""
     gone = [p for p in meta.points if p.id in ids]
     meta.points = [p for p in meta.points if p.id not in ids]
+    used = {p.key for p in meta.points}
+    meta.keys = {k: env for k, env in meta.keys.items() if k in used}  # its chain is gone
     repo.save(meta)
     folder = repo.machine_dir(meta.job, meta.machine)
     still = {p.file for p in meta.points}
