@@ -61,12 +61,12 @@ def test_preview_replays_the_schedule_and_interval_overrides_it(tmp_path):
     for d, day in days.items():
         weekend = date.fromisoformat(d).weekday() >= 5
         assert bool(_runs(day)) != weekend, (d, day["actions"])
-        assert all(t.endswith("T21:00:00") for t in _runs(day))
+        assert all(t[10:19] == "T21:00:00" for t in _runs(day))
     monday = days["2026-01-05"]
     assert any("weekly full made (catch-up for 2026-01-04)" in a for a in monday["actions"])
     # --interval stays as an override: a run every day at the start time
     data = _preview(job, "--from", "2026-01-04T22:00", "--days", "7", "--interval", "1d")
-    assert all(_runs(d) == [f"{d['date']}T22:00:00"] for d in data["days"])
+    assert all([t[:19] for t in _runs(d)] == [f"{d['date']}T22:00:00"] for d in data["days"])
 
 
 def test_preview_models_missed_runs_runs_without_new_points_and_policy_change(tmp_path):
