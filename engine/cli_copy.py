@@ -35,8 +35,9 @@ def parse_pct(text: str) -> float:
 def add_commands(sub, time_type, size_type) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
     from engine.cli import arg_type
+    from engine.preview_cli import parse_dates
 
-    _duration, _pct = arg_type(parse_duration), arg_type(parse_pct)
+    _duration, _pct, _dates = arg_type(parse_duration), arg_type(parse_pct), arg_type(parse_dates)
     r = sub.add_parser("run", help="one run of a backup copy job")
     r.add_argument("jobfile", type=Path)
     r.add_argument("--at", type=time_type)
@@ -60,7 +61,14 @@ def add_commands(sub, time_type, size_type) -> None:
     p.add_argument("--used", type=size_type)
     p.add_argument("--change", type=_pct, default=10.0)
     p.add_argument("--reduction", type=_pct, default=50.0)
-    p.add_argument("--interval", type=_duration, default=86400.0)
+    p.add_argument("--interval", type=_duration, default=None,
+                   help="a run every DURATION instead of the job's [schedule]")
+    p.add_argument("--skip", type=_dates, metavar="DATES",
+                   help="days without a run, e.g. 2026-01-11,2026-01-17..2026-01-19")
+    p.add_argument("--no-new-point", type=_dates, metavar="DATES",
+                   help="days whose runs find no new source point")
+    p.add_argument("--policy-from", nargs=2, action="append", metavar=("DATE", "JOBFILE"),
+                   help="from DATE on, the [retention] of JOBFILE (repeatable)")
 
     i = sub.add_parser("inventory", help="machines the job's hypervisor reports")
     i.add_argument("jobfile", type=Path)

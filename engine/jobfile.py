@@ -370,7 +370,8 @@ def _retention(r: js.Retention) -> RetentionPolicy:
             yearly=GfsCycle(g.yearly.keep_years, g.yearly.month) if g.yearly else None,
             method=g.method,
         )
-    return RetentionPolicy(keep=r.keep, unit=r.unit, gfs=gfs, deleted_items_days=r.deleted_items_days)
+    return RetentionPolicy(keep=r.keep, unit=r.unit, gfs=gfs, deleted_items_days=r.deleted_items_days,
+                           min_points_days_mode=r.min_points)
 
 
 def _check(text: str, path: Path) -> tuple[list[JobFileError], JobSpec | None]:

@@ -55,6 +55,8 @@ def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
 def _retention_dict(policy: RetentionPolicy) -> dict[str, Any]:
     out: dict[str, Any] = {"keep": policy.keep, "unit": policy.unit,
                            "deleted_items_days": policy.deleted_items_days}
+    if policy.min_points_days_mode != 3:
+        out["min_points"] = policy.min_points_days_mode
     if policy.gfs is not None:
         g = policy.gfs
         gfs: dict[str, Any] = {}

@@ -239,6 +239,7 @@ KeepMonths = Annotated[int, AfterValidator(_at_least(1, "keep_months"))]
 KeepYears = Annotated[int, AfterValidator(_at_least(1, "keep_years"))]
 Keep = Annotated[int, AfterValidator(_at_least(2, "keep"))]
 Days = Annotated[int, AfterValidator(_at_least(1, "deleted_items_days"))]
+MinPoints = Annotated[int, AfterValidator(_between(1, 10_000, "min_points"))]
 Retries = Annotated[int, AfterValidator(_at_least(0, "retries"))]
 
 
@@ -312,6 +313,7 @@ class Retention(_Table):
     keep: Keep = 7
     unit: Unit = "points"
     deleted_items_days: Days = 30
+    min_points: MinPoints = 3  # days mode: points always kept (research notes section 5)
     gfs: Gfs | None = None
 
 

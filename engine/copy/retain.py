@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,10 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
         if gfs_on and isinstance(pending, dict) and \
                 any(p.id == pending.get("point") for p in meta.points):
             # a GFS full a killed run began: finish it first
+            on = pending.get("assigned") or now.date().isoformat()
             done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
-                                  pending.get("method") or method, ops, resumed=True))
+                                  pending.get("method") or method, ops, policy,
+                                  date.fromisoformat(on), resumed=True))
         elif pending is not None:
             # its point is gone, or GFS was switched off since: nothing to finish
             meta.facts.pop("gfs_pending", None)
@@ -107,7 +109,7 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
         flags = _not_made(meta, request.get("gfs_full") or {})
         point_id = request.get("point")
         if flags and point_id:
-            done.append(_gfs_full(repo, meta, point_id, flags, method, ops))
+            done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy, now.date()))
         views = rules.points_from_chain(meta.points)
         actions = rules.plan_retention(views, policy, now)
         expected = rules.apply(views, actions)
@@ -137,15 +139,21 @@ def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
 
 
 def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
-              method: str, ops: ChainOps, resumed: bool = False) -> dict:
-    """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day)."""
+              method: str, ops: ChainOps, policy: RetentionPolicy, assigned: date,
+              resumed: bool = False) -> dict:
+    """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day),
+    assigned on `assigned` with the expiry `policy` gives them on that day."""
     p = next(p for p in meta.points if p.id == point_id)
     if p.kind != Kind.FULL:
-        meta.facts["gfs_pending"] = {"point": point_id, "flags": dict(flags), "method": method}
+        meta.facts["gfs_pending"] = {"point": point_id, "flags": dict(flags), "method": method,
+                                     "assigned": assigned.isoformat()}
         repo.save(meta)  # durable intent first: a kill from here on is finished next run
         p = ops.synthesize(repo, meta, p)
     p.gfs = sorted(set(p.gfs) | set(flags), key="WMY".index)
     p.gfs_dates.update(flags)
+    p.gfs_assigned.update({f: assigned.isoformat() for f in flags})
+    p.gfs_until.update({f: d.isoformat() for f, d in
+                        rules.expiries_at_assignment(list(flags), policy, assigned).items()})
     meta.facts.pop("gfs_pending", None)
     repo.save(meta)
     detail = f"{'+'.join(flags)} full ({method})"
@@ -156,9 +164,7 @@ def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[st
 
 def _execute(repo: Repository, meta, act: rules.Action, ops: ChainOps) -> dict:
     if act.kind == "expire-flag":
-        p = next(p for p in meta.points if p.id == act.point)
-        p.gfs = [f for f in p.gfs if f != act.flag]
-        p.gfs_dates.pop(act.flag, None)
+        next(p for p in meta.points if p.id == act.point).drop_flag(act.flag)
         repo.save(meta)
         return {"action": "expire-flag", "point": act.point, "detail": f"{act.flag}: {act.reason}"}
     if act.kind == "delete-chain":

@@ -15,7 +15,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from engine import events as ev
@@ -195,8 +195,17 @@ class Runner:
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
+        self._t0 = time.monotonic()
 
     def clock(self) -> datetime:
+        """The run's clock: the wall clock, or for a replay (`at`) `at` plus the time the
+        run has taken so far, so a replay that outlasts midnight ends on the next day."""
+        if self.at is None:
+            return wall_now()
+        return self.at + timedelta(seconds=time.monotonic() - self._t0)
+
+    def task_clock(self) -> datetime:
+        """"Now" for the decisions a task makes when it starts: `at` itself in a replay."""
         return self.at or wall_now()
 
     def emit(self, event: ev.Event) -> None:
@@ -210,7 +219,7 @@ class Runner:
 
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
-        started, t0 = self.clock(), time.monotonic()
+        started, t0 = self.task_clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
         self.facts: dict[str, dict] = {}
         gone: list[str] = []
@@ -235,7 +244,7 @@ class Runner:
 
             try:
                 seen = [r.machine for r in refs if r.machine not in gone]
-                for a in after_session(self.spec, seen, self.dst, self.clock()):
+                for a in after_session(self.spec, seen, self.dst, started):
                     self.retention.append(a)
                     self.emit(ev.RetentionAction(self.spec.name, a["machine"], a["action"],
                                                  a.get("point", ""), a.get("detail", "")))
@@ -248,7 +257,7 @@ class Runner:
         if not refs:
             status = Status.FAILED if problems else Status.WARNING
         duration = time.monotonic() - t0
-        finished = self.at or wall_now()
+        finished = self.clock()
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)

@@ -191,9 +191,21 @@ class TargetMover:
             meta = repo.try_load(job, machine) or MachineMeta(
                 job, machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
             meta.block_size = bs
-            meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size,
-                                            source_point=begin["source_point"],
-                                            block_size=bs, key=key))
+            new = RestorePoint(point_id, when, kind, name, disks, size=size,
+                               source_point=begin["source_point"], block_size=bs, key=key)
+            if begin.get("replaces"):
+                # an active GFS full of the latest point: it takes that point's place
+                # (same id and state); the old file, now unnamed, goes with the sweep
+                last = meta.points[-1] if meta.points else None
+                if last is None or last.id != begin["replaces"] or last.id != point_id \
+                        or last.source_point != begin["source_point"]:
+                    writer_path = folder / name
+                    writer_path.unlink(missing_ok=True)
+                    raise t.StreamError(f"cannot replace {begin['replaces']}: not the latest "
+                                        f"point of the same source point")
+                meta.points[-1] = new
+            else:
+                meta.points.append(new)
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
