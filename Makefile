@@ -29,6 +29,7 @@ $(SAMPLES): $(STAMP) sample_repos/generate.py
 lint: $(STAMP)
 	$(BIN)/ruff check engine console tests bench sample_repos
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/backup_bench.py

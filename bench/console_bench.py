@@ -23,19 +23,20 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from console.app import FerryConsole  # noqa: E402
-from console.backend import Backend, JobEntry  # noqa: E402
+from console.backend import Backend  # noqa: E402
 from console.clock import SystemClock  # noqa: E402
+from console.records import JobEntry, LastRun, MachineInfo  # noqa: E402
 from console.screens.live import LiveRunScreen  # noqa: E402
 from console.widgets.machine_table import MachineTable  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.copy.control import RunControl  # noqa: E402
-from engine.model import RetentionPolicy, Stats  # noqa: E402
+from engine.jobfile import JobSpec  # noqa: E402
+from engine.model import Stats  # noqa: E402
 
 JOB = "Bench copy"
 PATH = Path("/bench/jobs/bench.toml")
@@ -49,15 +50,15 @@ class BenchBackend(Backend):
         super().__init__(PATH.parent)
 
     def discover(self) -> list[JobEntry]:
-        spec = SimpleNamespace(name=JOB, path=PATH, enabled=True, mode="periodic",
-                               source_repository="/bench/src", source_jobs=["Daily"],
-                               machines=[], target_repository="/bench/dst",
-                               retention=RetentionPolicy(), schedule=None, storage=None,
-                               transport=None, inventory=None)
+        spec = JobSpec(path=PATH, name=JOB, source_repository=Path("/bench/src"),
+                       source_jobs=["Daily"], target_repository=Path("/bench/dst"))
         return [JobEntry(PATH, spec)]
 
-    def last_status(self, spec: Any) -> str:
-        return ""
+    def machines(self, spec: JobSpec) -> list[MachineInfo]:
+        return []
+
+    def last_run(self, spec: JobSpec) -> LastRun | None:
+        return None
 
 
 class Producer(threading.Thread):

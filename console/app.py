@@ -1,10 +1,11 @@
-"""Ferry's operations console: the Textual App that owns all console state.
+"""Ferry's operations console: the Textual App and its one state store.
 
-State lives here and nowhere else: the job entries, the machines read from the
-repositories, the last status per job, and every `RunSession`. Screens show it
-and call the App's methods; thread workers only post messages; engine threads
-only push events into a session's buffer, which a timer (`pump`) drains on the
-UI thread in batches.
+State lives in `self.store` (console/store.py) and nowhere else: the job
+entries, the machines read from the repositories, the last run per job, and
+every `RunSession`. Thread workers read the disk and post messages; the App's
+handlers apply them to the store and tell the screens (`JobChanged`); screens
+read the store and call the App's methods. Engine threads only push events into
+a session's buffer, which a timer (`pump`) drains on the UI thread in batches.
 """
 
 from __future__ import annotations
@@ -20,20 +21,29 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from console.backend import Backend, EngineUnavailable, JobEntry, MachineInfo
+from console.backend import Backend
 from console.clock import Clock, SystemClock
 from console.commands import FerryCommands
 from console.keymap import load_keymap
-from console.messages import JobChanged, JobSaved
-from console.run_session import JobState, RunSession, job_state
+from console.messages import JobChanged, JobDataLoaded, JobSaved, JobsChanged, JobsLoaded
+from console.records import JobEntry, MachineInfo
+from console.run_model import as_status
+from console.run_session import RunSession
 from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
 from console.screens.live import LiveRunScreen
-from console.screens.main import MainScreen
+from console.screens.overview import OverviewScreen
+from console.store import JobState, Store
 from console.themes import DEFAULT_THEME, NO_COLOR_THEME, THEMES_DIR, load_themes
+from engine.copy.control import RunControl
+from engine.copy.runner import SessionResult
+from engine.events import LogLine
+from engine.jobfile import JobSpec
+from engine.model import Status
 
 
 class FerryConsole(App[int], inherit_bindings=False):
@@ -43,7 +53,7 @@ class FerryConsole(App[int], inherit_bindings=False):
     TITLE = "Ferry"
     COMMANDS = App.COMMANDS | {FerryCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("q", "quit", "Quit", show=False, id="app.quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit-ctrl"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("f1", "help", "Help", show=False, id="app.help-f1"),
@@ -68,10 +78,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         self.backend = backend or Backend(jobs_dir)
         self.clock: Clock = clock or SystemClock()
         self.pump_interval = pump_interval
-        self.jobs: dict[str, JobEntry] = {}
-        self.machines: dict[str, list[MachineInfo]] = {}
-        self.statuses: dict[str, str] = {}
-        self.sessions: dict[str, RunSession] = {}
+        self.store = Store()
+        self.jobs_error = ""
         self._states: dict[str, JobState] = {}
         self._watch_hangup = watch_hangup
         self._hung_up = False
@@ -97,7 +105,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         self.startup_messages.extend(keymap.errors)
         if keymap.keymap:
             self.set_keymap(keymap.keymap)
-        self.push_screen(MainScreen())
+        self.push_screen(OverviewScreen())
+        self.load_jobs()
         self.set_interval(self.pump_interval, self.pump, name="pump")
         for text in self.startup_messages:
             self.notify(text, title="Start-up", severity="warning", timeout=10)
@@ -162,36 +171,104 @@ class FerryConsole(App[int], inherit_bindings=False):
             return
         self.push_screen(HelpScreen(self.screen))
 
-    # ---- state -------------------------------------------------------------------------------
-    def set_jobs(self, entries: list[JobEntry]) -> None:
-        self.jobs = {e.key: e for e in entries}
+    # ---- the store ---------------------------------------------------------------------------
+    @property
+    def jobs(self) -> dict[str, JobEntry]:
+        return self.store.jobs
+
+    @property
+    def machines(self) -> dict[str, list[MachineInfo]]:
+        return self.store.machines
+
+    @property
+    def sessions(self) -> dict[str, RunSession]:
+        return self.store.sessions
 
     def state_of(self, key: str) -> JobState:
-        entry = self.jobs.get(key)
-        return job_state(entry.spec if entry else None, self.sessions.get(key))
+        return self.store.state_of(key)
 
     def machine_info(self, key: str, machine: str) -> MachineInfo | None:
-        return next((m for m in self.machines.get(key, []) if m.name == machine), None)
+        return self.store.machine_info(key, machine)
 
-    def main_screen(self) -> MainScreen | None:
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                return screen
-        return None
+    def main_screen(self) -> OverviewScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, OverviewScreen)), None)
 
     def current_job_key(self) -> str | None:
-        """The job the operator is looking at (screen's job, else the tree's selection)."""
+        """The job the operator is looking at (screen's job, else the overview's selection)."""
         key = getattr(self.screen, "job_key", None)
         if key:
             return str(key)
         main = self.main_screen()
         return main.selected_job() if main is not None else None
 
-    def job_changed(self, key: str, spec: Any | None = None) -> None:
+    def job_changed(self, key: str) -> None:
         """Tell every screen that shows `key` to refresh."""
         self._states[key] = self.state_of(key)
         for screen in self.screen_stack:
-            screen.post_message(JobChanged(key, spec))
+            screen.post_message(JobChanged(key))
+
+    # ---- loading (workers read, handlers write the store) ------------------------------------
+    def reload_jobs(self) -> None:
+        self.load_jobs()
+
+    @work(thread=True, exclusive=True, group="jobs", exit_on_error=False, description="jobs")
+    def load_jobs(self) -> None:
+        try:
+            entries = self.backend.discover()
+        except Exception as exc:
+            self.post_message(JobsLoaded([], error=str(exc)))
+            return
+        self.post_message(JobsLoaded(entries))
+        for entry in entries:
+            if entry.spec is not None:
+                self.post_message(self._read_job(entry.key, entry.spec))
+
+    @work(thread=True, group="job-data", exit_on_error=False, description="job data")
+    def load_job_data(self, key: str, spec: JobSpec) -> None:
+        self.post_message(self._read_job(key, spec))
+
+    def _read_job(self, key: str, spec: JobSpec) -> JobDataLoaded:
+        """Chains, last run and next start of one job (blocking: worker threads only)."""
+        errors: list[str] = []
+        try:
+            machines = self.backend.machines(spec)
+        except Exception as exc:
+            machines, errors = [], [str(exc)]
+        try:
+            last = self.backend.last_run(spec)
+        except Exception as exc:
+            last = None
+            errors.append(f"history: {exc}")
+        try:
+            upcoming = self.backend.next_run(spec, self.clock.now())
+        except Exception:
+            upcoming = None
+        return JobDataLoaded(key, machines, last, upcoming, "; ".join(errors))
+
+    def on_jobs_loaded(self, message: JobsLoaded) -> None:
+        self.store.set_jobs(message.entries)
+        self.jobs_error = message.error
+        if message.error:
+            self.notify(message.error, title="Jobs", severity="error", timeout=10)
+        for screen in self.screen_stack:
+            screen.post_message(JobsChanged(message.error))
+
+    def on_job_data_loaded(self, message: JobDataLoaded) -> None:
+        key = message.job_key
+        if key not in self.store.jobs:
+            return
+        self.store.machines[key] = message.machines
+        self.store.machine_errors[key] = message.error
+        if message.last_run is not None:
+            self.store.last_runs[key] = message.last_run
+            session = self.store.sessions.get(key)
+            if session is not None and message.last_run.session.id == session.model.session:
+                self.store.finished.pop(key, None)  # the history has caught up
+        if message.next_run is not None:
+            self.store.next_runs[key] = message.next_run
+        else:
+            self.store.next_runs.pop(key, None)
+        self.job_changed(key)
 
     # ---- the pump: engine events -> models -> screens ----------------------------------------
     def pump(self) -> None:
@@ -199,17 +276,18 @@ class FerryConsole(App[int], inherit_bindings=False):
         for key, session in list(self.sessions.items()):
             if not session.pump(now):
                 continue
-            for screen in self.screen_stack:
-                if isinstance(screen, LiveRunScreen) and screen.session is session:
-                    screen.sync()
+            self._sync_live(session)
+            if session.model.status is not None:
+                self.store.finished[key] = session.model.status
             state = self.state_of(key)
             if state != self._states.get(key):
-                if session.model.status:
-                    self.statuses[key] = session.model.status
                 self.job_changed(key)
+            main = self.main_screen()
+            if main is not None:
+                main.sync_job(key)
 
     # ---- run control -------------------------------------------------------------------------
-    def _spec(self, key: str) -> Any | None:
+    def _spec(self, key: str) -> JobSpec | None:
         entry = self.jobs.get(key)
         if entry is None or entry.spec is None:
             self.notify(f"{entry.name if entry else key}: the job file is not valid; "
@@ -217,7 +295,7 @@ class FerryConsole(App[int], inherit_bindings=False):
             return None
         return entry.spec
 
-    def new_session(self, key: str, control: Any | None = None) -> RunSession:
+    def new_session(self, key: str, control: RunControl | None = None) -> RunSession:
         """Register a session for `key` without starting a worker (tests script its events)."""
         entry = self.jobs.get(key)
         session = RunSession(key, entry.spec if entry else None, control)
@@ -234,14 +312,10 @@ class FerryConsole(App[int], inherit_bindings=False):
             self.notify(f"{current.job} is already running", severity="warning")
             self.open_live(key)
             return
-        try:
-            control = self.backend.make_control()
-        except EngineUnavailable as exc:
-            self.notify(str(exc), title="Cannot start", severity="error", timeout=10)
-            return
+        control = self.backend.make_control()
         session = self.new_session(key, control)
 
-        def run() -> Any:
+        def run() -> SessionResult:
             try:
                 return self.backend.run_job(spec, session.sink, control)
             finally:
@@ -267,37 +341,39 @@ class FerryConsole(App[int], inherit_bindings=False):
             return
         self.pump()
         session.ended = True
-        if event.state == WorkerState.SUCCESS:
+        if event.state == WorkerState.SUCCESS and isinstance(event.worker.result, SessionResult):
             session.result = event.worker.result
-            status = str(getattr(session.result, "status", "") or session.model.status)
-            status = getattr(status, "value", status)
-            self.statuses[key] = str(status)
-            severity = {"Success": "information", "Warning": "warning"}.get(str(status), "error")
+            status = as_status(session.result.status)
+            self.store.finished[key] = status
+            severity: SeverityLevel = {Status.SUCCESS: "information",
+                                       Status.WARNING: "warning"}.get(status, "error")
             self.notify(f"{session.job}: {status}", title="Run finished", severity=severity)
         else:
             error = event.worker.error
             session.error = str(error) if error else "cancelled"
-            self.statuses[key] = "Failed"
-            session.model.apply(_log_event(session.job, f"run failed: {session.error}"),
+            self.store.finished[key] = Status.FAILED
+            session.model.apply(LogLine(job=session.job, level="error",
+                                        text=f"run failed: {session.error}"),
                                 self.clock.monotonic())
             self.notify(f"{session.job}: {session.error}", title="Run failed",
                         severity="error", timeout=15)
-        for screen in self.screen_stack:
-            if isinstance(screen, LiveRunScreen) and screen.session is session:
-                screen.sync()
-        self.machines.pop(key, None)
+        self._sync_live(session)
         self.job_changed(key)
+        entry = self.jobs.get(key)
+        if entry is not None and entry.spec is not None:
+            self.load_job_data(key, entry.spec)  # new points, new history row
 
-    def _active(self, key: str) -> RunSession | None:
+    def _active(self, key: str, verb: str) -> RunSession | None:
+        """The job's live session, or None after saying why nothing can be done."""
         session = self.sessions.get(key)
         if session is None or not session.active:
-            name = self.jobs[key].name if key in self.jobs else key
-            self.notify(f"{name} is not running", severity="warning")
+            self.notify(f"{self.store.name(key)} is not running: nothing to {verb} "
+                        "(s starts it)", severity="warning")
             return None
         return session
 
-    def hold_job(self, key: str) -> None:
-        session = self._active(key)
+    def hold_job(self, key: str, machine: str | None = None) -> None:
+        session = self._active(key, "hold")
         if session is None or session.control is None:
             return
         if session.held_by_operator:
@@ -308,8 +384,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         self.job_changed(key)
         self._sync_live(session)
 
-    def resume_job(self, key: str) -> None:
-        session = self._active(key)
+    def resume_job(self, key: str, machine: str | None = None) -> None:
+        session = self._active(key, "resume")
         if session is None or session.control is None:
             return
         if not session.held_by_operator:
@@ -323,22 +399,21 @@ class FerryConsole(App[int], inherit_bindings=False):
         self.job_changed(key)
         self._sync_live(session)
 
-    def stop_job(self, key: str) -> None:
-        session = self._active(key)
+    def stop_job(self, key: str, machine: str | None = None) -> None:
+        session = self._active(key, "stop")
         if session is None or session.control is None:
             return
 
         def answer(yes: bool | None) -> None:
             if yes and session.control is not None:
                 session.control.stop()
+                session.model.stop_requested = True
                 self.notify(f"{session.job}: stopping…", title="Stop", severity="warning")
                 self.job_changed(key)
                 self._sync_live(session)
 
-        self.push_screen(ConfirmModal(
-            f"Stop {session.job}?",
-            "Running tasks end as Failed ('stopped by operator'); restore points already "
-            "copied stay. The next run continues from there.", yes="Stop run"), answer)
+        self.push_screen(ConfirmModal(f"Stop {session.job}?", STOP_WORDS, yes="Stop run"),
+                         answer)
 
     def _sync_live(self, session: RunSession) -> None:
         for screen in self.screen_stack:
@@ -350,7 +425,7 @@ class FerryConsole(App[int], inherit_bindings=False):
         spec = self._spec(key)
         if spec is None:
             return
-        enabled = not bool(getattr(spec, "enabled", True))
+        enabled = not spec.enabled
         if enabled:
             self._set_schedule(key, True)
             return
@@ -381,20 +456,20 @@ class FerryConsole(App[int], inherit_bindings=False):
         else:
             self._job_saved(message.job_key, message.spec, message.text)
 
-    def _job_saved(self, key: str, spec: Any, text: str) -> None:
+    def _job_saved(self, key: str, spec: JobSpec | None, text: str) -> None:
         entry = self.jobs.get(key)
-        if entry is not None:
-            entry.spec, entry.error = spec, ""
+        if entry is not None and spec is not None:
+            entry.spec, entry.error, entry.errors = spec, "", []
+            self.load_job_data(key, spec)
         self.notify(text, title="Saved")
-        self.job_changed(key, spec)
+        self.job_changed(key)
 
     # ---- navigation --------------------------------------------------------------------------
     def open_live(self, key: str) -> None:
         session = self.sessions.get(key)
         if session is None:
-            name = self.jobs[key].name if key in self.jobs else key
-            self.notify(f"{name} has not run in this console; press s to start it",
-                        severity="warning")
+            self.notify(f"{self.store.name(key)} is not running; s starts it, h shows its "
+                        "history", severity="warning")
             return
         for screen in self.screen_stack:
             if isinstance(screen, LiveRunScreen) and screen.session is session:
@@ -416,10 +491,11 @@ class FerryConsole(App[int], inherit_bindings=False):
         if self._spec(key) is not None:
             self.push_screen(RetentionScreen(key))
 
-    def open_history(self, key: str) -> None:
+    def open_history(self, key: str | None) -> None:
+        """One job's history, or every job's (`key` None)."""
         from console.screens.history import HistoryScreen
 
-        if self._spec(key) is not None:
+        if key is None or self._spec(key) is not None:
             self.push_screen(HistoryScreen(key))
 
     def open_editor(self, key: str) -> None:
@@ -435,6 +511,31 @@ class FerryConsole(App[int], inherit_bindings=False):
             return
         self.push_screen(EditorScreen(entry.path, text, job_key=key))
 
+    def edit_external(self, key: str) -> None:
+        """`E`: the job file in $EDITOR; saved when valid, else back in the built-in
+        editor with the errors shown (nothing written)."""
+        from console.external_editor import edit_externally
+        from console.screens.editor import EditorScreen
+
+        entry = self.jobs.get(key)
+        if entry is None:
+            return
+        try:
+            text = entry.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"{entry.path}: {exc}", severity="error")
+            return
+        edited = edit_externally(self, text, entry.path)
+        if edited is None or edited == text:
+            return
+        errors = self.backend.save_text(entry.path, edited)
+        if not errors:
+            self._job_saved(key, self.backend.load_job(entry.path), f"{entry.path.name} saved")
+            return
+        screen = EditorScreen(entry.path, text, job_key=key)
+        self.push_screen(screen, wait_for_dismiss=False)
+        self.call_after_refresh(screen.load_edited, edited, errors)
+
     def new_job(self) -> None:
         from console.screens.editor import new_job_flow
 
@@ -443,11 +544,6 @@ class FerryConsole(App[int], inherit_bindings=False):
     def switch_theme(self, name: str) -> None:
         self.theme = name
         self.notify(f"Theme: {name}", title="Theme", timeout=3)
-
-    def reload_jobs(self) -> None:
-        main = self.main_screen()
-        if main is not None:
-            main.action_reload()
 
     def screen_for(self, kind: type[Screen[Any]]) -> Screen[Any] | None:
         return next((s for s in self.screen_stack if isinstance(s, kind)), None)
@@ -464,7 +560,8 @@ def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5,
     os._exit(0)
 
 
-def _log_event(job: str, text: str) -> Any:
-    from engine.events import LogLine
-
-    return LogLine(job=job, level="error", text=text)
+STOP_WORDS = (
+    "Each running machine stops at its next block and ends Failed ('stopped by "
+    "operator'); a machine already past its last block finishes as it would have, "
+    "and the log says so. Queued machines do not start. Restore points already "
+    "copied stay; the next run continues from there.")

@@ -17,18 +17,18 @@ def binding_owners() -> list[type[DOMNode]]:
     from console.screens.help import HelpScreen
     from console.screens.history import HistoryScreen
     from console.screens.live import LiveRunScreen
-    from console.screens.main import MainScreen
+    from console.screens.overview import OverviewScreen
     from console.screens.prompt import PromptModal
     from console.screens.retention import RetentionScreen
+    from console.screens.session import SessionScreen
     from console.widgets.chain_view import ChainColumn
     from console.widgets.filter_bar import FilterBar
-    from console.widgets.job_tree import JobTree
     from console.widgets.log_pane import LogPane
     from console.widgets.vim_table import VimDataTable
 
-    return [FerryConsole, MainScreen, LiveRunScreen, ChainScreen, RetentionScreen,
-            EditorScreen, HistoryScreen, HelpScreen, ConfirmModal, PromptModal,
-            JobTree, VimDataTable, FilterBar, LogPane, ChainColumn]
+    return [FerryConsole, OverviewScreen, LiveRunScreen, ChainScreen, RetentionScreen,
+            EditorScreen, HistoryScreen, SessionScreen, HelpScreen, ConfirmModal, PromptModal,
+            VimDataTable, FilterBar, LogPane, ChainColumn]
 
 
 def own_bindings(owner: type[DOMNode]) -> list[Binding]:

@@ -6,10 +6,11 @@ screen reads the same way.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+
+from engine.jobfile import JobSpec, StorageSpec, TransportSpec
+from engine.model import RetentionPolicy
 
 STAGE_ORDER = ("Source", "Read", "Compress", "Stream", "Network", "Target", "Write")
 BAR_FULL = "█"
@@ -102,38 +103,71 @@ def bottleneck_of(shares: Mapping[str, float]) -> str:
     return max(ordered_stages(shares), key=lambda kv: kv[1])[0]
 
 
-def describe(value: Any) -> str:
-    """One line for a config section of any shape (dataclass, mapping, list, scalar)."""
-    if value is None:
+def plural(n: int, word: str) -> str:
+    """`1 point`, `3 points`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """`5m ago`, `21h ago`, `3d ago`; `in 2h` for the future; `-` when unknown."""
+    if then is None:
         return "-"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        pairs: Iterable[tuple[str, Any]] = (
-            (f.name, getattr(value, f.name)) for f in dataclasses.fields(value)
-        )
-        return ", ".join(f"{k}={_scalar(v)}" for k, v in pairs if v not in (None, "", [], {}))
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={_scalar(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_scalar(v) for v in value) or "-"
-    return _scalar(value)
+    seconds = (now - then).total_seconds()
+    text = short_duration(abs(seconds))
+    return f"{text} ago" if seconds >= 0 else f"in {text}"
 
 
-def _scalar(value: Any) -> str:
-    if hasattr(value, "value") and not isinstance(value, (int, float, str)):
-        return str(value.value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return "{" + describe(value) + "}"
-    return str(value)
+def short_duration(seconds: float) -> str:
+    """The largest unit only: `45s`, `12m`, `5h`, `3d`."""
+    s = int(seconds)
+    for unit, size_s in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size_s:
+            return f"{s // size_s}{unit}"
+    return f"{s}s"
 
 
-def retention_summary(policy: Any) -> str:
+def schedule_text(spec: JobSpec) -> str:
+    """`daily at 22:00 on mon, tue · window 20:00-06:00` / `immediate` / `every 4h`."""
+    sched = spec.schedule
+    if spec.mode != "periodic":
+        text = "immediate (after each source backup)"
+    elif sched.every:
+        text = f"every {duration(sched.every)}"
+    else:
+        text = f"daily at {sched.daily_at}"
+    if spec.mode == "periodic" and sched.days:
+        text += f" on {', '.join(sched.days)}"
+    if sched.window:
+        text += f" · window {', '.join(sched.window)}"
+    if not spec.enabled:
+        text += " · disabled"
+    return text
+
+
+def transport_text(t: TransportSpec) -> str:
+    """`4 parallel tasks · rate limit 1.0 MiB/s · 3 retries, 10m apart · WAN accel.`"""
+    parts = [plural(t.parallel_tasks, "parallel task")]
+    parts.append(f"rate limit {rate(t.rate_limit)}" if t.rate_limit else "no rate limit")
+    parts.append(f"{plural(t.retries, 'retry').replace('retrys', 'retries')}, "
+                 f"{duration(t.retry_wait)} apart" if t.retries else "no retries")
+    if t.wan_acceleration:
+        parts.append("WAN acceleration")
+    return " · ".join(parts)
+
+
+def storage_text(s: StorageSpec) -> str:
+    """`compression auto · health check off · compact last sunday 05:00`."""
+    return (f"compression {s.compression} · health check {s.health_check} · "
+            f"compact {s.compact}")
+
+
+def retention_summary(policy: RetentionPolicy | None) -> str:
     """`keep 7 points; GFS W4 M12 Y3 (synthetic)`."""
     if policy is None:
         return "-"
-    text = f"keep {getattr(policy, 'keep', '?')} {getattr(policy, 'unit', 'points')}"
-    gfs = getattr(policy, "gfs", None)
+    unit = policy.unit[:-1] if policy.keep == 1 and policy.unit.endswith("s") else policy.unit
+    text = f"keep {policy.keep} {unit}"
+    gfs = policy.gfs
     if gfs is not None and any((gfs.weekly, gfs.monthly, gfs.yearly)):
         parts = []
         for letter, cycle in (("W", gfs.weekly), ("M", gfs.monthly), ("Y", gfs.yearly)):

@@ -1,17 +1,20 @@
-"""Messages that thread workers post back to screens and the App.
+"""Messages that thread workers post to the App, and the App posts to screens.
 
-Workers never touch widgets; they post one of these and a handler on the
-screen (or App) owns the state change (harlequin style).
+Workers never touch widgets or the store; they post one of these and a
+handler on the App applies it to the `Store` (harlequin style); the App then
+tells the screens with `JobChanged` / `JobsChanged`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 from textual.message import Message
 
-from console.backend import JobEntry, MachineInfo
+from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
+from engine.jobfile import JobSpec
+from engine.simulate import PreviewResult
 
 
 @dataclass
@@ -23,39 +26,40 @@ class JobsLoaded(Message):
 
 
 @dataclass
-class MachinesLoaded(Message):
-    """The machines (and chains) of one job were read."""
+class JobDataLoaded(Message):
+    """What one job's repositories and history hold: chains, last run, next start."""
 
     job_key: str
     machines: list[MachineInfo]
+    last_run: LastRun | None = None
+    next_run: datetime | None = None
     error: str = ""
 
 
 @dataclass
-class StatusesLoaded(Message):
-    """Last session status per job (from history)."""
+class JobsChanged(Message):
+    """The set of jobs changed (loaded, reloaded): views rebuild."""
 
-    statuses: dict[str, str] = field(default_factory=dict)
+    error: str = ""
 
 
 @dataclass
 class JobChanged(Message):
-    """A job's file or run state changed; views showing it should refresh."""
+    """A job's file, data or run state changed; views showing it should refresh."""
 
     job_key: str
-    spec: Any | None = None
 
 
 @dataclass
 class HistoryLoaded(Message):
-    sessions: list[dict[str, Any]]
+    sessions: list[SessionRecord]
     error: str = ""
 
 
 @dataclass
 class TasksLoaded(Message):
-    session_id: Any
-    tasks: list[dict[str, Any]]
+    session_id: str
+    tasks: list[TaskRecord]
     error: str = ""
 
 
@@ -64,15 +68,15 @@ class PreviewReady(Message):
     """A retention what-if finished."""
 
     generation: int
-    result: Any | None
+    result: PreviewResult | None
     error: str = ""
 
 
 @dataclass
 class JobSaved(Message):
-    """A worker wrote a job file (or failed to); the App updates its state and says so."""
+    """A worker wrote a job file (or failed to); the App updates the store and says so."""
 
     job_key: str
-    spec: Any | None
+    spec: JobSpec | None
     text: str
     error: str = ""

@@ -16,9 +16,11 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from console import format as fmt
 from engine import events as ev
+from engine.model import Status
 
 MAX_PENDING_LOG = 5000
 SAMPLES = 120
@@ -65,7 +67,26 @@ class EventBuffer:
         return [e for e in pending if e is not None]
 
 
-QUEUED, RUNNING, ON_HOLD, DONE = "queued", "running", "on hold", "done"
+class TaskState(StrEnum):
+    """Where one machine of a live run is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    ON_HOLD = "on hold"
+    DONE = "done"
+
+
+QUEUED, RUNNING, ON_HOLD, DONE = (TaskState.QUEUED, TaskState.RUNNING, TaskState.ON_HOLD,
+                                  TaskState.DONE)
+STATUS_MARK = {Status.SUCCESS: "✓", Status.WARNING: "!", Status.FAILED: "✗"}
+
+
+def as_status(value: str) -> Status:
+    """An event's status text as the engine's enum (unknown text counts as Failed)."""
+    try:
+        return Status(value)
+    except ValueError:
+        return Status.FAILED
 
 
 @dataclass
@@ -73,8 +94,8 @@ class MachineRow:
     """One machine's line in the live view."""
 
     name: str
-    state: str = QUEUED
-    status: str = ""  # Success | Warning | Failed once done
+    state: TaskState = QUEUED
+    status: Status | None = None  # once done
     kind: str = ""
     total: int = 0
     processed: int = 0
@@ -88,7 +109,7 @@ class MachineRow:
 
     @property
     def fraction(self) -> float:
-        if self.state == DONE and self.status == "Success":
+        if self.state == DONE and self.status == Status.SUCCESS:
             return 1.0
         return self.processed / self.total if self.total else 0.0
 
@@ -108,9 +129,9 @@ class MachineRow:
         if self.state == ON_HOLD:
             return f"on hold ({self.hold_by or 'source lock'})"
         if self.state == DONE:
-            mark = {"Success": "✓", "Warning": "!", "Failed": "✗"}.get(self.status, "·")
+            mark = STATUS_MARK.get(self.status, "·") if self.status else "·"
             return f"{mark} {self.status or 'done'}"
-        return self.state
+        return str(self.state)
 
 
 class RunModel:
@@ -121,7 +142,7 @@ class RunModel:
         self.session = ""
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.status = ""  # final session status
+        self.status: Status | None = None  # final session status
         self.message = ""
         self.dry_run = False
         self.rows: dict[str, MachineRow] = {}
@@ -137,6 +158,7 @@ class RunModel:
         self._new_rows: list[str] = []
         self._log: list[str] = []
         self.changed = False  # anything at all changed since the last take_changes()
+        self.stop_requested = False  # the operator stopped the run (set by the App)
         self.samples_changed = False
 
     # ---- applying events ---------------------------------------------------------------------
@@ -156,7 +178,7 @@ class RunModel:
                              + (" (dry run)" if event.dry_run else ""))
         elif isinstance(event, ev.RunFinished):
             self.finished_at = now
-            self.status = event.status
+            self.status = as_status(event.status)
             self.message = event.message
             self._log.append(f"run finished: {event.status} in {fmt.duration(event.duration_s)}"
                              + (f" - {event.message}" if event.message else ""))
@@ -168,7 +190,9 @@ class RunModel:
             row.state, row.kind = RUNNING, event.kind
             self._set_total(row, event.total)
             self._dirty.add(event.machine)
-            self._log.append(f"{event.machine}: started ({event.kind}, {fmt.size(event.total)})")
+            if event.kind != "none":  # nothing to copy: the engine's "up to date" line says it
+                self._log.append(f"{event.machine}: started ({event.kind}, "
+                                 f"{fmt.size(event.total)})")
         elif isinstance(event, ev.TaskProgress):
             row = self._row(event.machine)
             if row.state == DONE:
@@ -195,14 +219,18 @@ class RunModel:
             self._log.append(f"{event.machine}: resumed")
         elif isinstance(event, ev.TaskFinished):
             row = self._row(event.machine)
-            row.state, row.status, row.message = DONE, event.status, event.message
+            row.state, row.status, row.message = DONE, as_status(event.status), event.message
             row.kind = event.kind or row.kind
             row.rate, row.hold_reason, row.hold_by = 0.0, "", ""
             self._set_stats(row, event.stats.processed, event.stats.read,
                             event.stats.transferred)
             self._dirty.add(event.machine)
-            self._log.append(f"{event.machine}: {event.status}"
-                             + (f" - {event.message}" if event.message else ""))
+            if row.kind == "none" and row.status == Status.SUCCESS and not self.stop_requested:
+                return  # up to date: said once already
+            note = event.message
+            if self.stop_requested and row.status != Status.FAILED:
+                note = "finished before the stop reached it" + (f"; {note}" if note else "")
+            self._log.append(f"{event.machine}: {row.status}" + (f" - {note}" if note else ""))
         elif isinstance(event, ev.RetentionAction):
             self._log.append(f"{event.machine}: retention {event.action} {event.point}"
                              + (f" ({event.detail})" if event.detail else ""))
@@ -263,8 +291,8 @@ class RunModel:
     def running(self) -> bool:
         return self.started_at is not None and self.finished_at is None
 
-    def counts(self) -> dict[str, int]:
-        out = {QUEUED: 0, RUNNING: 0, ON_HOLD: 0, DONE: 0}
+    def counts(self) -> dict[TaskState, int]:
+        out = dict.fromkeys(TaskState, 0)
         for row in self.rows.values():
             out[row.state] += 1
         return out

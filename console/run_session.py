@@ -8,32 +8,37 @@ App's pump timer moves the buffered events into the `RunModel`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from console.run_model import DONE, ON_HOLD, EventBuffer, RunModel
+from console.run_model import EventBuffer, RunModel
+from engine.copy.control import RunControl
+from engine.copy.runner import SessionResult
+from engine.events import Sink
+from engine.jobfile import JobSpec
 
-IDLE, RUNNING, ON_HOLD_STATE, DISABLED = "Idle", "Running", "On hold", "Disabled"
+if TYPE_CHECKING:
+    from textual.worker import Worker
 
 
 class RunSession:
     """A started (or scripted, in tests) run of one job."""
 
-    def __init__(self, key: str, spec: Any, control: Any | None, sample_every: float = 1.0):
+    def __init__(self, key: str, spec: JobSpec | None, control: RunControl | None,
+                 sample_every: float = 1.0):
         self.key = key
         self.spec = spec
-        self.job = str(getattr(spec, "name", key))
+        self.job = spec.name if spec is not None else key
         self.control = control
         self.buffer = EventBuffer()
         self.model = RunModel(self.job, sample_every=sample_every)
-        self.worker: Any | None = None
-        self.result: Any | None = None
+        self.worker: Worker[SessionResult] | None = None
+        self.result: SessionResult | None = None
         self.error = ""
         self.ended = False  # the worker returned (or there never was one and RunFinished came)
         self.thread_done = threading.Event()  # set by the worker thread itself when run_job ends
 
     @property
-    def sink(self) -> Any:
+    def sink(self) -> Sink:
         return self.buffer.push
 
     def pump(self, now: float) -> bool:
@@ -54,41 +59,12 @@ class RunSession:
 
     @property
     def held_by_operator(self) -> bool:
-        return bool(self.control is not None and getattr(self.control, "held", False))
+        return self.control is not None and self.control.held
+
+    @property
+    def held_by(self) -> str:
+        return self.control.held_by if self.control is not None else ""
 
     @property
     def stop_requested(self) -> bool:
-        return bool(self.control is not None and getattr(self.control, "stopped", False))
-
-
-@dataclass(frozen=True)
-class JobState:
-    """What the job tree and details say about a job right now."""
-
-    state: str  # Idle | Running | On hold | Disabled
-    detail: str = ""  # who holds it, how many machines on hold, ...
-
-    @property
-    def label(self) -> str:
-        return f"{self.state} ({self.detail})" if self.detail else self.state
-
-
-def job_state(spec: Any, session: RunSession | None) -> JobState:
-    """Idle / Running / On hold / Disabled, with who holds a held job."""
-    if session is not None and session.active:
-        if session.stop_requested:
-            return JobState(RUNNING, "stopping")
-        if session.held_by_operator:
-            return JobState(ON_HOLD_STATE, f"by {getattr(session.control, 'held_by', '') or 'operator'}")
-        rows = session.model.rows.values()
-        held = [r for r in rows if r.state == ON_HOLD]
-        live = [r for r in rows if r.state != DONE]
-        if held and len(held) == len(live):
-            by = sorted({r.hold_by or "source lock" for r in held})
-            return JobState(ON_HOLD_STATE, f"by {', '.join(by)}")
-        if held:
-            return JobState(RUNNING, f"{len(held)} on hold")
-        return JobState(RUNNING)
-    if spec is not None and not getattr(spec, "enabled", True):
-        return JobState(DISABLED)
-    return JobState(IDLE)
+        return self.control is not None and self.control.stopped

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.units import fmt_size, parse_size, parse_time
+from engine.jsonout import emit
+from engine.objstore.open import repo_arg
+from engine.units import fmt_size, parse_size, parse_time, rfc3339
 
 EXIT_OK, EXIT_WARNING, EXIT_FAILED, EXIT_HELD = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
@@ -58,9 +59,14 @@ def version() -> str:
 def repo_option(parser: argparse.ArgumentParser) -> None:
     """`--repo DIR`, defaulting to $FERRY_REPO (then not required)."""
     default = os.environ.get("FERRY_REPO")
-    parser.add_argument("--repo", type=Path, default=Path(default) if default else None,
-                        required=not default,
-                        help="the repository (default: $FERRY_REPO)")
+    parser.add_argument("--repo", type=arg_type(repo_arg),
+                        default=repo_arg(default) if default else None, required=not default,
+                        help="the repository: a folder or s3://bucket/prefix (default: $FERRY_REPO)")
+
+
+def repo_missing(repo: Path | str) -> bool:
+    """A folder repository that is not there (object storage is checked on first use)."""
+    return isinstance(repo, Path) and not repo.is_dir()
 
 
 def password_options(parser: argparse.ArgumentParser) -> None:
@@ -196,9 +202,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
                       compression=args.compression, at=args.at)
     p = res.point
     if args.json:
-        print(json.dumps({"point": p.id, "time": p.time.isoformat(), "kind": p.kind.value,
-                          "file": p.file, "read": res.read, "written": res.written,
-                          "removed": res.removed}))
+        emit({"point": p.id, "time": rfc3339(p.time), "kind": p.kind.value,
+              "file": p.file, "read": res.read, "written": res.written, "removed": res.removed})
     else:
         print(f"{args.machine}: {p.kind.value} {p.id} at {p.time:%Y-%m-%d %H:%M:%S}, "
               f"read {fmt_size(res.read)}, wrote {fmt_size(res.written)}"
@@ -216,31 +221,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def chain_json(repo_path: Path, job: str | None, machine: str | None) -> dict:
-    from engine.repository.repository import Repository
+def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict:
+    from engine.objstore.open import open_repository
 
-    repo = Repository(repo_path)
+    repo = open_repository(repo_path)
     chains = []
     for j, m in repo.machines(job):
         if machine and m != machine:
             continue
         meta = repo.load(j, m)
         folder = Path(j) / m
+        imm = meta.facts.get("immutable_until")
+        imm = imm if isinstance(imm, dict) else {}
         chains.append({"job": meta.job, "machine": meta.machine, "method": meta.method.value,
                        "block_size": meta.block_size, "points": [
-                           {"id": p.id, "time": p.time.isoformat(), "kind": p.kind.value,
+                           {"id": p.id, "time": rfc3339(p.time), "kind": p.kind.value,
                             "file": str(folder / p.file), "size": p.size, "gfs": p.gfs,
                             "source_point": p.source_point, "encrypted": p.encrypted,
-                            "logical_size": p.logical_size} for p in meta.points]})
+                            "logical_size": p.logical_size,
+                            **({"immutable_until": imm[p.id]} if p.id in imm else {})}
+                           for p in meta.points]})
     return {"repository": str(repo_path), "chains": chains}
 
 
 def cmd_chain(args: argparse.Namespace) -> int:
-    if not args.repo.is_dir():
+    if repo_missing(args.repo):
         raise UsageError(f"ferry chain: repository not found: {args.repo}")
     data = chain_json(args.repo, args.job, args.machine)
     if args.json:
-        print(json.dumps(data, indent=1))
+        emit(data)
         return EXIT_OK
     con = Console()
     for ch in data["chains"]:
@@ -248,7 +257,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
         for col in ("time", "kind", "size", "GFS", "encrypted", "id"):
             t.add_column(col)
         for p in ch["points"]:
-            t.add_row(p["time"].replace("T", " "), p["kind"], fmt_size(p["size"]),
+            t.add_row(p["time"][:19].replace("T", " "), p["kind"], fmt_size(p["size"]),
                       "".join(p["gfs"]), "yes" if p["encrypted"] else "", p["id"])
         con.print(t)
     if not data["chains"]:
@@ -259,7 +268,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from engine.health import check_repository
 
-    if not args.repo.is_dir():
+    if repo_missing(args.repo):
         raise UsageError(f"ferry check: repository not found: {args.repo}")
     results = check_repository(args.repo, args.job, args.machine, args.all,
                                key_ring(args) if args.deep else None)
@@ -268,9 +277,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                          f"--machine {args.machine or '*'} in {args.repo}")
     bad = [r for r in results if not r.ok]
     if args.json:
-        print(json.dumps({"repository": str(args.repo), "ok": not bad, "machines": [
+        emit({"repository": str(args.repo), "ok": not bad, "machines": [
             {"job": r.job, "machine": r.machine, "points": r.points, "blocks": r.blocks,
-             "errors": r.errors, "corrupt": [c.__dict__ for c in r.corrupt]} for r in results]}))
+             "errors": r.errors, "corrupt": [c.__dict__ for c in r.corrupt]} for r in results]})
     else:
         for r in results:
             state = "ok" if r.ok else "CORRUPT"

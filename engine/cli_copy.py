@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.units import fmt_duration, fmt_size, parse_duration
+from engine.jsonout import emit
+from engine.objstore.location import is_s3_url
+from engine.objstore.open import repo_arg
+from engine.units import fmt_duration, fmt_size, parse_duration, rfc3339
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
@@ -33,8 +35,9 @@ def parse_pct(text: str) -> float:
 def add_commands(sub, time_type, size_type) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
     from engine.cli import arg_type
+    from engine.preview_cli import parse_dates
 
-    _duration, _pct = arg_type(parse_duration), arg_type(parse_pct)
+    _duration, _pct, _dates = arg_type(parse_duration), arg_type(parse_pct), arg_type(parse_dates)
     r = sub.add_parser("run", help="one run of a backup copy job")
     r.add_argument("jobfile", type=Path)
     r.add_argument("--at", type=time_type)
@@ -46,7 +49,8 @@ def add_commands(sub, time_type, size_type) -> None:
     h.add_argument("--job")
     h.add_argument("--json", action="store_true")
     h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
-    h.add_argument("--repo", type=Path, help="a target repository's history instead")
+    h.add_argument("--repo", type=repo_arg,
+                   help="a target repository's history instead (a folder or s3://bucket/prefix)")
     h.add_argument("--limit", type=int, default=50)
 
     p = sub.add_parser("preview", help="what-if retention, day by day")
@@ -57,7 +61,14 @@ def add_commands(sub, time_type, size_type) -> None:
     p.add_argument("--used", type=size_type)
     p.add_argument("--change", type=_pct, default=10.0)
     p.add_argument("--reduction", type=_pct, default=50.0)
-    p.add_argument("--interval", type=_duration, default=86400.0)
+    p.add_argument("--interval", type=_duration, default=None,
+                   help="a run every DURATION instead of the job's [schedule]")
+    p.add_argument("--skip", type=_dates, metavar="DATES",
+                   help="days without a run, e.g. 2026-01-11,2026-01-17..2026-01-19")
+    p.add_argument("--no-new-point", type=_dates, metavar="DATES",
+                   help="days whose runs find no new source point")
+    p.add_argument("--policy-from", nargs=2, action="append", metavar=("DATE", "JOBFILE"),
+                   help="from DATE on, the [retention] of JOBFILE (repeatable)")
 
     i = sub.add_parser("inventory", help="machines the job's hypervisor reports")
     i.add_argument("jobfile", type=Path)
@@ -106,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code
     if args.json:
-        print(json.dumps(res.to_json(), indent=1))
+        emit(res.to_json())
     else:
         _print_session(res)
     if res.status == "Failed":
@@ -201,6 +212,10 @@ def _history_dbs(args) -> list[Path]:
     from engine.jobfile import discover_jobs
 
     if args.repo:
+        if is_s3_url(args.repo):
+            from engine.objstore.history import fetch_history
+
+            return [fetch_history(args.repo)]
         if not args.repo.is_dir():
             raise UsageError(f"ferry history: repository not found: {args.repo}")
         return [args.repo / ".ferry" / "history.sqlite"]
@@ -228,7 +243,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows.sort(key=lambda s: s["started"], reverse=True)
     rows = rows[: args.limit]
     if args.json:
-        print(json.dumps({"sessions": rows}, indent=1))
+        for s in rows:
+            s["started"], s["finished"] = rfc3339(s["started"]), rfc3339(s["finished"])
+        emit({"sessions": rows})
         return 0
     t = Table(title="sessions", title_justify="left")
     for col in ("started", "job", "status", "duration", "processed", "transferred", "tasks"):
@@ -265,7 +282,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         return 2
     data = inventory_json(settings, machines)
     if args.json:
-        print(json.dumps(data, indent=1))
+        emit(data)
         return 0
     t = Table(title=f"{data['kind']} {data['host']}", title_justify="left")
     for col in ("name", "id", "power", "disks"):

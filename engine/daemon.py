@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.errors import one_line
 from engine.history import History, history_path
+from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
 from engine.schedule import in_window, next_run
 from engine.units import now as wall_now
@@ -28,7 +29,7 @@ def last_run(spec) -> datetime | None:
 
 def has_new_source_point(spec) -> bool:
     """True when some machine's newest source point is newer than its copy."""
-    src, dst = Repository(spec.source_repository), Repository(spec.target_repository)
+    src, dst = Repository(spec.source_repository), target_repository(spec)
     for job in spec.source_jobs:
         for _, machine in src.machines(job):
             if spec.machines and machine not in spec.machines:

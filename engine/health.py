@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.keys import KeyRing
+from engine.objstore.manifest import ManifestError
+from engine.objstore.open import open_repository
+from engine.objstore.store import ObjectMissing, S3Error
 from engine.repository.container import FLAG_SEALED, ContainerError
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository
-from engine.repository.resolve import PointView
 
 
 @dataclass
@@ -50,26 +52,24 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
             res.errors.append(str(exc))
             return res
         points = meta.points if all_points else meta.points[-1:]
-        folder = repo.machine_dir(job, machine)
         seen: dict[tuple[str, int], str] = {}  # stored block -> problem ("" = fine)
         reported: set[tuple[str, int, str]] = set()  # (disk, block, file) named once
         for point in points:
             res.points.append(point.id)
             try:
-                view = PointView(folder, meta, point, keys)
-            except (ContainerError, LookupError, OSError) as exc:
+                view = repo.view(meta, point, keys)
+            except (ContainerError, ManifestError, S3Error, LookupError, OSError) as exc:
                 res.errors.append(f"point {point.id}: {exc}")
                 continue
             with view:
                 for disk in view.disks:
                     for b, loc in sorted(view.blocks(disk.name).items()):
                         layer = view.layers[loc.layer]
-                        key = (layer.path.name, loc.entry.offset)
+                        key = (layer.path.name, loc.entry.offset, loc.entry.digest)
                         res.blocks += 1
                         if key not in seen:  # a block stored once is read once ...
                             deep = keys is not None or not loc.entry.flags & FLAG_SEALED
-                            seen[key] = (view.read_verified(loc) if deep
-                                         else view.read_checked(loc))[1]
+                            seen[key] = _problem(view, loc, deep)
                         problem = seen[key]  # ... but every disk block using it is named
                         named = (disk.name, b, layer.path.name)
                         if problem and named not in reported:
@@ -78,8 +78,16 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
     return res
 
 
-def check_repository(repo_path: Path, job: str | None = None, machine: str | None = None,
+def check_repository(repo_path: Path | str, job: str | None = None, machine: str | None = None,
                      all_points: bool = False, keys: KeyRing | None = None) -> list[CheckResult]:
-    repo = Repository(repo_path)
+    repo = open_repository(repo_path)
     pairs = [(j, m) for j, m in repo.machines(job) if machine is None or m == machine]
     return [check_machine(repo, j, m, all_points, keys) for j, m in pairs]
+
+
+def _problem(view, loc, deep: bool) -> str:
+    """What is wrong with one stored block ("" = fine); a missing object is a problem too."""
+    try:
+        return (view.read_verified(loc) if deep else view.read_checked(loc))[1]
+    except S3Error as exc:
+        return "object missing" if isinstance(exc, ObjectMissing) else f"unreadable ({exc})"

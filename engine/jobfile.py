@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from engine import jobschema as js
 from engine import jobtext as jt
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
+from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
 from engine.password import PasswordSource, SourceKind
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
@@ -62,6 +63,7 @@ class StorageSpec:
     compression: str = "auto"
     health_check: str = "off"
     compact: str = "off"
+    immutable_days: int = 0  # 0 = off; object storage: S3 Object Lock COMPLIANCE
     encryption: bool = False
     password_env: str | None = None
     password_file: Path | None = None  # absolute (relative ones resolved against the job file)
@@ -115,6 +117,9 @@ class JobSpec:
     inventory: dict[str, Any] | None = None
     history: Path | None = None
     target_mover: str | None = None  # extension: [target] mover = "host:port"
+    # object storage target ([target] repository = "s3://..."); target_repository is then
+    # the repository's local state folder (job lock, history, block index cache)
+    target_s3: S3Location | None = None
     raw_paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -250,7 +255,9 @@ class _Checker:
             if not src.is_dir():
                 what = "not a directory" if src.exists() else "repository not found"
                 self.error(("source", "repository"), f"{what}: {src}")
-        if (text := _raw_str(raw, "target", "repository")) is not None:
+        if (text := _raw_str(raw, "target", "repository")) is not None and is_s3_url(text):
+            self.check_s3(raw, text)
+        elif text is not None:
             tgt = out["target.repository"] = self.resolve(text)
             src = out.get("source.repository")
             if tgt.exists() and not tgt.is_dir():
@@ -268,6 +275,15 @@ class _Checker:
                 self.error(("history",), f"parent folder not found: {history.parent}")
         return out
 
+    def check_s3(self, raw: dict[str, Any], text: str) -> None:
+        try:
+            parse_s3_url(text)
+        except S3ConfigError as exc:
+            self.error(("target", "repository"), str(exc))
+        if "mover" in raw["target"]:
+            self.error(("target", "mover"), "an s3:// repository is reached directly, not "
+                       "through a mover")
+
     def check_cross(self, raw: dict[str, Any], t: dict[str, Any]) -> None:
         """Rules that involve two keys; the error goes to the key that has to change."""
         given = raw.get("schedule")
@@ -279,6 +295,12 @@ class _Checker:
                                    "job copies each new point as soon as it is complete")
             elif "daily_at" in given and "every" in given:
                 self.error(("schedule", "every"), "use either daily_at or every, not both")
+        target = raw.get("target")
+        if isinstance(target, dict) and not is_s3_url(target.get("repository")):
+            for key in ("endpoint", "region", "access_key_env", "secret_key_env"):
+                if key in target:
+                    self.error(("target", key), "only for an object storage repository "
+                               '(repository = "s3://bucket/prefix")')
         ret, storage = t.get("retention"), t.get("storage")
         if storage is not None:
             given = [k for k in PASSWORD_KEYS if getattr(storage, k) is not None]
@@ -305,6 +327,10 @@ class _Checker:
             daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
             schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window)
         inv = t.get("inventory")
+        s3 = None
+        if is_s3_url(t["target"].repository):
+            s3 = parse_s3_url(t["target"].repository, **t["target"].s3_options())
+            paths["target.repository"] = s3.state_dir()
         return JobSpec(
             path=Path(os.path.normpath(Path(self.path).absolute())),
             name=top.name, mode=top.mode, enabled=top.enabled,
@@ -315,7 +341,7 @@ class _Checker:
             transport=TransportSpec(**t["transport"].model_dump()),
             inventory=inv.settings() if inv is not None else None,
             history=paths.get("history"), raw_paths=raw_paths,
-            target_mover=t["target"].mover,
+            target_mover=t["target"].mover, target_s3=s3,
         )
 
 
@@ -344,7 +370,8 @@ def _retention(r: js.Retention) -> RetentionPolicy:
             yearly=GfsCycle(g.yearly.keep_years, g.yearly.month) if g.yearly else None,
             method=g.method,
         )
-    return RetentionPolicy(keep=r.keep, unit=r.unit, gfs=gfs, deleted_items_days=r.deleted_items_days)
+    return RetentionPolicy(keep=r.keep, unit=r.unit, gfs=gfs, deleted_items_days=r.deleted_items_days,
+                           min_points_days_mode=r.min_points)
 
 
 def _check(text: str, path: Path) -> tuple[list[JobFileError], JobSpec | None]:

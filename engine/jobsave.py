@@ -20,6 +20,18 @@ from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT
 
 
+def _s3_target(loc) -> dict[str, str]:
+    """`[target]` of an object storage job: the URL and the options that differ from the defaults."""
+    from engine.objstore.location import S3Location
+
+    out = {"repository": loc.url}
+    default = S3Location(loc.bucket, loc.prefix)
+    for key in ("endpoint", "region", "access_key_env", "secret_key_env"):
+        if getattr(loc, key) != getattr(default, key):
+            out[key] = getattr(loc, key)
+    return out
+
+
 def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
     """How to write a path: as the file had it; relative ones re-based when the file
     moves. A path set in code (no original text) is written absolute."""
@@ -43,6 +55,8 @@ def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
 def _retention_dict(policy: RetentionPolicy) -> dict[str, Any]:
     out: dict[str, Any] = {"keep": policy.keep, "unit": policy.unit,
                            "deleted_items_days": policy.deleted_items_days}
+    if policy.min_points_days_mode != 3:
+        out["min_points"] = policy.min_points_days_mode
     if policy.gfs is not None:
         g = policy.gfs
         gfs: dict[str, Any] = {}
@@ -82,6 +96,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
     out["source"] = {"repository": _path_text(spec, "source.repository", spec.source_repository, base),
                      "jobs": list(spec.source_jobs), "machines": list(spec.machines)}
     out["target"] = {"repository": _path_text(spec, "target.repository", spec.target_repository, base)}
+    if spec.target_s3 is not None:
+        out["target"] = _s3_target(spec.target_s3)
     if spec.target_mover:
         out["target"]["mover"] = spec.target_mover
     s, schedule = spec.schedule, {}
@@ -109,6 +125,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
                                                      st.password_file, base)
     if st.password_command:
         out["storage"]["password_command"] = st.password_command
+    if st.immutable_days:
+        out["storage"]["immutable_days"] = st.immutable_days
     tr = spec.transport
     out["transport"] = {"wan_acceleration": tr.wan_acceleration, "parallel_tasks": tr.parallel_tasks,
                         "rate_limit": jt.fmt_rate(tr.rate_limit), "retries": tr.retries,

@@ -203,6 +203,12 @@ def _non_empty_list(value: list[str]) -> list[str]:
     return _string_list(value)
 
 
+def _endpoint(value: str) -> str:
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+        raise ValueError(f"expected http(s)://host[:port], got {value!r}")
+    return value
+
+
 def _env_name(value: str) -> str:
     if not _ENV_NAME_RE.match(value):
         raise ValueError(f"expected an environment variable name like FERRY_PASSWORD, got {value!r}")
@@ -233,6 +239,7 @@ KeepMonths = Annotated[int, AfterValidator(_at_least(1, "keep_months"))]
 KeepYears = Annotated[int, AfterValidator(_at_least(1, "keep_years"))]
 Keep = Annotated[int, AfterValidator(_at_least(2, "keep"))]
 Days = Annotated[int, AfterValidator(_at_least(1, "deleted_items_days"))]
+MinPoints = Annotated[int, AfterValidator(_between(1, 10_000, "min_points"))]
 Retries = Annotated[int, AfterValidator(_at_least(0, "retries"))]
 
 
@@ -256,8 +263,18 @@ class Source(_Table):
 
 
 class Target(_Table):
-    repository: NonEmpty
+    repository: NonEmpty  # a folder, or "s3://bucket/prefix" (object storage)
     mover: str | None = None  # "host:port" of a `ferry mover` serving the target repository
+    # object storage only: endpoint URL (default $AWS_ENDPOINT_URL), region, and the
+    # names of the variables holding the keys (default AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
+    region: NonEmpty | None = None
+    access_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    secret_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
+
+    def s3_options(self) -> dict[str, str | None]:
+        return {"endpoint": self.endpoint, "region": self.region,
+                "access_key_env": self.access_key_env, "secret_key_env": self.secret_key_env}
 
     @field_validator("mover")
     @classmethod
@@ -296,6 +313,7 @@ class Retention(_Table):
     keep: Keep = 7
     unit: Unit = "points"
     deleted_items_days: Days = 30
+    min_points: MinPoints = 3  # days mode: points always kept (research notes section 5)
     gfs: Gfs | None = None
 
 
@@ -310,6 +328,7 @@ class Storage(_Table):
     compression: Compression = "auto"
     health_check: Slot = "off"
     compact: Slot = "off"
+    immutable_days: Annotated[int, AfterValidator(_between(0, 36500, "immutable_days"))] = 0
     # encryption (engine/keys.py): the password comes from exactly one of the three
     # sources below, never from the file; a source may stay after encryption is
     # switched off, for reading the older encrypted points

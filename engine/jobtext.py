@@ -318,6 +318,7 @@ daily_at = "22:00"                 # or every = "4h"; days = ["mon", "tue", ...]
 keep = 7                           # restore points (minimum 2)
 unit = "points"                    # or "days"
 deleted_items_days = 30
+# min_points = 3                   # days unit: at least this many points always stay
 
 # [retention.gfs]                  # long-term; switches the chain to forward incremental
 # weekly  = {{ keep_weeks = 4, day = "sunday" }}

@@ -61,13 +61,26 @@ class RestorePoint:
     gfs: list[str] = field(default_factory=list)  # "W", "M", "Y"
     source_point: str = ""  # for copies: id of the source point copied
     complete: bool = True
-    gfs_dates: dict[str, str] = field(default_factory=dict)  # flag -> assigned date (ISO)
+    gfs_dates: dict[str, str] = field(default_factory=dict)  # flag -> GFS day it stands for (ISO)
     block_size: int = 0  # block size of the file holding this point
     key: str = ""  # id of the chain key its blocks are sealed with ("" = not encrypted)
 
     @property
     def encrypted(self) -> bool:
         return bool(self.key)
+    # flag -> the day the flag was put on the point (ISO): expiry counts from it; it is
+    # later than the GFS day for a late (caught-up) full. Absent in older metadata: the
+    # GFS day is used.
+    gfs_assigned: dict[str, str] = field(default_factory=dict)
+    # flag -> its expiry as computed when it was assigned (ISO). It holds once the cycle
+    # is switched off, so unticking a cycle never discards existing GFS fulls.
+    gfs_until: dict[str, str] = field(default_factory=dict)
+
+    def drop_flag(self, flag: str) -> None:
+        """Remove one GFS flag and everything recorded with it."""
+        self.gfs = [f for f in self.gfs if f != flag]
+        for d in (self.gfs_dates, self.gfs_assigned, self.gfs_until):
+            d.pop(flag, None)
 
     @property
     def logical_size(self) -> int:
@@ -169,4 +182,6 @@ class RetentionPolicy:
     unit: str = "points"  # or "days"
     gfs: GfsPolicy | None = None
     deleted_items_days: int = 30
-    min_points_days_mode: int = 3  # research notes section 5: days mode keeps at least 3
+    # `[retention] min_points`: days mode always keeps at least this many points (research
+    # notes section 5: 3, changeable like the reference product's registry value)
+    min_points_days_mode: int = 3

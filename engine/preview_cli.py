@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 from rich.console import Console
 
+from engine.jsonout import emit
 from engine.model import RetentionPolicy
+from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
 from engine.schedule import next_run
-from engine.simulate import Sizing, simulate, sizing_from_model
+from engine.simulate import PreviewResult, Sizing, simulate, sizing_from_model
 from engine.units import now as wall_now
 
 
@@ -32,7 +35,7 @@ def default_days(policy: RetentionPolicy) -> int:
 def sizing_from_repositories(spec) -> Sizing | None:
     """The job's size per run from its real chains (target, else source): for each
     machine the average full and increment, summed over the machines."""
-    for repo, jobs in ((Repository(spec.target_repository), [spec.name]),
+    for repo, jobs in ((target_repository(spec), [spec.name]),
                        (Repository(spec.source_repository), list(spec.source_jobs))):
         full = inc = 0
         for job in jobs:
@@ -60,16 +63,107 @@ def first_run(spec, start: datetime | None) -> datetime:
     return datetime.combine(base.date() + timedelta(days=1), time(22, 0))
 
 
+def parse_dates(text: str) -> frozenset[date]:
+    """"2026-01-11,2026-01-17..2026-01-19" -> those days (a range includes both ends)."""
+    out: set[date] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if ".." in part:
+                a, b = (date.fromisoformat(x.strip()) for x in part.split("..", 1))
+                if b < a or (b - a).days > MAX_RANGE_DAYS:
+                    raise ValueError
+                out.update(a + timedelta(days=i) for i in range((b - a).days + 1))
+            else:
+                out.add(date.fromisoformat(part))
+        except ValueError:
+            raise ValueError(f"expected dates like 2026-01-11 or 2026-01-11..2026-01-15, "
+                             f"got {part!r}") from None
+    return frozenset(out)
+
+
+MAX_RANGE_DAYS = 36600  # a hundred years: bounds a typed range
+
+
+@dataclass
+class WhatIf:
+    """What `ferry preview` and the console's what-if replay, on top of the job itself.
+
+    `policy` replaces the job's retention (the console's form); `changes` apply a
+    policy from a day on; `interval` replaces the job's schedule by a fixed step.
+    """
+
+    policy: RetentionPolicy | None = None
+    start: datetime | None = None
+    days: int | None = None
+    sizing: Sizing | None = None
+    interval: timedelta | None = None
+    skip: frozenset[date] = frozenset()
+    no_new_point: frozenset[date] = frozenset()
+    changes: list[tuple[date, RetentionPolicy]] = field(default_factory=list)
+
+
+def build_preview(spec, what: WhatIf) -> PreviewResult:
+    """The preview of a job: its schedule, its real chains' sizes, the what-if on top.
+
+    The one code path behind `ferry preview` and the console's what-if screen.
+    """
+    policy = what.policy or spec.retention
+    sizing = what.sizing or sizing_from_repositories(spec) or Sizing(0, 0)
+    days = what.days or default_days(policy)
+    skip, none_new = what.skip, what.no_new_point
+    result = simulate(spec.name, policy, spec.mode, first_run(spec, what.start), days, sizing,
+                      interval=what.interval, schedule=spec.schedule,
+                      skip=(lambda t: t.date() in skip) if skip else None,
+                      no_new_point=(lambda t: t.date() in none_new) if none_new else None,
+                      changes=what.changes)
+    result.notes.extend(real_chain_notes(spec, policy))
+    return result
+
+
+def real_chain_notes(spec, policy: RetentionPolicy, today: date | None = None) -> list[str]:
+    """What the job's real target chains keep that `policy` no longer makes: for each GFS
+    cycle switched off, "3 weekly fulls stay until 2026-03-01" over all machines."""
+    from engine.retention import kept_after_switch_off, points_from_chain, switched_off_text
+
+    today = today or wall_now().date()
+    repo = Repository(spec.target_repository)
+    total: dict[str, tuple[int, date]] = {}
+    for j, m in repo.machines(spec.name):
+        try:
+            views = points_from_chain(repo.load(j, m).points)
+        except Exception:  # noqa: BLE001 - a damaged chain is `ferry check`'s to report
+            continue
+        for flag, (n, until) in kept_after_switch_off(views, policy, today).items():
+            had = total.get(flag, (0, until))
+            total[flag] = (had[0] + n, max(had[1], until))
+    return [f"real chains: {line}" for line in switched_off_text(total)]
+
+
 def run_preview(args, spec) -> int:
-    if args.used is not None:
-        sizing = sizing_from_model(args.used, args.change, args.reduction)
-    else:
-        sizing = sizing_from_repositories(spec) or Sizing(0, 0)
-    days = args.days or default_days(spec.retention)
-    result = simulate(spec.name, spec.retention, spec.mode, first_run(spec, args.start), days,
-                      sizing, interval=timedelta(seconds=args.interval))
+    sizing = (sizing_from_model(args.used, args.change, args.reduction)
+              if args.used is not None else None)
+    changes = []
+    for when, path in args.policy_from or []:
+        from engine.jobfile import load_job
+
+        changes.append((parse_dates_one(when), load_job(Path(path)).retention))
+    what = WhatIf(start=args.start, days=args.days, sizing=sizing,
+                  interval=timedelta(seconds=args.interval) if args.interval else None,
+                  skip=args.skip or frozenset(), no_new_point=args.no_new_point or frozenset(),
+                  changes=changes)
+    result = build_preview(spec, what)
     if args.json:
-        print(json.dumps(preview_json(result)))
+        emit(preview_json(result))
     else:
         render_preview(result, Console())
     return 0
+
+
+def parse_dates_one(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected a date like 2026-01-20, got {text!r}") from None

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.simulate import PreviewDay, PreviewPoint, PreviewResult
-from engine.units import fmt_size
+from engine.units import fmt_size, rfc3339
 
 # One character per day: what the day's run produced (the strongest if several runs).
 _RANK = {"i": 0, "F": 1, "W": 2, "M": 3, "Y": 4}
@@ -30,7 +30,7 @@ def preview_json(result: PreviewResult) -> dict:
     def point(p: PreviewPoint) -> dict:
         d = seen.get(id(p))
         if d is None:
-            d = seen[id(p)] = {"time": p.time.isoformat(timespec="seconds"), "kind": p.kind,
+            d = seen[id(p)] = {"time": rfc3339(p.time), "kind": p.kind,
                                "gfs": list(p.gfs), "reason": p.reason, "size": p.size}
         return d
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from engine.blockio import make_pool
 from engine.keys import KeyRing
-from engine.repository.repository import Repository, safe_name
+from engine.objstore.open import open_repository
+from engine.repository.repository import safe_name
 from engine.repository.resolve import PointView
 
 
@@ -20,14 +21,14 @@ class RestoreError(Exception):
     """A point that cannot be exported (missing, damaged): one line."""
 
 
-def export_point(repo_path: Path, job: str, machine: str, point_ref: str, out: Path,
+def export_point(repo_path: Path | str, job: str, machine: str, point_ref: str, out: Path,
                  keys: KeyRing | None = None) -> list[Path]:
     """Write each disk of the point as `out/<disk name>`; return the written paths.
 
     An encrypted point needs `keys`: its chain key is opened before anything is
     written, so a missing or wrong password leaves `out` untouched.
     """
-    repo = Repository(repo_path)
+    repo = open_repository(repo_path)
     if not repo.has(job, machine):
         raise RestoreError(f"no machine {machine!r} in job {job!r} of {repo_path}")
     written = []
@@ -37,7 +38,7 @@ def export_point(repo_path: Path, job: str, machine: str, point_ref: str, out: P
             point = meta.point(point_ref)
         except LookupError as exc:
             raise RestoreError(str(exc)) from None
-        with PointView(repo.machine_dir(job, machine), meta, point, keys) as view, \
+        with repo.view(meta, point, keys) as view, \
                 make_pool() as pool:
             view.open_keys()
             out.mkdir(parents=True, exist_ok=True)

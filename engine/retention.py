@@ -9,7 +9,8 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
 * **Short-term set.** `points` unit: the newest N points. `days` unit: the points
   whose date is on or after `today - N days`. The day of the run is day 0 and is not
   counted, so N+1 calendar days are kept; days without backups count; and at least
-  `min_points_days_mode` (3) newest points are always kept. The newest point is
+  `min_points_days_mode` newest points are always kept (`[retention] min_points`,
+  default 3). The newest point is
   always kept. The short-term set is always a suffix of the chain (oldest first).
 * **Without GFS** (forever-forward): while the active chain (the newest full and its
   increments) has points older than the short-term set, the oldest increment is merged
@@ -21,10 +22,14 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
   last point leaves the short-term set" (the forward-incremental rule). When it goes,
   its increments are deleted; its full too unless it still carries a flag. A flagged
   full stays alone until its last flag expires, then goes at the next run.
-* **Flags** expire at the first run on or after `flag_expiry` (computed from the
-  current policy, so changing the policy recalculates expiry). A flag whose cycle is
-  no longer configured (or GFS switched off) keeps nothing and expires at the next run,
-  which is what "recalculated with N = 0" means; the preview shows it before it happens.
+* **Flags** expire at the first run (or background retention pass) on or after their
+  expiry, counted from the day the flag was *assigned* (the run that made the full,
+  later than the GFS day for a caught-up full) with the current policy's keep, so
+  changing the keep recalculates expiry. A flag whose cycle was switched off (or GFS
+  off) keeps the expiry it was given when assigned (`PointView.until`): unticking a
+  cycle for a moment must not discard months of fulls, and nothing in the reference
+  product's documentation says it does. A flag without a recorded expiry (metadata
+  written before Ferry recorded it) whose cycle is off expires at the next run.
 * **GFS fulls** are planned by `plan_gfs` *before* the run writes its point: the new
   point is made a full carrying those flags (synthetic or active, the executor's
   choice). See `plan_gfs_dates` for the catch-up rules.
@@ -55,8 +60,12 @@ __all__ = [
     "gfs_action",
     "gfs_flags_for",
     "plan_gfs",
+    "plan_background",
     "plan_gfs_dates",
     "plan_retention",
+    "kept_after_switch_off",
+    "switched_off_notes",
+    "switched_off_text",
     "points_from_chain",
     "reasons",
     "short_term_count",
@@ -74,8 +83,12 @@ class PointView:
     id: str
     time: datetime
     kind: str  # "full" | "incremental"
-    gfs: dict[str, date] = field(default_factory=dict)  # flag -> date it was assigned
+    gfs: dict[str, date] = field(default_factory=dict)  # flag -> the GFS day it stands for
     size: int = 0
+    # flag -> day it was assigned (absent: its GFS day); expiry counts from it
+    assigned: dict[str, date] = field(default_factory=dict)
+    # flag -> expiry given when assigned; it holds once the flag's cycle is off
+    until: dict[str, date] = field(default_factory=dict)
     # Expiry dates worked out for this point's flags under one policy (see `_flag_state`).
     # The rules never change a PointView in place (`apply` makes new ones), so the
     # simulator's unchanged points keep it from run to run; it is checked against
@@ -94,7 +107,8 @@ class Action:
       depends on them.
     * ``expire-flag``: remove `flag` from `point`.
     * ``gfs-full``: make `point` (the run's new point) a full carrying `flags`, each
-      assigned on `dates[flag]` (the GFS day it stands for; the point's date if absent).
+      standing for `dates[flag]` (its GFS day; the point's date if absent), assigned on
+      `assigned` (the run's day) and expiring on `until[flag]` under the policy then.
     """
 
     kind: str
@@ -104,18 +118,28 @@ class Action:
     flags: list[str] = field(default_factory=list)
     reason: str = ""
     dates: dict[str, date] = field(default_factory=dict)
+    assigned: date | None = None
+    until: dict[str, date] = field(default_factory=dict)
 
 
 def points_from_chain(chain: list[RestorePoint]) -> list[PointView]:
     """Views of a machine's forward chain (metadata order); a flag without a stored
-    assignment date is taken as assigned on the point's own date."""
+    GFS day is taken as standing for the point's own date, one without an assignment
+    date as assigned on its GFS day."""
     out = []
     for p in chain:
         if p.kind not in (Kind.FULL, Kind.INCREMENTAL):
             raise ValueError(f"retention handles forward chains only; point {p.id} is {p.kind}")
+        if not p.gfs:
+            out.append(PointView(p.id, p.time, str(Kind(p.kind).value), {}, p.size))
+            continue
         dates = {f: date.fromisoformat(p.gfs_dates[f]) if p.gfs_dates.get(f) else p.time.date()
                  for f in p.gfs}
-        out.append(PointView(p.id, p.time, str(Kind(p.kind).value), dates, p.size))
+        assigned = {f: date.fromisoformat(p.gfs_assigned[f]) for f in p.gfs
+                    if p.gfs_assigned.get(f)}
+        until = {f: date.fromisoformat(p.gfs_until[f]) for f in p.gfs if p.gfs_until.get(f)}
+        out.append(PointView(p.id, p.time, str(Kind(p.kind).value), dates, p.size,
+                             assigned, until))
     return out
 
 
@@ -145,7 +169,9 @@ def plan_gfs_dates(points: list[PointView], policy: RetentionPolicy, now: dateti
 
     `last_run` is the time of the last run that produced a point; when None the newest
     point's time is used (None for a new job: then only today and the period rule count).
-    The flag's assigned date is `s`, so a late full expires on the on-time schedule.
+    The returned date is the GFS day `s` the full stands for; the flag is *assigned* on
+    the day of the run (`gfs_action`), and its expiry counts from that day, as the
+    reference product counts from the date the flag was assigned.
     """
     gfs = _gfs_on(policy)
     if mode not in MODES:
@@ -177,11 +203,23 @@ def plan_gfs(points: list[PointView], policy: RetentionPolicy, now: datetime, mo
     return list(plan_gfs_dates(points, policy, now, mode, last_run))
 
 
-def gfs_action(point: str, dates: dict[str, date], method: str = "synthetic") -> Action:
-    """The `gfs-full` action for a new point that `plan_gfs_dates` flagged."""
+def gfs_action(point: str, dates: dict[str, date], policy: RetentionPolicy, today: date,
+               method: str = "synthetic") -> Action:
+    """The `gfs-full` action for a new point that `plan_gfs_dates` flagged, assigned
+    `today` (the run's day), each flag's expiry computed under `policy`."""
     names = "+".join(FLAG_NAMES[f] for f in dates)
     return Action("gfs-full", point=point, flags=list(dates), dates=dict(dates),
-                  reason=f"{names} full ({method})")
+                  reason=f"{names} full ({method})", assigned=today,
+                  until=expiries_at_assignment(list(dates), policy, today))
+
+
+def expiries_at_assignment(flags: list[str], policy: RetentionPolicy, today: date
+                           ) -> dict[str, date]:
+    """flag -> expiry of a flag assigned `today` under `policy` (its configured cycles)."""
+    gfs = _gfs_on(policy)
+    keeps = _keeps(gfs)
+    return {f: expiry_for(f, today, keeps[FLAGS.index(f)])  # type: ignore[arg-type]
+            for f in flags if keeps[FLAGS.index(f)] is not None}
 
 
 # --------------------------------------------------------------------------- short-term
@@ -223,25 +261,37 @@ def _keeps(gfs: GfsPolicy | None) -> tuple[int | None, int | None, int | None]:
 
 
 def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
-    """(keeps, gfs copy, {flag: expiry or None if its cycle is off}, earliest expiry, text).
+    """(keeps, gfs copy, {flag: expiry or None}, earliest expiry, text, off flags).
 
-    `text` is the reason while every flag is live ("weekly until ..., monthly until ...").
+    A configured cycle's flag expires `keep` after the day it was assigned; a flag whose
+    cycle is off keeps the expiry it was given when assigned (None: none recorded, so it
+    is due at once). `text` is the reason while every flag is live ("weekly until ...").
     Memoised on the point: the simulator asks for every point of every day.
     """
     m = p._memo
     if m is not None and m[0] == keeps and m[1] == p.gfs:
         return m
     expiries: dict[str, date | None] = {}
-    for flag, assigned in p.gfs.items():
+    off: set[str] = set()
+    for flag, due in p.gfs.items():
         n = keeps[FLAGS.index(flag)] if flag in FLAGS else None
-        expiries[flag] = None if n is None else expiry_for(flag, assigned, n)
+        if n is None:
+            off.add(flag)
+            expiries[flag] = p.until.get(flag)
+        else:
+            expiries[flag] = expiry_for(flag, p.assigned.get(flag, due), n)
     dated = [d for d in expiries.values() if d is not None]
     first = date.min if len(dated) < len(expiries) else min(dated, default=date.max)
-    text = ", ".join(f"{FLAG_NAMES[f]} until {expiries[f].isoformat()}"  # type: ignore[union-attr]
-                     for f in FLAGS if expiries.get(f) is not None)
-    m = (keeps, dict(p.gfs), expiries, first, text)
+    text = _until_text(expiries, off)
+    m = (keeps, dict(p.gfs), expiries, first, text, frozenset(off))
     p._memo = m
     return m
+
+
+def _until_text(expiries: dict[str, date | None], off: set[str] | frozenset[str]) -> str:
+    return ", ".join(f"{FLAG_NAMES[f]} until {expiries[f].isoformat()}"  # type: ignore[union-attr]
+                     + (" (cycle off)" if f in off else "")
+                     for f in FLAGS if expiries.get(f) is not None)
 
 
 def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
@@ -267,16 +317,18 @@ def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
             continue
         kept: dict[str, date] = {}
         for flag, until in m[2].items():
+            off = "GFS is off" if gfs is None else f"{FLAG_NAMES.get(flag, flag)} cycle off"
             if until is None:
-                why = "GFS is off" if gfs is None else f"{FLAG_NAMES.get(flag, flag)} cycle off"
-                expired.append((i, flag, why))
+                expired.append((i, flag, f"{off}, no expiry recorded"))
             elif until > today:
                 kept[flag] = until
+            elif flag in m[5]:
+                expired.append((i, flag, f"expired on {until.isoformat()} ({off}; the "
+                                         "expiry it was given when assigned)"))
             else:
                 expired.append((i, flag, f"expired on {until.isoformat()}"))
         live.append(kept)
-        texts.append(", ".join(f"{FLAG_NAMES[f]} until {kept[f].isoformat()}"
-                               for f in FLAGS if f in kept))
+        texts.append(_until_text(kept, m[5]))
     return live, expired, texts
 
 
@@ -298,11 +350,12 @@ def _delete_reason(points: list[PointView], a: int, b: int, whole: bool,
 
 
 def plan_retention(points: list[PointView], policy: RetentionPolicy,
-                   now: datetime) -> list[Action]:
+                   now: datetime, merges: bool = True) -> list[Action]:
     """Actions after a new point was added: expire flags, delete old chains, merge.
 
     Order: expire-flag, delete-chain (oldest first), merge (oldest first). Each step is
-    valid on the chain the previous ones leave (see `apply`).
+    valid on the chain the previous ones leave (see `apply`). `merges=False` is the
+    background retention pass (`plan_background`).
     """
     n = len(points)
     if n == 0:
@@ -324,13 +377,48 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
         if doomed:
             actions.append(Action("delete-chain", points=[points[j].id for j in doomed],
                                   reason=_delete_reason(points, a, b, doomed[0] == a, policy)))
-    if gfs is None:
+    if gfs is None and merges:
         a = starts[-1]
         if points[a].kind == FULL and not live[a]:
             actions.extend(Action("merge", point=points[j].id,
                                   reason=f"over short-term retention ({_st_reason(policy)})")
                            for j in range(a + 1, boundary + 1))
     return actions
+
+
+def plan_background(points: list[PointView], policy: RetentionPolicy,
+                    now: datetime) -> list[Action]:
+    """The daily background retention pass of a chain that may have no runs (disabled
+    job, source gone): expired flags go, and the files they alone kept (a lone full, an
+    old chain past short-term retention). No merge: that is a transform of a run."""
+    return plan_retention(points, policy, now, merges=False)
+
+
+def kept_after_switch_off(points: list[PointView], policy: RetentionPolicy,
+                          today: date) -> dict[str, tuple[int, date]]:
+    """flag -> (how many fulls, latest expiry) for each GFS cycle that is off in `policy`
+    while the chain still holds live fulls flagged by it (they keep their recorded expiry)."""
+    keeps = _keeps(_gfs_on(policy))
+    live, _, _ = _live_flags(points, _gfs_on(policy), today)
+    out = {}
+    for flag in FLAGS:
+        ends = [flags[flag] for flags in live if flag in flags]
+        if keeps[FLAGS.index(flag)] is None and ends:
+            out[flag] = (len(ends), max(ends))
+    return out
+
+
+def switched_off_text(kept: dict[str, tuple[int, date]]) -> list[str]:
+    """"3 weekly fulls stay until 2026-03-01", one line per cycle of `kept_after_switch_off`."""
+    return [f"{n} {FLAG_NAMES[f]} full{'s' * (n != 1)} stay{'s' * (n == 1)} until "
+            f"{until.isoformat()} ({FLAG_NAMES[f]} cycle off: they keep the expiry they "
+            f"were given)" for f, (n, until) in kept.items()]
+
+
+def switched_off_notes(points: list[PointView], policy: RetentionPolicy,
+                       today: date) -> list[str]:
+    """`switched_off_text` of one chain."""
+    return switched_off_text(kept_after_switch_off(points, policy, today))
 
 
 # --------------------------------------------------------------------------- apply
@@ -375,20 +463,27 @@ def apply(points: list[PointView], actions: list[Action]) -> list[PointView]:
             if act.flag not in pts[i].gfs:
                 raise ValueError(f"expire-flag: {act.point!r} has no {act.flag!r} flag")
             p = pts[i]
-            pts[i] = PointView(p.id, p.time, p.kind,
-                               {f: d for f, d in p.gfs.items() if f != act.flag}, p.size)
+            pts[i] = PointView(p.id, p.time, p.kind, _without(p.gfs, act.flag), p.size,
+                               _without(p.assigned, act.flag), _without(p.until, act.flag))
         elif act.kind == "gfs-full":
             i = at(act.point)
             p = pts[i]
-            gfs = dict(p.gfs)
+            gfs, assigned, until = dict(p.gfs), dict(p.assigned), dict(p.until)
             for flag in act.flags:
                 if flag not in FLAGS:
                     raise ValueError(f"gfs-full: not a GFS flag: {flag!r}")
                 gfs[flag] = act.dates.get(flag, p.time.date())
-            pts[i] = PointView(p.id, p.time, FULL, gfs, p.size)
+                assigned[flag] = act.assigned or gfs[flag]
+                if flag in act.until:
+                    until[flag] = act.until[flag]
+            pts[i] = PointView(p.id, p.time, FULL, gfs, p.size, assigned, until)
         else:
             raise ValueError(f"not a retention action: {act.kind!r}")
     return pts
+
+
+def _without(d: dict[str, date], flag: str) -> dict[str, date]:
+    return {f: v for f, v in d.items() if f != flag}
 
 
 # --------------------------------------------------------------------------- reasons

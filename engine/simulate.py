@@ -5,6 +5,14 @@ the copy runner does, with the same functions: `plan_gfs_dates` decides whether 
 point is a GFS full, the point is added (the first run makes a full), then
 `plan_retention` + `apply`. There is no second implementation of the rules here.
 
+The calendar is the job's own: periodic runs follow its `[schedule]` (`daily_at`/`every`,
+`days`, copy window; `engine.schedule.next_run`, as the daemon), or a fixed interval
+when one is given (`ferry preview --interval`); immediate runs follow the source's points
+(one per interval, daily by default). The what-if also models runs that did not happen
+(`skip`), runs that found no new source point (`no_new_point`: the run adds nothing, but
+its GFS full is still made, from the latest chain, and retention runs) and policy
+changes from a given day (`changes`).
+
 Presentation follows the community Restore Point Simulator (research notes section 10):
 a day-by-day file list with a reason per point, the total size, the work space kept
 apart (RPS buckets over the full size) and the worst day. Sizes: a full is
@@ -19,7 +27,7 @@ and ten years of daily runs stay well under half a second (`bench/preview_bench.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -37,7 +45,9 @@ from engine.retention import (
     plan_gfs_dates,
     plan_retention,
     reasons,
+    switched_off_notes,
 )
+from engine.schedule import ScheduleSpec, next_run
 from engine.units import fmt_size
 
 TIB = 1024**4
@@ -114,68 +124,117 @@ class RunResult:
     """One simulated run: the chain after it and the actions, for tests and renderers."""
 
     time: datetime
-    point: str  # id of the point the run produced
+    point: str  # id of the point the run produced (or, without a new one, the latest)
     chain: list[PointView]
     actions: list[Action]
+    new_point: bool = True  # False: the run found no new source point
+    policy: RetentionPolicy | None = None  # the policy the run applied
+
+
+When = Callable[[datetime], bool]
+Changes = Sequence[tuple[date, RetentionPolicy]]
 
 
 def run_once(chain: list[PointView], policy: RetentionPolicy, mode: str, now: datetime,
-             last_run: datetime | None, sizing: Sizing, point_id: str) -> RunResult:
-    """What one copy run does to the target chain, through the engine's own rules."""
+             last_run: datetime | None, sizing: Sizing, point_id: str,
+             new_point: bool = True) -> RunResult:
+    """What one copy run does to the target chain, through the engine's own rules.
+
+    Without a new source point (`new_point=False`, and a chain to build on) nothing is
+    copied; a GFS full due now is made from the latest point (synthetic: built on the
+    target; active: that point read whole from the source again), as the copy session
+    does, then retention runs.
+    """
     dates = plan_gfs_dates(chain, policy, now, mode, last_run)
-    if not chain:
-        new = PointView(point_id, now, FULL, {}, sizing.full)
+    if not chain or new_point:
+        new_point = True
+        kind = FULL if not chain else INCREMENTAL
+        size = sizing.full if not chain or dates else sizing.incremental
+        chain = [*chain, PointView(point_id, now, kind, {}, size)]
     else:
-        new = PointView(point_id, now, INCREMENTAL, {},
-                        sizing.full if dates else sizing.incremental)
-    made = [gfs_action(point_id, dates, _method(policy))] if dates else []
-    chain = apply([*chain, new], made)
+        point_id = chain[-1].id
+        if dates:
+            last = chain[-1]
+            chain = [*chain[:-1], PointView(last.id, last.time, last.kind, dict(last.gfs),
+                                            max(last.size, sizing.full), dict(last.assigned),
+                                            dict(last.until))]
+    made = [gfs_action(point_id, dates, policy, now.date(), _method(policy))] if dates else []
+    chain = apply(chain, made)
     planned = plan_retention(chain, policy, now)
-    return RunResult(now, point_id, apply(chain, planned), made + planned)
+    return RunResult(now, point_id, apply(chain, planned), made + planned, new_point, policy)
 
 
-def run_times(start: datetime, days: int, interval: timedelta) -> Iterator[datetime]:
-    """Run times from `start`, one per `interval`, for `days` calendar days."""
+def run_times(start: datetime, days: int, interval: timedelta | None = None,
+              schedule: ScheduleSpec | None = None) -> Iterator[datetime]:
+    """Run times for `days` calendar days from `start`'s day: one per `interval` from
+    `start`, or else the scheduled runs at or after `start` (`engine.schedule.next_run`,
+    the daemon's own rule: allowed days, `every` from 00:00, copy window)."""
+    end = datetime.combine(start.date() + timedelta(days=days), time.min)
+    if interval is None and schedule is not None:
+        t = next_run(schedule, start - timedelta(microseconds=1))
+        while t < end:
+            yield t
+            t = next_run(schedule, t)
+        return
+    interval = timedelta(days=1) if interval is None else interval
     if interval <= timedelta(0):
         raise ValueError("the interval must be positive")
-    end = datetime.combine(start.date() + timedelta(days=days), time.min)
     t = start
     while t < end:
         yield t
         t += interval
 
 
+def policy_on(policy: RetentionPolicy, changes: Changes, day: date) -> RetentionPolicy:
+    """The policy in force on `day`: the latest change dated on or before it."""
+    for since, p in sorted(changes, key=lambda c: c[0]):
+        if since <= day:
+            policy = p
+    return policy
+
+
 def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizing: Sizing,
-           interval: timedelta = timedelta(days=1),
-           skip: Callable[[datetime], bool] | None = None) -> Iterator[RunResult | datetime]:
-    """Every run in order: a RunResult, or the bare time of a skipped run."""
+           interval: timedelta | None = None, skip: When | None = None, *,
+           schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
+           changes: Changes = ()) -> Iterator[RunResult | datetime]:
+    """Every run in order: a RunResult, or the bare time of a skipped run.
+
+    Immediate jobs run only when a source point appears, so for them a run without a
+    new point is no run at all. `schedule` is used for periodic jobs only.
+    """
     chain: list[PointView] = []
     last_run: datetime | None = None
     seq = 0
-    for t in run_times(start, days, interval):
-        if skip is not None and skip(t):
+    sched = schedule if mode == "periodic" else None
+    for t in run_times(start, days, interval, sched):
+        nothing_new = no_new_point is not None and no_new_point(t)
+        if (skip is not None and skip(t)) or (nothing_new and mode == "immediate"):
             yield t
             continue
         seq += 1
-        result = run_once(chain, policy, mode, t, last_run, sizing, f"p{seq}")
+        result = run_once(chain, policy_on(policy, changes, t.date()), mode, t, last_run,
+                          sizing, f"p{seq}", new_point=not nothing_new)
         chain, last_run = result.chain, t
         yield result
 
 
 def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
-             sizing: Sizing, interval: timedelta = timedelta(days=1),
-             skip: Callable[[datetime], bool] | None = None) -> PreviewResult:
-    """Replay one run per `interval` from `start` for `days` days; one PreviewDay per day.
+             sizing: Sizing, interval: timedelta | None = None, skip: When | None = None, *,
+             schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
+             changes: Changes = ()) -> PreviewResult:
+    """Replay the runs from `start` for `days` days (see `replay`); one PreviewDay per day.
 
-    `skip(t)` True models a missed run at `t` (job off, source down). Each day shows the
-    chain after that day's last run (unchanged on a day without a run).
+    `skip(t)` True models a missed run at `t` (job off, source down), `no_new_point(t)`
+    a run that finds nothing new to copy, `changes` a policy edited on a day. Each day
+    shows the chain after that day's last run (unchanged on a day without a run).
     """
     if mode not in MODES:
         raise ValueError(f"not a job mode: {mode!r} (periodic or immediate)")
     if days < 1:
         raise ValueError("simulate at least one day")
     with _gc_paused():
-        return _simulate(job_name, policy, mode, start, days, sizing, interval, skip)
+        return _simulate(job_name, policy, mode, start, days, sizing, interval, skip,
+                         schedule, no_new_point, changes)
 
 
 @contextmanager
@@ -197,9 +256,12 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
-              sizing: Sizing, interval: timedelta,
-              skip: Callable[[datetime], bool] | None) -> PreviewResult:
-    fmt_when = (lambda t: t.date().isoformat()) if interval >= timedelta(days=1) else (
+              sizing: Sizing, interval: timedelta | None, skip: When | None,
+              schedule: ScheduleSpec | None, no_new_point: When | None,
+              changes: Changes) -> PreviewResult:
+    daily = interval >= timedelta(days=1) if interval is not None else (
+        mode == "immediate" or schedule is None or schedule.every is None)
+    fmt_when = (lambda t: t.date().isoformat()) if daily else (
         lambda t: t.strftime("%Y-%m-%d %H:%M"))
     out: list[PreviewDay] = []
     chain: list[PointView] = []
@@ -207,13 +269,15 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
     day = start.date()
     lines: list[str] = []
     last_time = start
-    gfs = policy.gfs if policy.gfs is not None and policy.gfs.enabled else None
+    changed = {d: p for d, p in changes}
 
     def close_day(until: date) -> None:
         """Emit PreviewDays up to (excluding) `until` with the current chain."""
         nonlocal day, lines
         while day < until:
             now = last_time if last_time.date() == day else datetime.combine(day, start.time())
+            current = policy_on(policy, changes, day)
+            gfs = current.gfs if current.gfs is not None and current.gfs.enabled else None
             due = gfs_flags_for(gfs, day) if gfs is not None else []
             missed = [f for f in due if not any(p.gfs.get(f) == day for p in chain)]
             if missed and mode == "immediate":
@@ -221,21 +285,39 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
                              "(immediate mode)")
             elif missed:
                 lines.append(f"{_names(missed)} full due; made at the next run (periodic mode)")
-            out.append(_snapshot(day, chain, policy, now, lines, cache))
+            out.append(_snapshot(day, chain, current, now, lines, cache))
             day += timedelta(days=1)
             lines = []
 
-    for item in replay(policy, mode, start, days, sizing, interval, skip):
+    def open_day(d: date) -> None:
+        """Lines said once at the start of a day: a policy change and what it keeps."""
+        if d in changed:
+            lines.append("retention policy changed")
+            lines.extend(switched_off_notes(chain, changed[d], d))
+
+    open_day(day)
+    for item in replay(policy, mode, start, days, sizing, interval, skip, schedule=schedule,
+                       no_new_point=no_new_point, changes=changes):
         t = item if isinstance(item, datetime) else item.time
-        close_day(t.date())
+        while day < t.date():
+            close_day(day + timedelta(days=1))
+            open_day(day)
         if isinstance(item, datetime):
             lines.append(f"no run at {fmt_when(t)}")
             continue
         lines.extend(_describe(item, chain, fmt_when))
         chain, last_time = item.chain, t
-    close_day(start.date() + timedelta(days=days))
+    end = start.date() + timedelta(days=days)
+    while day < end:
+        close_day(day + timedelta(days=1))
+        if day < end:
+            open_day(day)
     worst = max(out, key=lambda d: d.total_size + d.work_space)  # first of equals
-    return PreviewResult(job_name, out, worst, _notes(policy, mode, sizing))
+    notes = _notes(policy, mode, sizing)
+    for since, p in sorted(changes, key=lambda c: c[0]):
+        notes.append(f"from {since.isoformat()}: {_notes(p, mode, sizing)[0]}; "
+                     f"{_notes(p, mode, sizing)[1]}")
+    return PreviewResult(job_name, out, worst, notes)
 
 
 def _snapshot(day: date, chain: list[PointView], policy: RetentionPolicy, now: datetime,
@@ -271,19 +353,26 @@ def _describe(run: RunResult, prev: list[PointView],
     before = {p.id: p for p in prev} if len(run.actions) > 1 or (
         run.actions and run.actions[0].kind != "gfs-full") else {}
     made = next((a for a in run.actions if a.kind == "gfs-full"), None)
+    if not run.new_point:
+        lines.append(f"no new source point at {fmt_when(run.time)}")
     if made is not None:
         late = sorted({d for d in made.dates.values() if d != run.time.date()})
         text = f"{_names(made.flags)} full made"
+        if not run.new_point:
+            text += " from the latest point"
         if late:
             text += f" (catch-up for {', '.join(d.isoformat() for d in late)})"
         lines.append(text)
+    elif not run.new_point:
+        pass
     elif not prev:
         lines.append("full made")
     else:
         lines.append("increment made")
     for a in run.actions:
         if a.kind == "merge":
-            lines.append(f"merged {fmt_when(before[a.point].time)} into the full")
+            merged = before.get(a.point)  # absent: the run's own new point
+            lines.append(f"merged {fmt_when(merged.time if merged else run.time)} into the full")
         elif a.kind == "delete-chain":
             lines.append(f"deleted {len(a.points)} point{'s' * (len(a.points) != 1)}: {a.reason}")
         elif a.kind == "expire-flag":

@@ -85,6 +85,19 @@ def parse_time(text: str) -> datetime:
     return when
 
 
+def rfc3339(when: datetime | str | None) -> str | None:
+    """A time for JSON output: RFC 3339 with its UTC offset (naive engine times are local).
+
+    Engine times are naive local datetimes (and stored so); scripts reading `--json` get
+    the offset so they never have to guess the server's zone.
+    """
+    if when is None:
+        return None
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    return when.astimezone().isoformat(timespec="seconds")
+
+
 def now() -> datetime:
     """The wall clock as the engine sees it: local, naive, whole seconds."""
     return datetime.now().replace(microsecond=0)

@@ -260,20 +260,26 @@ def check_run(r: RunResult, prev: list[PointView], history: list[datetime],
     needed_chains = {chain_of[pid] for pid in newest}
     for p in chain:
         assert p.id in newest or p.gfs or chain_of[p.id] in needed_chains, p
-        for flag, assigned in p.gfs.items():
+        for flag, due in p.gfs.items():
             assert p.kind == "full"
+            # expiry counts from the day the flag was assigned (the run), not its GFS day
+            assigned = p.assigned[flag]
+            assert assigned == run_time[p.id].date() or p.time.date() < assigned
             assert flag_expiry(flag, assigned, gfs) > today  # expired flags are gone
-            assert flag in gfs_flags_for(gfs, assigned)  # assigned to a real GFS day
-            assert assigned <= p.time.date()
+            assert flag in gfs_flags_for(gfs, due)  # stands for a real GFS day
+            assert due <= assigned
             if mode == "immediate":
-                assert assigned == p.time.date()  # never back-filled
+                assert due == assigned == p.time.date()  # never back-filled
     counts = {f: sum(f in p.gfs for p in chain) for f in ("W", "M", "Y")}
-    for flag, cycle, slack in (("W", gfs.weekly, 0), ("M", gfs.monthly, 1), ("Y", gfs.yearly, 1)):
+    # a weekly full made late (caught up) lives one day past the next on-time one
+    late = any(p.assigned.get("W", d) > d for p in chain for d in [p.gfs.get("W")] if d)
+    for flag, cycle, slack in (("W", gfs.weekly, int(late)), ("M", gfs.monthly, 1),
+                               ("Y", gfs.yearly, 1)):
         assert counts[flag] <= (cycle.keep + slack if cycle else 0)
     # A flagged full is never deleted while flagged; nothing is merged.
     for p in prev:
         if p.id not in by_id:
-            assert all(flag_expiry(f, d, gfs) <= today for f, d in p.gfs.items()), p
+            assert all(flag_expiry(f, p.assigned[f], gfs) <= today for f in p.gfs), p
     # A GFS day with a run always has its full.
     for flag in gfs_flags_for(gfs, today):
         assert any(p.gfs.get(flag) == today for p in chain), flag

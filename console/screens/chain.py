@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -12,8 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList
 from textual.widgets.option_list import Option
 
-from console.backend import MachineInfo
-from console.messages import MachinesLoaded
+from console.messages import JobChanged
+from console.records import MachineInfo
 from console.widgets.chain_view import ChainColumn
 
 if TYPE_CHECKING:
@@ -65,27 +65,20 @@ class ChainScreen(Screen[None]):
         known = self.ferry.machines.get(self.job_key)
         if known is not None:
             self._set_machines(known)
-        else:
+        elif entry.spec is not None:
             self.query_one("#chain-source", ChainColumn).show(None, "loading…")
-            self.load(entry.spec)
+            self.ferry.load_job_data(self.job_key, entry.spec)
 
-    @work(thread=True, exclusive=True, group="chain", exit_on_error=False)
-    def load(self, spec: Any) -> None:
-        try:
-            machines = self.ferry.backend.machines(spec)
-        except Exception as exc:
-            self.post_message(MachinesLoaded(self.job_key, [], error=str(exc)))
+    def on_job_changed(self, message: JobChanged) -> None:
+        if message.job_key != self.job_key:
             return
-        self.post_message(MachinesLoaded(self.job_key, machines))
-
-    def on_machines_loaded(self, message: MachinesLoaded) -> None:
-        message.stop()
-        if message.error:
-            self.query_one("#chain-source", ChainColumn).show(None, message.error)
-            self.notify(message.error, title="Chains", severity="error")
+        error = self.ferry.store.machine_errors.get(self.job_key, "")
+        if error and not self.ferry.machines.get(self.job_key):
+            self.query_one("#chain-source", ChainColumn).show(None, error)
             return
-        self.ferry.machines[self.job_key] = message.machines
-        self._set_machines(message.machines)
+        known = self.ferry.machines.get(self.job_key)
+        if known is not None and [i.name for i in known] != [i.name for i in self.infos]:
+            self._set_machines(known)
 
     def _set_machines(self, infos: list[MachineInfo]) -> None:
         self.infos = infos

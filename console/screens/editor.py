@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,10 +14,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, OptionList, TextArea
 from textual.widgets.option_list import Option
 
-from console.backend import EngineUnavailable, error_line, error_text
+from console.backend import error_line, error_text
+from console.external_editor import edit_externally
 from console.screens.confirm import ConfirmModal
 from console.screens.prompt import PromptModal
 from console.widgets.job_editor import JobEditor
+from engine.jobfile import JobFileError
 
 if TYPE_CHECKING:
     from console.app import FerryConsole
@@ -43,7 +45,11 @@ class EditorScreen(Screen[None]):
         Binding("ctrl+s,f2", "save", "Save", id="editor.save", priority=True),
         Binding("ctrl+t", "check", "Check", id="editor.check", priority=True),
         Binding("f8", "next_error", "Next error", id="editor.next-error"),
-        Binding("escape", "close", "Close", id="editor.close"),
+        Binding("ctrl+o", "external", "$EDITOR", id="editor.external", priority=True),
+        # priority: the text area would otherwise eat Escape and the screen never closes
+        Binding("escape", "close", "Back", id="editor.close", priority=True),
+        # `?` is a character in here: F1 is the help key of the editor
+        Binding("f1", "app.help", "Help", id="editor.help", priority=True),
     ]
 
     def __init__(self, path: Path, text: str, *, job_key: str | None = None,
@@ -54,7 +60,8 @@ class EditorScreen(Screen[None]):
         self.is_new = is_new
         self.saved_text = "" if is_new else text
         self._initial = text
-        self.errors: list[Any] = []
+        self.errors: list[JobFileError] = []
+        self._note = ""  # stays on the status line until the text changes
 
     @property
     def ferry(self) -> FerryConsole:
@@ -78,14 +85,27 @@ class EditorScreen(Screen[None]):
         self.sub_title = str(self.path.parent)
         self.query_one(JobEditor).focus()
         self._update_status()
+        if not self.is_new:  # an invalid file opens with its errors shown
+            errors = self.ferry.backend.validate_text(self._initial, self.path)
+            if errors:
+                self.show_errors(errors)
+                self._note = "the file on disk has errors"
+                self._update_status()
 
     # ---- status and errors -------------------------------------------------------------------
     @on(TextArea.Changed)
+    def _editor_changed(self) -> None:
+        self._note = ""
+        self._update_status()
+
     @on(TextArea.SelectionChanged)
     def _editor_moved(self) -> None:
         self._update_status()
 
     def _update_status(self, note: str = "") -> None:
+        if note:
+            self._note = note
+        note = self._note
         editor = self.query_one(JobEditor)
         row, col = editor.cursor_location
         parts = [self.path.name, f"Ln {row + 1}, Col {col + 1}"]
@@ -100,7 +120,7 @@ class EditorScreen(Screen[None]):
         status.update(" · ".join(parts))
         status.set_class(bool(self.errors), "-bad")
 
-    def show_errors(self, errors: list[Any]) -> None:
+    def show_errors(self, errors: list[JobFileError]) -> None:
         """List the errors, mark their lines and put the cursor on the first one."""
         self.errors = errors
         listing = self.query_one("#editor-errors", OptionList)
@@ -125,18 +145,8 @@ class EditorScreen(Screen[None]):
             self.query_one(JobEditor).goto_line(line - 1)
 
     # ---- actions -----------------------------------------------------------------------------
-    def _validate(self) -> list[Any] | None:
-        text = self.query_one(JobEditor).text
-        try:
-            return self.ferry.backend.validate_text(text, self.path)
-        except EngineUnavailable as exc:
-            self.notify(str(exc), title="Cannot validate", severity="error", timeout=10)
-            return None
-
     def action_check(self) -> None:
-        errors = self._validate()
-        if errors is None:
-            return
+        errors = self.ferry.backend.validate_text(self.query_one(JobEditor).text, self.path)
         self.show_errors(errors)
         if not errors:
             self.notify("No errors", title="Check", timeout=3)
@@ -145,10 +155,6 @@ class EditorScreen(Screen[None]):
         text = self.query_one(JobEditor).text
         try:
             errors = self.ferry.backend.save_text(self.path, text)
-        except EngineUnavailable as exc:
-            self.notify(f"{exc}; nothing written", title="Cannot save", severity="error",
-                        timeout=10)
-            return
         except OSError as exc:
             self.notify(f"{self.path}: {exc}", title="Cannot save", severity="error", timeout=10)
             return
@@ -174,7 +180,6 @@ class EditorScreen(Screen[None]):
             self.notify(str(exc), title="Saved, but", severity="warning")
             self.ferry.reload_jobs()
             return
-        self.ferry.machines.pop(self.job_key, None)
         self.ferry._job_saved(self.job_key, spec, f"{self.path.name} saved")
 
     def action_next_error(self) -> None:
@@ -185,6 +190,23 @@ class EditorScreen(Screen[None]):
         current = editor.cursor_location[0] + 1
         target = next((ln for ln in lines if ln > current), lines[0])
         editor.goto_line(target - 1)
+
+    def load_edited(self, text: str, errors: list[JobFileError]) -> None:
+        """Text edited elsewhere that did not validate: show it with its errors."""
+        self.query_one(JobEditor).load_text(text)
+        self.show_errors(errors)
+        self._update_status("not saved: the file was not written")
+
+    def action_external(self) -> None:
+        """Edit the current text in $EDITOR (like `crontab -e`); it comes back here,
+        validated, and is saved only when valid."""
+        editor = self.query_one(JobEditor)
+        edited = edit_externally(self.app, editor.text, self.path)
+        if edited is None:
+            return
+        if edited != editor.text:
+            editor.load_text(edited)
+        self.action_save()
 
     def action_close(self) -> None:
         if not self.modified:
@@ -214,7 +236,7 @@ def new_job_flow(app: FerryConsole) -> None:
             return
         try:
             text = app.backend.template(name)
-        except (EngineUnavailable, ValueError) as exc:  # ValueError: not a usable name
+        except ValueError as exc:  # not a usable name
             app.notify(str(exc), title="Cannot create a job", severity="error", timeout=10)
             return
         path = app.backend.jobs_dir / job_file_name(name)

@@ -22,7 +22,7 @@ def keys_markdown(screen: Screen[object] | None) -> str:
     seen: set[tuple[str, str]] = set()
     for active in screen.active_bindings.values():
         binding = active.binding
-        if not binding.description:
+        if not binding.description or not binding.id:  # Ferry's own keys only
             continue
         display = screen.app.get_key_display(binding)
         item = (display, binding.description)
@@ -59,6 +59,8 @@ class HelpScreen(ModalScreen[None]):
         Binding("f1", "close", "Close", show=False, id="help.close-f1"),
         Binding("j", "scroll('down')", "Down", show=False, id="help.down"),
         Binding("k", "scroll('up')", "Up", show=False, id="help.up"),
+        Binding("g", "scroll('home')", "Top", show=False, id="help.top"),
+        Binding("G", "scroll('end')", "End", show=False, id="help.end"),
     ]
 
     def __init__(self, underneath: Screen[object] | None = None) -> None:
@@ -74,17 +76,15 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             with VerticalScroll(id="help-scroll"):
                 yield Markdown(text, id="help-text")
-            yield Label("j/k scroll · Escape or q closes", classes="help-hint")
+            yield Label("j/k scroll · g/G top/end · Escape or q closes", classes="help-hint")
 
     def on_mount(self) -> None:
         self.query_one("#help-scroll").focus()
 
     def action_scroll(self, direction: str) -> None:
         scroll = self.query_one("#help-scroll", VerticalScroll)
-        if direction == "down":
-            scroll.scroll_down()
-        else:
-            scroll.scroll_up()
+        {"down": scroll.scroll_down, "up": scroll.scroll_up, "home": scroll.scroll_home,
+         "end": scroll.scroll_end}[direction](animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

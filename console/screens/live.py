@@ -17,12 +17,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label
 
 from console import format as fmt
-from console.run_model import DONE
-from console.run_session import RunSession, job_state
+from console.run_model import DONE, ON_HOLD
+from console.run_session import RunSession
+from console.store import JobStateKind
 from console.widgets.filter_bar import FilterBar
 from console.widgets.log_pane import LogPane
 from console.widgets.machine_table import MachineTable
 from console.widgets.throughput import ThroughputChart
+from engine.model import Status
 
 if TYPE_CHECKING:
     from console.app import FerryConsole
@@ -40,6 +42,8 @@ class LiveRunScreen(Screen[None]):
     LiveRunScreen ThroughputChart { padding: 0 1; }
     LiveRunScreen MachineTable { height: 2fr; }
     LiveRunScreen LogPane { height: 1fr; min-height: 5; }
+    LiveRunScreen.-log-full MachineTable, LiveRunScreen.-log-full ThroughputChart,
+    LiveRunScreen.-log-full #run-bottleneck { display: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -50,6 +54,7 @@ class LiveRunScreen(Screen[None]):
         Binding("c", "chain", "Chains", id="run.chain"),
         Binding("slash", "filter", "Filter", id="run.filter"),
         Binding("L", "focus_log", "Log", id="run.log"),
+        Binding("F", "full_log", "Full log", show=False, id="run.full-log"),
     ]
 
     def __init__(self, session: RunSession) -> None:
@@ -68,6 +73,7 @@ class LiveRunScreen(Screen[None]):
         yield Label("", id="run-summary")
         yield Label("", id="run-bottleneck")
         yield FilterBar(id="run-filter", placeholder="filter machines…")
+        yield FilterBar(id="log-search", placeholder="search the log…")
         yield MachineTable(id="machines")
         yield ThroughputChart(id="throughput")
         yield LogPane(id="run-log")
@@ -130,12 +136,12 @@ class LiveRunScreen(Screen[None]):
         elif model.started_at is None:
             state = "Starting…"
         else:
-            current = job_state(session.spec, session)
-            state = current.label if current.state != "Running" else current.state
+            current = self.ferry.store.state_of(self.job_key)
+            state = current.label if current.state != JobStateKind.RUNNING else current.state
         parts = [state, f"{fmt.percent(model.fraction()).strip()}",
                  f"{counts[DONE]}/{len(model.rows)} done"]
-        if counts["on hold"]:
-            parts.append(f"{counts['on hold']} on hold")
+        if counts[ON_HOLD]:
+            parts.append(f"{counts[ON_HOLD]} on hold")
         parts.append(fmt.size(model.processed_total))
         if model.running:
             if not session.held_by_operator:
@@ -146,16 +152,20 @@ class LiveRunScreen(Screen[None]):
             parts.append(session.error)
         summary = self.query_one("#run-summary", Label)
         summary.update(" · ".join(parts))
-        summary.set_class(session.held_by_operator or bool(counts["on hold"]), "-held")
-        summary.set_class(model.status == "Failed" or bool(session.error), "-failed")
+        summary.set_class(session.held_by_operator or bool(counts[ON_HOLD]), "-held")
+        summary.set_class(model.status == Status.FAILED or bool(session.error), "-failed")
         controls = (session.active, session.held_by_operator)
         if controls != self._controls:  # the footer offers hold/resume/stop by state
             self._controls = controls
             self.refresh_bindings()
 
-    @on(FilterBar.Applied)
+    @on(FilterBar.Applied, "#run-filter")
     def _filter(self, event: FilterBar.Applied) -> None:
         self.query_one(MachineTable).set_filter(self.session.model, event.text)
+
+    @on(FilterBar.Applied, "#log-search")
+    def _search(self, event: FilterBar.Applied) -> None:
+        self.query_one(LogPane).set_search(event.text)
 
     def highlighted_machine(self) -> str | None:
         table = self.query_one(MachineTable)
@@ -166,17 +176,6 @@ class LiveRunScreen(Screen[None]):
         except Exception:
             return None
         return str(key.value) if key.value is not None else None
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hold/resume/stop only when they can do something."""
-        if action not in ("hold", "resume", "stop"):
-            return True
-        session = self.session
-        if not session.active:
-            return False
-        if action == "stop":
-            return True
-        return session.held_by_operator == (action == "resume")
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -194,7 +193,16 @@ class LiveRunScreen(Screen[None]):
         self.ferry.open_chain(self.job_key, self.highlighted_machine())
 
     def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
+        """`/` filters the machines, or searches the log when the log has the focus."""
+        target = "#log-search" if isinstance(self.focused, LogPane) else "#run-filter"
+        self.query_one(target, FilterBar).open()
 
     def action_focus_log(self) -> None:
         self.query_one(LogPane).focus()
+
+    def action_full_log(self) -> None:
+        """The log alone on the screen (and back)."""
+        self.toggle_class("-log-full")
+        log = self.query_one(LogPane)
+        if self.has_class("-log-full"):
+            log.focus()

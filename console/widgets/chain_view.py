@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
 from console import format as fmt
+from engine.model import MachineMeta, RestorePoint
 
 
 class PointBox(Static):
@@ -28,8 +29,8 @@ class PointBox(Static):
     PointBox.-gfs { border: double $primary; }
     """
 
-    def __init__(self, point: Any) -> None:
-        kind = str(getattr(point.kind, "value", point.kind))
+    def __init__(self, point: RestorePoint) -> None:
+        kind = point.kind.value
         gfs = " ".join(point.gfs)
         lines = [fmt.when(point.time), fmt.size(point.size) + (f" · GFS {gfs}" if gfs else "")]
         super().__init__("\n".join(lines), markup=False, classes=f"-{kind}")
@@ -70,19 +71,19 @@ class ChainColumn(VerticalScroll):
         super().__init__(id=id)
         self.border_title = title
 
-    def show(self, meta: Any | None, note: str = "") -> None:
+    def show(self, meta: MachineMeta | None, note: str = "") -> None:
         """Replace the column's content with `meta`'s chains."""
         self.remove_children()
         self.border_subtitle = ""
-        if meta is None or not getattr(meta, "points", None):
+        if meta is None or not meta.points:
             self.mount(Label(note or "no restore points", classes="chain-empty"))
             return
         widgets: list[Static | Label] = []
         chains = meta.chains()
-        self.border_subtitle = str(getattr(meta.method, "value", meta.method))
+        self.border_subtitle = meta.method.value
         for number, chain in enumerate(chains, 1):
             size = fmt.size(sum(p.size for p in chain))
-            widgets.append(Label(f"#{number} · {len(chain)} points · {size}",
+            widgets.append(Label(f"#{number} · {fmt.plural(len(chain), 'point')} · {size}",
                                  classes="chain-head"))
             widgets.extend(PointBox(p) for p in chain)
         self.mount_all(widgets)

@@ -1,18 +1,25 @@
-"""The details pane beside the job tree: everything about the selected item."""
+"""The details pane under the overview: everything about the selected job or machine,
+in human units."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from console import format as fmt
-from console.backend import JobEntry, MachineInfo
-from console.run_session import JobState, RunSession
+from console.records import JobEntry, LastRun, MachineInfo, TaskRecord
+from console.run_model import TaskState
+from console.run_session import RunSession
+from console.store import JobState
+from engine.model import RestorePoint, Status
+
+Cell = str | Text
 
 
 class DetailsPane(VerticalScroll):
@@ -36,10 +43,13 @@ class DetailsPane(VerticalScroll):
         super().__init__(id=id)
         self.body = Static("", id="details-body")
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield self.body
 
-    def _grid(self, title: str, rows: Sequence[tuple[str, Any]]) -> Table:
+    def _bad(self, text: str) -> Text:
+        return Text(text, style=self.get_component_rich_style("details--bad", partial=True))
+
+    def _grid(self, title: str, rows: Sequence[tuple[str, Cell]]) -> Table:
         key_style = self.get_component_rich_style("details--key", partial=True)
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style=key_style, no_wrap=True)
@@ -48,76 +58,79 @@ class DetailsPane(VerticalScroll):
         grid.title_style = self.get_component_rich_style("details--title", partial=True)
         grid.title_justify = "left"
         for key, value in rows:
-            grid.add_row(key, value if isinstance(value, Text) else Text(str(value)))
+            grid.add_row(key, value if isinstance(value, Text) else Text(value))
         return grid
 
     def show_message(self, text: str) -> None:
         self.body.update(Text(text))
 
-    def show_job(self, entry: JobEntry, state: JobState, status: str,
-                 session: RunSession | None) -> None:
+    def show_job(self, entry: JobEntry, state: JobState, status: Status | None,
+                 session: RunSession | None, last: LastRun | None = None) -> None:
         if entry.spec is None:
-            bad = self.get_component_rich_style("details--bad", partial=True)
             self.body.update(self._grid(entry.name, [
-                ("file", str(entry.path)), ("problem", Text(entry.error, style=bad)),
+                ("file", str(entry.path)), ("problem", self._bad(entry.error)),
                 ("fix", "press e to edit the file"),
             ]))
             return
         spec = entry.spec
-        rows: list[tuple[str, Any]] = [
-            ("state", state.label),
-            ("last status", status or "-"),
-            ("schedule", ("enabled" if getattr(spec, "enabled", True) else "disabled")
-             + f" · {fmt.describe(getattr(spec, 'schedule', None))}"),
-            ("mode", fmt.describe(getattr(spec, "mode", "periodic"))),
-            ("source", str(getattr(spec, "source_repository", "-"))),
-            ("source jobs", fmt.describe(getattr(spec, "source_jobs", []))),
-            ("machines", fmt.describe(getattr(spec, "machines", [])) or "all"),
-            ("target", str(getattr(spec, "target_repository", "-"))),
-            ("retention", fmt.retention_summary(getattr(spec, "retention", None))),
-            ("storage", fmt.describe(getattr(spec, "storage", None))),
-            ("transport", fmt.describe(getattr(spec, "transport", None))),
-            ("file", str(entry.path)),
-        ]
+        rows: list[tuple[str, Cell]] = [("state", state.label)]
         if session is not None and session.model.started_at is not None:
             model = session.model
             counts = model.counts()
-            rows.insert(1, ("run", f"{fmt.percent(model.fraction())} · {counts['done']}/"
-                                   f"{len(model.rows)} done · {counts['on hold']} on hold"))
+            rows.append(("run", f"{fmt.percent(model.fraction()).strip()} · "
+                                f"{counts[TaskState.DONE]}/{len(model.rows)} done · "
+                                f"{counts[TaskState.ON_HOLD]} on hold · l shows it"))
+        if last is not None:
+            s = last.session
+            text = (f"{s.status} · {fmt.when(s.started)} · took {fmt.duration(s.duration_s)} · "
+                    f"{fmt.size(s.transferred)} transferred")
+            rows.append(("last run", self._bad(text) if s.status == Status.FAILED else text))
+            if s.message:
+                rows.append(("", s.message))
+        else:
+            rows.append(("last run", status or "never"))
+        rows += [
+            ("schedule", fmt.schedule_text(spec)),
+            ("source", f"{spec.source_repository} · jobs {', '.join(spec.source_jobs)}"),
+            ("machines", ", ".join(spec.machines) or "all of the source jobs"),
+            ("target", str(spec.target_repository)),
+            ("retention", fmt.retention_summary(spec.retention)),
+            ("transport", fmt.transport_text(spec.transport)),
+            ("storage", fmt.storage_text(spec.storage)),
+            ("file", str(entry.path)),
+        ]
         self.body.update(self._grid(entry.name, rows))
 
-    def show_machine(self, job_name: str, info: MachineInfo) -> None:
-        rows: list[tuple[str, Any]] = [("job", job_name)]
+    def show_machine(self, job_name: str, info: MachineInfo,
+                     task: TaskRecord | None = None) -> None:
+        rows: list[tuple[str, Cell]] = [("job", job_name)]
+        if task is not None:
+            text = (f"{task.status} · {task.kind or '-'} · took {fmt.duration(task.duration_s)}"
+                    f" · {fmt.size(task.transferred)} transferred")
+            rows.append(("last run", self._bad(text) if task.status == Status.FAILED else text))
+            if task.message:
+                rows.append(("reason", task.message))
+        rows.append(("behind", f"{fmt.plural(info.behind, 'point')} of the source not copied"))
         for side, meta, points in (("source", info.source, info.source_points),
                                    ("target", info.target, info.target_points)):
             if meta is None:
                 rows.append((side, "no chain"))
                 continue
-            latest = points[-1] if points else None
-            rows.append((side, f"{len(points)} points, {len(meta.chains())} chain(s), "
+            rows.append((side, f"{fmt.plural(len(points), 'point')}, "
+                               f"{fmt.plural(len(meta.chains()), 'chain')}, "
                                f"{fmt.size(sum(p.size for p in points))}"))
-            if latest is not None:
-                rows.append(("", f"latest {fmt.when(latest.time)} "
-                                 f"{getattr(latest.kind, 'value', latest.kind)}"))
+            if points:
+                rows.append(("", f"newest {point_text(points[-1])}"))
         if info.source_job:
             rows.append(("source job", info.source_job))
         if info.error:
-            rows.append(("problem", Text(info.error,
-                                         style=self.get_component_rich_style("details--bad", partial=True))))
+            rows.append(("problem", self._bad(info.error)))
         rows.append(("chains", "press c for the chain view"))
         self.body.update(self._grid(info.name, rows))
 
-    def show_point(self, machine: str, point: Any) -> None:
-        rows: list[tuple[str, Any]] = [
-            ("machine", machine),
-            ("time", fmt.when(point.time)),
-            ("kind", getattr(point.kind, "value", point.kind)),
-            ("size", fmt.size(point.size)),
-            ("GFS", " ".join(point.gfs) or "-"),
-            ("id", point.id),
-            ("source point", point.source_point or "-"),
-            ("file", point.file),
-        ]
-        for disk in point.disks:
-            rows.append(("disk", f"{disk.name} ({fmt.size(disk.size)})"))
-        self.body.update(self._grid("Restore point", rows))
+
+def point_text(point: RestorePoint) -> str:
+    """`2026-11-25 22:00 full 1.2 GiB W M`."""
+    flags = " ".join(point.gfs)
+    return f"{fmt.when(point.time)} {point.kind.value} {fmt.size(point.size)}" + (
+        f" {flags}" if flags else "")

@@ -36,6 +36,10 @@ class FilterBar(Input):
         bar: FilterBar
         text: str
 
+        @property
+        def control(self) -> FilterBar:
+            return self.bar
+
     def __init__(self, *, id: str | None = None, placeholder: str = "filter…") -> None:
         super().__init__(placeholder=placeholder, id=id, compact=True)
         self._return_to = None

@@ -16,7 +16,8 @@ class JobEditor(TextArea):
     DEFAULT_CSS = """
     JobEditor { height: 1fr; border: round $panel; }
     JobEditor:focus { border: round $primary; }
-    JobEditor > .job-editor--error-line { background: $error 25%; }
+    /* muted, with the normal text colour on top: the line stays readable (16 colours too) */
+    JobEditor > .job-editor--error-line { background: $error-muted; color: $text; }
     """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = TextArea.COMPONENT_CLASSES | {

@@ -1,7 +1,9 @@
-"""Session log that follows the tail, and stops following while the operator scrolls up."""
+"""Session log that follows the tail, stops following while the operator scrolls up,
+keeps following across a resize, and can be narrowed to the lines matching a search."""
 
 from __future__ import annotations
 
+from collections import deque
 from typing import ClassVar
 
 from textual.binding import Binding, BindingType
@@ -35,6 +37,8 @@ class LogPane(Log):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id)
         self._following = True
+        self._all: deque[str] = deque(maxlen=MAX_LINES)
+        self.search = ""
         self._update_title()
 
     @property
@@ -47,13 +51,36 @@ class LogPane(Log):
             self._following = self.following
             self._update_title()
 
+    def on_resize(self) -> None:
+        if self._following:  # a resize must not leave a following log behind the tail
+            self.call_after_refresh(self.scroll_end, animate=False)
+
     def _update_title(self) -> None:
-        self.border_title = "Log · following" if self._following else "Log · paused (G follows)"
+        title = "Log · following" if self._following else "Log · paused (G follows)"
+        if self.search:
+            title += f" · matching “{self.search}”"
+        self.border_title = title
         self.set_class(not self._following, "-paused")
 
     def add_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        self._all.extend(lines)
+        if self.search:
+            lines = [ln for ln in lines if self.search in ln.lower()]
         if lines:
             self.write_lines(lines)
+
+    def set_search(self, text: str) -> None:
+        """Show only the lines containing `text` (case-insensitive); '' shows all."""
+        self.search = text.strip().lower()
+        self.clear()
+        lines = [ln for ln in self._all if not self.search or self.search in ln.lower()]
+        if lines:
+            self.write_lines(lines)
+        elif self.search:
+            self.write_line(f"(no log line matches “{self.search}”)")
+        self._update_title()
 
     def action_follow(self) -> None:
         self.scroll_end(animate=False)

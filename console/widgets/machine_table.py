@@ -17,18 +17,28 @@ from textual.widgets.data_table import RowDoesNotExist
 from console import format as fmt
 from console.run_model import DONE, ON_HOLD, RUNNING, MachineRow, RunModel
 from console.widgets.vim_table import VimDataTable
+from engine.model import Status
 
+# Essential columns first (at 80 columns machine, state, progress, read, sent and the
+# note stay on screen); the note takes the width left over, the rest follow it.
 COLUMNS: list[tuple[str, str, int]] = [
-    ("machine", "Machine", 14),
+    ("machine", "Machine", 12),
     ("state", "State", 17),
-    ("progress", "Progress", 15),
-    ("rate", "Rate", 12),
+    ("progress", "Progress", 11),
+    ("read", "Read", 9),
+    ("transferred", "Sent", 9),
+    ("note", "Note", 0),  # 0: what is left of the width (at least NOTE_MIN)
+    ("rate", "Rate", 11),
     ("eta", "ETA", 7),
     ("processed", "Processed", 10),
-    ("read", "Read", 10),
-    ("transferred", "Transferred", 11),
-    ("note", "Note", 40),
 ]
+NOTE_MIN, NOTE_MAX = 12, 48
+
+
+def note_width(width: int) -> int:
+    """The note column's width for a table `width` cells wide."""
+    fixed = sum(w + 2 for key, _, w in COLUMNS[:5])
+    return max(NOTE_MIN, min(NOTE_MAX, width - fixed - 3))
 SHORT_BY = {"source lock": "lock", "operator": "operator"}
 
 
@@ -53,13 +63,13 @@ def row_cells(row: MachineRow, operator_hold: bool = False) -> tuple[str, ...]:
     return (
         row.name,
         state_cell(row, operator_hold),
-        f"{fmt.bar(row.fraction, 10)} {fmt.percent(row.fraction)}",
-        fmt.rate(row.rate) if row.state == RUNNING and not held else "-",
-        fmt.duration(eta) if eta is not None else "-",
-        fmt.size(row.processed),
+        f"{fmt.bar(row.fraction, 6)} {fmt.percent(row.fraction)}",
         fmt.size(row.read),
         fmt.size(row.transferred),
         note,
+        fmt.rate(row.rate) if row.state == RUNNING and not held else "-",
+        fmt.duration(eta) if eta is not None else "-",
+        fmt.size(row.processed),
     )
 
 
@@ -84,20 +94,35 @@ class MachineTable(VimDataTable):
         self._stale: set[str] = set()
         self._model: RunModel | None = None
 
+        self._note_width = 0
+
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        self._note_width = note_width(self.size.width or 80)
         for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+            self.add_column(label, key=key, width=width or self._note_width)
+
+    def on_resize(self) -> None:
+        """A new width gives the note a new width: rebuild (rare, and cheap next to a tick)."""
+        if note_width(self.size.width) != self._note_width and self._model is not None:
+            self.clear(columns=True)
+            self._add_columns()
+            self.rebuild(self._model)
 
     def _visible(self, name: str) -> bool:
         return not self.filter_text or self.filter_text in name.lower()
 
     def _styled(self, row: MachineRow, column: str, text: str) -> str | Text:
+        if column == "note":
+            return Text(text, no_wrap=True, overflow="ellipsis")
         if column != "state":
             return text
         if row.state == ON_HOLD or held_by_operator(row, self.operator_hold):
             return Text(text, style=self.get_component_rich_style("machine-table--held", partial=True))
         if row.state == DONE:
-            cls = {"Success": "ok", "Failed": "failed"}.get(row.status, "held")
+            cls = {Status.SUCCESS: "ok", Status.FAILED: "failed"}.get(row.status, "held") if row.status else "held"
             return Text(text, style=self.get_component_rich_style(f"machine-table--{cls}", partial=True))
         return text
 

@@ -99,9 +99,7 @@ def _expire_flags(target: Repository, meta, policy, now: datetime,
     for act in rules.plan_retention(views, policy, now):
         if act.kind != "expire-flag":
             continue
-        p = next(p for p in meta.points if p.id == act.point)
-        p.gfs = [f for f in p.gfs if f != act.flag]
-        p.gfs_dates.pop(act.flag, None)
+        next(p for p in meta.points if p.id == act.point).drop_flag(act.flag)
         out.append({"machine": machine, "action": "expire-flag", "point": act.point,
                     "detail": f"{act.flag}: {act.reason}"})
     if out:

@@ -22,6 +22,9 @@ class PlanError(Exception):
 class PlanItem:
     source: RestorePoint
     kind: str  # "full" | "incremental"
+    # id of the target's latest point this one replaces: an active GFS full of the
+    # point already copied (read whole from the source again, same id and time)
+    replaces: str = ""
 
 
 def plan_machine(src: MachineMeta, target: dict | None, mode: str,

@@ -21,13 +21,16 @@ the next run finishes the job:
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from engine import retention as rules
-from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RetentionPolicy
+from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RestorePoint, RetentionPolicy
 from engine.repository.container import DATA_START, FLAG_ZERO, Container
+from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.repository import Repository
 from engine.repository.transforms import delete_points, merge_oldest_increment, synthesize_full
 
@@ -66,13 +69,26 @@ def gfs_flags_for_run(meta: dict | None, policy: RetentionPolicy, now: datetime,
     return {f: d.isoformat() for f, d in dates.items()}
 
 
-def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> list[dict]:
+@dataclass(frozen=True)
+class ChainOps:
+    """How a repository carries out the chain operations the rules plan (files by
+    default; object storage does them as manifest operations, `engine.objstore.retain`)."""
+
+    merge: Callable[[Any, MachineMeta, int], object]
+    delete: Callable[[Any, MachineMeta, set[str]], object]
+    synthesize: Callable[[Any, MachineMeta, RestorePoint], RestorePoint]
+    compact: Callable[[Any, MachineMeta, RetentionPolicy, str, datetime], list[dict]]
+
+
+def apply_retention(repo: Repository, job: str, machine: str, request: dict,
+                    ops: ChainOps | None = None) -> list[dict]:
     """Run GFS and short-term retention (then a due compact) for one machine under its
     exclusive lock. Returns the actions done, oldest first."""
+    ops = ops or FILE_OPS
     now = datetime.fromisoformat(request["now"])
     policy = policy_from_dict(request["policy"])
     done: list[dict] = []
-    with repo.lock(job, machine, exclusive=True):
+    with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
         meta = repo.try_load(job, machine)
         if meta is None or not meta.points:
             return done
@@ -82,8 +98,10 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> 
         if gfs_on and isinstance(pending, dict) and \
                 any(p.id == pending.get("point") for p in meta.points):
             # a GFS full a killed run began: finish it first
+            on = pending.get("assigned") or now.date().isoformat()
             done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
-                                  pending.get("method") or method, resumed=True))
+                                  pending.get("method") or method, ops, policy,
+                                  date.fromisoformat(on), resumed=True))
         elif pending is not None:
             # its point is gone, or GFS was switched off since: nothing to finish
             meta.facts.pop("gfs_pending", None)
@@ -91,12 +109,12 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> 
         flags = _not_made(meta, request.get("gfs_full") or {})
         point_id = request.get("point")
         if flags and point_id:
-            done.append(_gfs_full(repo, meta, point_id, flags, method))
+            done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy, now.date()))
         views = rules.points_from_chain(meta.points)
         actions = rules.plan_retention(views, policy, now)
         expected = rules.apply(views, actions)
         for act in actions:
-            done.append(_execute(repo, meta, act))
+            done.append(_execute(repo, meta, act, ops))
         meta.facts["last_run"] = now.isoformat()
         if request.get("health_checked"):
             meta.facts["last_health_check"] = now.isoformat()
@@ -105,7 +123,7 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict) -> 
         want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
         if got != want:
             raise RuntimeError(f"retention left {got}, the rules planned {want}")
-        done.extend(_compact(repo, meta, policy, request.get("compact") or "off", now))
+        done.extend(ops.compact(repo, meta, policy, request.get("compact") or "off", now))
     return done
 
 
@@ -121,15 +139,21 @@ def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
 
 
 def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
-              method: str, resumed: bool = False) -> dict:
-    """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day)."""
+              method: str, ops: ChainOps, policy: RetentionPolicy, assigned: date,
+              resumed: bool = False) -> dict:
+    """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day),
+    assigned on `assigned` with the expiry `policy` gives them on that day."""
     p = next(p for p in meta.points if p.id == point_id)
     if p.kind != Kind.FULL:
-        meta.facts["gfs_pending"] = {"point": point_id, "flags": dict(flags), "method": method}
+        meta.facts["gfs_pending"] = {"point": point_id, "flags": dict(flags), "method": method,
+                                     "assigned": assigned.isoformat()}
         repo.save(meta)  # durable intent first: a kill from here on is finished next run
-        p = synthesize_full(repo, meta, p)
+        p = ops.synthesize(repo, meta, p)
     p.gfs = sorted(set(p.gfs) | set(flags), key="WMY".index)
     p.gfs_dates.update(flags)
+    p.gfs_assigned.update({f: assigned.isoformat() for f in flags})
+    p.gfs_until.update({f: d.isoformat() for f, d in
+                        rules.expiries_at_assignment(list(flags), policy, assigned).items()})
     meta.facts.pop("gfs_pending", None)
     repo.save(meta)
     detail = f"{'+'.join(flags)} full ({method})"
@@ -138,21 +162,19 @@ def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[st
     return {"action": "gfs-full", "point": p.id, "detail": detail}
 
 
-def _execute(repo: Repository, meta, act: rules.Action) -> dict:
+def _execute(repo: Repository, meta, act: rules.Action, ops: ChainOps) -> dict:
     if act.kind == "expire-flag":
-        p = next(p for p in meta.points if p.id == act.point)
-        p.gfs = [f for f in p.gfs if f != act.flag]
-        p.gfs_dates.pop(act.flag, None)
+        next(p for p in meta.points if p.id == act.point).drop_flag(act.flag)
         repo.save(meta)
         return {"action": "expire-flag", "point": act.point, "detail": f"{act.flag}: {act.reason}"}
     if act.kind == "delete-chain":
-        delete_points(repo, meta, set(act.points))
+        ops.delete(repo, meta, set(act.points))
         return {"action": "delete-chain", "point": ",".join(act.points), "detail": act.reason}
     if act.kind == "merge":
         i = next(i for i, p in enumerate(meta.points) if p.id == act.point)
         if i < 1 or meta.points[i - 1].kind != Kind.FULL:
             raise RuntimeError(f"merge of {act.point}: not an increment right after a full")
-        merge_oldest_increment(repo, meta, i)
+        ops.merge(repo, meta, i)
         return {"action": "merge", "point": act.point, "detail": act.reason}
     raise RuntimeError(f"unknown retention action {act.kind}")
 
@@ -218,9 +240,12 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
     return done
 
 
+FILE_OPS = ChainOps(merge_oldest_increment, delete_points, synthesize_full, _compact)
+
+
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-__all__ = ["apply_retention", "full_usage", "gfs_flags_for_run", "policy_to_dict",
+__all__ = ["ChainOps", "FILE_OPS", "apply_retention", "full_usage", "gfs_flags_for_run", "policy_to_dict",
            "policy_from_dict"]

@@ -15,7 +15,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from engine import events as ev
@@ -28,11 +28,13 @@ from engine.errors import one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
 from engine.model import MachineMeta, Stats, Status
+from engine.objstore.open import target_repository
 from engine.password import PasswordError
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
+from engine.units import rfc3339
 
 
 class RunError(Exception):
@@ -97,7 +99,7 @@ class SessionResult:
 
     def to_json(self) -> dict:
         return {"job": self.job, "session": self.session, "status": self.status,
-                "started": self.started.isoformat(), "finished": self.finished.isoformat(),
+                "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
                 "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
@@ -163,7 +165,12 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     if address:
         return t.SocketEndpoint.connect(address), None
     src_end, dst_end = t.pipe()
-    mover = TargetMover(target_repo, dst_end)
+    if getattr(spec, "target_s3", None) is not None:
+        from engine.objstore.target import S3TargetMover
+
+        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days)
+    else:
+        mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
     th.start()
     return src_end, th
@@ -183,13 +190,22 @@ class Runner:
         self.hold_timeout = hold_timeout
         self.session = uuid.uuid4().hex[:12]
         self.src = Repository(spec.source_repository)
-        self.dst = Repository(spec.target_repository)
+        self.dst = target_repository(spec)
         self.retention: list[dict] = []
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
+        self._t0 = time.monotonic()
 
     def clock(self) -> datetime:
+        """The run's clock: the wall clock, or for a replay (`at`) `at` plus the time the
+        run has taken so far, so a replay that outlasts midnight ends on the next day."""
+        if self.at is None:
+            return wall_now()
+        return self.at + timedelta(seconds=time.monotonic() - self._t0)
+
+    def task_clock(self) -> datetime:
+        """"Now" for the decisions a task makes when it starts: `at` itself in a replay."""
         return self.at or wall_now()
 
     def emit(self, event: ev.Event) -> None:
@@ -203,7 +219,7 @@ class Runner:
 
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
-        started, t0 = self.clock(), time.monotonic()
+        started, t0 = self.task_clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
         self.facts: dict[str, dict] = {}
         gone: list[str] = []
@@ -223,12 +239,12 @@ class Runner:
         workers = max(1, int(self.spec.transport.parallel_tasks))
         with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.control.stopped:
+        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
             from engine.copy.maintenance import after_session
 
             try:
                 seen = [r.machine for r in refs if r.machine not in gone]
-                for a in after_session(self.spec, seen, self.dst, self.clock()):
+                for a in after_session(self.spec, seen, self.dst, started):
                     self.retention.append(a)
                     self.emit(ev.RetentionAction(self.spec.name, a["machine"], a["action"],
                                                  a.get("point", ""), a.get("detail", "")))
@@ -241,7 +257,7 @@ class Runner:
         if not refs:
             status = Status.FAILED if problems else Status.WARNING
         duration = time.monotonic() - t0
-        finished = self.at or wall_now()
+        finished = self.clock()
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
@@ -261,6 +277,10 @@ class Runner:
                    "message": res.message, "dry_run": 0}
         try:
             History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
+            if not isinstance(self.dst, Repository):
+                from engine.objstore.history import upload_history
+
+                upload_history(self.dst, history_path(self.spec))
         except Exception as exc:  # noqa: BLE001 - history must not fail the copy
             self.log("warning", f"history not recorded: {one_line(exc)}")
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from engine import events as ev
 from engine.copy import transport as t
-from engine.copy.planner import PlanError, plan_machine
+from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.source import Busy, RateLimit, SourceMover, request_state
 from engine.model import MachineMeta, Stats
 from engine.repository.repository import new_point_id
@@ -56,7 +56,7 @@ class MachineCopy:
         state = request_state(self.end)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
                              encrypted=spec.storage.encryption)
-        now = self.r.clock()
+        now = self.r.task_clock()
         outside = not in_window(spec.schedule, now)
         if outside and items and not self.r.respect_window:
             self.r.log("info", f"{machine}: started by the operator outside the copy window",
@@ -68,55 +68,117 @@ class MachineCopy:
                           f"nothing copied"
             items = []
         mover.deadline = self._window_deadline(now)
+        blocked = outside and self.r.respect_window
         self.checked = False
         if not self.r.dry_run:
             self._health_repair(state, now)
-        repair = {tuple(x) for x in (state.meta or {}).get("facts", {}).get("repair", [])}
+        self.repair = {tuple(x) for x in (state.meta or {}).get("facts", {}).get("repair", [])}
         # a GFS day with nothing new still gets its full, from the latest chain (notes 6)
         gfs_flags = self._gfs_plan(state, now) if (items or state.latest) else {}
-        if gfs_flags and items and spec.retention.gfs.method == "active":
-            items[-1].kind = "full"
+        if gfs_flags and self._active():
+            if items:
+                items[-1].kind = "full"
+            elif not blocked:
+                items = self._reread(state.latest)
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             self.r.log("info", f"{machine}: up to date", machine)
         total = items[-1].source.logical_size if items else 0
         self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
-        previous = state.digests if state.latest else None
-        base = state.latest["id"] if state.latest else None
-        chain_key = state.latest.get("key", "") if state.latest else ""
+        self.previous = state.digests if state.latest else None
+        self.base = state.latest["id"] if state.latest else None
+        self.state = state
+        self.chain_key = state.latest.get("key", "") if state.latest else ""
+        self._send(mover, items)
+        if items and not self.r.dry_run:
+            gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
+        res.held_s += mover.held
+        res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
+        if not self.r.dry_run and (items or state.latest):
+            self._retain(now, gfs_flags, self.base)
+
+    def _active(self) -> bool:
+        gfs = self.spec.retention.gfs
+        return gfs is not None and gfs.enabled and gfs.method == "active"
+
+    def _reread(self, latest: dict | None) -> list[PlanItem]:
+        """An active GFS full without a new source point: the latest copied point read
+        whole from the source again, replacing its increment (notes 6: "copies the latest
+        available point"). Nothing to do when it already is a full; when its source
+        point is gone the full is synthesized on the target instead."""
+        if not latest or latest.get("kind") == "full":
+            return []
+        src = next((p for p in self.src_meta.points if p.id == latest.get("source_point")), None)
+        if src is None:
+            self.r.log("warning", f"{self.ref.machine}: source point {latest.get('source_point')}"
+                       f" is gone; the active GFS full is synthesized on the target",
+                       self.ref.machine)
+            return []
+        return [PlanItem(src, "full", replaces=latest["id"])]
+
+    def _send(self, mover: SourceMover, items: list[PlanItem]) -> None:
+        """Stream each planned point; `self.base` ends as the target's latest point."""
+        spec, res, machine, level = self.spec, self.res, self.ref.machine, \
+            self.spec.storage.compression
         for item in items:
             with PointView(self.folder, self.src_meta, item.source) as view:
-                prev = None if item.kind == "full" else previous
-                envelope = self._point_key(mover, state, item, base, chain_key)
-                plan = mover.plan_blocks(view, prev, repair)
-                repaired, repair = sorted(repair), set()
+                prev = None if item.kind == "full" else self.previous
+                envelope = self._point_key(mover, self.state, item, self.base, self.chain_key)
+                plan = mover.plan_blocks(view, prev, self.repair)
+                repaired, self.repair = sorted(self.repair), set()
                 res.stats.processed += item.source.logical_size
                 if self.r.dry_run:
                     self._dry(item, view, plan)
                     continue
-                begin = {"kind": item.kind, "point": new_point_id(),
+                begin = {"kind": item.kind, "point": item.replaces or new_point_id(),
                          "time": item.source.time.isoformat(),
-                         "source_point": item.source.id, "base": base,
+                         "source_point": item.source.id, "base": self.base,
                          "block_size": view.block_size,
                          "compression": level if level != "auto" else self.src_meta.compression,
                          "disks": [asdict(d) for d in view.disks],
                          "wan": bool(spec.transport.wan_acceleration),
                          "repaired": repaired,
+                         **({"replaces": item.replaces} if item.replaces else {}),
                          **({"key": mover.key.key_id, "envelope": envelope}
                             if mover.key is not None else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
-                previous = mover.target_digests(view)
-            base = done["point"]
-            chain_key = mover.key.key_id if mover.key is not None else ""
+                self.previous = mover.target_digests(view)
+            self.base = done["point"]
+            self.chain_key = mover.key.key_id if mover.key is not None else ""
             res.kind, res.point, res.source_point = item.kind, done["point"], item.source.id
+            what = "re-read whole for the active GFS full" if item.replaces else ""
             self.r.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
-                       f" ({res.stats.blocks_sent} blocks sent)", machine)
-        res.held_s += mover.held
-        res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
-        if not self.r.dry_run and (items or state.latest):
-            self._retain(now, gfs_flags, base)
+                       f" ({res.stats.blocks_sent} blocks sent){' ' + what if what else ''}",
+                       machine)
+
+    def _due_during_transfer(self, mover: SourceMover, state, started: datetime,
+                             flags: dict[str, str]) -> tuple[dict[str, str], datetime]:
+        """Periodic mode: a GFS full that fell due while the run was still transferring
+        is made after the transfer, with a warning, as the reference product does
+        (notes 6: finish the run, then synthesize the full or copy it whole). Returns
+        the flags to make and the time retention runs at (the end, if it changed)."""
+        if self.spec.mode != "periodic":
+            return flags, started
+        end = self.r.clock()
+        if end.date() == started.date():
+            return flags, started
+        later = {f: d for f, d in self._gfs_plan(state, end).items() if f not in flags}
+        if not later:
+            return flags, started
+        from engine.gfs import FLAG_NAMES
+
+        names = "+".join(FLAG_NAMES[f] for f in later)
+        text = (f"the {names} GFS full fell due at 00:00 while the run (started "
+                f"{started:%Y-%m-%d %H:%M}) was still transferring; it is made after the transfer")
+        self.r.log("warning", f"{self.ref.machine}: {text}", self.ref.machine)
+        self.res.status = "Warning"
+        self.res.message = text
+        if self._active() and self.res.kind != "full":
+            latest = {"id": self.base, "kind": self.res.kind, "source_point": self.res.source_point}
+            self._send(mover, self._reread(latest))
+        return {**flags, **later}, end
 
     def _point_key(self, mover: SourceMover, state, item, base: str | None,
                    chain_key: str) -> dict:

@@ -10,6 +10,7 @@ its file is durable and the metadata file has been replaced.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,12 +19,20 @@ from pathlib import Path
 from engine.copy import transport as t
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
-from engine.repository.container import FLAG_ZERO, Container, ContainerWriter, Entry
+from engine.repository.container import (
+    FLAG_ZERO,
+    Container,
+    ContainerError,
+    ContainerWriter,
+    Entry,
+)
+from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.metadata import meta_to_dict
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
 
 RESUME = "resume.json"
+log = logging.getLogger("ferry.target")
 _DIG = t._BLOCK
 
 
@@ -94,6 +103,8 @@ class TargetMover:
                 self.end.send_json(t.ERROR, {"message": one_line(exc)})
             except t.StreamError:
                 pass
+        finally:  # wakes a source blocked on this stream (no wait outlives its peer)
+            self.end.close()
 
     def _state(self, _: dict) -> None:
         """The machine's chain and its latest point's digests (for the planner)."""
@@ -105,7 +116,7 @@ class TargetMover:
         parts = [json.dumps(head or None).encode(), b"\n"]
         if meta and meta.points:
             folder = self.repo.machine_dir(self.job, self.machine)
-            with self.repo.lock(self.job, self.machine, exclusive=False), \
+            with self.repo.lock(self.job, self.machine, exclusive=False, wait=COPY_LOCK_WAIT), \
                     PointView(folder, meta, meta.points[-1]) as view:
                 for i, d in enumerate(view.disks):
                     for b, dg in view.digests(d.name).items():
@@ -134,7 +145,7 @@ class TargetMover:
 
         res = check_machine(self.repo, self.job, self.machine)
         if res.corrupt:
-            with self.repo.lock(self.job, self.machine, exclusive=True):
+            with self.repo.lock(self.job, self.machine, exclusive=True, wait=COPY_LOCK_WAIT):
                 meta = self.repo.load(self.job, self.machine)
                 meta.facts["repair"] = sorted({(c.disk, c.block) for c in res.corrupt})
                 self.repo.save(meta)
@@ -173,15 +184,28 @@ class TargetMover:
             self._blocks(writer, names)
             size = writer.commit(state=point_id)
         except BaseException:
-            writer.abort(keep_partial=True)
+            if not writer.abort(keep_partial=True):  # a failed write: nothing to resume
+                (folder / RESUME).unlink(missing_ok=True)
             raise
-        with repo.lock(job, machine, exclusive=True):
+        with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
             meta = repo.try_load(job, machine) or MachineMeta(
                 job, machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
             meta.block_size = bs
-            meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size,
-                                            source_point=begin["source_point"],
-                                            block_size=bs, key=key))
+            new = RestorePoint(point_id, when, kind, name, disks, size=size,
+                               source_point=begin["source_point"], block_size=bs, key=key)
+            if begin.get("replaces"):
+                # an active GFS full of the latest point: it takes that point's place
+                # (same id and state); the old file, now unnamed, goes with the sweep
+                last = meta.points[-1] if meta.points else None
+                if last is None or last.id != begin["replaces"] or last.id != point_id \
+                        or last.source_point != begin["source_point"]:
+                    writer_path = folder / name
+                    writer_path.unlink(missing_ok=True)
+                    raise t.StreamError(f"cannot replace {begin['replaces']}: not the latest "
+                                        f"point of the same source point")
+                meta.points[-1] = new
+            else:
+                meta.points.append(new)
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
@@ -233,7 +257,9 @@ class TargetMover:
                 if old["plan"] == plan and old["disks"] == names:
                     w, have = ContainerWriter.resume(folder / old["file"], kind.value, bs)
                     return w, have, old["file"], old["point"]
-            except (OSError, ValueError, KeyError):
+            except ContainerError as exc:
+                log.warning("%s/%s: partial file not resumed: %s", self.job, self.machine, exc)
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
             self.repo.sweep(self.repo.try_load(self.job, self.machine), self.job, self.machine)
         point_id = begin["point"]

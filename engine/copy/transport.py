@@ -13,6 +13,7 @@ import json
 import queue
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -100,46 +101,93 @@ class Endpoint:
         return f
 
 
-class QueueEndpoint(Endpoint):
-    """In-process side: frames go through bounded queues (backpressure like a socket)."""
+POLL = 0.1  # seconds between checks that the peer is still there
 
-    def __init__(self, out: queue.Queue, inbox: queue.Queue):
+
+class QueueEndpoint(Endpoint):
+    """In-process side: frames go through bounded queues (backpressure like a socket).
+
+    No wait is blind: a full or empty queue is re-checked every POLL seconds
+    for the peer having closed its side (a target mover thread that failed
+    closes its endpoint on the way out), so one side's death wakes the other.
+    `timeout` (None = until the peer fails) bounds each wait besides.
+    """
+
+    def __init__(self, out: queue.Queue, inbox: queue.Queue, mine: threading.Event,
+                 peer: threading.Event, timeout: float | None = None):
         self.out, self.inbox = out, inbox
+        self._mine, self._peer = mine, peer
+        self.timeout = timeout
         self.sent, self.busy = 0, 0.0
 
     def send(self, data: bytes) -> None:
         t0 = time.perf_counter()
-        self.out.put(data)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            if self._mine.is_set():
+                raise StreamError("stream already closed")
+            if self._peer.is_set():
+                raise self._peer_gone()
+            try:
+                self.out.put(data, timeout=POLL)
+                break
+            except queue.Full:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise StreamError("timed out sending to the peer") from None
         self.busy += time.perf_counter() - t0
         self.sent += len(data)
 
+    def _peer_gone(self) -> StreamError:
+        """The peer closed: say why when its last frames include an ERROR."""
+        while True:
+            try:
+                data = self.inbox.get_nowait()
+            except queue.Empty:
+                return StreamError("peer closed the stream")
+            if data and _HEAD.unpack_from(data, 0)[0] == ERROR:
+                msg = Frame(ERROR, data[_HEAD.size:]).json().get("message", "")
+                return StreamError(msg or "target mover failed")
+
     def recv(self, timeout: float | None = None) -> Frame:
-        try:
-            data = self.inbox.get(timeout=timeout)
-        except queue.Empty:
-            raise StreamError("timed out waiting for the peer") from None
+        limit = timeout if timeout is not None else self.timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            try:
+                data = self.inbox.get(timeout=POLL)
+                break
+            except queue.Empty:
+                if self._peer.is_set() and self.inbox.empty():
+                    raise StreamError("peer closed the stream") from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise StreamError("timed out waiting for the peer") from None
         if data is None:
             raise StreamError("peer closed the stream")
         ftype, n = _HEAD.unpack_from(data, 0)
         return Frame(ftype, data[_HEAD.size:_HEAD.size + n])
 
     def close(self) -> None:
-        self.out.put(None)
+        self._mine.set()
 
 
-def pipe(depth: int = 16) -> tuple[QueueEndpoint, QueueEndpoint]:
+def pipe(depth: int = 16, timeout: float | None = None) -> tuple[QueueEndpoint, QueueEndpoint]:
     """Two connected in-process endpoints (source side, target side)."""
     a: queue.Queue = queue.Queue(depth)
     b: queue.Queue = queue.Queue(depth)
-    return QueueEndpoint(a, b), QueueEndpoint(b, a)
+    src_closed, dst_closed = threading.Event(), threading.Event()
+    return (QueueEndpoint(a, b, src_closed, dst_closed, timeout),
+            QueueEndpoint(b, a, dst_closed, src_closed, timeout))
 
 
 class SocketEndpoint(Endpoint):
     """A TCP side of the stream (for `ferry mover` on the target host)."""
 
-    def __init__(self, sock: socket.socket):
+    FRAME_TIMEOUT = 300.0  # once a frame has begun, the rest must arrive within this
+
+    def __init__(self, sock: socket.socket, timeout: float | None = None):
         self.sock = sock
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _keepalive(sock)
+        self.timeout = timeout
         self.sent, self.busy = 0, 0.0
         self._file = sock.makefile("rb", buffering=1 << 20)
 
@@ -156,19 +204,23 @@ class SocketEndpoint(Endpoint):
     def send(self, data: bytes) -> None:
         t0 = time.perf_counter()
         try:
+            self.sock.settimeout(self.timeout or self.FRAME_TIMEOUT)
             self.sock.sendall(data)
+        except TimeoutError:
+            raise StreamError("timed out sending to the target mover") from None
         except OSError as exc:
             raise StreamError(f"stream to target mover broke: {exc}") from None
         self.busy += time.perf_counter() - t0
         self.sent += len(data)
 
     def recv(self, timeout: float | None = None) -> Frame:
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout if timeout is not None else self.timeout)
         try:
             head = self._file.read(_HEAD.size)
             if len(head) < _HEAD.size:
                 raise StreamError("peer closed the stream")
             ftype, n = _HEAD.unpack(head)
+            self.sock.settimeout(self.FRAME_TIMEOUT)
             payload = self._file.read(n)
             if len(payload) < n:
                 raise StreamError("peer closed the stream mid-frame")
@@ -183,3 +235,15 @@ class SocketEndpoint(Endpoint):
             self.sock.close()
         except OSError:
             pass
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalive: a peer host that vanished is noticed in about two minutes, so a
+    wait for an answer (which may take long: a merge) is woken by its failure."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+    except OSError:
+        pass

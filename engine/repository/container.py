@@ -31,7 +31,9 @@ DATA_START = 2 * SLOT_SIZE
 # magic, version, kind, block_size, generation, index offset, index length, index digest, state
 _SLOT = struct.Struct("<8sHB x I Q Q Q Q 64s")
 _ENTRY = struct.Struct("<QQIIB16s")  # block, offset, stored length, raw length, flags, digest
-_JOURNAL = struct.Struct("<HQQIIB16s")  # disk number, then as _ENTRY
+# disk number, then as _ENTRY, then the xxh3-64 of the stored bytes (checks sealed ones too)
+_JOURNAL = struct.Struct("<HQQIIB16sQ")
+JOURNAL_FORMAT = 2
 
 FLAG_ZSTD = 0  # payload is a zstd frame
 FLAG_RAW = 1  # payload is the raw block
@@ -262,6 +264,7 @@ class ContainerWriter:
         self._io = BackgroundWriter(self._f.fileno())
         self._journal = None  # see enable_journal
         self._journal_pending: list[bytes] = []
+        self._sums: dict[int, int] = {}  # offset -> xxh3-64 of the stored payload (journal)
         self.journal_every = 16 << 20
         self._since_sync = 0
 
@@ -291,9 +294,18 @@ class ContainerWriter:
                 self.dedup[digest] = e
         self.disks[disk].blocks[block] = e
         if self._journal is not None:
-            self._journal_pending.append(_JOURNAL.pack(
-                self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest))
+            self._journal_entry(disk, block, e, payload)
         return e
+
+    def _journal_entry(self, disk: str, block: int, e: Entry, payload) -> None:
+        """Queue the journal record of one entry, with the checksum of its stored bytes."""
+        check = 0
+        if e.flags != FLAG_ZERO:
+            check = self._sums.get(e.offset)
+            if check is None:
+                check = self._sums[e.offset] = xxhash.xxh3_64_intdigest(payload)
+        self._journal_pending.append(_JOURNAL.pack(
+            self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest, check))
 
     def _take_gap(self, n: int) -> int | None:
         """Next-fit in the free extents; gaps too small for this block are passed over."""
@@ -322,13 +334,19 @@ class ContainerWriter:
         jpath = self._tmp.with_name(self._tmp.name + ".journal")
         self._journal = open(jpath, "ab")
         if self._journal.tell() == 0:
-            self._journal.write(json.dumps(self._disk_names).encode() + b"\n")
+            self._journal.write(json.dumps({"journal": JOURNAL_FORMAT,
+                                            "disks": self._disk_names}).encode() + b"\n")
 
     def _disk_no(self, disk: str) -> int:
         return self._disk_names.index(disk)
 
     def _sync_journal(self) -> None:
-        """Make the data durable, then journal the entries that refer to it (in order)."""
+        """Make the data durable, then journal the entries that refer to it (in order).
+
+        Runs on the writer thread after every write queued so far; when any of
+        them failed (or the fsync fails) it is skipped, so the journal only ever
+        names bytes an fsync has confirmed on disk.
+        """
         pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
         journal, fd = self._journal, self._f.fileno()
@@ -345,21 +363,35 @@ class ContainerWriter:
     def resume(cls, path: Path, kind: str, block_size: int) -> tuple[ContainerWriter, set]:
         """Reopen `<path>.part` with the entries its journal proves durable.
 
+        Every journaled payload is read back and checked against its digest
+        before it is trusted; one mismatch (or a journal that does not parse)
+        rejects the whole partial file (ContainerError): the caller starts anew.
         Returns the writer and the set of (disk name, block) already stored.
         """
         path = Path(path)
         jpath = path.with_name(path.name + ".part.journal")
-        first, _, rest = jpath.read_bytes().partition(b"\n")
-        names = json.loads(first)
-        usable = len(rest) - len(rest) % _JOURNAL.size
-        entries = [(names[disk_no], block, Entry(off, stored, rawlen, flags, digest))
-                   for disk_no, block, off, stored, rawlen, flags, digest
-                   in _JOURNAL.iter_unpack(rest[:usable])]
+        tmp = path.with_name(path.name + ".part")
+        try:
+            first, _, rest = jpath.read_bytes().partition(b"\n")
+            head = json.loads(first)
+            if not isinstance(head, dict) or head.get("journal") != JOURNAL_FORMAT:
+                raise ValueError("not a journal of this format")
+            names = [str(n) for n in head["disks"]]
+            usable = len(rest) - len(rest) % _JOURNAL.size
+            records = list(_JOURNAL.iter_unpack(rest[:usable]))
+            entries = [(names[disk_no], block, Entry(off, stored, rawlen, flags, digest))
+                       for disk_no, block, off, stored, rawlen, flags, digest, _ in records]
+            sums = {off: check for _, _, off, _, _, flags, _, check in records
+                    if flags != FLAG_ZERO}
+        except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+            raise ContainerError(f"{jpath.name}: journal unreadable ({exc})") from None
+        _verify_journaled(tmp, entries, sums, block_size)
         end = max([DATA_START] + [e.offset + e.stored for _, _, e in entries])
         w = cls(path, kind, block_size, reopen=True)
         w._f.truncate(end)  # drop data the journal does not vouch for
         w._pos = end
         w._resumed = entries
+        w._sums = sums
         w._disk_names = names
         w._journal = open(jpath, "r+b")
         w._journal.truncate(len(first) + 1 + usable)
@@ -425,18 +457,25 @@ class ContainerWriter:
                 return 1 - i
         return 0
 
-    def abort(self, keep_partial: bool = False) -> None:
-        """Give up; with `keep_partial` a journaled .part stays for a later resume."""
-        if keep_partial and self._journal is not None:
+    def abort(self, keep_partial: bool = False) -> bool:
+        """Give up; with `keep_partial` a journaled .part stays for a later resume.
+
+        A partial file whose writes failed (ENOSPC, EIO) is never kept: its
+        state is unknown and it holds space other machines need. Returns True
+        when the partial file was kept.
+        """
+        if keep_partial and self._journal is not None and not self._io.failed:
             try:
                 self._flush()
                 self._sync_journal()
                 self._io.close()
-            except Exception:  # noqa: BLE001 - the journal only names what is durable
-                pass
-            self._journal.close()
-            self._f.close()
-            return
+                kept = True
+            except Exception:  # noqa: BLE001 - a failing sync drops the partial below
+                kept = False
+            if kept:
+                self._journal.close()
+                self._f.close()
+                return True
         try:
             self._io.close()
         except Exception:  # noqa: BLE001 - the original error is what the caller raises
@@ -445,6 +484,43 @@ class ContainerWriter:
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
         self._drop_journal()
+        return False
+
+
+def _verify_journaled(tmp: Path, entries: list[tuple[str, int, Entry]], sums: dict[int, int],
+                      block_size: int) -> None:
+    """Read back every journaled payload of a partial file; ContainerError on the first bad one.
+
+    The stored bytes must match the journaled checksum (sealed payloads too, without
+    their key); plaintext ones are also decoded and must match their block digest.
+    """
+    dctx = zstandard.ZstdDecompressor()
+    seen: set[int] = set()
+    try:
+        f = open(tmp, "rb")
+    except OSError as exc:
+        raise ContainerError(f"{tmp.name}: cannot open: {exc.strerror}") from None
+    with f:
+        for disk, block, e in entries:
+            if e.flags == FLAG_ZERO or e.offset in seen:
+                continue
+            seen.add(e.offset)
+            base = sealed_base(e.flags)
+            bad = e.offset < DATA_START or e.raw > block_size or base not in (FLAG_RAW, FLAG_ZSTD)
+            if not bad:
+                payload = os.pread(f.fileno(), e.stored, e.offset)
+                bad = len(payload) != e.stored or \
+                    xxhash.xxh3_64_intdigest(payload) != sums.get(e.offset)
+                if not bad and not e.flags & FLAG_SEALED:
+                    try:
+                        data = payload if base == FLAG_RAW else dctx.decompress(
+                            payload, max_output_size=e.raw)
+                        bad = len(data) != e.raw or xxhash.xxh3_128_digest(data) != e.digest
+                    except zstandard.ZstdError:
+                        bad = True
+            if bad:
+                raise ContainerError(f"{tmp.name}: block {block} of disk {disk} does not "
+                                     f"match its journal entry; the partial file is not used")
 
 
 def _read_slots_indexed(f) -> list[_Slot | None]:

@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+COPY_LOCK_WAIT = 600.0  # seconds the copy path waits for a target chain lock (no blind wait)
+
 
 class LockBusy(Exception):
     """The lock is held in a conflicting mode by someone else."""
@@ -20,9 +22,11 @@ class LockBusy(Exception):
 class ChainLock:
     """A flock on `<machine folder>/lock`; use as a context manager."""
 
-    def __init__(self, folder: Path, exclusive: bool):
+    def __init__(self, folder: Path, exclusive: bool, wait: float | None = None):
+        """`wait`: how long the context manager waits for the lock (None = until free)."""
         self.path = Path(folder) / "lock"
         self.exclusive = exclusive
+        self.wait = wait
         self._fd: int | None = None
 
     def acquire(self, timeout: float | None = None, poll: float = 0.05) -> None:
@@ -39,7 +43,8 @@ class ChainLock:
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
                     os.close(fd)
-                    raise LockBusy(str(self.path)) from None
+                    held = f" still held after {timeout:.0f}s" if timeout else " is held"
+                    raise LockBusy(f"chain lock {self.path}{held}") from None
                 time.sleep(poll)
 
     def release(self) -> None:
@@ -49,7 +54,7 @@ class ChainLock:
             self._fd = None
 
     def __enter__(self) -> ChainLock:
-        self.acquire()
+        self.acquire(self.wait)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import xxhash
@@ -29,6 +29,8 @@ def _point_to_dict(p: RestorePoint) -> dict:
         "disks": [{"name": d.name, "size": d.size} for d in p.disks], "size": p.size,
         "gfs": p.gfs, "gfs_dates": p.gfs_dates, "source_point": p.source_point,
         "complete": p.complete, "block_size": p.block_size,
+        **({"gfs_assigned": p.gfs_assigned} if p.gfs_assigned else {}),
+        **({"gfs_until": p.gfs_until} if p.gfs_until else {}),
         **({"key": p.key} if p.key else {}),
     }
 
@@ -40,7 +42,23 @@ def _point_from_dict(d: dict) -> RestorePoint:
         gfs=list(d.get("gfs", [])), gfs_dates=dict(d.get("gfs_dates", {})),
         source_point=d.get("source_point", ""), complete=bool(d.get("complete", True)),
         block_size=int(d.get("block_size", 0)), key=str(d.get("key", "")),
+        gfs_assigned=_iso_dates(d.get("gfs_assigned")), gfs_until=_iso_dates(d.get("gfs_until")),
     )
+
+
+def _iso_dates(value: object) -> dict[str, str]:
+    """flag -> ISO date, refusing anything else (metadata read from disk is hostile)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("GFS dates must be a table of flag -> date")
+    out = {}
+    for k, v in value.items():
+        if k not in ("W", "M", "Y") or not isinstance(v, str):
+            raise ValueError(f"bad GFS date entry {k!r}")
+        date.fromisoformat(v)
+        out[k] = v
+    return out
 
 
 def meta_to_dict(meta: MachineMeta) -> dict:

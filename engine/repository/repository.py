@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
 from engine.repository.metadata import MetadataError, read_meta, write_meta
+from engine.repository.resolve import PointView
 
 BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
 
@@ -57,8 +58,9 @@ class Repository:
     def meta_path(self, job: str, machine: str) -> Path:
         return self.machine_dir(job, machine) / f"{machine}.fbm"
 
-    def lock(self, job: str, machine: str, exclusive: bool) -> ChainLock:
-        return ChainLock(self.machine_dir(job, machine), exclusive=exclusive)
+    def lock(self, job: str, machine: str, exclusive: bool,
+             wait: float | None = None) -> ChainLock:
+        return ChainLock(self.machine_dir(job, machine), exclusive=exclusive, wait=wait)
 
     def jobs(self) -> list[str]:
         if not self.path.is_dir():
@@ -95,6 +97,10 @@ class Repository:
         folder = self.machine_dir(meta.job, meta.machine)
         folder.mkdir(parents=True, exist_ok=True)
         write_meta(folder / f"{meta.machine}.fbm", meta)
+
+    def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
+        """The point opened for reading (caller holds the chain lock)."""
+        return PointView(self.machine_dir(meta.job, meta.machine), meta, point, keys)
 
     def file(self, meta: MachineMeta, point: RestorePoint) -> Path:
         return self.machine_dir(meta.job, meta.machine) / point.file

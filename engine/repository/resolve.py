@@ -10,6 +10,7 @@ zeros. That rule keeps grow/shrink/grow sequences exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +41,12 @@ class Located:
 class PointView:
     """A restore point opened for reading; close() releases its files."""
 
-    def __init__(self, folder: Path, meta: MachineMeta, point: RestorePoint,
-                 keys: KeyRing | None = None):
-        """`keys`: opens the chain keys of encrypted layers (reading their blocks needs it)."""
+    def __init__(self, folder: Path | None, meta: MachineMeta, point: RestorePoint,
+                 keys: KeyRing | None = None,
+                 opener: Callable[[RestorePoint], Container] | None = None):
+        """`keys`: opens the chain keys of encrypted layers (reading their blocks needs it).
+        `opener` opens one layer (default: the backup file in `folder`); an object
+        storage repository passes one that opens the point's manifest instead."""
         self.meta = meta
         self.point = point
         self.keys = keys
@@ -51,7 +55,11 @@ class PointView:
         self.disks: list[DiskInfo] = list(point.disks)
         try:
             for p in layer_points(meta, point):
-                self.layers.append(Container(folder / p.file, state=p.id))
+                if opener is not None:
+                    self.layers.append(opener(p))
+                else:
+                    assert folder is not None
+                    self.layers.append(Container(folder / p.file, state=p.id))
                 self.layer_keys.append(p.key)
         except Exception:
             self.close()

@@ -48,7 +48,9 @@ def merge_oldest_increment(repo: Repository, meta: MachineMeta, at: int = 1) -> 
         size = w.commit(state=inc.id)
     merged = replace(inc, kind=Kind.FULL, file=full.file, size=size,
                      gfs=sorted(set(full.gfs) | set(inc.gfs)),
-                     gfs_dates={**full.gfs_dates, **inc.gfs_dates})
+                     gfs_dates={**full.gfs_dates, **inc.gfs_dates},
+                     gfs_assigned={**full.gfs_assigned, **inc.gfs_assigned},
+                     gfs_until={**full.gfs_until, **inc.gfs_until})
     meta.points = meta.points[:at - 1] + [merged] + meta.points[at + 1:]
     repo.save(meta)
     (folder / inc.file).unlink(missing_ok=True)

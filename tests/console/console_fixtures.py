@@ -7,13 +7,14 @@ Nothing here reads a clock, the disk or a random source, so snapshots are stable
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from console.backend import Backend, JobEntry, MachineInfo, Sizing
+from console.backend import Backend, Sizing
+from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
 from engine import events as ev
+from engine.jobfile import JobFileError, JobSpec, StorageSpec
 from engine.model import (
     DiskInfo,
     GfsCycle,
@@ -32,40 +33,21 @@ T0 = datetime(2026, 11, 1, 22, 0)
 GIB = 1024**3
 
 
-@dataclass
-class FixtureSpec:
-    """Stands in for engine.jobfile.JobSpec (same attribute names)."""
-
-    name: str
-    path: Path
-    mode: str = "periodic"
-    enabled: bool = True
-    source_repository: Path = Path("/srv/backups/primary")
-    source_jobs: list[str] = field(default_factory=lambda: ["Daily"])
-    machines: list[str] = field(default_factory=list)
-    target_repository: Path = Path("/srv/backups/dr")
-    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-    schedule: dict[str, Any] = field(default_factory=lambda: {"daily_at": "22:00"})
-    storage: dict[str, Any] = field(default_factory=lambda: {"compression": "optimal"})
-    transport: dict[str, Any] = field(default_factory=lambda: {"parallel_tasks": 4})
-    inventory: Any = None
+def FixtureSpec(name: str, path: Path, **kwargs: Any) -> JobSpec:  # noqa: N802
+    """A real engine JobSpec with the fixture's defaults (no disk)."""
+    kwargs.setdefault("source_repository", Path("/srv/backups/primary"))
+    kwargs.setdefault("source_jobs", ["Daily"])
+    kwargs.setdefault("target_repository", Path("/srv/backups/dr"))
+    kwargs.setdefault("storage", StorageSpec(compression="optimal"))
+    return JobSpec(path=path, name=name, **kwargs)
 
 
-@dataclass
-class FixtureError:
-    """Stands in for engine.jobfile.JobFileError."""
-
-    line: int | None
-    key: str
-    problem: str
-    path: str = "dr-copy.toml"
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.key}: {self.problem}"
+def FixtureError(line: int | None, key: str, problem: str,  # noqa: N802
+                 path: str = "dr-copy.toml") -> JobFileError:
+    return JobFileError(path, line, key, problem)
 
 
-def specs() -> list[FixtureSpec]:
+def specs() -> list[JobSpec]:
     return [
         FixtureSpec("DR copy", JOBS_DIR / "dr-copy.toml", retention=RetentionPolicy(
             keep=7, gfs=GfsPolicy(weekly=GfsCycle(4, "sunday"), monthly=GfsCycle(12, "first")))),
@@ -135,10 +117,18 @@ SESSIONS = [
      "finished": "2026-11-22T22:05:00", "duration_s": 300.0, "processed": 3 * GIB,
      "read": 3 * GIB, "transferred": 1 * GIB, "written": 1 * GIB,
      "message": "target repository full"},
+    {"id": 4, "job": "SQL immediate", "status": "Success", "started": "2026-11-25T21:10:00",
+     "finished": "2026-11-25T21:11:35", "duration_s": 95.0, "processed": 40 * GIB,
+     "read": 2 * GIB, "transferred": GIB, "written": GIB, "message": ""},
 ]
 
 
 def tasks(session_id: Any) -> list[dict[str, Any]]:
+    if int(session_id) == 4:
+        return [{"machine": "sql01", "status": "Success", "kind": "incremental",
+                 "point": "p41", "processed": 40 * GIB, "read": 2 * GIB,
+                 "transferred": GIB, "written": GIB, "duration_s": 95.0, "held_s": 0.0,
+                 "bottleneck": "Target", "message": ""}]
     status = {1: "Failed", 2: "Success", 3: "Warning"}[int(session_id)]
     out = []
     for i, name in enumerate(["db01", "web01", "web02"]):
@@ -192,11 +182,11 @@ class StaticBackend(Backend):
     def discover(self) -> list[JobEntry]:
         return entries()
 
-    def load_job(self, path: Path) -> Any:
+    def load_job(self, path: Path) -> JobSpec:
         return self._specs[str(path)]
 
-    def validate_text(self, text: str, path: Path) -> list[Any]:
-        errors: list[Any] = []
+    def validate_text(self, text: str, path: Path) -> list[JobFileError]:
+        errors: list[JobFileError] = []
         for number, line in enumerate(text.splitlines(), 1):
             key, _, value = line.partition("=")
             if key.strip() == "keep" and value.strip().isdigit() and int(value) < 2:
@@ -207,7 +197,7 @@ class StaticBackend(Backend):
                                            'must be "points" or "days"'))
         return errors
 
-    def save_text(self, path: Path, text: str) -> list[Any]:
+    def save_text(self, path: Path, text: str) -> list[JobFileError]:
         errors = self.validate_text(text, path)
         if not errors:
             self.saved.append((path, text))
@@ -216,29 +206,31 @@ class StaticBackend(Backend):
     def template(self, name: str) -> str:
         return JOB_TEXT.replace("DR copy", name)
 
-    def set_enabled(self, path: Path, enabled: bool) -> Any:
+    def set_enabled(self, path: Path, enabled: bool) -> JobSpec:
         self.enabled_calls.append((path, enabled))
         spec = self._specs[str(path)]
         spec.enabled = enabled
         return spec
 
-    def update_retention(self, path: Path, policy: Any) -> Any:
+    def update_retention(self, path: Path, policy: RetentionPolicy) -> JobSpec:
         self.saved.append((path, policy))
         spec = self._specs[str(path)]
         spec.retention = policy
         return spec
 
-    def machines(self, spec: Any) -> list[MachineInfo]:
+    def machines(self, spec: JobSpec) -> list[MachineInfo]:
         return machines(spec)
 
-    def sessions(self, spec: Any, limit: int = 100) -> list[dict[str, Any]]:
-        return SESSIONS[:limit] if spec.name == "DR copy" else []
+    def sessions(self, spec: JobSpec, limit: int = 100) -> list[SessionRecord]:
+        rows = [SessionRecord.from_row(r) for r in SESSIONS if r["job"] == spec.name]
+        return rows[:limit]
 
-    def tasks(self, spec: Any, session_id: Any) -> list[dict[str, Any]]:
-        return tasks(session_id)
+    def tasks(self, spec: JobSpec, session_id: str) -> list[TaskRecord]:
+        return [TaskRecord.from_row(r) for r in tasks(session_id)]
 
-    def last_status(self, spec: Any) -> str:
-        return {"DR copy": "Warning", "SQL immediate": "Success"}.get(spec.name, "")
+    def last_run(self, spec: JobSpec) -> LastRun | None:
+        rows = self.sessions(spec, 1)
+        return LastRun(rows[0], self.tasks(spec, rows[0].id)) if rows else None
 
     def preview_start(self, spec: Any, now: datetime) -> datetime:
         return now

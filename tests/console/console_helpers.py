@@ -43,7 +43,8 @@ def feed(app: FerryConsole, ticks: list[list[object]], key: str = DR_KEY,
         app.pump()
 
 
-__all__ = ["DR_KEY", "JOB", "make_app", "ready", "feed", "screen_text", "wait_until", "settle"]
+__all__ = ["DR_KEY", "JOB", "make_app", "ready", "feed", "screen_text", "wait_until", "settle",
+           "job_line"]
 
 
 def screen_text(app: FerryConsole) -> str:
@@ -53,6 +54,12 @@ def screen_text(app: FerryConsole) -> str:
     for line in update.strips:
         lines.append("".join(seg.text for strip in line for seg in strip).rstrip())
     return "\n".join(lines)
+
+
+def job_line(app: FerryConsole, name: str) -> list[str]:
+    """The overview line of job `name`, split into words."""
+    return next(line for line in screen_text(app).splitlines()
+                if line.strip().startswith(name)).split()
 
 
 async def wait_until(pilot: object, predicate: object, timeout: float = 10.0,

@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from console.backend import Backend, EngineUnavailable, engine_function
+from console.backend import Backend, EngineUnavailable
 from engine.jobtext import atomic_write, set_top_level_key
-
-
-def test_missing_module_is_a_friendly_error() -> None:
-    with pytest.raises(EngineUnavailable, match="engine.nope is not available"):
-        engine_function("engine.nope", "x")
-    with pytest.raises(EngineUnavailable, match="engine.units.nope is not available"):
-        engine_function("engine.units", "nope")
+from engine.model import Status
 
 
 def test_missing_jobs_folder(tmp_path: Path) -> None:
@@ -41,10 +35,32 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
 
 
 def test_set_enabled_on_a_real_job_file(tmp_path: Path) -> None:
-    pytest.importorskip("engine.jobfile")
     from console_real_repos import build
 
     jobs = build(tmp_path)
     spec = Backend(jobs).set_enabled(jobs / "dr-copy.toml", False)
     assert spec.enabled is False
     assert (jobs / "dr-copy.toml").read_text().startswith("# DR copy of the Daily backups")
+
+
+def test_real_backend_reads_chains_and_history(tmp_path: Path) -> None:
+    """Typed records from a real repository: JobSpec in, MachineInfo and LastRun out."""
+    from console_real_repos import build
+
+    from engine.cli import main
+
+    jobs = build(tmp_path)
+    backend = Backend(jobs)
+    (entry,) = backend.discover()
+    assert entry.spec is not None and entry.spec.name == "DR copy"
+    assert backend.last_run(entry.spec) is None
+    infos = backend.machines(entry.spec)
+    assert [i.name for i in infos] == ["db01", "web01", "web02"]
+    assert [i.behind for i in infos] == [1, 1, 1]
+    assert main(["run", str(jobs / "dr-copy.toml")]) == 0
+    infos = backend.machines(entry.spec)
+    assert [i.behind for i in infos] == [0, 0, 0]
+    assert all(i.target_size > 0 for i in infos)
+    last = backend.last_run(entry.spec)
+    assert last is not None and last.session.status == Status.SUCCESS
+    assert sorted(t.machine for t in last.tasks) == ["db01", "web01", "web02"]

@@ -1,7 +1,6 @@
 """End-to-end pilot tests: the console driving the real engine on real repositories.
 
-These need engine.jobfile, engine.copy.runner, engine.history and engine.simulate;
-each test skips (with the module named) while its module is missing.
+Real job files, real repositories built with `ferry backup`, real runs.
 """
 
 from __future__ import annotations
@@ -10,18 +9,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-from console_helpers import screen_text, settle, wait_until
+from console_helpers import job_line, screen_text, settle, wait_until
 from console_real_repos import build
 
 from console.app import FerryConsole
-from console.run_model import DONE, ON_HOLD, RUNNING
+from console.run_model import DONE, ON_HOLD
 from console.screens.live import LiveRunScreen
-
-
-def needs(*modules: str) -> None:
-    for name in modules:
-        pytest.importorskip(name, reason=f"{name} is not there yet")
+from engine.model import Status
 
 
 def real_app(jobs: Path) -> FerryConsole:
@@ -35,7 +29,6 @@ async def started(pilot: Any) -> None:
 
 
 def test_run_job_until_every_machine_succeeds(tmp_path: Path) -> None:
-    needs("engine.jobfile", "engine.copy.runner", "engine.history")
     jobs = build(tmp_path)
 
     async def body() -> None:
@@ -51,27 +44,26 @@ def test_run_job_until_every_machine_succeeds(tmp_path: Path) -> None:
             await settle(pilot)
             rows = session.model.rows
             assert sorted(rows) == ["db01", "web01", "web02"]
-            assert all(r.state == DONE and r.status == "Success" for r in rows.values()), \
+            assert all(r.state == DONE and r.status == Status.SUCCESS for r in rows.values()), \
                 {n: (r.state, r.status, r.message) for n, r in rows.items()}
-            assert app.statuses[key] == "Success"
+            assert app.store.last_status(key) == Status.SUCCESS
             text = screen_text(app)
             assert "Finished: Success" in text and "✓ Success" in text
             await pilot.press("escape")
             await settle(pilot)
-            assert "DR copy  Idle · Success" in screen_text(app)
+            assert job_line(app, "DR copy")[2:4] == ["Idle", "Success"]
             await pilot.press("h")  # history of the session just recorded
             await wait_until(pilot, lambda: "Tasks of" in screen_text(app), what="history")
             text = screen_text(app)
             assert "Sessions · 1" in text and "db01" in text and "web02" in text
             await pilot.press("escape", "c")
             await wait_until(pilot, lambda: "full" in screen_text(app), what="chains")
-            assert "#1 · 1 points" in screen_text(app)
+            assert "#1 · 1 point" in screen_text(app)
 
     asyncio.run(body())
 
 
 def test_hold_and_resume_with_a_source_lock(tmp_path: Path) -> None:
-    needs("engine.jobfile", "engine.copy.runner")
     from engine.repository.repository import Repository
 
     jobs = build(tmp_path)
@@ -108,8 +100,8 @@ def test_hold_and_resume_with_a_source_lock(tmp_path: Path) -> None:
             assert "on hold: operator" in screen_text(app)
             await pilot.press("r")
             await wait_until(pilot, lambda: not session.active, timeout=60, what="run end")
-            assert all(r.status == "Success" for r in rows.values())
-            assert app.statuses[key] == "Success"
+            assert all(r.status == Status.SUCCESS for r in rows.values())
+            assert app.store.last_status(key) == Status.SUCCESS
 
     try:
         asyncio.run(body())
@@ -118,7 +110,6 @@ def test_hold_and_resume_with_a_source_lock(tmp_path: Path) -> None:
 
 
 def test_edit_job_error_at_its_line_then_fix_and_save(tmp_path: Path) -> None:
-    needs("engine.jobfile")
     from console.widgets.job_editor import JobEditor
 
     jobs = build(tmp_path)
@@ -153,7 +144,6 @@ def test_edit_job_error_at_its_line_then_fix_and_save(tmp_path: Path) -> None:
 
 
 def test_whatif_change_changes_the_timeline(tmp_path: Path) -> None:
-    needs("engine.jobfile", "engine.simulate")
     jobs = build(tmp_path)
 
     async def body() -> None:
@@ -182,7 +172,6 @@ def test_whatif_change_changes_the_timeline(tmp_path: Path) -> None:
 
 
 def test_schedule_toggle_keeps_comments(tmp_path: Path) -> None:
-    needs("engine.jobfile")
     from console.screens.confirm import ConfirmModal
 
     jobs = build(tmp_path)
@@ -200,7 +189,7 @@ def test_schedule_toggle_keeps_comments(tmp_path: Path) -> None:
             await settle(pilot)
             text = path.read_text()
             assert "enabled = false" in text and text.startswith("# DR copy of the Daily")
-            assert "DR copy  Disabled" in screen_text(app)
+            assert job_line(app, "DR copy")[2] == "Disabled"
             await pilot.press("t")
             await wait_until(pilot, lambda: app.jobs[key].spec.enabled, what="enabled")
             assert "enabled = true" in path.read_text()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from console_fixtures import JOB, JOBS_DIR, StaticBackend
-from console_helpers import DR_KEY, make_app, ready, screen_text, settle, wait_until
+from console_helpers import DR_KEY, job_line, make_app, ready, screen_text, settle, wait_until
 
 from console.clock import SystemClock
 from console.run_model import DONE
@@ -19,7 +19,7 @@ from console.widgets.log_pane import LogPane
 from console.widgets.machine_table import MachineTable
 from engine import events as ev
 from engine.copy.control import Stopped
-from engine.model import Stats
+from engine.model import Stats, Status
 
 
 class ScriptedRunBackend(StaticBackend):
@@ -68,7 +68,7 @@ def run(coro_fn: Callable[[], Any]) -> None:
 
 def test_start_hold_resume_finish() -> None:
     async def body() -> None:
-        app = live_app()
+        app = live_app(backend=ScriptedRunBackend(blocks=200))
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
             await pilot.press("s")  # DR copy is selected first
@@ -89,8 +89,8 @@ def test_start_hold_resume_finish() -> None:
             await wait_until(pilot, lambda: not session.active, timeout=20, what="finish")
             await pilot.pause(0.1)
             rows = session.model.rows.values()
-            assert all(r.state == DONE and r.status == "Success" for r in rows)
-            assert app.statuses[DR_KEY] == "Success"
+            assert all(r.state == DONE and r.status == Status.SUCCESS for r in rows)
+            assert app.store.last_status(DR_KEY) == Status.SUCCESS
             assert "Finished: Success" in screen_text(app)
 
     run(body)
@@ -114,7 +114,7 @@ def test_stop_asks_first_then_stops() -> None:
             await pilot.press("y")
             assert session.control.stopped
             await wait_until(pilot, lambda: not session.active, timeout=20, what="stopped")
-            assert app.statuses[DR_KEY] == "Failed"
+            assert app.store.last_status(DR_KEY) == Status.FAILED
 
     run(body)
 
@@ -169,11 +169,11 @@ def test_schedule_toggle_writes_enabled_through_backend() -> None:
             await wait_until(pilot, lambda: backend.enabled_calls != [], what="write")
             await ready(pilot)
             assert backend.enabled_calls == [(JOBS_DIR / "dr-copy.toml", False)]
-            assert "DR copy  Disabled" in screen_text(app)
+            assert job_line(app, "DR copy")[2] == "Disabled"
             await pilot.press("t")  # enabling needs no confirmation
             await wait_until(pilot, lambda: len(backend.enabled_calls) == 2, what="enable")
             await ready(pilot)
-            assert "DR copy  Idle" in screen_text(app)
+            assert job_line(app, "DR copy")[2] == "Idle"
 
     run(body)
 
@@ -348,7 +348,7 @@ def test_palette_switches_theme_and_help_opens() -> None:
             assert type(app.screen).__name__ == "HelpScreen"
             await pilot.press("q")
             await ready(pilot)
-            assert type(app.screen).__name__ == "MainScreen"
+            assert type(app.screen).__name__ == "OverviewScreen"
             await pilot.press("ctrl+p")
             await ready(pilot)
             await pilot.press(*"Theme: ferry-light")

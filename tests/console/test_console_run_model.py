@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-from console_fixtures import JOB, MACHINES, run_ticks
+from console_fixtures import JOB, MACHINES, FixtureSpec, run_ticks
 
 from console import format as fmt
+from console.records import JobEntry
 from console.run_model import DONE, ON_HOLD, QUEUED, RUNNING, EventBuffer, RunModel
-from console.run_session import RunSession, job_state
+from console.run_session import RunSession
+from console.store import job_state
 from engine import events as ev
 from engine.copy.control import RunControl
-from engine.model import Stats
+from engine.model import Stats, Status
 
 
 def progress(machine: str, processed: int, total: int = 1000) -> ev.TaskProgress:
@@ -65,7 +68,7 @@ def test_model_follows_a_run() -> None:
     rows = model.rows
     assert list(rows) == MACHINES
     assert rows["web02"].state == ON_HOLD and rows["web02"].hold_by == "source lock"
-    assert rows["app02"].state == DONE and rows["app02"].status == "Success"
+    assert rows["app02"].state == DONE and rows["app02"].status == Status.SUCCESS
     assert rows["db01"].state == RUNNING and rows["mail01"].state == QUEUED
     assert model.counts() == {QUEUED: 2, RUNNING: 4, ON_HOLD: 1, DONE: 1}
     assert model.read_samples and model.transferred_samples
@@ -94,25 +97,27 @@ def test_totals_are_incremental_and_exact() -> None:
 
 
 def test_job_state_words() -> None:
-    spec = type("Spec", (), {"name": JOB, "enabled": True})()
-    assert job_state(spec, None).label == "Idle"
+    spec = FixtureSpec(JOB, Path("/jobs/dr.toml"))
+    entry = JobEntry(spec.path, spec)
+    assert job_state(entry, None).label == "Idle"
     spec.enabled = False
-    assert job_state(spec, None).label == "Disabled"
+    assert job_state(entry, None).label == "Disabled"
+    assert job_state(JobEntry(spec.path, None, "bad"), None).label == "Invalid"
     control = RunControl()
     session = RunSession("k", spec, control)
     for t, tick in enumerate(run_ticks(2)):
         session.model.apply_all(tick, float(t))
-    assert job_state(spec, session).label == "Running"
+    assert job_state(entry, session).label == "Running"
     control.hold("operator")
-    assert job_state(spec, session).label == "On hold (by operator)"
+    assert job_state(entry, session).label == "On hold (by operator)"
     control.resume()
     for name in MACHINES:
         session.model.apply(ev.TaskOnHold(JOB, name, "locked", by="source lock"), 3.0)
-    assert job_state(spec, session).label == "On hold (by source lock)"
+    assert job_state(entry, session).label == "On hold (by source lock)"
     session.model.apply(ev.TaskResumed(JOB, "db01"), 4.0)
-    assert job_state(spec, session).label == "Running (7 on hold)"
+    assert job_state(entry, session).label == "Running (7 on hold)"
     session.model.apply(ev.RunFinished(JOB, "s", "Success", 5.0), 5.0)
-    assert job_state(spec, session).label == "Disabled"
+    assert job_state(entry, session).label == "Disabled"
 
 
 def test_formatting() -> None:

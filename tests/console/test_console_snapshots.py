@@ -72,9 +72,7 @@ async def _history(pilot: Any) -> None:
 
 async def _expanded(pilot: Any) -> None:
     await ready(pilot)
-    await pilot.press("enter")  # expand DR copy: machines load in a worker
-    await ready(pilot)
-    await pilot.press("j", "j")  # to web01
+    await pilot.press("j", "j")  # machines are listed under their job: to web01
     await ready(pilot)
 
 
@@ -92,6 +90,25 @@ def test_main_filter(snap_compare: Any) -> None:
     async def run_before(pilot: Any) -> None:
         await ready(pilot)
         await pilot.press("slash", "o", "f", "f")
+        await ready(pilot)
+
+    assert snap_compare(make_app(), run_before=run_before)
+
+
+def test_main_filter_finds_machine_of_collapsed_job(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await ready(pilot)
+        await pilot.press("space")  # collapse DR copy
+        await pilot.press("slash", "w", "e", "b", "0", "2", "enter")
+        await ready(pilot)
+
+    assert snap_compare(make_app(), run_before=run_before)
+
+
+def test_main_filter_no_matches(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await ready(pilot)
+        await pilot.press("slash", "z", "z", "z")
         await ready(pilot)
 
     assert snap_compare(make_app(), run_before=run_before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_keymap_remaps_the_running_app(tmp_path: Path, monkeypatch: pytest.Monke
             assert "C Chains" in screen_text(app)
             await pilot.press("c")  # the old key does nothing now
             await ready(pilot)
-            assert type(app.screen).__name__ == "MainScreen"
+            assert type(app.screen).__name__ == "OverviewScreen"
             await pilot.press("C")
             await ready(pilot)
             assert type(app.screen).__name__ == "ChainScreen"
@@ -120,3 +121,23 @@ def test_no_color_starts_in_mono(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_themes_dir_exists() -> None:
     assert THEMES_DIR.is_dir()
+
+
+ANSI_FAMILY = {"green": {2, 10}, "yellow": {3, 11}, "red": {1, 9}}
+
+
+@pytest.mark.parametrize("name", ["dark", "light"])
+def test_sixteen_colour_palette_keeps_state_colours(name: str) -> None:
+    """TERM=xterm: Success stays green, Warning yellow, Failed red; footer keys (accent)
+    never look like errors."""
+    from rich.color import Color, ColorSystem
+
+    data = tomllib.loads((THEMES_DIR / f"{name}.toml").read_text())
+
+    def ansi(key: str) -> int | None:
+        return Color.parse(data[key]).downgrade(ColorSystem.STANDARD).number
+
+    assert ansi("success") in ANSI_FAMILY["green"]
+    assert ansi("warning") in ANSI_FAMILY["yellow"]
+    assert ansi("error") in ANSI_FAMILY["red"]
+    assert ansi("accent") not in ANSI_FAMILY["red"]

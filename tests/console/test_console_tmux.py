@@ -38,7 +38,6 @@ def alive(session: str) -> bool:
 @pytest.fixture(params=["truecolor", "16 colours", "NO_COLOR"])
 def console_in_tmux(tmp_path: Path, request: pytest.FixtureRequest
                     ) -> Iterator[tuple[str, Path]]:
-    pytest.importorskip("engine.jobfile", reason="engine.jobfile is not there yet")
     sys.path.insert(0, str(Path(__file__).parent))
     from console_real_repos import build
 

@@ -103,7 +103,7 @@ def _journaled_blocks(folder: Path) -> int:
     total = 0
     for j in folder.glob("*.journal"):
         head = j.read_bytes().split(b"\n", 1)
-        total += len(head[1]) // 43 if len(head) == 2 else 0
+        total += len(head[1]) // 51 if len(head) == 2 else 0
     return total
 
 

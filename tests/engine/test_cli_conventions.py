@@ -122,3 +122,18 @@ def test_job_file_rate_in_mbit(tmp_path):
                    '[target]\nrepository = "dst"\n[retention]\nkeep = 3\n'
                    '[transport]\nrate_limit = "80Mbit/s"\n')
     assert load_job(job).transport.rate_limit == 10_000_000
+
+
+def test_json_times_carry_their_utc_offset(ferry, tmp_path, make_machine):
+    from datetime import datetime
+
+    repo = tmp_path / "repo"
+    m = make_machine(5)
+    m.add_disk("sda", size=BS)
+    m.backup(repo, day(0))
+    res = ferry("chain", "--repo", repo, "--json")
+    assert res.stdout.startswith('{\n "repository"')  # the one indentation style
+    when = json.loads(res.stdout)["chains"][0]["points"][0]["time"]
+    parsed = datetime.fromisoformat(when)
+    assert parsed.tzinfo is not None
+    assert parsed == day(0).astimezone()

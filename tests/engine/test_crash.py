@@ -39,6 +39,7 @@ from engine.backup import take_backup
 from engine.repository.container import SLOT_SIZE
 from engine.repository.repository import Repository
 from engine.restore import export_point
+from engine.units import rfc3339
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 25.0  # seconds of kills per method; at least 12 kills run whatever it takes
@@ -218,7 +219,7 @@ class Scenario:
         assert [p["id"] for p in points] == [p.id for p in meta.points] if meta else not points
         ids = [p["id"] for p in points]
         times = [p["time"] for p in points]
-        present = when.isoformat() in times
+        present = rfc3339(when) in times
         if finished:
             assert present
         if not present:  # the interrupted point left no trace in the chain
@@ -227,7 +228,7 @@ class Scenario:
             if self.in_place_leftovers(points):
                 kind = "absent, in-place write interrupted"
         else:
-            assert times[-1] == when.isoformat(), "the new point must be the newest"
+            assert times[-1] == rfc3339(when), "the new point must be the newest"
             old = ids[:-1]
             assert old == self.ids[len(self.ids) - len(old):], "old points lost out of order"
             self.model.add(when, active)

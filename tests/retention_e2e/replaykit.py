@@ -19,9 +19,10 @@ from copyjob.conftest import BS, write_job
 from engine.backup import take_backup
 from engine.copy.runner import SessionResult, run_job
 from engine.jobfile import load_job
+from engine.model import RetentionPolicy
 from engine.repository.repository import Repository
 from engine.restore import export_point
-from engine.simulate import RunResult, Sizing, replay, simulate
+from engine.simulate import RunResult, Sizing, replay, run_times, simulate
 
 SOURCE_JOB = "Daily"
 START = datetime(2026, 11, 1, 22, 0)  # a Sunday
@@ -77,10 +78,11 @@ class Lab:
             self.states[r.point.id] = bytes(d.data)
 
     def job(self, name: str, *, keep: int, mode: str = "periodic", retention: str = "",
-            storage: str = "") -> Path:
-        extra = retention + (f"\n[storage]\n{storage}\n" if storage else "")
-        return write_job(self.root / f"{name}.toml", name, self.src, [SOURCE_JOB], self.dst,
-                         extra=extra, keep=keep, mode=mode)
+            storage: str = "", schedule: str = "", file: str = "") -> Path:
+        extra = retention + (f"\n[storage]\n{storage}\n" if storage else "") + (
+            f"\n[schedule]\n{schedule}\n" if schedule else "")
+        return write_job(self.root / f"{file or name}.toml", name, self.src, [SOURCE_JOB],
+                         self.dst, extra=extra, keep=keep, mode=mode)
 
     def chain(self, job: str, machine: str = "vm1") -> list:
         repo = Repository(self.dst)
@@ -111,11 +113,14 @@ def shape(points) -> list[tuple]:
 
 
 def real_flag_dates(points) -> list[tuple]:
-    return [(p.time, tuple(sorted(p.gfs_dates.items()))) for p in points if p.gfs]
+    """(time, GFS day per flag, day each flag was assigned) of a real chain's flagged fulls."""
+    return [(p.time, tuple(sorted(p.gfs_dates.items())), tuple(sorted(p.gfs_assigned.items())))
+            for p in points if p.gfs]
 
 
 def sim_flag_dates(points) -> list[tuple]:
-    return [(p.time, tuple(sorted((f, d.isoformat()) for f, d in p.gfs.items())))
+    return [(p.time, tuple(sorted((f, d.isoformat()) for f, d in p.gfs.items())),
+             tuple(sorted((f, p.assigned.get(f, d).isoformat()) for f, d in p.gfs.items())))
             for p in points if p.gfs]
 
 
@@ -128,32 +133,53 @@ class Replay:
     start: datetime
     real: list[list[tuple]] = field(default_factory=list)  # shape per day
     real_dates: list[list[tuple]] = field(default_factory=list)
-    sessions: dict[date, SessionResult] = field(default_factory=dict)
+    sessions: dict[date, SessionResult] = field(default_factory=dict)  # the day's last run
+    runs: list[SessionResult] = field(default_factory=list)
     exports_checked: int = 0
+    skip: Callable[[datetime], bool] | None = None
+    no_new_point: Callable[[datetime], bool] | None = None
+    changes: list[tuple[date, RetentionPolicy]] = field(default_factory=list)
 
 
 def run_replay(lab: Lab, job_file: Path, days: int, *, start: datetime = START,
                skip: Callable[[datetime], bool] | None = None, check_every: int = 0,
-               on_day: Callable[[int, datetime, SessionResult | None], None] | None = None
-               ) -> Replay:
-    """One source backup and one `run_job` at 22:00 each day (neither on skipped days)."""
+               on_day: Callable[[int, datetime, SessionResult | None], None] | None = None,
+               no_new_point: Callable[[datetime], bool] | None = None,
+               policy_from: tuple[tuple[date, Path], ...] = ()) -> Replay:
+    """The job's runs as its schedule sets them (`engine.simulate.run_times`, the
+    daemon's rule; daily at `start`'s time for immediate jobs), each preceded by a
+    source backup at the same time, except on skipped runs (neither) and runs without a
+    new source point (no backup). From each `policy_from` day on, the job file given
+    there is used (a policy edited on that day)."""
     spec = load_job(job_file)
-    rep = Replay(lab, spec.name, spec, days, start)
+    later = [(d, load_job(f)) for d, f in policy_from]
+    rep = Replay(lab, spec.name, spec, days, start, skip=skip, no_new_point=no_new_point,
+                 changes=[(d, s.retention) for d, s in later])
+    sched = spec.schedule if spec.mode == "periodic" else None
+    runs = list(run_times(start, days, None, sched))
     for d in range(days):
-        t = start + timedelta(days=d)
+        day = start.date() + timedelta(days=d)
         res = None
-        if skip is None or not skip(t):
-            lab.backup(t)
-            res = run_job(spec, at=t)
+        for t in (t for t in runs if t.date() == day):
+            if skip is not None and skip(t):
+                continue
+            nothing_new = no_new_point is not None and no_new_point(t)
+            if nothing_new and spec.mode == "immediate":
+                continue  # an immediate job runs only for a new point
+            if not nothing_new:
+                lab.backup(t)
+            job = next((s for since, s in reversed(later) if since <= day), spec)
+            res = run_job(job, at=t)
             assert res.status == "Success", res.to_json()
-            rep.sessions[t.date()] = res
+            rep.sessions[day] = res
+            rep.runs.append(res)
         chain = lab.chain(spec.name)
         rep.real.append(shape(chain))
         rep.real_dates.append(real_flag_dates(chain))
         if check_every and d % check_every == check_every - 1:
             rep.exports_checked += lab.check_exports(spec.name)
         if on_day is not None:
-            on_day(d, t, res)
+            on_day(d, datetime.combine(day, start.time()), res)
     rep.exports_checked += lab.check_exports(spec.name)
     return rep
 
@@ -161,11 +187,13 @@ def run_replay(lab: Lab, job_file: Path, days: int, *, start: datetime = START,
 def compare_with_preview(rep: Replay, skip: Callable[[datetime], bool] | None = None) -> int:
     """The real chain equals `ferry preview`'s chain on every day; returns days compared."""
     spec = rep.spec
-    sim = simulate(spec.name, spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1),
-                   skip=skip)
+    skip = skip or rep.skip
+    kw = dict(skip=skip, schedule=spec.schedule, no_new_point=rep.no_new_point,
+              changes=rep.changes)
+    sim = simulate(spec.name, spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1), **kw)
     assert len(sim.days) == rep.days
-    runs = [r for r in replay(spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1),
-                              skip=skip) if isinstance(r, RunResult)]
+    runs = [r for r in replay(spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1), **kw)
+            if isinstance(r, RunResult)]
     by_day = {r.time.date(): r for r in runs}
     last_dates: list[tuple] = []
     for i, day in enumerate(sim.days):

@@ -147,7 +147,7 @@ def test_missed_gfs_days_immediate_skips_periodic_catches_up(work, mode):
                 flagged[res_day] = a
     made_for = set()
     for chain_dates in rep.real_dates:
-        for t, dates in chain_dates:
+        for t, dates, _assigned in chain_dates:
             for _, d in dates:
                 made_for.add((date.fromisoformat(d), t.date()))
     for sunday in missed_sundays:

@@ -172,7 +172,7 @@ weekly = { keep_weeks = 2, day = "sunday" }
             inside = new.kind.value == "incremental"
             if inside:  # the intent is durable, so the next run finishes the full
                 assert pending == {"point": new.id, "flags": {"W": t.date().isoformat()},
-                                   "method": "synthetic"}
+                                   "method": "synthetic", "assigned": t.date().isoformat()}
             mid_synth += inside
             outcomes.append((d, attempt, alive, inside))
             if pending is None:
@@ -181,8 +181,8 @@ weekly = { keep_weeks = 2, day = "sunday" }
         finished = [a for a in res["retention"] if "interrupted" in a["detail"]]
         assert len(finished) == (pending is not None)
         new = lab.chain("G")[-1]
-        assert (new.time, new.kind.value, new.gfs, new.gfs_dates) == \
-            (t, "full", ["W"], {"W": t.date().isoformat()})
+        assert (new.time, new.kind.value, new.gfs, new.gfs_dates, new.gfs_assigned) == \
+            (t, "full", ["W"], {"W": t.date().isoformat()}, {"W": t.date().isoformat()})
         assert "gfs_pending" not in repo.load("G", "vm1").facts
         _check_all(lab, "G")
     assert mid_synth >= 4, f"only {mid_synth} kills landed inside a synthesis: {outcomes}"

@@ -1,0 +1,1 @@
+"""Object storage (S3 API) targets: blocks as objects named by digest, points as manifests."""

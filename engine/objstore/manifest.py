@@ -1,0 +1,142 @@
+"""Restore point manifests and block object names: the object layout.
+
+Under `<prefix>/<job>/<machine>/`:
+
+* `blocks/<xxh3-128 hex>.<z|r>` - one block's stored payload (zstd frame or raw),
+  named by the digest of its raw bytes, written once and shared by every point;
+* `points/<point id>-<tag>.mf` - one manifest per layer of a point: per disk its
+  size and the blocks this layer holds (like a backup file's index, without data);
+* `chain.json` - the machine's chain, naming the manifests: the single commit point;
+* `index-epoch` - changes before any block is deleted (invalidates block index caches).
+
+A manifest is zstd(JSON head + packed entries) + xxh3-64 of the compressed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import struct
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import xxhash
+import zstandard
+
+from engine.repository.container import FLAG_RAW, FLAG_ZERO, FLAG_ZSTD, DiskIndex, Entry
+
+MAGIC = b"FERRYMF1"
+_ENTRY = struct.Struct("<QIIB16s")  # block, stored length, raw length, flags, digest
+MAX_MANIFEST = 256 << 20  # bytes of one manifest object (hostile-size bound)
+MAX_BLOCK_SIZE = 64 << 20
+SUFFIX = {FLAG_ZSTD: "z", FLAG_RAW: "r"}
+FLAG_OF = {v: k for k, v in SUFFIX.items()}
+
+
+class ManifestError(Exception):
+    """A manifest object that is damaged or not one."""
+
+
+def block_name(digest: bytes, flags: int) -> str:
+    return f"blocks/{digest.hex()}.{SUFFIX[flags]}"
+
+
+def parse_block_name(name: str) -> tuple[bytes, int] | None:
+    """(digest, flags) of `blocks/<hex>.<z|r>`, None for anything else."""
+    stem, _, suffix = name.rpartition("/")[2].partition(".")
+    if len(stem) != 32 or suffix not in FLAG_OF:
+        return None
+    try:
+        return bytes.fromhex(stem), FLAG_OF[suffix]
+    except ValueError:
+        return None
+
+
+def manifest_name(point_id: str) -> str:
+    return f"points/{point_id}-{secrets.token_hex(4)}.mf"
+
+
+@dataclass
+class Manifest:
+    """One layer of a point: the point record it was written for, and its block index."""
+
+    state: str  # the point id this layer describes
+    block_size: int
+    disks: dict[str, DiskIndex]
+    lock_until: str = ""  # ISO time (UTC) of the Object Lock on this manifest, "" = none
+    point: dict | None = None  # the chain entry it was written for (rebuild aid)
+
+    def encode(self) -> bytes:
+        head = json.dumps({"state": self.state, "block_size": self.block_size,
+                           "lock_until": self.lock_until, "point": self.point,
+                           "disks": [{"name": d.name, "size": d.size, "count": len(d.blocks)}
+                                     for d in self.disks.values()]}).encode()
+        parts = [MAGIC, struct.pack("<I", len(head)), head]
+        for d in self.disks.values():
+            for b in sorted(d.blocks):
+                e = d.blocks[b]
+                parts.append(_ENTRY.pack(b, e.stored, e.raw, e.flags, e.digest))
+        body = zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
+        return body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+
+    @classmethod
+    def decode(cls, blob: bytes, where: str) -> Manifest:
+        if len(blob) < 8 or struct.unpack("<Q", blob[-8:])[0] != xxhash.xxh3_64_intdigest(
+                blob[:-8]):
+            raise ManifestError(f"{where}: manifest checksum mismatch (object damaged)")
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(blob[:-8], max_output_size=MAX_MANIFEST)
+            if raw[:8] != MAGIC:
+                raise ValueError("not a manifest")
+            (hlen,) = struct.unpack_from("<I", raw, 8)
+            head = json.loads(raw[12:12 + hlen])
+            pos = 12 + hlen
+            bs = int(head["block_size"])
+            if not 0 < bs <= MAX_BLOCK_SIZE:
+                raise ValueError("bad block size")
+            disks: dict[str, DiskIndex] = {}
+            for d in head["disks"]:
+                end = pos + int(d["count"]) * _ENTRY.size
+                if end > len(raw):
+                    raise ValueError("truncated")
+                blocks = {}
+                for b, stored, rawlen, flags, dg in _ENTRY.iter_unpack(raw[pos:end]):
+                    if rawlen > bs or flags not in (FLAG_ZSTD, FLAG_RAW, FLAG_ZERO) or \
+                            stored > bs + 1024:
+                        raise ValueError("bad entry")
+                    blocks[b] = Entry(0, stored, rawlen, flags, dg)
+                pos = end
+                disks[str(d["name"])] = DiskIndex(str(d["name"]), int(d["size"]), blocks)
+            return cls(str(head["state"]), bs, disks, str(head.get("lock_until") or ""),
+                       head.get("point"))
+        except ManifestError:
+            raise
+        except Exception as exc:  # zstd, json, struct, key errors: one line
+            raise ManifestError(f"{where}: manifest unreadable ({exc})") from None
+
+
+class ManifestLayer:
+    """A manifest opened for reading: what `PointView` expects of a backup file."""
+
+    def __init__(self, bucket, machine_key: str, name: str, state: str):
+        self.bucket = bucket
+        self.machine_key = machine_key
+        self.path = PurePosixPath(name)
+        key = f"{machine_key}/{name}"
+        m = Manifest.decode(bucket.get(key, MAX_MANIFEST), f"s3://{bucket.name}/{key}")
+        if m.state != state:
+            raise ManifestError(f"s3://{bucket.name}/{key}: describes point {m.state}, "
+                                f"not {state}")
+        self.manifest = m
+        self.block_size = m.block_size
+        self.disks = m.disks
+
+    def read_stored(self, e: Entry) -> bytes:
+        if e.flags == FLAG_ZERO:
+            return b""
+        key = f"{self.machine_key}/{block_name(e.digest, e.flags)}"
+        data = self.bucket.get(key, e.stored + 1)
+        return data
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,35 @@
+"""Open a repository by what the user typed: a folder, or `s3://bucket/prefix`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.objstore.location import is_s3_url, parse_s3_url
+from engine.repository.repository import Repository
+
+
+def open_repository(ref: str | Path):
+    """A `Repository` for a folder, an `S3Repository` for an s3:// URL (env endpoint/keys)."""
+    if is_s3_url(ref):
+        from engine.objstore.repo import S3Repository
+
+        return S3Repository(parse_s3_url(str(ref)))
+    return Repository(ref)
+
+
+def repo_arg(text: str) -> str | Path:
+    """argparse type for --repo: s3:// URLs stay strings (Path would fold the //)."""
+    if is_s3_url(text):
+        parse_s3_url(text)  # refuse a bad URL at parse time
+        return text
+    return Path(text)
+
+
+def target_repository(spec):
+    """The job's target: its folder, or its object storage repository."""
+    loc = getattr(spec, "target_s3", None)
+    if loc is not None:
+        from engine.objstore.repo import S3Repository
+
+        return S3Repository(loc)
+    return Repository(spec.target_repository)

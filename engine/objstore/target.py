@@ -1,0 +1,386 @@
+"""The object storage target mover: the frames of `engine.copy.target`, written to S3.
+
+Same protocol (HELLO, STATE, BEGIN/DIGESTS/HAVE/BLOCK/COMMIT, RETAIN, CHECK, BYE),
+so the source mover does not know the difference. Digests are answered from the
+local block index (no request per block): a block the bucket already holds never
+travels, whichever point or killed run uploaded it - that is the WAN acceleration
+and the resume of object storage. Every BLOCK is verified against its digest
+before its upload; uploads run in a thread pool with a bounded number in flight.
+Commit order of a point: blocks, lock extensions, manifest, then `chain.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+
+from engine.blockio import decompressor, digest
+from engine.copy import transport as t
+from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
+from engine.objstore import locks
+from engine.objstore.index import UNKNOWN, BlockIndex, new_epoch
+from engine.objstore.manifest import Manifest, block_name, manifest_name
+from engine.objstore.repo import EPOCH, S3Repository
+from engine.objstore.store import S3Error
+from engine.repository.container import (
+    FLAG_RAW,
+    FLAG_ZERO,
+    FLAG_ZSTD,
+    DiskIndex,
+    Entry,
+    decode_block,
+)
+from engine.repository.metadata import meta_to_dict
+from engine.repository.repository import safe_name
+
+log = logging.getLogger("ferry.s3")
+_DIG = t._BLOCK
+UPLOAD_THREADS = 8
+IN_FLIGHT_BYTES = 32 << 20  # payload bytes queued for upload at most (memory bound)
+
+
+class BlockRefused(Exception):
+    """A BLOCK frame that does not match what was asked for, or its digest."""
+
+
+class EncryptedRefused(Exception):
+    """An encrypted point sent to object storage (not supported yet)."""
+
+
+class ObjectLockMissing(Exception):
+    """immutable_days set on a bucket created without Object Lock."""
+
+
+def verify_payload(payload: bytes | memoryview, raw: int, flags: int, dg: bytes,
+                   where: str) -> bytes:
+    """The raw bytes of a stored payload, checked against its digest (else BlockRefused)."""
+    try:
+        data = decode_block(bytes(payload), Entry(0, len(payload), raw, flags, dg), decompressor())
+    except Exception:  # noqa: BLE001 - zstd errors
+        raise BlockRefused(f"{where}: payload does not decompress") from None
+    if len(data) != raw or digest(data) != dg:
+        raise BlockRefused(f"{where}: payload does not match its digest")
+    return data
+
+
+class Machine:
+    """One machine's prefix: its key, its block index synced with the bucket."""
+
+    def __init__(self, repo: S3Repository, job: str, machine: str):
+        self.repo, self.job, self.machine = repo, job, machine
+        self.bucket = repo.bucket
+        self.key = repo.machine_key(job, machine)
+        state = repo.loc.state_dir() / "index" / safe_name(job) / f"{safe_name(machine)}.sqlite"
+        self.index = BlockIndex(state)
+        self._synced = False
+
+    def block_key(self, dg: bytes, flags: int) -> str:
+        return f"{self.key}/{block_name(dg, flags)}"
+
+    def sync(self, create: bool) -> None:
+        """Trust the cache only at the bucket's epoch; rebuild it from a LIST otherwise."""
+        if self._synced:
+            return
+        epoch_key = f"{self.key}/{EPOCH}"
+        raw = self.bucket.try_get(epoch_key, 64)
+        epoch = raw.decode(errors="replace") if raw else ""
+        if not epoch:
+            if not create:
+                return
+            epoch = new_epoch()
+            self.bucket.put(epoch_key, epoch.encode())
+        if self.index.epoch() != epoch:
+            log.info("%s: rebuilding the block index cache from the bucket", self.key)
+            self.index.rebuild(self.repo.keys(self.job, self.machine, "blocks"), epoch)
+        self._synced = True
+
+    def close(self) -> None:
+        self.index.close()
+
+
+class S3TargetMover:
+    """Serves one stream for an `s3://` repository."""
+
+    def __init__(self, repo: S3Repository, end: t.Endpoint, immutable_days: int = 0,
+                 threads: int = UPLOAD_THREADS):
+        self.repo = repo
+        self.end = end
+        self.days = immutable_days
+        self.threads = threads
+        self.busy = 0.0
+        self.m: Machine | None = None
+
+    def serve(self) -> None:
+        pool = ThreadPoolExecutor(self.threads, "ferry-s3")
+        self.pool = pool
+        try:
+            hello = self.end.expect(t.HELLO).json()
+            if hello.get("version") != t.PROTOCOL_VERSION:
+                raise t.StreamError(f"protocol version {hello.get('version')} not supported")
+            job, machine = str(hello["job"]), str(hello["machine"])
+            self.m = Machine(self.repo, safe_name(job, "job name"),
+                             safe_name(machine, "machine name"))
+            if self.days and not self.repo.bucket.lock_enabled():
+                raise ObjectLockMissing(
+                    f"s3://{self.repo.bucket.name}: Object Lock is not enabled on this bucket, "
+                    f"so immutable_days = {self.days} cannot be honoured; nothing was written "
+                    f"(create the bucket with Object Lock enabled, or set immutable_days = 0)")
+            self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION})
+            while True:
+                f = self.end.recv()
+                if f.type == t.BYE:
+                    return
+                handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
+                           t.CHECK: self._check}.get(f.type)
+                if handler is None:
+                    raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
+                handler(f.json())
+        except t.StreamError:
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the source side, then end
+            from engine.errors import one_line
+
+            log.error("%s", one_line(exc))
+            try:
+                self.end.send_json(t.ERROR, {"message": one_line(exc)})
+            except t.StreamError:
+                pass
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if self.m is not None:
+                self.m.close()
+
+    # -- STATE / CHECK / RETAIN ------------------------------------------------------
+    def _state(self, _: dict) -> None:
+        import json
+
+        m = self.m
+        meta = self.repo.try_load(m.job, m.machine)
+        parts = [json.dumps(meta_to_dict(meta) if meta else None).encode(), b"\n"]
+        if meta and meta.points:
+            with self.repo.view(meta, meta.points[-1]) as view:
+                for i, d in enumerate(view.disks):
+                    for b, dg in view.digests(d.name).items():
+                        parts.append(t.STATE_ENTRY.pack(i, b, dg))
+        self.end.send(t.encode(t.STATE, b"".join(parts)))
+
+    def _check(self, _: dict) -> None:
+        from engine.health import check_machine
+
+        m = self.m
+        res = check_machine(self.repo, m.job, m.machine)
+        if res.corrupt:
+            meta = self.repo.load(m.job, m.machine)
+            meta.facts["repair"] = sorted({(c.disk, c.block) for c in res.corrupt})
+            self.repo.save(meta)
+        self.end.send_json(t.CHECK, {"corrupt": [[c.disk, c.block, c.file, c.reason]
+                                                 for c in res.corrupt], "errors": res.errors})
+
+    def _retain(self, request: dict) -> None:
+        from engine.objstore.retain import apply_s3_retention
+
+        self.m.sync(create=True)
+        actions = apply_s3_retention(self.m, request, self.days, self.pool)
+        self.end.send_json(t.RETAIN, {"actions": actions})
+
+    # -- one point -------------------------------------------------------------------
+    def _point(self, begin: dict) -> None:
+        m, repo = self.m, self.repo
+        if begin.get("key"):
+            raise EncryptedRefused(
+                f"s3://{repo.bucket.name}: encrypted copies to object storage are not "
+                f"supported yet; nothing was written (use a folder or mover target)")
+        m.sync(create=True)
+        meta = repo.try_load(m.job, m.machine)
+        base = begin.get("base")
+        latest = meta.points[-1].id if meta and meta.points else None
+        if base != latest:
+            raise t.StreamError(f"target chain moved: expected base {base}, have {latest}")
+        kind = Kind(begin["kind"])
+        when = datetime.fromisoformat(begin["time"])
+        disks = [DiskInfo(safe_name(d["name"], "disk name"), int(d["size"]))
+                 for d in begin["disks"]]
+        bs = int(begin["block_size"])
+        if not 0 < bs <= 64 << 20 or len(disks) > 256:
+            raise t.StreamError(f"bad plan: block size {bs}, {len(disks)} disks")
+        point_id = safe_name(str(begin["point"]), "point id")
+        required = locks.point_lock(when, self.days)
+        w = _PointWriter(self, disks, bs, required)
+        suspect = {(str(d), int(b)) for d, b in begin.get("repaired", [])}
+        w.digests(suspect)
+        w.blocks()
+        size = w.commit()
+        name = manifest_name(point_id)
+        until = locks.effective(required)
+        manifest = Manifest(point_id, bs, w.layer, until.isoformat() if until else "",
+                            {"id": point_id, "time": when.isoformat(), "kind": kind.value})
+        blob = manifest.encode()
+        repo.bucket.put(f"{m.key}/{name}", blob, lock_until=until)
+        meta = repo.try_load(m.job, m.machine) or MachineMeta(
+            m.job, m.machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
+        meta.block_size = bs
+        meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size + len(blob),
+                                        source_point=str(begin["source_point"]), block_size=bs))
+        meta.facts.update(begin.get("facts", {}))
+        if until is not None:
+            meta.facts.setdefault("immutable_until", {})[point_id] = until.isoformat()
+        if begin.get("repaired"):
+            meta.facts.pop("repair", None)
+        repo.save(meta)  # the commit point
+        self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size + len(blob),
+                                    "written": w.written + len(blob), "local": w.reused,
+                                    "resumed": 0, "busy": self.busy})
+
+
+class _PointWriter:
+    """The blocks of one point: answers digests, uploads verified payloads, builds the layer."""
+
+    def __init__(self, mover: S3TargetMover, disks: list[DiskInfo], bs: int,
+                 required: datetime | None):
+        self.mv, self.m = mover, mover.m
+        self.names = [d.name for d in disks]
+        self.nblocks = [-(-d.size // bs) for d in disks]
+        self.bs = bs
+        self.layer = {d.name: DiskIndex(d.name, d.size, {}) for d in disks}
+        self.required = required
+        self.wanted: dict[tuple[int, int], bytes] = {}  # (disk, block) -> digest to come
+        self.aliases: list[tuple[str, int, bytes, int]] = []  # same digest as a wanted block
+        self.pending: set[bytes] = set()
+        self.extend: dict[bytes, int] = {}  # reused digest -> flags, lock to extend
+        self.uploaded: dict[bytes, Entry] = {}
+        self.repair_flags: dict[bytes, int] = {}
+        self.written = 0
+        self.reused = 0
+
+    def digests(self, suspect: set) -> None:
+        idx = self.m.index
+        need = locks.to_epoch(self.required) if self.required else 0
+        while True:
+            f = self.mv.end.expect(t.DIGESTS)
+            if not f.payload:
+                return
+            if len(f.payload) % _DIG.size or len(f.payload) > 65536 * _DIG.size:
+                raise t.StreamError("bad DIGESTS frame")
+            bits = bytearray()
+            for disk, block, raw, flags, dg in _DIG.iter_unpack(f.payload):
+                if disk >= len(self.names) or block >= self.nblocks[disk] or raw > self.bs:
+                    raise t.StreamError(f"DIGESTS names disk {disk} block {block}: not in plan")
+                name = self.names[disk]
+                if flags == FLAG_ZERO:
+                    self.layer[name].blocks[block] = Entry(0, 0, raw, FLAG_ZERO, dg)
+                    bits.append(1)
+                    continue
+                hit = idx.lookup(dg)
+                if (name, block) in suspect:
+                    if hit is not None:  # rewrite the very object older manifests name
+                        self.repair_flags[dg] = hit[0]
+                    hit = None
+                if hit is not None:
+                    hflags, stored, until = hit
+                    self.layer[name].blocks[block] = Entry(0, stored, raw, hflags, dg)
+                    if need and (until == UNKNOWN or until < need):
+                        self.extend[dg] = hflags
+                    self.reused += 1
+                    bits.append(1)
+                elif dg in self.pending and (name, block) not in suspect:
+                    self.aliases.append((name, block, dg, raw))
+                    bits.append(1)
+                else:
+                    self.pending.add(dg)
+                    self.wanted[(disk, block)] = dg
+                    bits.append(0)
+            self.mv.end.send(t.encode(t.HAVE, bytes(bits)))
+
+    def blocks(self) -> None:
+        inflight: deque[tuple[Future, int]] = deque()
+        queued = 0
+        while True:
+            f = self.mv.end.recv()
+            if f.type == t.COMMIT:
+                break
+            if f.type == t.ABORT:
+                raise t.StreamError("source aborted the point")
+            if f.type != t.BLOCK:
+                raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
+            disk, block, raw, flags, dg, payload = t.decode_block(f.payload)
+            if self.wanted.pop((disk, block), None) != dg or flags not in (FLAG_ZSTD, FLAG_RAW):
+                raise BlockRefused(f"BLOCK {block} of disk {disk} was not asked for")
+            fut = self.mv.pool.submit(self._upload, self.names[disk], block, raw, flags, dg,
+                                      bytes(payload), self.repair_flags.get(dg, flags))
+            inflight.append((fut, len(payload)))
+            queued += len(payload)
+            while queued > IN_FLIGHT_BYTES or (inflight and inflight[0][0].done()):
+                fut0, n = inflight.popleft()
+                self._done(fut0.result())
+                queued -= n
+        while inflight:
+            self._done(inflight.popleft()[0].result())
+        if self.wanted:
+            raise t.StreamError(f"{len(self.wanted)} block(s) asked for never arrived")
+
+    def _upload(self, name: str, block: int, raw: int, flags: int, dg: bytes, payload: bytes,
+                store_as: int):
+        """Verify, then PUT (runs in the upload pool; touches no SQLite)."""
+        t0 = time.perf_counter()
+        data = verify_payload(payload, raw, flags, dg, f"block {block} of disk {name}")
+        if store_as != flags:
+            flags = store_as
+            payload = data if flags == FLAG_RAW else _zstd(data)
+        until = locks.block_lock(self.required)
+        self.m.bucket.put(self.m.block_key(dg, flags), payload, lock_until=until)
+        self.mv.busy += time.perf_counter() - t0
+        return name, block, Entry(0, len(payload), raw, flags, dg), locks.to_epoch(until)
+
+    def _done(self, result) -> None:
+        name, block, e, until = result
+        self.layer[name].blocks[block] = e
+        self.uploaded[e.digest] = e
+        self.written += e.stored
+        self.m.index.add([(e.digest, e.flags, e.stored, until)])
+
+    def commit(self) -> int:
+        """Aliases filled, reused blocks' locks extended; the bytes the point uses."""
+        for name, block, dg, raw in self.aliases:
+            e = self.uploaded.get(dg)
+            if e is None:
+                raise t.StreamError(f"block {block} of disk {name}: its twin never arrived")
+            self.layer[name].blocks[block] = Entry(0, e.stored, raw, e.flags, dg)
+        extend_locks(self.m, self.extend, self.required, self.mv.pool)
+        return sum(e.stored for d in self.layer.values() for e in d.blocks.values())
+
+
+def extend_locks(m: Machine, digests: dict[bytes, int], required: datetime | None,
+                 pool: ThreadPoolExecutor) -> int:
+    """Extend (by a generation) the lock of each reused block locked for less than
+    `required`; returns the number of extension requests."""
+    until = locks.block_lock(required)
+    if until is None or not digests:
+        return 0
+    need = locks.to_epoch(required)
+    unknown = {dg for dg in digests if (m.index.lookup(dg) or (0, 0, UNKNOWN))[2] == UNKNOWN}
+
+    def one(item: tuple[bytes, int]) -> tuple[int, bytes] | None:
+        dg, flags = item
+        key = m.block_key(dg, flags)
+        if dg in unknown:
+            current = m.bucket.retention(key)
+            if current is not None and locks.to_epoch(current) >= need:
+                return locks.to_epoch(current), dg
+        m.bucket.extend(key, until)
+        return locks.to_epoch(until), dg
+
+    rows = [r for r in pool.map(one, digests.items()) if r]
+    m.index.set_locks(rows)
+    return len(rows)
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1).compress(data)
+
+
+__all__ = ["S3TargetMover", "S3Error", "verify_payload", "extend_locks", "Machine"]
