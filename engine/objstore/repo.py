@@ -44,7 +44,8 @@ class S3Repository:
     def machine_key(self, job: str, machine: str) -> str:
         return self.loc.key(safe_name(job, "job name"), safe_name(machine, "machine name"))
 
-    def lock(self, job: str, machine: str, exclusive: bool):
+    def lock(self, job: str, machine: str, exclusive: bool,
+             wait: float | None = None) -> contextlib.nullcontext[None]:
         """No chain lock on object storage: one writer per job (the run's job lock)."""
         return contextlib.nullcontext()
 

@@ -9,6 +9,7 @@ transform and leaves the chain the rules (and `ferry preview`) say.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import signal
@@ -208,15 +209,17 @@ weekly = { keep_weeks = 2, day = "sunday" }
 retries = 0
 """)
     spec = load_job(job)
-    real = retain.synthesize_full
+    real = retain.FILE_OPS
 
     def broken(*args, **kwargs):
         raise OSError("killed")
 
+    failing = dataclasses.replace(real, synthesize=broken)
+
     for d in range(9):
         t = START + timedelta(days=d)
         lab.backup(t)
-        monkeypatch.setattr(retain, "synthesize_full", broken if d == 7 else real)
+        monkeypatch.setattr(retain, "FILE_OPS", failing if d == 7 else real)
         res = run_job(spec, at=t)
         assert res.status == ("Failed" if d == 7 else "Success")
         if d == 7:
