@@ -23,6 +23,8 @@ from engine.blockio import (
 )
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
+from engine.repository.damage import VerifiedReader
+from engine.repository.metadata import point_record
 from engine.repository.repository import (
     Repository,
     new_point_id,
@@ -158,13 +160,19 @@ def _new_point(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: st
     return RestorePoint(pid, when, kind, file, infos, size=size, block_size=meta.block_size)
 
 
+def _info(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: str,
+          infos: list[DiskInfo]) -> dict:
+    """The point's record for its file's index (`ferry check --rebuild`)."""
+    return point_record(meta, _new_point(meta, pid, when, kind, file, infos, 0))
+
+
 def _write_full(folder, meta, pid, when, disks, infos, comp, pool):
     name = point_file_name(meta.machine, when, pid, Kind.FULL)
     w = ContainerWriter(folder / name, "full", meta.block_size)
     stats = ScanStats()
     try:
         _scan_into(w, disks, infos, comp, pool, None, stats)
-        size = w.commit(state=pid)
+        size = w.commit(state=pid, info=_info(meta, pid, when, Kind.FULL, name, infos))
     except BaseException:
         w.abort()
         raise
@@ -179,7 +187,7 @@ def _write_increment(folder, meta, pid, when, disks, infos, comp, pool):
     stats = ScanStats()
     try:
         _scan_into(w, disks, infos, comp, pool, previous, stats)
-        size = w.commit(state=pid)
+        size = w.commit(state=pid, info=_info(meta, pid, when, Kind.INCREMENTAL, name, infos))
     except BaseException:
         w.abort()
         raise
@@ -192,7 +200,14 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
     bs = meta.block_size
     stats = ScanStats()
     rb_name = point_file_name(meta.machine, full.time, full.id, Kind.ROLLBACK)
-    with Container(folder / full.file, state=full.id) as base:
+    with Container(folder / full.file, state=full.id) as base, \
+            VerifiedReader(folder, meta) as reader:
+        def keep_old(disk: str, b: int, e) -> None:
+            """The old version of a block goes to the rollback only once verified."""
+            got = reader.get(base, e, disk, b)
+            if got is not None:
+                rb.put(disk, b, e.digest, got[1].raw, got[1].flags, got[0])
+
         rb = ContainerWriter(folder / rb_name, "rollback", bs)
         fw = ContainerWriter(folder / full.file, "full", bs, base=base)
         try:
@@ -201,7 +216,7 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
                 rb.set_disk(old.name, old.size)
                 if old.name not in new_names:
                     for b, e in old.blocks.items():
-                        rb.put(old.name, b, e.digest, e.raw, e.flags, base.read_stored(e))
+                        keep_old(old.name, b, e)
             for path, info in zip(disks, infos, strict=True):
                 old = base.disks.get(info.name)
                 old_blocks = old.blocks if old else {}
@@ -212,7 +227,7 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
                     if b < nblocks:
                         target[b] = e
                     elif old is not None:  # cut off by a shrink: the rollback keeps it
-                        rb.put(info.name, b, e.digest, e.raw, e.flags, base.read_stored(e))
+                        keep_old(info.name, b, e)
                 prev = {b: e.digest for b, e in old_blocks.items()}
                 for blk in scan_image(Path(path), bs, comp, pool, prev, stats):
                     if blk.flags == UNCHANGED or (blk.flags == FLAG_ZERO and blk.index not in prev):
@@ -220,8 +235,7 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
                     if old is not None and blk.index * bs < old.size:
                         e = old_blocks.get(blk.index)
                         if e is not None:
-                            rb.put(info.name, blk.index, e.digest, e.raw, e.flags,
-                                   base.read_stored(e))
+                            keep_old(info.name, blk.index, e)
                         else:
                             rb.put(info.name, blk.index, blk.digest, blk.raw_len, FLAG_ZERO)
                     if blk.flags == FLAG_ZERO:
@@ -229,8 +243,11 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
                     else:
                         fw.put(info.name, blk.index, blk.digest, blk.raw_len, blk.flags,
                                blk.payload)
-            rb.commit(state=full.id)
-            size = fw.commit(state=pid)
+            reader.check()  # a rotten old version: Failed, naming it (nothing committed)
+            rb_point = RestorePoint(full.id, full.time, Kind.ROLLBACK, rb_name, full.disks,
+                                    block_size=full.block_size)
+            rb.commit(state=full.id, info=point_record(meta, rb_point))
+            size = fw.commit(state=pid, info=_info(meta, pid, when, Kind.FULL, full.file, infos))
         except BaseException:
             rb.abort()
             fw.abort()

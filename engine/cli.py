@@ -56,11 +56,12 @@ def version() -> str:
         return "unknown"
 
 
-def repo_option(parser: argparse.ArgumentParser) -> None:
+def repo_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """`--repo DIR`, defaulting to $FERRY_REPO (then not required)."""
     default = os.environ.get("FERRY_REPO")
     parser.add_argument("--repo", type=arg_type(repo_arg),
-                        default=repo_arg(default) if default else None, required=not default,
+                        default=repo_arg(default) if default else None,
+                        required=required and not default,
                         help="the repository: a folder or s3://bucket/prefix (default: $FERRY_REPO)")
 
 
@@ -147,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON")
 
     k = sub.add_parser("check", help="health check: re-hash stored blocks")
-    repo_option(k)
+    repo_option(k, required=False)
+    k.add_argument("--repair", metavar="JOBFILE", type=Path,
+                   help="check the copy job's target and re-fetch what is damaged from its "
+                        "source now (otherwise the job's next run does it)")
     k.add_argument("--job", help="only this job")
     k.add_argument("--machine", help="only this machine")
     k.add_argument("--all", action="store_true", help="every point, not only the latest")
@@ -223,6 +227,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict:
     from engine.objstore.open import open_repository
+    from engine.repository.damage import damaged_points
 
     repo = open_repository(repo_path)
     chains = []
@@ -233,13 +238,17 @@ def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> d
         folder = Path(j) / m
         imm = meta.facts.get("immutable_until")
         imm = imm if isinstance(imm, dict) else {}
+        damaged = damaged_points(meta)
         chains.append({"job": meta.job, "machine": meta.machine, "method": meta.method.value,
                        "block_size": meta.block_size, "points": [
                            {"id": p.id, "time": rfc3339(p.time), "kind": p.kind.value,
                             "file": str(folder / p.file), "size": p.size, "gfs": p.gfs,
                             "source_point": p.source_point, "encrypted": p.encrypted,
                             "logical_size": p.logical_size,
-                            **({"immutable_until": imm[p.id]} if p.id in imm else {})}
+                            **({"immutable_until": imm[p.id]} if p.id in imm else {}),
+                            **({"damaged": True, "damaged_blocks": [
+                                {k: b[k] for k in ("disk", "block", "file", "reason")}
+                                for b in damaged[p.id]]} if p.id in damaged else {})}
                            for p in meta.points]})
     return {"repository": str(repo_path), "chains": chains}
 
@@ -254,11 +263,12 @@ def cmd_chain(args: argparse.Namespace) -> int:
     con = Console()
     for ch in data["chains"]:
         t = Table(title=f"{ch['job']} / {ch['machine']} ({ch['method']})", title_justify="left")
-        for col in ("time", "kind", "size", "GFS", "encrypted", "id"):
+        for col in ("time", "kind", "size", "GFS", "encrypted", "id", "health"):
             t.add_column(col)
         for p in ch["points"]:
+            health = f"DAMAGED ({len(p['damaged_blocks'])} blocks)" if p.get("damaged") else ""
             t.add_row(p["time"][:19].replace("T", " "), p["kind"], fmt_size(p["size"]),
-                      "".join(p["gfs"]), "yes" if p["encrypted"] else "", p["id"])
+                      "".join(p["gfs"]), "yes" if p["encrypted"] else "", p["id"], health)
         con.print(t)
     if not data["chains"]:
         con.print("no chains")
@@ -266,35 +276,9 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engine.health import check_repository
+    from engine.cli_check import cmd_check as run
 
-    if repo_missing(args.repo):
-        raise UsageError(f"ferry check: repository not found: {args.repo}")
-    results = check_repository(args.repo, args.job, args.machine, args.all,
-                               key_ring(args) if args.deep else None)
-    if not results and (args.job or args.machine):
-        raise UsageError(f"ferry check: no machine matches --job {args.job or '*'} "
-                         f"--machine {args.machine or '*'} in {args.repo}")
-    bad = [r for r in results if not r.ok]
-    if args.json:
-        emit({"repository": str(args.repo), "ok": not bad, "machines": [
-            {"job": r.job, "machine": r.machine, "points": r.points, "blocks": r.blocks,
-             "errors": r.errors, "corrupt": [c.__dict__ for c in r.corrupt]} for r in results]})
-    else:
-        for r in results:
-            state = "ok" if r.ok else "CORRUPT"
-            print(f"{r.job}/{r.machine}: {state}, {len(r.points)} point(s), {r.blocks} blocks")
-            for c in r.corrupt:
-                print(f"  corrupt block {c.block} of disk {c.disk} in {c.file}: {c.reason}")
-            for e in r.errors:
-                print(f"  {e}")
-    for r in bad:
-        for c in r.corrupt:
-            print(f"ferry check: {r.job}/{r.machine}: disk {c.disk} block {c.block} in {c.file}: "
-                  f"{c.reason}", file=sys.stderr)
-        for e in r.errors:
-            print(f"ferry check: {r.job}/{r.machine}: {e}", file=sys.stderr)
-    return EXIT_FAILED if bad else EXIT_OK
+    return run(args)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -20,6 +20,14 @@ class CorruptBlock:
     block: int
     file: str
     reason: str
+    point: str = ""  # the state of `file` the block was read at
+    digest: str = ""  # hex, as the target knows it (keyed when encrypted)
+    raw: int = 0
+
+    def record(self) -> dict:
+        """As kept in `facts["damaged"]` (engine.repository.damage)."""
+        return {"file": self.file, "point": self.point, "disk": self.disk, "block": self.block,
+                "digest": self.digest, "raw": self.raw, "reason": self.reason}
 
 
 @dataclass
@@ -74,15 +82,40 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
                         named = (disk.name, b, layer.path.name)
                         if problem and named not in reported:
                             reported.add(named)
-                            res.corrupt.append(CorruptBlock(disk.name, b, layer.path.name, problem))
+                            res.corrupt.append(CorruptBlock(
+                                disk.name, b, layer.path.name, problem,
+                                str(getattr(layer, "state", "")), loc.entry.digest.hex(),
+                                loc.entry.raw))
     return res
 
 
 def check_repository(repo_path: Path | str, job: str | None = None, machine: str | None = None,
-                     all_points: bool = False, keys: KeyRing | None = None) -> list[CheckResult]:
+                     all_points: bool = False, keys: KeyRing | None = None,
+                     record: bool = False) -> list[CheckResult]:
+    """`record`: keep what was found in each machine's metadata (`facts["damaged"]`), so
+    the copy job's next run (or `ferry check --repair`) re-fetches it from the source."""
     repo = open_repository(repo_path)
     pairs = [(j, m) for j, m in repo.machines(job) if machine is None or m == machine]
-    return [check_machine(repo, j, m, all_points, keys) for j, m in pairs]
+    results = [check_machine(repo, j, m, all_points, keys) for j, m in pairs]
+    if record and isinstance(repo, Repository):
+        for r in results:
+            if r.corrupt:
+                record_findings(repo, r)
+    return results
+
+
+def record_findings(repo: Repository, res: CheckResult) -> None:
+    """Add a check's corrupt blocks to the machine's damage records (exclusive lock)."""
+    from engine.repository.damage import add_records
+    from engine.repository.locks import COPY_LOCK_WAIT
+
+    blocks = [c.record() for c in res.corrupt if c.digest and c.point]
+    if not blocks:
+        return
+    with repo.lock(res.job, res.machine, exclusive=True, wait=COPY_LOCK_WAIT):
+        meta = repo.load(res.job, res.machine)
+        add_records(meta, blocks)
+        repo.save(meta)
 
 
 def _problem(view, loc, deep: bool) -> str:

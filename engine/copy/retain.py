@@ -30,6 +30,7 @@ from typing import Any
 from engine import retention as rules
 from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RestorePoint, RetentionPolicy
 from engine.repository.container import DATA_START, FLAG_ZERO, Container
+from engine.repository.damage import DamagedBlocks, add_records
 from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.repository import Repository
 from engine.repository.transforms import delete_points, merge_oldest_increment, synthesize_full
@@ -89,42 +90,54 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
     policy = policy_from_dict(request["policy"])
     done: list[dict] = []
     with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
-        meta = repo.try_load(job, machine)
-        if meta is None or not meta.points:
-            return done
-        method = request.get("gfs_method") or "synthetic"
-        pending = meta.facts.get("gfs_pending")
-        gfs_on = policy.gfs is not None and policy.gfs.enabled
-        if gfs_on and isinstance(pending, dict) and \
-                any(p.id == pending.get("point") for p in meta.points):
-            # a GFS full a killed run began: finish it first
-            on = pending.get("assigned") or now.date().isoformat()
-            done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
-                                  pending.get("method") or method, ops, policy,
-                                  date.fromisoformat(on), resumed=True))
-        elif pending is not None:
-            # its point is gone, or GFS was switched off since: nothing to finish
-            meta.facts.pop("gfs_pending", None)
+        try:
+            _apply(repo, job, machine, request, ops, now, policy, done)
+        except DamagedBlocks as exc:  # nothing of that transform was committed
+            meta = repo.load(job, machine)
+            add_records(meta, exc.blocks)  # the next run (or `check --repair`) re-fetches them
             repo.save(meta)
-        flags = _not_made(meta, request.get("gfs_full") or {})
-        point_id = request.get("point")
-        if flags and point_id:
-            done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy, now.date()))
-        views = rules.points_from_chain(meta.points)
-        actions = rules.plan_retention(views, policy, now)
-        expected = rules.apply(views, actions)
-        for act in actions:
-            done.append(_execute(repo, meta, act, ops))
-        meta.facts["last_run"] = now.isoformat()
-        if request.get("health_checked"):
-            meta.facts["last_health_check"] = now.isoformat()
-        repo.save(meta)
-        got = [(p.id, p.kind.value, sorted(p.gfs)) for p in meta.points]
-        want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
-        if got != want:
-            raise RuntimeError(f"retention left {got}, the rules planned {want}")
-        done.extend(ops.compact(repo, meta, policy, request.get("compact") or "off", now))
+            raise
     return done
+
+
+def _apply(repo: Repository, job: str, machine: str, request: dict, ops: ChainOps,
+           now: datetime, policy: RetentionPolicy, done: list[dict]) -> None:
+    """apply_retention's steps, under the exclusive chain lock."""
+    meta = repo.try_load(job, machine)
+    if meta is None or not meta.points:
+        return
+    method = request.get("gfs_method") or "synthetic"
+    pending = meta.facts.get("gfs_pending")
+    gfs_on = policy.gfs is not None and policy.gfs.enabled
+    if gfs_on and isinstance(pending, dict) and \
+            any(p.id == pending.get("point") for p in meta.points):
+        # a GFS full a killed run began: finish it first
+        on = pending.get("assigned") or now.date().isoformat()
+        done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
+                              pending.get("method") or method, ops, policy,
+                              date.fromisoformat(on), resumed=True))
+    elif pending is not None:
+        # its point is gone, or GFS was switched off since: nothing to finish
+        meta.facts.pop("gfs_pending", None)
+        repo.save(meta)
+    flags = _not_made(meta, request.get("gfs_full") or {})
+    point_id = request.get("point")
+    if flags and point_id:
+        done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy, now.date()))
+    views = rules.points_from_chain(meta.points)
+    actions = rules.plan_retention(views, policy, now)
+    expected = rules.apply(views, actions)
+    for act in actions:
+        done.append(_execute(repo, meta, act, ops))
+    meta.facts["last_run"] = now.isoformat()
+    if request.get("health_checked"):
+        meta.facts["last_health_check"] = now.isoformat()
+    repo.save(meta)
+    got = [(p.id, p.kind.value, sorted(p.gfs)) for p in meta.points]
+    want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
+    if got != want:
+        raise RuntimeError(f"retention left {got}, the rules planned {want}")
+    done.extend(ops.compact(repo, meta, policy, request.get("compact") or "off", now))
 
 
 def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
@@ -194,7 +207,8 @@ def full_usage(path: Path, state: str) -> tuple[int, int]:
             for e in d.blocks.values():
                 if e.flags != FLAG_ZERO:
                     offsets[e.offset] = e.stored
-        return c.data_end(), DATA_START + sum(offsets.values()) + c.slot.length
+        copies = 2 if c.slot.offset2 else 1
+        return c.data_end(), DATA_START + sum(offsets.values()) + copies * c.slot.length
 
 
 def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot: str,

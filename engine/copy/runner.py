@@ -30,6 +30,7 @@ from engine.keys import KeyRing
 from engine.model import MachineMeta, Stats, Status
 from engine.objstore.open import target_repository
 from engine.password import PasswordError
+from engine.repository.damage import DamagedBlocks
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
@@ -185,6 +186,8 @@ class Runner:
         self.at = at
         self.respect_window = respect_window
         self.dry_run = dry_run
+        self.repair_only = False  # `ferry check --repair`: only the repair exchange
+        self.only_machine: str | None = None
         self.sink = sink
         self.control = control
         self.hold_timeout = hold_timeout
@@ -221,9 +224,11 @@ class Runner:
     def run(self) -> SessionResult:
         started, t0 = self.task_clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
+        if self.only_machine:
+            refs = [r for r in refs if r.machine == self.only_machine]
         self.facts: dict[str, dict] = {}
         gone: list[str] = []
-        if getattr(self.spec, "inventory", None):
+        if getattr(self.spec, "inventory", None) and not self.repair_only:
             from engine.copy.inventory_step import check_inventory
 
             outcome = check_inventory(self.spec, [r.machine for r in refs], self.dst)
@@ -239,7 +244,8 @@ class Runner:
         workers = max(1, int(self.spec.transport.parallel_tasks))
         with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
+        if not self.dry_run and not self.repair_only and not self.control.stopped and \
+                isinstance(self.dst, Repository):
             from engine.copy.maintenance import after_session
 
             try:
@@ -328,7 +334,7 @@ class Runner:
             res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
-        except (PlanError, PasswordError) as exc:  # the same again on a retry
+        except (PlanError, PasswordError, DamagedBlocks) as exc:  # the same again on a retry
             res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)
@@ -383,7 +389,8 @@ class Runner:
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
-            hold_timeout: float = 3600.0, respect_window: bool | None = None) -> SessionResult:
+            hold_timeout: float = 3600.0, respect_window: bool | None = None,
+            repair_only: bool = False, machine: str | None = None) -> SessionResult:
     """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
 
     The copy window binds scheduled runs (the daemon) and replays (`at` given); an
@@ -393,6 +400,7 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
         respect_window = at is not None
     runner = Runner(spec, at=at, dry_run=dry_run, sink=sink, control=control or RunControl(),
                     hold_timeout=hold_timeout, respect_window=respect_window)
+    runner.repair_only, runner.only_machine = repair_only, machine  # `ferry check --repair`
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)

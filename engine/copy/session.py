@@ -70,8 +70,13 @@ class MachineCopy:
         mover.deadline = self._window_deadline(now)
         blocked = outside and self.r.respect_window
         self.checked = False
+        self.damaged_left: list[dict] = []
         if not self.r.dry_run:
-            self._health_repair(state, now)
+            found = self._health_repair(state, now)
+            self._repair_damaged(state, found)
+            if self.r.repair_only:
+                self._fail_if_damaged()
+                return
         self.repair = {tuple(x) for x in (state.meta or {}).get("facts", {}).get("repair", [])}
         # a GFS day with nothing new still gets its full, from the latest chain (notes 6)
         gfs_flags = self._gfs_plan(state, now) if (items or state.latest) else {}
@@ -96,6 +101,37 @@ class MachineCopy:
         res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
         if not self.r.dry_run and (items or state.latest):
             self._retain(now, gfs_flags, self.base)
+        self._fail_if_damaged()
+
+    def _repair_damaged(self, state, found: list[dict] | None = None) -> None:
+        """Re-fetch the target's recorded damaged blocks from the source (Warning when
+        repaired; what the source no longer has fails the task at the end, named)."""
+        from engine.copy.repair import source_repair
+        from engine.repository.damage import damaged_records
+        from engine.repository.metadata import meta_from_dict
+
+        if not state.meta:
+            return
+        records = {(r["file"], r["disk"], r["block"]): r
+                   for r in damaged_records(meta_from_dict(state.meta)) + (found or [])}
+        if not records:
+            return
+        machine = self.ref.machine
+        fixed, left = source_repair(self.end, self.folder, self.src_meta, state.meta,
+                                    list(records.values()), self.r.keys)
+        if fixed:
+            text = f"{fixed} damaged block(s) of the target re-fetched from the source"
+            self.r.log("warning", f"{machine}: {text}", machine)
+            if self.res.status != "Failed":
+                self.res.status = "Warning"
+            self.res.message = text
+        self.damaged_left = left
+
+    def _fail_if_damaged(self) -> None:
+        if self.damaged_left:
+            from engine.repository.damage import DamagedBlocks
+
+            raise DamagedBlocks(self.damaged_left)
 
     def _active(self) -> bool:
         gfs = self.spec.retention.gfs
@@ -232,21 +268,21 @@ class MachineCopy:
                               "kind": item.kind, "blocks": len(plan), "bytes": raw,
                               "bytes_after_dedup": stored})
 
-    def _health_repair(self, state, now: datetime) -> None:
+    def _health_repair(self, state, now: datetime) -> list[dict]:
         """Run the scheduled health check; corrupt blocks are re-sent in this increment."""
         from engine.schedule import is_due, parse_health_check
 
         sched = parse_health_check(self.spec.storage.health_check)
         if sched is None or not state.latest:
-            return
+            return []
         facts = state.meta.get("facts", {})
         last = facts.get("last_health_check")
         if not is_due(sched, datetime.fromisoformat(last) if last else None, now):
-            return
+            return []
         self.end.send_json(t.CHECK, {"now": now.isoformat()})
         answer = self.end.expect(t.CHECK).json()
         self.checked = True
-        bad = [[d, b] for d, b, _, _ in answer["corrupt"]]
+        bad = [[d, b] for d, b, *_ in answer["corrupt"]]
         machine = self.ref.machine
         if bad:
             state.meta.setdefault("facts", {})["repair"] = bad
@@ -255,6 +291,7 @@ class MachineCopy:
             self.res.message = f"health check found {len(bad)} corrupt block(s)"
         else:
             self.r.log("info", f"{machine}: health check passed", machine)
+        return list(answer.get("damaged", []))
 
     def _gfs_plan(self, state, now: datetime) -> dict[str, str]:
         from engine.copy.retain import gfs_flags_for_run
@@ -269,7 +306,16 @@ class MachineCopy:
                    "gfs_method": self.spec.retention.gfs.method if self.spec.retention.gfs else "",
                    "health_checked": self.checked, "compact": self.spec.storage.compact}
         self.end.send_json(t.RETAIN, request)
-        actions = self.end.expect(t.RETAIN).json()["actions"]
+        answer = self.end.expect(t.RETAIN).json()
+        if answer.get("damaged"):  # a transform met damaged blocks: repair, then once again
+            self._repair_damaged(self.state, answer["damaged"])
+            self.end.send_json(t.RETAIN, request)
+            answer = self.end.expect(t.RETAIN).json()
+            if answer.get("damaged"):
+                from engine.repository.damage import DamagedBlocks
+
+                raise DamagedBlocks(answer["damaged"])
+        actions = answer["actions"]
         for a in actions:
             a = {"machine": self.ref.machine, **a}
             self.r.retention.append(a)

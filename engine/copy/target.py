@@ -26,8 +26,9 @@ from engine.repository.container import (
     ContainerWriter,
     Entry,
 )
+from engine.repository.damage import DamagedBlocks
 from engine.repository.locks import COPY_LOCK_WAIT
-from engine.repository.metadata import meta_to_dict
+from engine.repository.metadata import meta_to_dict, point_record
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
 
@@ -90,7 +91,7 @@ class TargetMover:
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check}.get(f.type)
+                           t.CHECK: self._check, t.REPAIR: self._repair}.get(f.type)
                 if handler is None:
                     raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
                 handler(f.json())
@@ -137,20 +138,36 @@ class TargetMover:
     def _retain(self, request: dict) -> None:
         from engine.copy.retain import apply_retention
 
-        actions = apply_retention(self.repo, self.job, self.machine, request)
+        try:
+            actions = apply_retention(self.repo, self.job, self.machine, request)
+        except DamagedBlocks as exc:  # recorded: the source may still have them
+            self.end.send_json(t.RETAIN, {"actions": [], "damaged": exc.blocks,
+                                          "message": str(exc)})
+            return
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _repair(self, request: dict) -> None:
+        from engine.copy.repair import target_repair
+
+        answer = target_repair(self.repo, self.job, self.machine, self.end, request)
+        self.end.send_json(t.REPAIR, answer)
 
     def _check(self, _: dict) -> None:
         from engine.health import check_machine
 
         res = check_machine(self.repo, self.job, self.machine)
         if res.corrupt:
+            from engine.repository.damage import add_records
+
             with self.repo.lock(self.job, self.machine, exclusive=True, wait=COPY_LOCK_WAIT):
                 meta = self.repo.load(self.job, self.machine)
                 meta.facts["repair"] = sorted({(c.disk, c.block) for c in res.corrupt})
+                add_records(meta, [c.record() for c in res.corrupt if c.digest and c.point])
                 self.repo.save(meta)
         self.end.send_json(t.CHECK, {"corrupt": [[c.disk, c.block, c.file, c.reason]
-                                                 for c in res.corrupt], "errors": res.errors})
+                                                 for c in res.corrupt], "errors": res.errors,
+                                     "damaged": [c.record() for c in res.corrupt
+                                                 if c.digest and c.point]})
 
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
@@ -182,7 +199,8 @@ class TargetMover:
             suspect = {(d, b) for d, b in begin.get("repaired", [])}
             self._digests(writer, names, have_blocks, cache.view(key), stats, suspect)
             self._blocks(writer, names)
-            size = writer.commit(state=point_id)
+            size = writer.commit(state=point_id, info=self._info(meta, begin, point_id, when,
+                                                                  kind, name, disks, key))
         except BaseException:
             if not writer.abort(keep_partial=True):  # a failed write: nothing to resume
                 (folder / RESUME).unlink(missing_ok=True)
@@ -219,6 +237,17 @@ class TargetMover:
         self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size,
                                     "written": writer.written, "local": stats["local"],
                                     "resumed": stats["resumed"], "busy": self.busy})
+
+    def _info(self, meta: MachineMeta | None, begin: dict, point_id: str, when: datetime,
+              kind: Kind, name: str, disks: list[DiskInfo], key: str) -> dict:
+        """The point's record for its file's index (`ferry check --rebuild`)."""
+        m = MachineMeta(self.job, self.machine, begin["block_size"],
+                        meta.method if meta else Method.FOREVER_FORWARD,
+                        begin.get("compression", "auto"),
+                        keys={key: begin["envelope"]} if key else {})
+        p = RestorePoint(point_id, when, kind, name, disks, source_point=begin["source_point"],
+                         block_size=begin["block_size"], key=key)
+        return point_record(m, p)
 
     def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
         """The chain key id a point is sealed with ("" = plaintext), checked.
@@ -298,7 +327,15 @@ class TargetMover:
                         path, e = cache[digest]
                         c = readers.get(path) or readers.setdefault(path, Container(path))
                         t0 = time.perf_counter()
-                        writer.put(name, block, digest, e.raw, e.flags, c.read_stored(e))
+                        payload, problem = c.read_verified(e)
+                        if problem:  # never copied: the source sends the block instead
+                            log.warning("%s/%s: WAN cache copy of block %s of disk %s in %s: "
+                                        "%s; fetched from the source", self.job, self.machine,
+                                        block, name, path.name, problem)
+                            del cache[digest]
+                            bits.append(0)
+                            continue
+                        writer.put(name, block, digest, e.raw, e.flags, payload)
                         self.busy += time.perf_counter() - t0
                         stats["local"] += 1
                         bits.append(1)

@@ -23,7 +23,14 @@ from pathlib import PurePosixPath
 import xxhash
 import zstandard
 
-from engine.repository.container import FLAG_RAW, FLAG_ZERO, FLAG_ZSTD, DiskIndex, Entry
+from engine.repository.container import (
+    FLAG_RAW,
+    FLAG_ZERO,
+    FLAG_ZSTD,
+    DiskIndex,
+    Entry,
+    stored_problem,
+)
 
 MAGIC = b"FERRYMF1"
 _ENTRY = struct.Struct("<QIIB16s")  # block, stored length, raw length, flags, digest
@@ -137,6 +144,11 @@ class ManifestLayer:
         key = f"{self.machine_key}/{block_name(e.digest, e.flags)}"
         data = self.bucket.get(key, e.stored + 1)
         return data
+
+    def read_verified(self, e: Entry) -> tuple[bytes, str]:
+        """(stored bytes, what is wrong or ""), as `Container.read_verified`."""
+        payload = self.read_stored(e)
+        return payload, stored_problem(e, payload)
 
     def close(self) -> None:
         pass

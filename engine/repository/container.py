@@ -15,56 +15,43 @@ import json
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 import zstandard
 
+from engine.repository.fileformat import (
+    DATA_START,
+    FLAG_RAW,
+    FLAG_SEALED,
+    FLAG_ZERO,
+    FLAG_ZSTD,
+    KIND_CODES,
+    MAGIC,
+    MIRROR,
+    SLOT_SIZE,
+    VERSION,
+    ContainerError,
+    DiskIndex,
+    Entry,
+    Slot,
+    pack_index,
+    read_index,
+    read_slots,
+    sealed_base,
+    slot_bytes,
+    stored_check,
+    stored_problem,
+)
 from engine.repository.writer_io import BackgroundWriter
 
-MAGIC = b"FERRYBK1"
-VERSION = 1
-SLOT_SIZE = 4096
-DATA_START = 2 * SLOT_SIZE
-# magic, version, kind, block_size, generation, index offset, index length, index digest, state
-_SLOT = struct.Struct("<8sHB x I Q Q Q Q 64s")
-_ENTRY = struct.Struct("<QQIIB16s")  # block, offset, stored length, raw length, flags, digest
-# disk number, then as _ENTRY, then the xxh3-64 of the stored bytes (checks sealed ones too)
+# disk number, then as the index entry, then the xxh3-64 of the stored bytes (checks sealed ones too)
 _JOURNAL = struct.Struct("<HQQIIB16sQ")
 JOURNAL_FORMAT = 2
 
-FLAG_ZSTD = 0  # payload is a zstd frame
-FLAG_RAW = 1  # payload is the raw block
-FLAG_ZERO = 2  # an all-zero block: nothing stored
-FLAG_SEALED = 0x10  # with ZSTD or RAW: the payload is sealed (engine/keys.py), see sealed_base
-
-KIND_CODES = {"full": 1, "incremental": 2, "rollback": 3}
-
-
-class ContainerError(Exception):
-    """A backup file that cannot be read as one (corrupt header or index, wrong state)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """Where one block of one disk is stored in this file."""
-
-    offset: int
-    stored: int
-    raw: int
-    flags: int
-    digest: bytes
-
-
-@dataclass
-class DiskIndex:
-    """The blocks one file holds for one disk, and the disk's size at that state."""
-
-    name: str
-    size: int
-    blocks: dict[int, Entry]
+__all__ = ["DATA_START", "FLAG_RAW", "FLAG_SEALED", "FLAG_ZERO", "FLAG_ZSTD", "KIND_CODES", "MAGIC",
+           "MIRROR", "SLOT_SIZE", "VERSION", "Container", "ContainerError", "ContainerWriter",
+           "DiskIndex", "Entry", "decode_block", "free_extents", "sealed_base", "stored_problem"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -73,57 +60,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pack_index(state: str, disks: Iterable[DiskIndex]) -> bytes:
-    disks = list(disks)
-    head = json.dumps({"state": state, "disks": [
-        {"name": d.name, "size": d.size, "count": len(d.blocks)} for d in disks
-    ]}).encode()
-    parts = [struct.pack("<I", len(head)), head]
-    for d in disks:
-        for block in sorted(d.blocks):
-            e = d.blocks[block]
-            parts.append(_ENTRY.pack(block, e.offset, e.stored, e.raw, e.flags, e.digest))
-    return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
-
-
-def _unpack_index(blob: bytes) -> tuple[str, list[DiskIndex]]:
-    raw = zstandard.ZstdDecompressor().decompress(blob)
-    (hlen,) = struct.unpack_from("<I", raw, 0)
-    head = json.loads(raw[4:4 + hlen])
-    pos = 4 + hlen
-    disks = []
-    for d in head["disks"]:
-        blocks: dict[int, Entry] = {}
-        end = pos + d["count"] * _ENTRY.size
-        for block, off, stored, rawlen, flags, digest in _ENTRY.iter_unpack(raw[pos:end]):
-            blocks[block] = Entry(off, stored, rawlen, flags, digest)
-        pos = end
-        disks.append(DiskIndex(d["name"], d["size"], blocks))
-    return head["state"], disks
-
-
-@dataclass
-class _Slot:
-    generation: int
-    offset: int
-    length: int
-    digest: int
-    state: str
-    kind: int
-    block_size: int
-
-
-def _read_slots(f) -> list[_Slot]:
-    return [s for s in _read_slots_indexed(f) if s is not None]
-
-
-def _slot_bytes(kind: int, block_size: int, gen: int, off: int, length: int, dig: int,
-                state: str) -> bytes:
-    body = _SLOT.pack(MAGIC, VERSION, kind, block_size, gen, off, length, dig,
-                      state.encode()[:64])
-    return body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
 
 
 class Container:
@@ -136,24 +72,17 @@ class Container:
         except OSError as exc:
             raise ContainerError(f"{self.path.name}: cannot open: {exc.strerror}") from None
         try:
-            slots = _read_slots(self._f)
+            slots = [s for s in read_slots(self._f) if s is not None]
             if state is not None:
                 slots = [s for s in slots if s.state == state]
             if not slots:
                 want = f" for point {state}" if state else ""
                 raise ContainerError(f"{self.path.name}: no valid header{want}")
             slot = max(slots, key=lambda s: s.generation)
-            self.slot = slot
+            self.slot: Slot = slot
             self.block_size = slot.block_size
             self.kind_code = slot.kind
-            self._f.seek(slot.offset)
-            blob = self._f.read(slot.length)
-            if len(blob) != slot.length or xxhash.xxh3_64_intdigest(blob) != slot.digest:
-                raise ContainerError(f"{self.path.name}: index is damaged")
-            try:
-                self.state, disks = _unpack_index(blob)
-            except Exception as exc:  # zstd/json/struct errors: a damaged index
-                raise ContainerError(f"{self.path.name}: index unreadable ({exc})") from None
+            self.state, disks, self.info = read_index(self._f, slot, self.path.name)
             self.disks = {d.name: d for d in disks}
         except Exception:
             self._f.close()
@@ -174,6 +103,11 @@ class Container:
             return b""
         return os.pread(self._f.fileno(), e.stored, e.offset)
 
+    def read_verified(self, e: Entry) -> tuple[bytes, str]:
+        """(stored bytes, what is wrong or ""): the check before a payload is copied."""
+        payload = self.read_stored(e)
+        return payload, stored_problem(e, payload)
+
     def data_end(self) -> int:
         """Offset just past everything this file holds (data and indexes)."""
         return os.fstat(self._f.fileno()).st_size
@@ -187,7 +121,9 @@ def free_extents(base: Container, end: int) -> deque[tuple[int, int]]:
     """
     used = sorted((e.offset, e.offset + e.stored) for d in base.disks.values()
                   for e in d.blocks.values() if e.flags != FLAG_ZERO and e.stored)
-    used.append((base.slot.offset, base.slot.offset + base.slot.length))
+    for off in (base.slot.offset, base.slot.offset2):
+        if off:
+            used.append((off, off + base.slot.length))
     used.sort()
     gaps: deque[tuple[int, int]] = deque()
     pos = DATA_START
@@ -198,11 +134,6 @@ def free_extents(base: Container, end: int) -> deque[tuple[int, int]]:
     if end > pos:
         gaps.append((pos, end))
     return gaps
-
-
-def sealed_base(flags: int) -> int:
-    """The compression flag of a (possibly sealed) entry."""
-    return flags & ~FLAG_SEALED
 
 
 def decode_block(payload: bytes, e: Entry, dctx: zstandard.ZstdDecompressor,
@@ -236,6 +167,8 @@ class ContainerWriter:
         self.block_size = block_size
         self.disks: dict[str, DiskIndex] = {}
         self.dedup: dict[bytes, Entry] = {}
+        self._unverified: set[int] = set()  # offsets of base entries in `dedup` not yet re-read
+        self.rejected: list[Entry] = []  # stored copies that failed their check on a dedup hit
         self.written = 0
         self._base = base
         self._gaps: deque[tuple[int, int]] = deque()  # reusable dead space (in place only)
@@ -256,15 +189,15 @@ class ContainerWriter:
             self._keep_state = base.state
             for d in base.disks.values():
                 for e in d.blocks.values():
-                    if e.flags != FLAG_ZERO:
-                        self.dedup.setdefault(e.digest, e)
+                    if e.flags != FLAG_ZERO and e.digest not in self.dedup:
+                        self.dedup[e.digest] = e
+                        self._unverified.add(e.offset)
             self._gaps = free_extents(base, self._pos)
         self._buf: list[bytes] = []
         self._buffered = 0
         self._io = BackgroundWriter(self._f.fileno())
         self._journal = None  # see enable_journal
         self._journal_pending: list[bytes] = []
-        self._sums: dict[int, int] = {}  # offset -> xxh3-64 of the stored payload (journal)
         self.journal_every = 16 << 20
         self._since_sync = 0
 
@@ -277,35 +210,59 @@ class ContainerWriter:
 
     def put(self, disk: str, block: int, digest: bytes, raw_len: int, flags: int,
             payload: bytes | memoryview = b"") -> Entry:
-        """Record one block; stores the payload unless an identical block is already here."""
+        """Record one block; stores the payload unless an identical block is already here.
+
+        The caller has verified `payload`. An identical block already stored in the
+        base file is re-read and checked before it is reused: a rotten copy is never
+        kept over the verified one being put (the fresh payload is stored instead).
+        """
         if flags == FLAG_ZERO:
             e = Entry(0, 0, raw_len, FLAG_ZERO, digest)
         else:
             e = self.dedup.get(digest)
+            if e is not None and e.offset in self._unverified and not self._sound(e):
+                del self.dedup[digest]
+                e = None
+                if not payload:
+                    raise ContainerError(f"{self.path.name}: the stored copy of block {block} "
+                                         f"of disk {disk} is damaged and no other was given")
             if e is None or e.raw != raw_len:
+                check = stored_check(payload)
                 offset = self._take_gap(len(payload))
                 if offset is None:
-                    e = Entry(self._pos, len(payload), raw_len, flags, digest)
+                    e = Entry(self._pos, len(payload), raw_len, flags, digest, check)
                     self._append(payload)
                 else:  # dead space of an older state (in-place transforms only)
-                    e = Entry(offset, len(payload), raw_len, flags, digest)
+                    e = Entry(offset, len(payload), raw_len, flags, digest, check)
                     self._io.write([bytes(payload)], offset)
                     self.written += len(payload)
                 self.dedup[digest] = e
         self.disks[disk].blocks[block] = e
         if self._journal is not None:
-            self._journal_entry(disk, block, e, payload)
+            self._journal_entry(disk, block, e)
         return e
 
-    def _journal_entry(self, disk: str, block: int, e: Entry, payload) -> None:
+    def reject(self, e: Entry) -> None:
+        """A base entry known to be rotten: never reused, and healed at commit."""
+        self.rejected.append(e)
+        self._unverified.discard(e.offset)
+        if self.dedup.get(e.digest) == e:
+            del self.dedup[e.digest]
+
+    def _sound(self, e: Entry) -> bool:
+        """Re-read a base entry before dedup reuses it (once per stored payload)."""
+        payload = os.pread(self._f.fileno(), e.stored, e.offset)
+        self._unverified.discard(e.offset)
+        if stored_problem(e, payload):
+            self.rejected.append(e)
+            return False
+        return True
+
+    def _journal_entry(self, disk: str, block: int, e: Entry) -> None:
         """Queue the journal record of one entry, with the checksum of its stored bytes."""
-        check = 0
-        if e.flags != FLAG_ZERO:
-            check = self._sums.get(e.offset)
-            if check is None:
-                check = self._sums[e.offset] = xxhash.xxh3_64_intdigest(payload)
         self._journal_pending.append(_JOURNAL.pack(
-            self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest, check))
+            self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest,
+            e.check or 0))
 
     def _take_gap(self, n: int) -> int | None:
         """Next-fit in the free extents; gaps too small for this block are passed over."""
@@ -379,8 +336,10 @@ class ContainerWriter:
             names = [str(n) for n in head["disks"]]
             usable = len(rest) - len(rest) % _JOURNAL.size
             records = list(_JOURNAL.iter_unpack(rest[:usable]))
-            entries = [(names[disk_no], block, Entry(off, stored, rawlen, flags, digest))
-                       for disk_no, block, off, stored, rawlen, flags, digest, _ in records]
+            entries = [(names[disk_no], block,
+                        Entry(off, stored, rawlen, flags, digest,
+                              None if flags == FLAG_ZERO else check))
+                       for disk_no, block, off, stored, rawlen, flags, digest, check in records]
             sums = {off: check for _, _, off, _, _, flags, _, check in records
                     if flags != FLAG_ZERO}
         except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
@@ -391,7 +350,6 @@ class ContainerWriter:
         w._f.truncate(end)  # drop data the journal does not vouch for
         w._pos = end
         w._resumed = entries
-        w._sums = sums
         w._disk_names = names
         w._journal = open(jpath, "r+b")
         w._journal.truncate(len(first) + 1 + usable)
@@ -418,21 +376,31 @@ class ContainerWriter:
         if self._journal is not None and self._since_sync >= self.journal_every:
             self._sync_journal()
 
-    def commit(self, state: str) -> int:
-        """Write index and header slot durably; return the file's size."""
-        index = _pack_index(state, self.disks.values())
+    def commit(self, state: str, info: dict | None = None) -> int:
+        """Write the index (twice) and the header slot (twice) durably; return the file's size.
+
+        `info`: the point's record, kept in the index for `ferry check --rebuild`."""
+        self._heal_rejected()
+        index = pack_index(state, self.disks.values(), info)
         index_off = self._pos
         self._append(index)
+        self._append(index)  # the second copy: one bad sector in the index loses nothing
         self._flush()
         self._io.close()
         os.fsync(self._f.fileno())
         gen = self._generation + 1
         slot = self._free_slot()
-        self._f.seek(slot * SLOT_SIZE)
-        self._f.write(_slot_bytes(self.kind, self.block_size, gen, index_off, len(index),
-                                  xxhash.xxh3_64_intdigest(index), state))
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        body = slot_bytes(self.kind, self.block_size, gen, index_off, len(index),
+                          stored_check(index), state, index_off + len(index))
+        for at in (slot * SLOT_SIZE, slot * SLOT_SIZE + MIRROR):
+            # copy by copy: a torn write leaves the other copy whole (old or new)
+            self._f.seek(at)
+            self._f.write(body)
+            self._f.flush()
+            if self._tmp is None:
+                os.fsync(self._f.fileno())
+        if self._tmp is not None:
+            os.fsync(self._f.fileno())
         size = os.fstat(self._f.fileno()).st_size
         self._f.close()
         if self._tmp is not None:
@@ -440,6 +408,19 @@ class ContainerWriter:
             _fsync_dir(self.path.parent)
         self._drop_journal()
         return size
+
+    def _heal_rejected(self) -> None:
+        """Entries kept from the base that point at a stored copy found rotten take the
+        verified copy stored since (same digest), so the new state names no rotten byte."""
+        bad = {e.offset for e in self.rejected}
+        if not bad:
+            return
+        for d in self.disks.values():
+            for b, e in d.blocks.items():
+                if e.flags != FLAG_ZERO and e.offset in bad:
+                    good = self.dedup.get(e.digest)
+                    if good is not None and good.offset not in bad and good.raw == e.raw:
+                        d.blocks[b] = good
 
     def _drop_journal(self) -> None:
         if self._journal is not None:
@@ -452,7 +433,7 @@ class ContainerWriter:
         if self._base is None:
             return 0
         self._f.seek(0)
-        for i, s in enumerate(_read_slots_indexed(self._f)):
+        for i, s in enumerate(read_slots(self._f)):
             if s is not None and s.state == self._keep_state:
                 return 1 - i
         return 0
@@ -521,19 +502,3 @@ def _verify_journaled(tmp: Path, entries: list[tuple[str, int, Entry]], sums: di
             if bad:
                 raise ContainerError(f"{tmp.name}: block {block} of disk {disk} does not "
                                      f"match its journal entry; the partial file is not used")
-
-
-def _read_slots_indexed(f) -> list[_Slot | None]:
-    out: list[_Slot | None] = []
-    for i in range(2):
-        f.seek(i * SLOT_SIZE)
-        buf = f.read(_SLOT.size + 8)
-        slot = None
-        if len(buf) == _SLOT.size + 8:
-            body, (check,) = buf[:_SLOT.size], struct.unpack("<Q", buf[_SLOT.size:])
-            if xxhash.xxh3_64_intdigest(body) == check:
-                magic, ver, kind, bs, gen, off, length, dig, state = _SLOT.unpack(body)
-                if magic == MAGIC and ver == VERSION and gen > 0:
-                    slot = _Slot(gen, off, length, dig, state.rstrip(b"\0").decode(), kind, bs)
-        out.append(slot)
-    return out

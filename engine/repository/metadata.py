@@ -61,6 +61,14 @@ def _iso_dates(value: object) -> dict[str, str]:
     return out
 
 
+def point_record(meta: MachineMeta, p: RestorePoint) -> dict:
+    """What a backup file's index keeps about its point and chain, so that
+    `ferry check --rebuild` can rebuild the metadata from the files alone."""
+    return {"job": meta.job, "machine": meta.machine, "method": meta.method.value,
+            "compression": meta.compression, "point": _point_to_dict(p),
+            **({"envelope": meta.keys[p.key]} if p.key and p.key in meta.keys else {})}
+
+
 def meta_to_dict(meta: MachineMeta) -> dict:
     return {
         "job": meta.job, "machine": meta.machine, "block_size": meta.block_size,

@@ -18,7 +18,7 @@ import xxhash
 import zstandard
 
 from engine.blockio import decompressor
-from engine.keys import OVERHEAD, ChainKey, EncryptionError, KeyRing
+from engine.keys import ChainKey, EncryptionError, KeyRing
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import (
     FLAG_SEALED,
@@ -154,11 +154,9 @@ class PointView:
 
     def read_checked(self, loc: Located) -> tuple[bytes | None, str]:
         """(stored bytes, "") or (None, what is wrong) without opening a sealed block:
-        the stored payload must be whole (the checksum of the stored bytes does the rest)."""
-        stored = self.read_stored(loc)
-        if len(stored) != loc.entry.stored or len(stored) < OVERHEAD:
-            return None, "stored payload truncated"
-        return stored, ""
+        checked against the stored bytes' checksum (version-2 files; older ones by length)."""
+        stored, problem = self.layers[loc.layer].read_verified(loc.entry)
+        return (None, problem) if problem else (stored, "")
 
     def where(self, loc: Located) -> str:
         """The file a block is stored in, for messages."""

@@ -23,7 +23,7 @@ from enginekit import (
     run_many,
 )
 
-from engine.repository.container import FLAG_ZERO, SLOT_SIZE, Container
+from engine.repository.container import FLAG_ZERO, MIRROR, SLOT_SIZE, Container
 from engine.repository.repository import Repository
 
 
@@ -242,8 +242,11 @@ def test_damaged_header_slot(repo, ferry, make_machine, tmp_path, method):
     assert_images_equal(export_disks(repo, "latest", tmp_path / "o"), m.state(), "via live slot")
     res, _ = check(ferry, repo)
     assert_ok(res)
-    # now the slot that holds the state: reported cleanly
+    # one copy of the live slot: its mirror serves (one flipped byte loses nothing)
     flip(full, live * SLOT_SIZE + 20, 16)
+    assert_images_equal(export_disks(repo, "latest", tmp_path / "o1"), m.state(), "via mirror")
+    # both copies of the live slot: reported cleanly
+    flip(full, live * SLOT_SIZE + MIRROR + 20, 16)
     res, js = check(ferry, repo)
     line = assert_one_line_failure(res)
     assert point.file in line
@@ -262,6 +265,8 @@ def test_damaged_only_slot_of_a_new_file(repo, ferry, make_machine, tmp_path):
     folder, results, m = _forward(repo, make_machine)
     inc = results[2].point
     flip(folder / inc.file, 0, 8)  # the magic
+    assert_ok(check(ferry, repo)[0])  # the slot's second copy serves
+    flip(folder / inc.file, MIRROR, 8)
     res, js = check(ferry, repo)
     line = assert_one_line_failure(res)
     assert inc.file in line
@@ -279,13 +284,15 @@ def test_damaged_only_slot_of_a_new_file(repo, ferry, make_machine, tmp_path):
 
 
 @pytest.mark.parametrize(("which", "keep_bytes"), [  # 0: the full, 2: the newest increment
-    (0, 0), (0, "half"), (2, 100), (2, 2 * SLOT_SIZE), (2, "minus-one")])
+    (0, 0), (0, "half"), (2, 100), (2, 2 * SLOT_SIZE), (2, "into-index")])
 def test_truncated_backup_file(repo, ferry, make_machine, tmp_path, which, keep_bytes):
     folder, results, m = _forward(repo, make_machine)
     p = results[which].point
     path = folder / p.file
     size = path.stat().st_size
-    n = {"half": size // 2, "minus-one": size - 1}.get(keep_bytes, keep_bytes)
+    with Container(path, state=p.id) as c:
+        index = c.slot.offset  # cut into the first index copy: both copies are gone
+    n = {"half": size // 2, "into-index": index + 1}.get(keep_bytes, keep_bytes)
     os.truncate(path, n)
     chk, exp, chain = run_many(["check", "--repo", repo, "--json"],
                                ["export", "--repo", repo, "--job", JOB, "--machine", MACHINE,
@@ -315,7 +322,12 @@ def test_corrupt_index_is_reported(repo, ferry, make_machine):
     folder, results, m = _forward(repo, make_machine)
     p = results[2].point
     path = folder / p.file
-    flip(path, path.stat().st_size - 30, 8)  # the index sits at the end
+    with Container(path, state=p.id) as c:
+        first, second = c.slot.offset, c.slot.offset2
+    flip(path, path.stat().st_size - 30, 8)  # the index's second copy sits at the end
+    assert_ok(check(ferry, repo)[0])  # the first copy serves
+    flip(path, first + 10, 8)
+    assert second > first
     res, js = check(ferry, repo)
     line = assert_one_line_failure(res)
     assert p.file in line
