@@ -14,15 +14,19 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
-from engine import jobfile, jobsave, preview_cli
+from engine import jobfile, jobsave, preview_cli, restore
 from engine import schedule as sched
 from engine import simulate as sim
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
+from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
+from engine.keys import KeyRing
 from engine.model import RetentionPolicy
+from engine.objstore.open import open_repository
+from engine.password import Password
 from engine.repository.repository import Repository
 
 DEFAULT_JOBS_DIR = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
@@ -155,6 +159,20 @@ class Backend:
     def preview_days(self, policy: RetentionPolicy) -> int:
         """How many days `ferry preview` would show for `policy`."""
         return preview_cli.default_days(policy)
+
+    # ---- reads that may need the encryption password -----------------------------------------
+    def export_point(self, spec: JobSpec, machine: str, point_ref: str, out: Path,
+                     password: bytes | None = None) -> list[Path]:
+        """Blocking: write the point's disks under `out` (`ferry export`). `password` is
+        used for this call only; the engine opens the chain key before writing anything."""
+        keys = KeyRing(password=Password(password)) if password is not None else None
+        return restore.export_point(spec.target_repository, spec.name, machine, point_ref, out, keys)
+
+    def check_deep(self, spec: JobSpec, machine: str, password: bytes) -> CheckResult:
+        """Blocking: `ferry check --deep --all` of one machine of the job's target."""
+        repo = open_repository(spec.target_repository)
+        return check_machine(repo, spec.name, machine, all_points=True,
+                             keys=KeyRing(password=Password(password)))
 
     # ---- runs --------------------------------------------------------------------------------
     def make_control(self) -> RunControl:

@@ -335,7 +335,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from engine.daemon import Daemon
+    from engine.logs import to_stderr
 
+    to_stderr()  # a service: its log is its output (sessions, errors, refusals)
     return Daemon(args.jobs, poll=args.poll).serve(once=args.once)
 
 

@@ -14,6 +14,7 @@ as a job's last run.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +23,13 @@ from pathlib import Path
 
 from engine.errors import one_line
 from engine.history import History, history_path
+from engine.logs import job_logger
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
 from engine.schedule import in_window, next_run
 from engine.units import now as wall_now
+
+LOG = job_logger("daemon")
 
 
 def last_run(spec) -> datetime | None:
@@ -86,7 +90,7 @@ class Daemon:
         ran = []
         for path, spec in discover_jobs(self.folder, need_source=False):
             if isinstance(spec, Exception):
-                print(f"ferry daemon: {spec}", file=sys.stderr)
+                LOG.error("%s", spec)
                 continue
             self.background(path, spec)  # also for a job whose source is gone
             if not Path(spec.source_repository).is_dir():
@@ -97,11 +101,13 @@ class Daemon:
             try:
                 if not is_due(spec, now, last_run(spec)):
                     continue
+                LOG.info("%s: due, starting a session", spec.name)
                 res = self.run(spec, at=None, respect_window=True)
                 ran.append((spec.name, res.status))
-                print(f"ferry daemon: {spec.name}: {res.status}", flush=True)
+                LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+                        "%s: %s", spec.name, res.status)
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
-                print(f"ferry daemon: {path.name}: {one_line(exc)}", file=sys.stderr)
+                LOG.error("%s: %s", path.name, one_line(exc))
                 ran.append((getattr(spec, "name", path.name), "Failed"))
         return ran
 
@@ -134,6 +140,7 @@ class Daemon:
         if not self.folder.is_dir():
             print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
             return 2
+        LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
         if once:
             self.pass_once()
             return 0
@@ -142,7 +149,7 @@ class Daemon:
                 self.pass_once()
                 time.sleep(self.poll)
         except KeyboardInterrupt:
-            print("ferry daemon: interrupted", file=sys.stderr)
+            LOG.info("daemon interrupted")
             return 130  # the shell's code for SIGINT, as every other command
 
 

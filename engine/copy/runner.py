@@ -9,6 +9,7 @@ process, or `ferry mover` over TCP when the job names one).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
+from engine.logs import job_logger, run_log
 from engine.model import MachineMeta, Stats, Status
 from engine.objstore.open import target_repository
 from engine.password import PasswordError
@@ -35,6 +37,9 @@ from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
 from engine.units import rfc3339
+
+LOG = job_logger("run")
+LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
 class RunError(Exception):
@@ -238,6 +243,9 @@ class Runner:
 
     def log(self, level: str, text: str, machine: str = "") -> None:
         self.emit(ev.LogLine(self.spec.name, level, text, machine))
+        if level in ("warning", "error"):
+            where = f"{self.spec.name}/{machine}" if machine else self.spec.name
+            LOG.log(LEVELS[level], "%s: %s", where, text, extra={"job": self.spec.name})
 
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -254,6 +262,8 @@ class Runner:
             gone = outcome.gone
         self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
                                 self.dry_run))
+        LOG.info("%s: session %s started%s, %d machine(s)", self.spec.name, self.session,
+                 " (dry run)" if self.dry_run else "", len(refs), extra={"job": self.spec.name})
         for p in problems:
             self.log("warning", p)
         for r in refs:
@@ -286,6 +296,17 @@ class Runner:
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
+        for tr in results:
+            LOG.log(logging.INFO if tr.status == Status.SUCCESS.value else logging.WARNING,
+                    "%s/%s: %s%s", self.spec.name, tr.machine, tr.status,
+                    f": {tr.message}" if tr.message else "", extra={"job": self.spec.name})
+        for a in self.retention:
+            LOG.info("%s/%s: retention %s %s %s", self.spec.name, a.get("machine", ""),
+                     a.get("action", ""), a.get("point", ""), a.get("detail", ""),
+                     extra={"job": self.spec.name})
+        LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
+                "%s: session %s ended %s in %.1f s%s", self.spec.name, self.session,
+                status.value, duration, f": {msg}" if msg else "", extra={"job": self.spec.name})
         return res
 
     def record(self, res: SessionResult) -> None:
@@ -405,7 +426,7 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
-    with JobLock(spec.target_repository, spec.name):
+    with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
         return runner.run()
 
 
