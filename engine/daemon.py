@@ -94,8 +94,8 @@ class Daemon:
                 continue
             self.background(path, spec)  # also for a job whose source is gone
             if not Path(spec.source_repository).is_dir():
-                print(f"ferry daemon: {path.name}: source repository not found: "
-                      f"{spec.source_repository}; no copy run", file=sys.stderr)
+                LOG.error("%s: source repository not found: %s; no copy run", path.name,
+                          spec.source_repository)
                 continue
             now = self.clock()
             try:
@@ -126,14 +126,14 @@ class Daemon:
         except RunError:
             return None  # a run holds the job: it applies retention itself; retry next poll
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
-            print(f"ferry daemon: {path.name}: background retention: {one_line(exc)}",
-                  file=sys.stderr)
+            LOG.error("%s: background retention: %s", path.name, one_line(exc))
             self._retained[spec.name] = now.date()
             return "Failed"
         self._retained[spec.name] = now.date()
         if res.tasks:
-            print(f"ferry daemon: {spec.name}: background retention {res.status}: "
-                  f"{len(res.retention)} action(s)", flush=True)
+            LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+                    "%s: background retention %s: %d action(s)", spec.name, res.status,
+                    len(res.retention))
         return res.status
 
     def serve(self, once: bool = False) -> int:

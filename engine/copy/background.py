@@ -34,6 +34,7 @@ A run of the same job holds the job lock: the pass then does nothing (exit 3 for
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ from engine.copy.runner import (
 )
 from engine.errors import one_line
 from engine.history import History, history_path
+from engine.logs import job_logger, run_log
 from engine.model import Status
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
@@ -61,6 +63,7 @@ from engine.units import now as wall_now
 KIND = "retention"
 DAILY_AT = clock_time(0, 30)  # the reference product's background retention time
 LOCK_WAIT = 10.0  # seconds to wait for a busy chain before leaving it for the next pass
+LOG = job_logger("retain")
 
 
 def machines_on_target(spec, dst) -> list[str]:
@@ -94,16 +97,28 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
     retention: list[dict] = []
     tasks: list[TaskResult] = []
     lock_root = Path(spec.target_repository)
-    with JobLock(lock_root, spec.name):
+    with JobLock(lock_root, spec.name), run_log(lock_root, spec.name):
+        LOG.info("%s: background retention %s started, %d machine(s)", spec.name, session,
+                 len(machines), extra={"job": spec.name})
         for machine in machines:
             tasks.append(_one(spec, dst, machine, now, retention, sink))
-    status = Status.worst([Status(tr.status) for tr in tasks])
-    finished = now + timedelta(seconds=time.monotonic() - t0) if at else wall_now()
-    changed = sum(1 for tr in tasks if tr.kind == KIND and tr.message != "nothing to do")
-    res = SessionResult(spec.name, session, status.value, now, finished, tasks, retention,
-                        time.monotonic() - t0, kind=KIND,
-                        message=f"background retention: {len(retention)} action(s) on "
-                                f"{changed} of {len(tasks)} machine(s)")
+        for a in retention:
+            LOG.info("%s/%s: retention %s %s %s", spec.name, a["machine"], a["action"],
+                     a.get("point", ""), a.get("detail", ""), extra={"job": spec.name})
+        for tr in tasks:
+            if tr.status != Status.SUCCESS.value:
+                LOG.warning("%s/%s: %s: %s", spec.name, tr.machine, tr.status, tr.message,
+                            extra={"job": spec.name})
+        status = Status.worst([Status(tr.status) for tr in tasks])
+        finished = now + timedelta(seconds=time.monotonic() - t0) if at else wall_now()
+        changed = len({a["machine"] for a in retention})
+        res = SessionResult(spec.name, session, status.value, now, finished, tasks, retention,
+                            time.monotonic() - t0, kind=KIND,
+                            message=f"background retention: {len(retention)} action(s) on "
+                                    f"{changed} of {len(tasks)} machine(s)")
+        LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
+                "%s: background retention %s ended %s: %s", spec.name, session, status.value,
+                res.message, extra={"job": spec.name})
     error = record_session(spec, dst, res)
     if error:
         _emit(sink, ev.LogLine(spec.name, "warning", f"history not recorded: {error}", ""))

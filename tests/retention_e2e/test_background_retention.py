@@ -107,6 +107,8 @@ def test_disabled_job_whose_source_is_gone_is_retained_by_the_daemon(work):
     spec = load_job(jobs / "off.toml", need_source=False)
     passes = History(history_path(spec)).sessions("Off", kind="retention")
     assert len(passes) == 1 and passes[0]["started"] == "2026-01-25T00:40:00"
+    log = (lab.dst / ".ferry" / "ferry.log").read_text()
+    assert "Off/vm1: retention expire-flag" in log and "background retention" in log
     clock[0] = datetime(2026, 1, 25, 23, 0)
     assert d.pass_once() == [] and len(History(history_path(spec)).sessions(
         "Off", kind="retention")) == 1
