@@ -10,7 +10,7 @@ from thread workers and posts the results back as messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
@@ -144,10 +144,20 @@ class Backend:
 
     # ---- retention what-if -------------------------------------------------------------------
     def simulate(self, spec: JobSpec, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing) -> sim.PreviewResult:
+                 sizing: Sizing, *, skip: frozenset[date] = frozenset(),
+                 no_new_point: frozenset[date] = frozenset(), policy_from: date | None = None,
+                 today: date | None = None) -> sim.PreviewResult:
+        """`ferry preview`'s own path (`preview_cli.build_preview`): the job's schedule,
+        missed runs (`skip`), runs without a new source point, and `policy` from the day
+        `policy_from` on (the job's current policy before it; from the start when None);
+        the notes say what the real chains keep of a cycle `policy` switches off."""
         model = sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
-        return sim.simulate(spec.name, policy, spec.mode, start, days, model,
-                            interval=timedelta(days=1))
+        base, changes = ((spec.retention, [(policy_from, policy)]) if policy_from is not None
+                         else (policy, []))
+        what = preview_cli.WhatIf(policy=base, start=start, days=days, sizing=model,
+                                  skip=frozenset(skip), no_new_point=frozenset(no_new_point),
+                                  changes=changes, today=today)
+        return preview_cli.build_preview(spec, what)
 
     def preview_start(self, spec: JobSpec, now: datetime) -> datetime:
         """The first simulated run, as `ferry preview` picks it: the job's next scheduled

@@ -104,6 +104,7 @@ class WhatIf:
     no_new_point: frozenset[date] = frozenset()
     changes: list[tuple[date, RetentionPolicy]] = field(default_factory=list)
     background: bool = False  # model the daemon's daily background retention pass (00:30)
+    today: date | None = None  # for what the real chains keep (the console's clock)
 
 
 def build_preview(spec, what: WhatIf) -> PreviewResult:
@@ -124,7 +125,8 @@ def build_preview(spec, what: WhatIf) -> PreviewResult:
         result.notes.append("background retention (ferry daemon) every day at 00:30: expired "
                             "GFS flags and the files they freed go even on days without a "
                             "run; it never merges")
-    result.notes.extend(real_chain_notes(spec, policy))
+    final = max(what.changes, key=lambda c: c[0])[1] if what.changes else policy
+    result.notes.extend(real_chain_notes(spec, final, what.today))
     return result
 
 
