@@ -128,8 +128,10 @@ class Backend:
         return []
 
     def last_run(self, spec: JobSpec) -> LastRun | None:
-        """The job's newest session with its task results; None when it never ran."""
-        rows = self.sessions(spec, limit=1)
+        """The job's newest copy session with its task results; None when it never ran
+        (background retention passes are sessions too, but not runs)."""
+        rows = [SessionRecord.from_row(r) for r in History(history_path(spec)).sessions(
+            job=spec.name, limit=1, kind="copy")]
         if not rows:
             return None
         return LastRun(rows[0], self.tasks(spec, rows[0].id))

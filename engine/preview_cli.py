@@ -103,6 +103,7 @@ class WhatIf:
     skip: frozenset[date] = frozenset()
     no_new_point: frozenset[date] = frozenset()
     changes: list[tuple[date, RetentionPolicy]] = field(default_factory=list)
+    background: bool = False  # model the daemon's daily background retention pass (00:30)
 
 
 def build_preview(spec, what: WhatIf) -> PreviewResult:
@@ -118,7 +119,11 @@ def build_preview(spec, what: WhatIf) -> PreviewResult:
                       interval=what.interval, schedule=spec.schedule,
                       skip=(lambda t: t.date() in skip) if skip else None,
                       no_new_point=(lambda t: t.date() in none_new) if none_new else None,
-                      changes=what.changes)
+                      changes=what.changes, background=what.background)
+    if what.background:
+        result.notes.append("background retention (ferry daemon) every day at 00:30: expired "
+                            "GFS flags and the files they freed go even on days without a "
+                            "run; it never merges")
     result.notes.extend(real_chain_notes(spec, policy))
     return result
 
@@ -153,7 +158,7 @@ def run_preview(args, spec) -> int:
     what = WhatIf(start=args.start, days=args.days, sizing=sizing,
                   interval=timedelta(seconds=args.interval) if args.interval else None,
                   skip=args.skip or frozenset(), no_new_point=args.no_new_point or frozenset(),
-                  changes=changes)
+                  changes=changes, background=bool(getattr(args, "background", False)))
     result = build_preview(spec, what)
     if args.json:
         emit(preview_json(result))

@@ -95,6 +95,7 @@ class SessionResult:
     duration_s: float = 0.0
     dry_run: bool = False
     message: str = ""
+    kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
 
     @property
     def exit_code(self) -> int:
@@ -106,7 +107,7 @@ class SessionResult:
         return {"job": self.job, "session": self.session, "status": self.status,
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
-                "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
+                "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
 
 
@@ -162,6 +163,27 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
         if m not in seen:
             problems.append(f"machine {m!r} not found in the source jobs")
     return refs, problems
+
+
+def record_session(spec, dst, res: SessionResult) -> str:
+    """Write a finished session into the job's history; "" or why it could not be."""
+    tot = Stats()
+    for tr in res.tasks:
+        tot.add(tr.stats)
+    session = {"id": res.session, "job": res.job, "status": res.status,
+               "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+               "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+               "transferred": tot.transferred, "written": tot.written,
+               "message": res.message, "dry_run": 0, "kind": res.kind}
+    try:
+        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks])
+        if not isinstance(dst, Repository):
+            from engine.objstore.history import upload_history
+
+            upload_history(dst, history_path(spec))
+    except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+        return one_line(exc)
+    return ""
 
 
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
@@ -288,22 +310,9 @@ class Runner:
         return res
 
     def record(self, res: SessionResult) -> None:
-        tot = Stats()
-        for tr in res.tasks:
-            tot.add(tr.stats)
-        session = {"id": res.session, "job": res.job, "status": res.status,
-                   "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-                   "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-                   "transferred": tot.transferred, "written": tot.written,
-                   "message": res.message, "dry_run": 0}
-        try:
-            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
-            if not isinstance(self.dst, Repository):
-                from engine.objstore.history import upload_history
-
-                upload_history(self.dst, history_path(self.spec))
-        except Exception as exc:  # noqa: BLE001 - history must not fail the copy
-            self.log("warning", f"history not recorded: {one_line(exc)}")
+        error = record_session(self.spec, self.dst, res)
+        if error:
+            self.log("warning", f"history not recorded: {error}")
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
@@ -421,4 +430,5 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
         return runner.run()
 
 
-__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner"]
+__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",
+           "connect_target", "record_session"]
