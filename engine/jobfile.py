@@ -30,7 +30,6 @@ from engine.password import PasswordSource, SourceKind
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
-PATH_KEYS = ("source.repository", "target.repository", "history", "storage.password_file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 
 
@@ -95,7 +94,8 @@ class TransportSpec:
 @dataclass(kw_only=True)
 class JobSpec:
     """A validated job. Paths are absolute; `raw_paths` remembers how the file wrote them
-    (key in PATH_KEYS -> text) so that saving keeps relative paths relative.
+    (source.repository, target.repository, history, storage.password_file -> text) so
+    that saving keeps relative paths relative.
 
     `schedule` of an immediate job has no daily_at/every (only its window matters).
     `inventory` is the validated `[inventory]` table with defaults filled: kind, host,

@@ -191,8 +191,11 @@ class EditorScreen(Screen[None]):
         if before is None or before == spec.storage.encryption:
             return
         state = "on" if spec.storage.encryption else "off"
+        keep = (" Keep the password safe: losing it loses the copy." if spec.storage.encryption
+                else "")
         self.notify(f"Encryption {state}: the next run copies a new full chain; the old chain "
-                    "ages out by retention", title="Encryption", severity="warning", timeout=10)
+                    f"ages out by retention.{keep}", title="Encryption", severity="warning",
+                    timeout=10)
 
     def action_next_error(self) -> None:
         lines = sorted({line for e in self.errors if (line := error_line(e))})

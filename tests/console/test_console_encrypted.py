@@ -17,6 +17,7 @@ from textual.widgets import Input
 from console.app import FerryConsole
 from console.overview import machine_row_key
 from console.screens.prompt import PromptModal
+from console.widgets.job_editor import JobEditor
 from console.widgets.overview_table import OverviewTable
 from engine.cli import main
 
@@ -88,5 +89,27 @@ def test_export_and_deep_check_ask_a_masked_password(tmp_path: Path,
                                                 for m in messages(app)), what="deep check")
             assert all(PW not in m for m in messages(app))
             assert PW not in screen_text(app)
+
+    asyncio.run(body())
+
+
+def test_switching_encryption_on_in_the_editor_warns_what_to_keep_safe(tmp_path: Path) -> None:
+    jobs = build(tmp_path, machines=("db01",))
+    key = str(jobs / "dr-copy.toml")
+
+    async def body() -> None:
+        app = FerryConsole(jobs, pump_interval=0.05, watch_hangup=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_until(pilot, lambda: key in app.store.jobs, what="jobs")
+            await settle(pilot)
+            await pilot.press("e")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "EditorScreen",
+                             what="editor")
+            editor = app.screen.query_one(JobEditor)
+            editor.text = editor.text + f'\n[storage]\nencryption = true\npassword_env = "{ENV}"\n'
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: any("losing it loses the copy" in m
+                                                for m in messages(app)), what="warning")
+            assert "encryption = true" in (jobs / "dr-copy.toml").read_text()
 
     asyncio.run(body())
