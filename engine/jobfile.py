@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine import jobschema as js
 from engine import jobtext as jt
+from engine.errors import FerryError
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
 from engine.password import PasswordSource, SourceKind
@@ -33,7 +34,7 @@ from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 
 
-class JobFileError(Exception):
+class JobFileError(FerryError):
     """One problem in a job file; `str()` is the one-line message for the CLI and console.
 
     `key` is the dotted TOML key ("retention.gfs.weekly.day"), "" for problems of the

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 import xxhash
 import zstandard
 
+from engine.errors import FerryError
 from engine.repository.container import FLAG_RAW, FLAG_ZERO, FLAG_ZSTD, DiskIndex, Entry
 
 MAGIC = b"FERRYMF1"
@@ -33,7 +34,7 @@ SUFFIX = {FLAG_ZSTD: "z", FLAG_RAW: "r"}
 FLAG_OF = {v: k for k, v in SUFFIX.items()}
 
 
-class ManifestError(Exception):
+class ManifestError(FerryError):
     """A manifest object that is damaged or not one."""
 
 
