@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli_copy  # the copy-job commands live in their own module
 
     cli_copy.add_commands(sub, _time, _size)
+    from engine import cli_live
+
+    cli_live.add_commands(sub)
     return p
 
 
@@ -189,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _copy_handler(name: str):
-    from engine import cli_copy
+    from engine import cli_copy, cli_live
 
-    return cli_copy.COMMANDS[name]
+    return cli_live.COMMANDS.get(name) or cli_copy.COMMANDS[name]
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

@@ -101,18 +101,22 @@ def load(path: Path):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from engine.copy.control import RunControl
     from engine.copy.runner import RunError, run_job
+    from engine.live.hangup import keep_running_on_hangup
 
     spec = load(args.jobfile)
     renderer = None if args.json else _LiveRender()
+    control = RunControl()
+    keep_running_on_hangup(lambda: [control], "terminal")
     try:
         if renderer:
             with renderer:
                 res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=renderer.sink,
-                              hold_timeout=args.hold_timeout)
+                              hold_timeout=args.hold_timeout, control=control)
         else:
             res = run_job(spec, at=args.at, dry_run=args.dry_run,
-                          hold_timeout=args.hold_timeout)
+                          hold_timeout=args.hold_timeout, control=control)
     except RunError as exc:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code

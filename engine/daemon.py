@@ -67,6 +67,18 @@ class Daemon:
         if run is None:
             from engine.copy.runner import run_job as run
         self.run = run
+        self.control = None  # the run going on now (its notes tell of a hang-up)
+
+    def run_options(self) -> dict:
+        """Extra arguments for the real `run_job` (a test's stand-in takes none)."""
+        from engine.copy.runner import run_job
+
+        if self.run is not run_job:
+            return {}
+        from engine.copy.control import RunControl
+
+        self.control = RunControl()
+        return {"started_by": "daemon", "control": self.control}
 
     def pass_once(self) -> list[tuple[str, str]]:
         """Run every due job once; returns (job, status) for each run made."""
@@ -81,7 +93,7 @@ class Daemon:
             try:
                 if not is_due(spec, now, last_run(spec)):
                     continue
-                res = self.run(spec, at=None, respect_window=True)
+                res = self.run(spec, at=None, respect_window=True, **self.run_options())
                 ran.append((spec.name, res.status))
                 print(f"ferry daemon: {spec.name}: {res.status}", flush=True)
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
@@ -93,6 +105,10 @@ class Daemon:
         if not self.folder.is_dir():
             print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
             return 2
+        from engine.live.hangup import keep_running_on_hangup
+
+        self.control = None
+        keep_running_on_hangup(lambda: [self.control] if self.control else [], "terminal")
         if once:
             self.pass_once()
             return 0
