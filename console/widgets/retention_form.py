@@ -149,7 +149,8 @@ class RetentionForm(VerticalScroll):
             cycles.values()) else None
         deleted = getattr(self._policy, "deleted_items_days", 30)
         policy = RetentionPolicy(keep=keep, unit=self._choice("f-unit"), gfs=gfs,
-                                 deleted_items_days=deleted)
+                                 deleted_items_days=deleted,
+                                 immutable_days=getattr(self._policy, "immutable_days", 0))
         try:
             used = parse_size(self._text("f-used"))
         except ValueError as exc:
