@@ -44,6 +44,9 @@ def add_commands(sub, time_type, size_type) -> None:
     r.add_argument("--at", type=time_type)
     r.add_argument("--dry-run", action="store_true")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--json-progress", action="store_true",
+                   help="stream one JSON message per line while the run goes (events, then "
+                        "a summary line with the --json shape), like restic --json")
     r.add_argument("--hold-timeout", type=_duration, default=3600.0)
 
     rt = sub.add_parser("retain", help="background retention now: expired GFS flags and the "
@@ -116,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.live.hangup import keep_running_on_hangup
 
     spec = load(args.jobfile)
+    if args.json_progress:
+        return _run_json_lines(spec, args)
     renderer = None if args.json else _LiveRender()
     control = RunControl()
     keep_running_on_hangup(lambda: [control], "terminal")
@@ -165,6 +170,40 @@ def cmd_retain(args: argparse.Namespace) -> int:
     if res.status == "Failed":
         reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
         print(f"ferry retain: {spec.name}: Failed: {reasons}", file=sys.stderr)
+    return res.exit_code
+
+
+def _run_json_lines(spec, args: argparse.Namespace) -> int:
+    """`ferry run --json-progress`: every engine event as a JSON line on stdout, then
+    `{"message_type": "summary", ...}` with the `--json` keys. Lines are written whole
+    (one lock) because events come from the run's threads."""
+    import dataclasses
+    import re
+    import threading
+
+    from engine import events as ev
+    from engine.copy.runner import RunError, run_job
+    from engine.jsonout import line
+    from engine.units import now, rfc3339
+
+    lock = threading.Lock()
+
+    def write(obj: dict) -> None:
+        with lock:
+            sys.stdout.write(line(obj) + "\n")
+            sys.stdout.flush()
+
+    def sink(e: ev.Event) -> None:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__).lower()
+        write({"message_type": kind, "time": rfc3339(now()), **dataclasses.asdict(e)})
+
+    try:
+        res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=sink,
+                      hold_timeout=args.hold_timeout)
+    except RunError as exc:
+        print(f"ferry run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    write({"message_type": "summary", **res.to_json()})
     return res.exit_code
 
 

@@ -199,3 +199,60 @@ def test_old_history_gets_the_kind_column(tmp_path):
               "finished": "2026-01-02T00:30:01", "kind": "retention"}, [])
     assert [r["id"] for r in h.sessions("J", kind="copy")] == ["a"]
     assert [r["id"] for r in h.sessions("J", kind="retention")] == ["b"]
+
+
+def test_pass_through_a_remote_tcp_mover_finds_machines_from_the_history(work):
+    """`[target] mover = "host:port"`: the pass cannot list the remote target, so it
+    takes the machines of the job's history (the source is gone) and sends SWEEP over
+    TCP to `ferry mover`, which expires the flag on its own repository."""
+    import socket
+    import subprocess
+    import sys
+
+    from copyjob.conftest import ROOT
+
+    lab = Lab(work)
+    remote = work / "remote"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mover = subprocess.Popen([sys.executable, "-m", "engine.cli", "mover", "--listen",
+                              f"127.0.0.1:{port}", "--repo", str(remote)],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in mover.stdout.readline()
+        path = lab.job("Far", keep=2, retention=GFS)
+        path.write_text(path.read_text().replace(
+            "[target]\n", f'[target]\nmover = "127.0.0.1:{port}"\n'))
+        run_replay(lab, path, 16, start=JAN4)
+        chain = lambda: Repository(remote).load("Far", "vm1").points  # noqa: E731
+        assert _weekly(chain()) == [("2026-01-11", "full"), ("2026-01-18", "full")]
+        shutil.rmtree(lab.src)
+        spec = load_job(path, need_source=False)
+        res = retain_job(spec, at=datetime(2026, 1, 25, 0, 30))
+        assert res.status == "Success", res.to_json()
+        assert [tr.machine for tr in res.tasks] == ["vm1"]
+        assert [a["action"] for a in res.retention] == ["expire-flag", "delete-chain"]
+        assert _weekly(chain()) == [("2026-01-18", "full")]
+    finally:
+        mover.terminate()
+        mover.wait(timeout=10)
+
+
+def test_preview_background_flag_shows_the_expiry_on_its_day(work):
+    """`ferry preview --background`: with runs skipped after 01-19, the 01-11 weekly full
+    goes on 01-25 (the pass); without the flag it stays until the next run."""
+    lab = Lab(work)
+    job = lab.job("Pv", keep=2, retention=GFS)
+    args = ["preview", job, "--from", "2026-01-04T22:00", "--days", "24", "--used", "1GiB",
+            "--skip", "2026-01-20..2026-01-27", "--json"]
+
+    def weekly_on(out: dict, day: str) -> list[str]:
+        d = next(d for d in out["days"] if d["date"] == day)
+        return [p["time"][:10] for p in d["points"] if "W" in p["gfs"]]
+
+    with_pass = json.loads(ferry(*args, "--background", check=True).stdout)
+    without = json.loads(ferry(*args, check=True).stdout)
+    assert weekly_on(with_pass, "2026-01-24") == ["2026-01-11", "2026-01-18"]
+    assert weekly_on(with_pass, "2026-01-25") == ["2026-01-18"]
+    assert weekly_on(without, "2026-01-25") == ["2026-01-11", "2026-01-18"]
