@@ -30,7 +30,6 @@ from engine.password import PasswordSource, SourceKind
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
-PATH_KEYS = ("source.repository", "target.repository", "history", "storage.password_file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 NUL_PROBLEM = "contains a NUL byte"
 MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX of Linux file systems)
@@ -98,7 +97,8 @@ class TransportSpec:
 @dataclass(kw_only=True)
 class JobSpec:
     """A validated job. Paths are absolute; `raw_paths` remembers how the file wrote them
-    (key in PATH_KEYS -> text) so that saving keeps relative paths relative.
+    (source.repository, target.repository, history, storage.password_file -> text) so
+    that saving keeps relative paths relative.
 
     `schedule` of an immediate job has no daily_at/every (only its window matters).
     `inventory` is the validated `[inventory]` table with defaults filled: kind, host,
@@ -171,9 +171,10 @@ class _Checker:
     """Collects the errors of one text. Each table is validated on its own, so one bad
     table does not hide the errors of another."""
 
-    def __init__(self, text: str, path: Path) -> None:
+    def __init__(self, text: str, path: Path, need_source: bool = True) -> None:
         self.text = text
         self.path = path
+        self.need_source = need_source
         self.base = Path(os.path.normpath(Path(path).absolute())).parent
         self.entries: list[jt.Entry] = []
         self.errors: list[JobFileError] = []
@@ -313,7 +314,7 @@ class _Checker:
         """The file system side of one path key; the path goes into `out` (by dotted key)."""
         out[".".join(keys)] = path
         if keys == ("source", "repository"):
-            if not path.is_dir():
+            if not path.is_dir() and (self.need_source or path.exists()):
                 what = "not a directory" if path.exists() else "repository not found"
                 self.error(keys, f"{what}: {path}")
         elif keys == ("target", "repository"):
@@ -430,8 +431,9 @@ def _retention(r: js.Retention) -> RetentionPolicy:
                            min_points_days_mode=r.min_points)
 
 
-def _check(text: str, path: Path) -> tuple[list[JobFileError], JobSpec | None]:
-    checker = _Checker(text, path)
+def _check(text: str, path: Path, need_source: bool = True
+           ) -> tuple[list[JobFileError], JobSpec | None]:
+    checker = _Checker(text, path, need_source)
     try:
         spec = checker.run()
     except Exception as exc:  # noqa: BLE001 - an editor must get a message, not a crash
@@ -458,16 +460,20 @@ def _read(path: Path) -> str:
         raise JobFileError(path, None, "", f"cannot read job file: {exc.strerror or exc}") from None
 
 
-def load_job(path: Path | str) -> JobSpec:
-    """Load and validate a job file; raises the first `JobFileError` (in line order)."""
+def load_job(path: Path | str, need_source: bool = True) -> JobSpec:
+    """Load and validate a job file; raises the first `JobFileError` (in line order).
+
+    `need_source=False` accepts a source repository that is gone (background retention
+    works on the target alone); everything else is checked the same."""
     path = Path(path)
-    errors, spec = _check(_read(path), path)
+    errors, spec = _check(_read(path), path, need_source)
     if errors or spec is None:
         raise errors[0]
     return spec
 
 
-def discover_jobs(folder: Path | str) -> list[tuple[Path, JobSpec | JobFileError]]:
+def discover_jobs(folder: Path | str, need_source: bool = True
+                  ) -> list[tuple[Path, JobSpec | JobFileError]]:
     """Every `*.toml` in `folder` (hidden files skipped, sorted by name): spec or first error.
 
     A job whose name (case-insensitively) is taken by an earlier file gets an error:
@@ -479,7 +485,7 @@ def discover_jobs(folder: Path | str) -> list[tuple[Path, JobSpec | JobFileError
         if path.name.startswith(".") or not path.is_file():
             continue
         try:
-            spec: JobSpec | JobFileError = load_job(path)
+            spec: JobSpec | JobFileError = load_job(path, need_source)
         except JobFileError as exc:
             spec = exc
         if isinstance(spec, JobSpec):

@@ -9,6 +9,7 @@ process, or `ferry mover` over TCP when the job names one).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
+from engine.logs import job_logger, run_log
 from engine.model import MachineMeta, Stats, Status
 from engine.objstore.open import target_repository
 from engine.password import PasswordError
@@ -35,6 +37,9 @@ from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
 from engine.units import rfc3339
+
+LOG = job_logger("run")
+LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
 class RunError(Exception):
@@ -90,6 +95,7 @@ class SessionResult:
     duration_s: float = 0.0
     dry_run: bool = False
     message: str = ""
+    kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
 
     @property
     def exit_code(self) -> int:
@@ -101,7 +107,7 @@ class SessionResult:
         return {"job": self.job, "session": self.session, "status": self.status,
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
-                "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
+                "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
 
 
@@ -157,6 +163,27 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
         if m not in seen:
             problems.append(f"machine {m!r} not found in the source jobs")
     return refs, problems
+
+
+def record_session(spec, dst, res: SessionResult) -> str:
+    """Write a finished session into the job's history; "" or why it could not be."""
+    tot = Stats()
+    for tr in res.tasks:
+        tot.add(tr.stats)
+    session = {"id": res.session, "job": res.job, "status": res.status,
+               "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+               "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+               "transferred": tot.transferred, "written": tot.written,
+               "message": res.message, "dry_run": 0, "kind": res.kind}
+    try:
+        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks])
+        if not isinstance(dst, Repository):
+            from engine.objstore.history import upload_history
+
+            upload_history(dst, history_path(spec))
+    except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+        return one_line(exc)
+    return ""
 
 
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
@@ -216,6 +243,9 @@ class Runner:
 
     def log(self, level: str, text: str, machine: str = "") -> None:
         self.emit(ev.LogLine(self.spec.name, level, text, machine))
+        if level in ("warning", "error"):
+            where = f"{self.spec.name}/{machine}" if machine else self.spec.name
+            LOG.log(LEVELS[level], "%s: %s", where, text, extra={"job": self.spec.name})
 
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -232,6 +262,8 @@ class Runner:
             gone = outcome.gone
         self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
                                 self.dry_run))
+        LOG.info("%s: session %s started%s, %d machine(s)", self.spec.name, self.session,
+                 " (dry run)" if self.dry_run else "", len(refs), extra={"job": self.spec.name})
         for p in problems:
             self.log("warning", p)
         for r in refs:
@@ -264,25 +296,23 @@ class Runner:
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
+        for tr in results:
+            LOG.log(logging.INFO if tr.status == Status.SUCCESS.value else logging.WARNING,
+                    "%s/%s: %s%s", self.spec.name, tr.machine, tr.status,
+                    f": {tr.message}" if tr.message else "", extra={"job": self.spec.name})
+        for a in self.retention:
+            LOG.info("%s/%s: retention %s %s %s", self.spec.name, a.get("machine", ""),
+                     a.get("action", ""), a.get("point", ""), a.get("detail", ""),
+                     extra={"job": self.spec.name})
+        LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
+                "%s: session %s ended %s in %.1f s%s", self.spec.name, self.session,
+                status.value, duration, f": {msg}" if msg else "", extra={"job": self.spec.name})
         return res
 
     def record(self, res: SessionResult) -> None:
-        tot = Stats()
-        for tr in res.tasks:
-            tot.add(tr.stats)
-        session = {"id": res.session, "job": res.job, "status": res.status,
-                   "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-                   "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-                   "transferred": tot.transferred, "written": tot.written,
-                   "message": res.message, "dry_run": 0}
-        try:
-            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
-            if not isinstance(self.dst, Repository):
-                from engine.objstore.history import upload_history
-
-                upload_history(self.dst, history_path(self.spec))
-        except Exception as exc:  # noqa: BLE001 - history must not fail the copy
-            self.log("warning", f"history not recorded: {one_line(exc)}")
+        error = record_session(self.spec, self.dst, res)
+        if error:
+            self.log("warning", f"history not recorded: {error}")
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
@@ -396,8 +426,9 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
-    with JobLock(spec.target_repository, spec.name):
+    with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
         return runner.run()
 
 
-__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner"]
+__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",
+           "connect_target", "record_session"]

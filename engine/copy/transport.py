@@ -25,9 +25,11 @@ STATE_ENTRY = struct.Struct("<HQ16s")  # disk index, block, digest of the target
 # frame types
 HELLO, BEGIN, DIGESTS, HAVE, BLOCK, STATE, COMMIT, DONE, ERROR, ABORT, BYE = range(1, 12)
 RETAIN, CHECK = 12, 13
+SWEEP = 14  # background retention of one machine: expired flags and the files they freed
 NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=HAVE, BLOCK=BLOCK,
                                 STATE=STATE, COMMIT=COMMIT, DONE=DONE, ERROR=ERROR, ABORT=ABORT,
-                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK).items()}
+                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK,
+                                SWEEP=SWEEP).items()}
 
 
 class StreamError(Exception):

@@ -134,7 +134,7 @@ class S3TargetMover:
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check}.get(f.type)
+                           t.CHECK: self._check, t.SWEEP: self._sweep}.get(f.type)
                 if handler is None:
                     raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
                 handler(f.json())
@@ -183,8 +183,18 @@ class S3TargetMover:
         from engine.objstore.retain import apply_s3_retention
 
         self.m.sync(create=True)
-        actions = apply_s3_retention(self.m, request, self.days, self.pool)
+        actions = apply_s3_retention(self.m, {**request, "background": False}, self.days,
+                                     self.pool)
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _sweep(self, request: dict) -> None:
+        """Background retention: expired flags and the objects they alone kept."""
+        from engine.objstore.retain import apply_s3_retention
+
+        self.m.sync(create=True)
+        actions = apply_s3_retention(self.m, {**request, "background": True}, self.days,
+                                     self.pool)
+        self.end.send_json(t.SWEEP, {"actions": actions})
 
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
