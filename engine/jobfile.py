@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -393,7 +393,8 @@ class _Checker:
             name=top.name, mode=top.mode, enabled=top.enabled,
             source_repository=paths["source.repository"], source_jobs=list(t["source"].jobs),
             machines=list(t["source"].machines), target_repository=paths["target.repository"],
-            retention=_retention(t["retention"]), schedule=schedule,
+            retention=replace(_retention(t["retention"]),
+                              immutable_days=t["storage"].immutable_days), schedule=schedule,
             storage=self.storage(t["storage"], raw_paths),
             transport=TransportSpec(**t["transport"].model_dump()),
             inventory=inv.settings() if inv is not None else None,

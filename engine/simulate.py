@@ -468,6 +468,11 @@ def _notes(policy: RetentionPolicy, mode: str, sizing: Sizing) -> list[str]:
             notes.append("immediate mode: no GFS full for a day without a run")
         else:
             notes.append("periodic mode: a GFS day without a run is made up at the next run")
+    if policy.immutable_days > 0:
+        notes.append(f"immutable_days = {policy.immutable_days}: a point stays at least "
+                     f"{policy.immutable_days} days after it was made, whatever retention "
+                     f"says (\"immutable until\" in its reason); it is deleted at the first "
+                     f"run after that")
     notes.append(f"sizes: full {fmt_size(sizing.full)}, increment "
                  f"{fmt_size(sizing.incremental)}; a merge keeps the full's size")
     notes.append("work space (kept free for merges and synthetic fulls): 105% of the first "

@@ -165,8 +165,9 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     return refs, problems
 
 
-def record_session(spec, dst, res: SessionResult) -> str:
-    """Write a finished session into the job's history; "" or why it could not be."""
+def record_session(spec, dst, res: SessionResult, upload: bool = True) -> str:
+    """Write a finished session into the job's history; "" or why it could not be.
+    `upload=False`: an object storage target refused the run, so nothing goes there."""
     tot = Stats()
     for tr in res.tasks:
         tot.add(tr.stats)
@@ -177,7 +178,7 @@ def record_session(spec, dst, res: SessionResult) -> str:
                "message": res.message, "dry_run": 0, "kind": res.kind}
     try:
         History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks])
-        if not isinstance(dst, Repository):
+        if upload and not isinstance(dst, Repository):
             from engine.objstore.history import upload_history
 
             upload_history(dst, history_path(spec))
@@ -219,6 +220,7 @@ class Runner:
         self.src = Repository(spec.source_repository)
         self.dst = target_repository(spec)
         self.retention: list[dict] = []
+        self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
@@ -269,8 +271,12 @@ class Runner:
         for r in refs:
             self.emit(ev.TaskQueued(self.spec.name, r.machine))
         workers = max(1, int(self.spec.transport.parallel_tasks))
-        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
-            results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
+        self.refusal = self._preflight()
+        if self.refusal:
+            results = [self._refused(r) for r in refs]
+        else:
+            with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+                results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
         if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
             from engine.copy.maintenance import after_session
 
@@ -309,8 +315,27 @@ class Runner:
                 status.value, duration, f": {msg}" if msg else "", extra={"job": self.spec.name})
         return res
 
+    def _preflight(self) -> str:
+        """Why the target refuses this job before anything is written ("" = it does not)."""
+        if isinstance(self.dst, Repository) or getattr(self.spec, "target_mover", None):
+            return ""
+        from engine.objstore.target import preflight
+
+        try:
+            return preflight(self.dst, self.spec.storage.immutable_days)
+        except Exception:  # noqa: BLE001 - unreachable etc.: the tasks report it, with retries
+            return ""
+
+    def _refused(self, ref: MachineRef) -> TaskResult:
+        res = TaskResult(ref.machine)
+        res.status, res.message, res.retryable = "Failed", self.refusal, False
+        self.log("error", f"{ref.machine}: {res.message}", ref.machine)
+        self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
+                                  res.point, 0.0, 0.0, "", res.message))
+        return res
+
     def record(self, res: SessionResult) -> None:
-        error = record_session(self.spec, self.dst, res)
+        error = record_session(self.spec, self.dst, res, upload=not self.refusal)
         if error:
             self.log("warning", f"history not recorded: {error}")
 
@@ -358,7 +383,7 @@ class Runner:
             res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
-        except (PlanError, PasswordError) as exc:  # the same again on a retry
+        except (PlanError, PasswordError, t.TargetRefused) as exc:  # the same on a retry
             res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)
