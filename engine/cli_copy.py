@@ -391,8 +391,8 @@ def cmd_key(args: argparse.Namespace) -> int:
     """`ferry key change JOBFILE`: old password from the job, new one from the options."""
     from engine.key_change import change_password
     from engine.keys import KeyRing
+    from engine.objstore.open import target_repository
     from engine.password import PasswordSource, SourceKind
-    from engine.repository.repository import Repository
 
     spec = load(args.jobfile)
     if spec.storage.password_source is None:
@@ -407,7 +407,7 @@ def cmd_key(args: argparse.Namespace) -> int:
         new = KeyRing(PasswordSource(SourceKind.ENV, args.new_password_env))
     else:
         new = KeyRing(password=_prompt_new_password())
-    res = change_password(Repository(spec.target_repository), spec.name,
+    res = change_password(target_repository(spec), spec.name,
                           KeyRing(spec.storage.password_source), new)
     print(f"{spec.name}: {res.rewrapped} chain key(s) re-wrapped on {res.machines} machine(s)"
           + (f", {res.already} already had the new password" if res.already else "")
