@@ -136,7 +136,7 @@ def real_chain_notes(spec, policy: RetentionPolicy, today: date | None = None) -
     from engine.retention import kept_after_switch_off, points_from_chain, switched_off_text
 
     today = today or wall_now().date()
-    repo = Repository(spec.target_repository)
+    repo = target_repository(spec)
     total: dict[str, tuple[int, date]] = {}
     for j, m in repo.machines(spec.name):
         try:

@@ -175,7 +175,8 @@ class RetentionForm(VerticalScroll):
         policy = RetentionPolicy(keep=keep, unit=self._choice("f-unit"), gfs=gfs,
                                  deleted_items_days=deleted,
                                  min_points_days_mode=getattr(self._policy,
-                                                              "min_points_days_mode", 3))
+                                                              "min_points_days_mode", 3),
+                                 immutable_days=getattr(self._policy, "immutable_days", 0))
         try:
             used = parse_size(self._text("f-used"))
         except ValueError as exc:

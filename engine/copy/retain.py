@@ -48,7 +48,8 @@ def policy_from_dict(d: dict) -> RetentionPolicy:
                                                                                  "synthetic"))
     return RetentionPolicy(keep=d["keep"], unit=d["unit"], gfs=gfs,
                            deleted_items_days=d.get("deleted_items_days", 30),
-                           min_points_days_mode=d.get("min_points_days_mode", 3))
+                           min_points_days_mode=d.get("min_points_days_mode", 3),
+                           immutable_days=int(d.get("immutable_days") or 0))
 
 
 def gfs_flags_for_run(meta: dict | None, policy: RetentionPolicy, now: datetime,
