@@ -97,6 +97,8 @@ class SessionResult:
     dry_run: bool = False
     message: str = ""
     kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
+    # object storage targets: S3 requests the session made, by kind (PUT, GET, LIST, ...)
+    requests: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -107,7 +109,8 @@ class SessionResult:
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
                 "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
-                "retention": self.retention}
+                "retention": self.retention,
+                **({"requests": self.requests} if self.requests else {})}
 
 
 @dataclass
@@ -191,11 +194,14 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     address = getattr(spec, "target_mover", None)
     if address:
         return t.SocketEndpoint.connect(address), None
-    src_end, dst_end = t.pipe()
-    if getattr(spec, "target_s3", None) is not None:
+    s3 = getattr(spec, "target_s3", None) is not None
+    # an S3 target hands frames straight to its upload pool, which bounds what it holds
+    # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
+    src_end, dst_end = t.pipe(4 if s3 else 16)
+    if s3:
         from engine.objstore.target import S3TargetMover
 
-        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days)
+        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days, trusted=True)
     else:
         mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
@@ -313,6 +319,10 @@ class Runner:
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
+        bucket = getattr(self.dst, "bucket", None)
+        if bucket is not None:
+            with bucket._count_lock:
+                res.requests = dict(sorted(bucket.requests.items()))
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
