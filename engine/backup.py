@@ -21,6 +21,7 @@ from engine.blockio import (
     make_pool,
     scan_image,
 )
+from engine.errors import FerryError
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
 from engine.repository.repository import (
@@ -38,7 +39,7 @@ MIN_BLOCK, MAX_BLOCK = 256 << 10, 8 << 20
 DEFAULT_BLOCK = 1 << 20  # a new chain without --block-size
 
 
-class BackupError(Exception):
+class BackupError(FerryError):
     """Bad input or an impossible request: one line, nothing stored is touched."""
 
 

@@ -117,20 +117,24 @@ def load(path: Path):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from engine.copy.control import RunControl
     from engine.copy.runner import RunError, run_job
+    from engine.live.hangup import keep_running_on_hangup
 
     spec = load(args.jobfile)
     if args.json_progress:
         return _run_json_lines(spec, args)
     renderer = None if args.json else _LiveRender()
+    control = RunControl()
+    keep_running_on_hangup(lambda: [control], "terminal")
     try:
         if renderer:
             with renderer:
                 res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=renderer.sink,
-                              hold_timeout=args.hold_timeout)
+                              hold_timeout=args.hold_timeout, control=control)
         else:
             res = run_job(spec, at=args.at, dry_run=args.dry_run,
-                          hold_timeout=args.hold_timeout)
+                          hold_timeout=args.hold_timeout, control=control)
     except RunError as exc:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -387,8 +391,8 @@ def cmd_key(args: argparse.Namespace) -> int:
     """`ferry key change JOBFILE`: old password from the job, new one from the options."""
     from engine.key_change import change_password
     from engine.keys import KeyRing
+    from engine.objstore.open import target_repository
     from engine.password import PasswordSource, SourceKind
-    from engine.repository.repository import Repository
 
     spec = load(args.jobfile)
     if spec.storage.password_source is None:
@@ -403,7 +407,7 @@ def cmd_key(args: argparse.Namespace) -> int:
         new = KeyRing(PasswordSource(SourceKind.ENV, args.new_password_env))
     else:
         new = KeyRing(password=_prompt_new_password())
-    res = change_password(Repository(spec.target_repository), spec.name,
+    res = change_password(target_repository(spec), spec.name,
                           KeyRing(spec.storage.password_source), new)
     print(f"{spec.name}: {res.rewrapped} chain key(s) re-wrapped on {res.machines} machine(s)"
           + (f", {res.already} already had the new password" if res.already else "")

@@ -24,8 +24,9 @@ from engine.blockio import make_pool
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.planner import PlanError
+from engine.copy.source import RateLimit
 from engine.copy.target import TargetMover
-from engine.errors import one_line
+from engine.errors import ExitCode, FerryError, one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
 from engine.logs import job_logger, run_log
@@ -42,10 +43,10 @@ LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
-class RunError(Exception):
+class RunError(FerryError):
     """The whole run cannot start (job already running, bad repositories)."""
 
-    def __init__(self, message: str, exit_code: int = 2):
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -96,19 +97,20 @@ class SessionResult:
     dry_run: bool = False
     message: str = ""
     kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
+    # object storage targets: S3 requests the session made, by kind (PUT, GET, LIST, ...)
+    requests: dict[str, int] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> int:
-        if any(tr.gave_up_waiting for tr in self.tasks) and self.status == "Failed":
-            return 3
-        return {"Success": 0, "Warning": 1}.get(self.status, 2)
+    def exit_code(self) -> ExitCode:
+        return ExitCode.of_status(self.status, any(tr.gave_up_waiting for tr in self.tasks))
 
     def to_json(self) -> dict:
         return {"job": self.job, "session": self.session, "status": self.status,
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
                 "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
-                "retention": self.retention}
+                "retention": self.retention,
+                **({"requests": self.requests} if self.requests else {})}
 
 
 @dataclass
@@ -131,7 +133,7 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunError(f"job {self.path.parent.name!r} is already running", 3) from None
+            raise RunError(f"job {self.path.parent.name!r} is already running", ExitCode.BUSY) from None
         self.fd = fd
         return self
 
@@ -192,11 +194,14 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     address = getattr(spec, "target_mover", None)
     if address:
         return t.SocketEndpoint.connect(address), None
-    src_end, dst_end = t.pipe()
-    if getattr(spec, "target_s3", None) is not None:
+    s3 = getattr(spec, "target_s3", None) is not None
+    # an S3 target hands frames straight to its upload pool, which bounds what it holds
+    # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
+    src_end, dst_end = t.pipe(4 if s3 else 16)
+    if s3:
         from engine.objstore.target import S3TargetMover
 
-        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days)
+        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days, trusted=True)
     else:
         mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
@@ -225,6 +230,18 @@ class Runner:
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
         self._t0 = time.monotonic()
+        # `[transport] rate_limit` is the job's: one bucket shared by all its tasks
+        self.rate = RateLimit(int(spec.transport.rate_limit or 0))
+        control.listeners.append(self._control_changed)
+
+    def _control_changed(self, action: str, machine: str, by: str) -> None:
+        self.emit(ev.OperatorAction(self.spec.name, action, machine, by))
+        what = f"{machine}: " if machine else ""
+        if action == "stop":
+            self.log("warning", f"{what}stop requested ({by})", machine)
+        else:
+            self.log("info", f"{what}{action} by the operator" if action == "hold" else
+                     f"{what}resumed by the operator", machine)
 
     def clock(self) -> datetime:
         """The run's clock: the wall clock, or for a replay (`at`) `at` plus the time the
@@ -296,9 +313,16 @@ class Runner:
             status = Status.FAILED if problems else Status.WARNING
         duration = time.monotonic() - t0
         finished = self.clock()
+        if self.control.stopped:
+            problems.insert(0, self.control.stop_message())
+        problems += self.control.notes
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
+        bucket = getattr(self.dst, "bucket", None)
+        if bucket is not None:
+            with bucket._count_lock:
+                res.requests = dict(sorted(bucket.requests.items()))
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
@@ -348,32 +372,34 @@ class Runner:
             res = self.task(ref, pool)
             res.attempts = attempt
             if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
-                    or not res.retryable or self.control.stopped:
+                    or not res.retryable or self.control.is_stopped(ref.machine):
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
                      f"{wait:.0f}s", ref.machine)
-            if self._sleep(wait):
+            if self._sleep(wait, ref.machine):
                 break
         self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
                                   res.point, res.duration_s, res.held_s, res.bottleneck,
                                   res.message))
         return res
 
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped; True when the session was stopped."""
+    def _sleep(self, seconds: float, machine: str) -> bool:
+        """Sleep unless stopped; True when the session (or the machine) was stopped."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            if self.control.stopped:
+            if self.control.is_stopped(machine):
                 return True
             time.sleep(min(0.2, end - time.monotonic()))
-        return self.control.stopped
+        return self.control.is_stopped(machine)
 
     def task(self, ref: MachineRef, pool) -> TaskResult:
         res = TaskResult(ref.machine)
         t0 = time.monotonic()
         lock = ChainLock(self.src.machine_dir(ref.source_job, ref.machine), exclusive=False)
         try:
+            if self.control.is_stopped(ref.machine):  # stopped while queued: never starts
+                raise Stopped(self.control.stop_message(ref.machine))
             res.held_s += self._take_source_lock(lock, ref)
             try:
                 self._copy(ref, pool, res)
@@ -405,8 +431,8 @@ class Runner:
         self.log("info", f"{ref.machine}: on hold: {reason}", ref.machine)
         t0 = time.monotonic()
         while True:
-            if self.control.stopped:
-                raise Stopped("stopped by operator")
+            if self.control.is_stopped(ref.machine):
+                raise Stopped(self.control.stop_message(ref.machine))
             try:
                 lock.acquire(timeout=0)
                 break
@@ -438,11 +464,14 @@ class Runner:
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
-            hold_timeout: float = 3600.0, respect_window: bool | None = None) -> SessionResult:
+            hold_timeout: float = 3600.0, respect_window: bool | None = None,
+            started_by: str = "cli", live: bool = True) -> SessionResult:
     """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
 
     The copy window binds scheduled runs (the daemon) and replays (`at` given); an
     operator's "run now" on the wall clock is honoured outside it (with a log line).
+    A real run publishes itself (`engine.live`: `ferry sessions`, attach, control
+    from other processes) unless `live` is False; `started_by` says who started it.
     """
     if respect_window is None:
         respect_window = at is not None
@@ -452,7 +481,40 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
     with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
-        return runner.run()
+        publisher = _publish(runner, started_by) if live else None
+        try:
+            return runner.run()
+        finally:
+            if publisher is not None:
+                publisher.close()
+
+
+def _publish(runner: Runner, started_by: str):
+    """Record interrupted runs of this job, then publish this one (None if impossible:
+    the copy goes on unpublished, with a log line)."""
+    from engine.live.publisher import Publisher
+    from engine.live.reap import reap
+
+    try:
+        reap(runner.spec)
+    except Exception as exc:  # noqa: BLE001 - leftovers must not stop a run
+        runner.log("warning", f"interrupted sessions not recorded: {one_line(exc)}")
+    try:
+        publisher = Publisher(runner.spec, runner.session, runner.control, started_by)
+    except Exception as exc:  # noqa: BLE001 - the copy matters more than its publication
+        runner.log("warning", f"this run is not visible to other processes: {one_line(exc)}")
+        return None
+    outer = runner.sink
+
+    def sink(event: ev.Event) -> None:
+        try:
+            publisher.push(event)
+        except Exception:  # noqa: BLE001 - watchers must not break the copy
+            pass
+        outer(event)
+
+    runner.sink = sink
+    return publisher
 
 
 __all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from engine.errors import FerryError
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
 from engine.repository.metadata import MetadataError, read_meta, write_meta
@@ -16,7 +17,7 @@ from engine.repository.resolve import PointView
 BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
 
 
-class BadName(ValueError):
+class BadName(FerryError, ValueError):
     """A job, machine or disk name that could leave the repository folder."""
 
 
