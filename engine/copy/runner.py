@@ -26,7 +26,7 @@ from engine.copy.control import RunControl, Stopped
 from engine.copy.planner import PlanError
 from engine.copy.source import RateLimit
 from engine.copy.target import TargetMover
-from engine.errors import one_line
+from engine.errors import ExitCode, FerryError, one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
 from engine.logs import job_logger, run_log
@@ -43,10 +43,10 @@ LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
-class RunError(Exception):
+class RunError(FerryError):
     """The whole run cannot start (job already running, bad repositories)."""
 
-    def __init__(self, message: str, exit_code: int = 2):
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -101,10 +101,8 @@ class SessionResult:
     requests: dict[str, int] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> int:
-        if any(tr.gave_up_waiting for tr in self.tasks) and self.status == "Failed":
-            return 3
-        return {"Success": 0, "Warning": 1}.get(self.status, 2)
+    def exit_code(self) -> ExitCode:
+        return ExitCode.of_status(self.status, any(tr.gave_up_waiting for tr in self.tasks))
 
     def to_json(self) -> dict:
         return {"job": self.job, "session": self.session, "status": self.status,
@@ -135,7 +133,7 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunError(f"job {self.path.parent.name!r} is already running", 3) from None
+            raise RunError(f"job {self.path.parent.name!r} is already running", ExitCode.BUSY) from None
         self.fd = fd
         return self
 
