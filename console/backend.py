@@ -10,22 +10,27 @@ from thread workers and posts the results back as messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
-from engine import jobfile, jobsave, preview_cli
+from engine import jobfile, jobsave, preview_cli, restore
 from engine import schedule as sched
 from engine import simulate as sim
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
+from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
+from engine.jobsdir import default_jobs
+from engine.keys import KeyRing
+from engine.live import paths as live_paths
+from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
 from engine.model import RetentionPolicy
+from engine.objstore.open import open_repository
+from engine.password import Password
 from engine.repository.repository import Repository
-
-DEFAULT_JOBS_DIR = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
 __all__ = ["Backend", "EngineUnavailable", "JobEntry", "MachineInfo", "Sizing", "error_line",
            "error_text"]
@@ -48,7 +53,7 @@ class Backend:
     """Real engine access for the jobs folder `jobs_dir`."""
 
     def __init__(self, jobs_dir: Path | str | None = None) -> None:
-        self.jobs_dir = Path(jobs_dir) if jobs_dir else DEFAULT_JOBS_DIR
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else default_jobs()
 
     # ---- job files ---------------------------------------------------------------------------
     def discover(self) -> list[JobEntry]:
@@ -124,8 +129,10 @@ class Backend:
         return []
 
     def last_run(self, spec: JobSpec) -> LastRun | None:
-        """The job's newest session with its task results; None when it never ran."""
-        rows = self.sessions(spec, limit=1)
+        """The job's newest copy session with its task results; None when it never ran
+        (background retention passes are sessions too, but not runs)."""
+        rows = [SessionRecord.from_row(r) for r in History(history_path(spec)).sessions(
+            job=spec.name, limit=1, kind="copy")]
         if not rows:
             return None
         return LastRun(rows[0], self.tasks(spec, rows[0].id))
@@ -138,10 +145,20 @@ class Backend:
 
     # ---- retention what-if -------------------------------------------------------------------
     def simulate(self, spec: JobSpec, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing) -> sim.PreviewResult:
+                 sizing: Sizing, *, skip: frozenset[date] = frozenset(),
+                 no_new_point: frozenset[date] = frozenset(), policy_from: date | None = None,
+                 today: date | None = None) -> sim.PreviewResult:
+        """`ferry preview`'s own path (`preview_cli.build_preview`): the job's schedule,
+        missed runs (`skip`), runs without a new source point, and `policy` from the day
+        `policy_from` on (the job's current policy before it; from the start when None);
+        the notes say what the real chains keep of a cycle `policy` switches off."""
         model = sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
-        return sim.simulate(spec.name, policy, spec.mode, start, days, model,
-                            interval=timedelta(days=1))
+        base, changes = ((spec.retention, [(policy_from, policy)]) if policy_from is not None
+                         else (policy, []))
+        what = preview_cli.WhatIf(policy=base, start=start, days=days, sizing=model,
+                                  skip=frozenset(skip), no_new_point=frozenset(no_new_point),
+                                  changes=changes, today=today)
+        return preview_cli.build_preview(spec, what)
 
     def preview_start(self, spec: JobSpec, now: datetime) -> datetime:
         """The first simulated run, as `ferry preview` picks it: the job's next scheduled
@@ -154,13 +171,39 @@ class Backend:
         """How many days `ferry preview` would show for `policy`."""
         return preview_cli.default_days(policy)
 
+    # ---- reads that may need the encryption password -----------------------------------------
+    def export_point(self, spec: JobSpec, machine: str, point_ref: str, out: Path,
+                     password: bytes | None = None) -> list[Path]:
+        """Blocking: write the point's disks under `out` (`ferry export`). `password` is
+        used for this call only; the engine opens the chain key before writing anything."""
+        keys = KeyRing(password=Password(password)) if password is not None else None
+        return restore.export_point(spec.target_repository, spec.name, machine, point_ref, out, keys)
+
+    def check_deep(self, spec: JobSpec, machine: str, password: bytes) -> CheckResult:
+        """Blocking: `ferry check --deep --all` of one machine of the job's target."""
+        repo = open_repository(spec.target_repository)
+        return check_machine(repo, spec.name, machine, all_points=True,
+                             keys=KeyRing(password=Password(password)))
+
     # ---- runs --------------------------------------------------------------------------------
     def make_control(self) -> RunControl:
         return RunControl()
 
     def run_job(self, spec: JobSpec, sink: Sink, control: RunControl) -> SessionResult:
         """Blocking: one run of the job. Call from a thread worker."""
-        return run_job(spec, sink=sink, control=control)
+        return run_job(spec, sink=sink, control=control, started_by="console")
+
+    # ---- runs of other processes (engine.live) -----------------------------------------------
+    def live_sessions(self, specs: list[JobSpec]) -> list[SessionInfo]:
+        """Every session published for the jobs of the folder (live or interrupted)."""
+        return list_sessions(live_paths.search_dirs(self.jobs_dir, specs))
+
+    def attach(self, info: SessionInfo) -> Attachment:
+        """A stream of that session's events (its snapshot first); raises OSError."""
+        return Attachment(info)
+
+    def remote_control(self, info: SessionInfo) -> RemoteControl:
+        return RemoteControl(info)
 
 
 def error_line(error: JobFileError) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -99,7 +100,7 @@ class MachineMeta:
     points: list[RestorePoint] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)  # inventory facts, ids
     gone_since: str = ""  # ISO time the machine was first seen missing from the source
-    keys: dict[str, dict] = field(default_factory=dict)  # key id -> wrapped chain key (keys.py)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # key id -> wrapped chain key (keys.py)
 
     def point(self, ref: str) -> RestorePoint:
         """Find a point by id, by `latest`, or by time (the newest point at or before it)."""
@@ -185,3 +186,7 @@ class RetentionPolicy:
     # `[retention] min_points`: days mode always keeps at least this many points (research
     # notes section 5: 3, changeable like the reference product's registry value)
     min_points_days_mode: int = 3
+    # `[storage] immutable_days` (declared once there, copied here by the job loader so
+    # the pure rules, the preview and every target see it): a point younger than this
+    # is never deleted or merged away, whatever the short-term and GFS rules say
+    immutable_days: int = 0

@@ -30,6 +30,12 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
   cycle for a moment must not discard months of fulls, and nothing in the reference
   product's documentation says it does. A flag without a recorded expiry (metadata
   written before Ferry recorded it) whose cycle is off expires at the next run.
+* **Immutability** (`[storage] immutable_days = N`, `RetentionPolicy.immutable_days`):
+  a point dated after `now - N days` is never deleted or merged away (its reason says
+  "immutable until <date>"); points are in time order, so the immutable points are a
+  suffix of the chain and simply widen the kept suffix. The targets lock the objects
+  (S3 Object Lock, file attributes) against the wall clock; the rule here is the
+  plan's, against the run's clock, so `ferry preview` and a run agree.
 * **GFS fulls** are planned by `plan_gfs` *before* the run writes its point: the new
   point is made a full carrying those flags (synthetic or active, the executor's
   choice). See `plan_gfs_dates` for the catch-up rules.
@@ -37,9 +43,11 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 
 from engine.gfs import (
     FLAG_NAMES,
@@ -63,6 +71,8 @@ __all__ = [
     "plan_background",
     "plan_gfs_dates",
     "plan_retention",
+    "immutable_from",
+    "immutable_until",
     "kept_after_switch_off",
     "switched_off_notes",
     "switched_off_text",
@@ -74,6 +84,17 @@ __all__ = [
 FULL = "full"
 INCREMENTAL = "incremental"
 MODES = ("periodic", "immediate")
+
+
+class _FlagState(NamedTuple):
+    """One point's flags worked out under one policy (memoised by `_flag_state`)."""
+    keeps: tuple[int | None, ...]  # the policy's keep counts it was worked out for
+    gfs: dict[str, date]  # copy of the point's flags, to notice a caller's edit
+    expiries: dict[str, date | None]  # flag -> expiry (None: none recorded)
+    known: dict[str, date]  # the flags of `expiries` that have one
+    first: date  # earliest expiry (date.min when one is unknown)
+    text: str  # the reason while every flag is live
+    off: frozenset[str]  # flags whose cycle is off
 
 
 @dataclass(slots=True)
@@ -93,7 +114,7 @@ class PointView:
     # The rules never change a PointView in place (`apply` makes new ones), so the
     # simulator's unchanged points keep it from run to run; it is checked against
     # `gfs` and the policy before use, so a caller that edits `gfs` is still safe.
-    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _memo: _FlagState | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass
@@ -218,7 +239,7 @@ def expiries_at_assignment(flags: list[str], policy: RetentionPolicy, today: dat
     """flag -> expiry of a flag assigned `today` under `policy` (its configured cycles)."""
     gfs = _gfs_on(policy)
     keeps = _keeps(gfs)
-    return {f: expiry_for(f, today, keeps[FLAGS.index(f)])  # type: ignore[arg-type]
+    return {f: expiry_for(f, today, keeps[FLAGS.index(f)])
             for f in flags if keeps[FLAGS.index(f)] is not None}
 
 
@@ -244,6 +265,22 @@ def short_term_count(points: list[PointView], policy: RetentionPolicy, now: date
     return min(n, max(policy.keep, 1))
 
 
+def immutable_from(points: list[PointView], policy: RetentionPolicy, now: datetime) -> int:
+    """Index of the oldest point still immutable at `now` (len(points) when none is)."""
+    if policy.immutable_days <= 0:
+        return len(points)
+    cutoff = now - timedelta(days=policy.immutable_days)
+    for i, p in enumerate(points):
+        if p.time > cutoff:
+            return i
+    return len(points)
+
+
+def immutable_until(p: PointView, policy: RetentionPolicy) -> datetime:
+    """When a point stops being immutable (it may be deleted at the first run after)."""
+    return p.time + timedelta(days=policy.immutable_days)
+
+
 def _chain_starts(points: list[PointView]) -> list[int]:
     return [i for i, p in enumerate(points) if i == 0 or p.kind == FULL]
 
@@ -260,8 +297,8 @@ def _keeps(gfs: GfsPolicy | None) -> tuple[int | None, int | None, int | None]:
             None if y is None else max(0, y.keep))
 
 
-def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
-    """(keeps, gfs copy, {flag: expiry or None}, earliest expiry, text, off flags).
+def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> _FlagState:
+    """The point's flag expiries, earliest expiry, reason text and off flags.
 
     A configured cycle's flag expires `keep` after the day it was assigned; a flag whose
     cycle is off keeps the expiry it was given when assigned (None: none recorded, so it
@@ -269,7 +306,7 @@ def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
     Memoised on the point: the simulator asks for every point of every day.
     """
     m = p._memo
-    if m is not None and m[0] == keeps and m[1] == p.gfs:
+    if m is not None and m.keeps == keeps and m.gfs == p.gfs:
         return m
     expiries: dict[str, date | None] = {}
     off: set[str] = set()
@@ -280,18 +317,18 @@ def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
             expiries[flag] = p.until.get(flag)
         else:
             expiries[flag] = expiry_for(flag, p.assigned.get(flag, due), n)
-    dated = [d for d in expiries.values() if d is not None]
-    first = date.min if len(dated) < len(expiries) else min(dated, default=date.max)
+    known = {f: d for f, d in expiries.items() if d is not None}
+    first = date.min if len(known) < len(expiries) else min(known.values(), default=date.max)
     text = _until_text(expiries, off)
-    m = (keeps, dict(p.gfs), expiries, first, text, frozenset(off))
+    m = _FlagState(keeps, dict(p.gfs), expiries, known, first, text, frozenset(off))
     p._memo = m
     return m
 
 
-def _until_text(expiries: dict[str, date | None], off: set[str] | frozenset[str]) -> str:
-    return ", ".join(f"{FLAG_NAMES[f]} until {expiries[f].isoformat()}"  # type: ignore[union-attr]
+def _until_text(expiries: Mapping[str, date | None], off: set[str] | frozenset[str]) -> str:
+    return ", ".join(f"{FLAG_NAMES[f]} until {until.isoformat()}"
                      + (" (cycle off)" if f in off else "")
-                     for f in FLAGS if expiries.get(f) is not None)
+                     for f in FLAGS if (until := expiries.get(f)) is not None)
 
 
 def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
@@ -309,26 +346,26 @@ def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
             texts.append("")
             continue
         m = p._memo
-        if m is None or m[0] != keeps or m[1] != p.gfs:
+        if m is None or m.keeps != keeps or m.gfs != p.gfs:
             m = _flag_state(p, keeps)
-        if m[3] > today:  # nothing due yet: every flag is live
-            live.append(m[2])
-            texts.append(m[4])
+        if m.first > today:  # nothing due yet: every flag is live
+            live.append(m.known)  # first > today: every flag has a (future) expiry
+            texts.append(m.text)
             continue
         kept: dict[str, date] = {}
-        for flag, until in m[2].items():
+        for flag, until in m.expiries.items():
             off = "GFS is off" if gfs is None else f"{FLAG_NAMES.get(flag, flag)} cycle off"
             if until is None:
                 expired.append((i, flag, f"{off}, no expiry recorded"))
             elif until > today:
                 kept[flag] = until
-            elif flag in m[5]:
+            elif flag in m.off:
                 expired.append((i, flag, f"expired on {until.isoformat()} ({off}; the "
                                          "expiry it was given when assigned)"))
             else:
                 expired.append((i, flag, f"expired on {until.isoformat()}"))
         live.append(kept)
-        texts.append(_until_text(kept, m[5]))
+        texts.append(_until_text(kept, m.off))
     return live, expired, texts
 
 
@@ -365,7 +402,8 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
     live, expired, _ = _live_flags(points, gfs, today)
     actions = [Action("expire-flag", point=points[i].id, flag=f, reason=why)
                for i, f, why in expired]
-    boundary = n - short_term_count(points, policy, now)  # index of the oldest kept point
+    # index of the oldest kept point: short-term, widened by immutability
+    boundary = min(n - short_term_count(points, policy, now), immutable_from(points, policy, now))
     starts = _chain_starts(points)
     ends = starts[1:] + [n]
     for a, b in zip(starts[:-1], ends[:-1], strict=True):
@@ -507,6 +545,9 @@ def reasons(points: list[PointView], policy: RetentionPolicy, now: datetime) -> 
     for i in range(max(boundary, 0), n):
         text = label(points[i], n - i, policy, today)
         own[i] = f"{text}, {own[i]}" if own[i] else text
+    for i in range(immutable_from(points, policy, now), n):
+        text = f"immutable until {immutable_until(points[i], policy).date().isoformat()}"
+        own[i] = f"{own[i]}, {text}" if own[i] else text
     out = dict(zip([p.id for p in points], own, strict=True))
     if all(own):
         return out

@@ -28,7 +28,7 @@ from engine.repository.container import (
 )
 from engine.repository.damage import DamagedBlocks
 from engine.repository.locks import COPY_LOCK_WAIT
-from engine.repository.metadata import meta_to_dict, point_record
+from engine.repository.metadata import MetadataError, meta_to_dict, point_record
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
 
@@ -70,6 +70,49 @@ class DigestCache:
         return cache
 
 
+def sweep_leftovers(repo: Repository, job: str, machine: str, *, keep_partial: bool) -> list[str]:
+    """The end of a machine's run: delete what no committed point names (a killed
+    run's metadata temp file, unnamed backup files, orphans of a deleted chain) and,
+    unless `keep_partial`, the partial point and its resume.json too (the run copied
+    everything it planned, so nothing will resume it). `keep_partial` is for a run
+    that left points uncopied (the copy window was closed): the next run resumes them.
+
+    Under the exclusive chain lock; nothing is swept when the metadata cannot be read
+    (it names nothing then, and the chain is `ferry check`'s to judge). Returns the
+    names removed."""
+    with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
+        try:
+            meta = repo.try_load(job, machine)
+        except MetadataError:
+            return []
+        if meta is None:
+            return []
+        marker = repo.machine_dir(job, machine) / RESUME
+        keep: set[str] = set()
+        if marker.exists():
+            partial = _partial_name(marker) if keep_partial else None
+            if partial is not None:
+                keep = {RESUME, f"{partial}.part", f"{partial}.part.journal"}
+        removed = repo.sweep(meta, job, machine, keep_also=frozenset(keep))
+        if marker.exists() and RESUME not in keep:
+            marker.unlink()
+            removed.append(RESUME)
+    if removed:
+        log.info("%s/%s: swept leftovers: %s", job, machine, ", ".join(sorted(removed)))
+    return removed
+
+
+def _partial_name(marker: Path) -> str | None:
+    """The file name resume.json names (None when it is unreadable or names no plain file)."""
+    try:
+        name = json.loads(marker.read_text()).get("file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        return None
+    return name
+
+
 class TargetMover:
     """Serves one stream: a HELLO, then any number of points, then BYE."""
 
@@ -91,7 +134,8 @@ class TargetMover:
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check, t.REPAIR: self._repair}.get(f.type)
+                           t.CHECK: self._check, t.SWEEP: self._sweep,
+                           t.REPAIR: self._repair}.get(f.type)
                 if handler is None:
                     raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
                 handler(f.json())
@@ -139,12 +183,24 @@ class TargetMover:
         from engine.copy.retain import apply_retention
 
         try:
-            actions = apply_retention(self.repo, self.job, self.machine, request)
+            actions = apply_retention(self.repo, self.job, self.machine,
+                                      {**request, "background": False})
         except DamagedBlocks as exc:  # recorded: the source may still have them
             self.end.send_json(t.RETAIN, {"actions": [], "damaged": exc.blocks,
                                           "message": str(exc)})
             return
+        if request.get("sweep") in ("all", "keep-partial"):
+            sweep_leftovers(self.repo, self.job, self.machine,
+                            keep_partial=request["sweep"] == "keep-partial")
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _sweep(self, request: dict) -> None:
+        """Background retention (`engine.copy.background`): expired flags, freed files."""
+        from engine.copy.retain import apply_retention
+
+        actions = apply_retention(self.repo, self.job, self.machine,
+                                  {**request, "background": True})
+        self.end.send_json(t.SWEEP, {"actions": actions})
 
     def _repair(self, request: dict) -> None:
         from engine.copy.repair import target_repair
@@ -227,6 +283,13 @@ class TargetMover:
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
+            imm = begin.get("immutable_until")
+            if isinstance(imm, str) and len(imm) <= 40:  # retention keeps it until then
+                datetime.fromisoformat(imm)  # ValueError: refused like any bad frame
+                ids = {p.id for p in meta.points}
+                old = meta.facts.get("immutable_until")
+                kept = {k: v for k, v in old.items() if k in ids} if isinstance(old, dict) else {}
+                meta.facts["immutable_until"] = {**kept, point_id: imm}
             if begin.get("repaired"):
                 meta.facts.pop("repair", None)
             repo.save(meta)
@@ -250,23 +313,7 @@ class TargetMover:
         return point_record(m, p)
 
     def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
-        """The chain key id a point is sealed with ("" = plaintext), checked.
-
-        The target cannot open keys; it only keeps a chain consistent: an increment
-        uses its full's key, and a new key comes with its envelope (bounded in size).
-        """
-        key = begin.get("key", "")
-        if key and not valid_key_id(key):
-            raise t.StreamError("BEGIN: bad chain key id")
-        env = begin.get("envelope")
-        if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
-            raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
-        if kind != Kind.FULL:
-            chain = meta.points[-1].key if meta and meta.points else ""
-            if key != chain:
-                raise t.StreamError("BEGIN: an increment must use its chain's key "
-                                    f"({chain or 'plaintext'}), not {key or 'plaintext'}")
-        return key
+        return point_key(meta, begin, kind)
 
     def _wan_cache(self) -> DigestCache:
         """The job's digest cache, read once per stream (points of one stream only add)."""
@@ -359,6 +406,27 @@ class TargetMover:
             t0 = time.perf_counter()
             writer.put(names[disk], block, digest, raw, flags, payload)
             self.busy += time.perf_counter() - t0
+
+
+def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+    """The chain key id a point is sealed with ("" = plaintext), checked.
+
+    The target cannot open keys; it only keeps a chain consistent: an increment
+    uses its full's key, and a new key comes with its envelope (bounded in size).
+    """
+    key = begin.get("key", "")
+    if key and not valid_key_id(key):
+        raise t.StreamError("BEGIN: bad chain key id")
+    env = begin.get("envelope")
+    if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
+        raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
+    if kind != Kind.FULL:
+        chain = meta.points[-1].key if meta and meta.points else ""
+        if key != chain:
+            raise t.StreamError("BEGIN: an increment must use its chain's key "
+                                f"({chain or 'plaintext'}), not {key or 'plaintext'}")
+    return key
+
 
 
 _NONE = Entry(0, 0, 0, FLAG_ZERO, b"")

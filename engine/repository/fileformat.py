@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import xxhash
 import zstandard
 
+from engine.errors import FerryError
+
 MAGIC = b"FERRYBK1"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -49,7 +51,7 @@ SEAL_OVERHEAD = 12 + 16  # nonce + GCM tag (engine/keys.OVERHEAD)
 KIND_CODES = {"full": 1, "incremental": 2, "rollback": 3}
 
 
-class ContainerError(Exception):
+class ContainerError(FerryError):
     """A backup file that cannot be read as one (corrupt header or index, wrong state)."""
 
 
