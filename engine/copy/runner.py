@@ -160,10 +160,13 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
 
 
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
-    """A stream to the target mover: in-process by default, TCP when `[target] mover` is set."""
+    """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
+    TCP: engine.copy.links) when `[target] mover` is set."""
     address = getattr(spec, "target_mover", None)
     if address:
-        return t.SocketEndpoint.connect(address), None
+        from engine.copy.links import connect
+
+        return connect(spec), None
     src_end, dst_end = t.pipe()
     if getattr(spec, "target_s3", None) is not None:
         from engine.objstore.target import S3TargetMover
