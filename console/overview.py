@@ -91,8 +91,9 @@ def job_rows(store: Store, key: str, now: datetime) -> list[OverviewRow]:
     error = store.machine_errors.get(key, "")
     reason = error or (last.session.message if last is not None else "")
     upcoming = store.next_runs.get(key)
+    name = f"{entry.name} \N{LOCK}" if entry.spec.storage.encryption else entry.name
     rows = [OverviewRow(
-        key, key, "", entry.name, state_text, _status_text(status), when,
+        key, key, "", name, state_text, _status_text(status), when,
         fmt.ago(upcoming, now) if upcoming else ("off" if not entry.spec.enabled else "-"),
         "-", str(behind) if machines else "-", fmt.size(size) if machines else "-", reason,
         worst(health, Health.FAILED) if error else health,

@@ -1,4 +1,5 @@
-"""`ferry` sub-commands of the backup copy job: run, history, preview, daemon, mover, inventory."""
+"""`ferry` sub-commands of the backup copy job: run, retain, history, preview, daemon, mover,
+inventory."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.table import Table
 from engine.jsonout import emit
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
-from engine.units import fmt_duration, fmt_size, parse_duration, rfc3339
+from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
@@ -36,15 +37,27 @@ def parse_pct(text: str) -> float:
 def add_commands(sub, time_type, size_type) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
     from engine.cli import arg_type
-    from engine.preview_cli import parse_dates
+    from engine.preview_cli import MAX_RANGE_DAYS, parse_dates
 
-    _duration, _pct, _dates = arg_type(parse_duration), arg_type(parse_pct), arg_type(parse_dates)
+    _pct, _dates = arg_type(parse_pct), arg_type(parse_dates)
+    hold = arg_type(duration_between(0, 7 * 86400, "from 0s to 7d"))
+    poll = arg_type(duration_between(0.1, 3600, "from 0.1s to 1h"))
+    interval = arg_type(duration_between(60, 366 * 86400, "from 1m to 366d"))
     r = sub.add_parser("run", help="one run of a backup copy job")
     r.add_argument("jobfile", type=Path)
     r.add_argument("--at", type=time_type)
     r.add_argument("--dry-run", action="store_true")
     r.add_argument("--json", action="store_true")
-    r.add_argument("--hold-timeout", type=_duration, default=3600.0)
+    r.add_argument("--json-progress", action="store_true",
+                   help="stream one JSON message per line while the run goes (events, then "
+                        "a summary line with the --json shape), like restic --json")
+    r.add_argument("--hold-timeout", type=hold, default=3600.0)
+
+    rt = sub.add_parser("retain", help="background retention now: expired GFS flags and the "
+                        "files they freed, without a copy run (the daemon does it daily)")
+    rt.add_argument("jobfile", type=Path)
+    rt.add_argument("--at", type=time_type, help="as if the clock showed TIME")
+    rt.add_argument("--json", action="store_true")
 
     h = sub.add_parser("history", help="past sessions and per-machine task results")
     h.add_argument("--job")
@@ -52,17 +65,17 @@ def add_commands(sub, time_type, size_type) -> None:
     h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
     h.add_argument("--repo", type=repo_arg,
                    help="a target repository's history instead (a folder or s3://bucket/prefix)")
-    h.add_argument("--limit", type=int, default=50)
+    h.add_argument("--limit", type=arg_type(int_between(1, 100_000)), default=50)
 
     p = sub.add_parser("preview", help="what-if retention, day by day")
     p.add_argument("jobfile", type=Path)
-    p.add_argument("--days", type=int, default=None)
+    p.add_argument("--days", type=arg_type(int_between(1, MAX_RANGE_DAYS)), default=None)
     p.add_argument("--from", dest="start", type=time_type)
     p.add_argument("--json", action="store_true")
     p.add_argument("--used", type=size_type)
     p.add_argument("--change", type=_pct, default=10.0)
     p.add_argument("--reduction", type=_pct, default=50.0)
-    p.add_argument("--interval", type=_duration, default=None,
+    p.add_argument("--interval", type=interval, default=None,
                    help="a run every DURATION instead of the job's [schedule]")
     p.add_argument("--skip", type=_dates, metavar="DATES",
                    help="days without a run, e.g. 2026-01-11,2026-01-17..2026-01-19")
@@ -70,6 +83,9 @@ def add_commands(sub, time_type, size_type) -> None:
                    help="days whose runs find no new source point")
     p.add_argument("--policy-from", nargs=2, action="append", metavar=("DATE", "JOBFILE"),
                    help="from DATE on, the [retention] of JOBFILE (repeatable)")
+    p.add_argument("--background", action="store_true",
+                   help="model the daemon's daily background retention pass at 00:30 "
+                        "(expired flags go on days without a run too)")
 
     i = sub.add_parser("inventory", help="machines the job's hypervisor reports")
     i.add_argument("jobfile", type=Path)
@@ -78,7 +94,7 @@ def add_commands(sub, time_type, size_type) -> None:
     d = sub.add_parser("daemon", help="run every job in a folder on its own schedule")
     d.add_argument("--jobs", type=Path, required=True)
     d.add_argument("--once", action="store_true", help="one pass over the due jobs, then exit")
-    d.add_argument("--poll", type=_duration, default=30.0)
+    d.add_argument("--poll", type=poll, default=30.0)
 
     k = sub.add_parser("key", help="encryption keys of a job")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
@@ -100,10 +116,11 @@ def add_commands(sub, time_type, size_type) -> None:
     m.add_argument("--job", help="--stdio: the only job this stream may touch")
     m.add_argument("--append-only", action="store_true",
                    help="--stdio: add points only, never merge or delete")
-    m.add_argument("--min-points", type=int, default=2,
+    m.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
                    help="retention floor: points a client can never go below (>= 2)")
-    m.add_argument("--idle-timeout", type=_duration, default=600.0)
-    m.add_argument("--max-connections", type=int, default=16)
+    m.add_argument("--idle-timeout", type=arg_type(duration_between(1, 86400, "from 1s to 1d")),
+                   default=600.0)
+    m.add_argument("--max-connections", type=arg_type(int_between(1, 1024)), default=16)
     msub = m.add_subparsers(dest="mover_command", metavar="ACTION")
     mi = msub.add_parser("init", help="create the mover's TLS key and certificate")
     mi.add_argument("--repo", type=Path, required=True, dest="sub_repo")
@@ -122,7 +139,8 @@ def add_commands(sub, time_type, size_type) -> None:
     mr = msub.add_parser("retain", help="run a job's retention on the mover host")
     mr.add_argument("--repo", type=Path, required=True, dest="sub_repo")
     mr.add_argument("--job", required=True, dest="sub_job")
-    mr.add_argument("--min-points", type=int, default=2, dest="sub_min_points")
+    mr.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
+                    dest="sub_min_points")
 
 
 def load(path: Path):
@@ -132,18 +150,24 @@ def load(path: Path):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from engine.copy.control import RunControl
     from engine.copy.runner import RunError, run_job
+    from engine.live.hangup import keep_running_on_hangup
 
     spec = load(args.jobfile)
+    if args.json_progress:
+        return _run_json_lines(spec, args)
     renderer = None if args.json else _LiveRender()
+    control = RunControl()
+    keep_running_on_hangup(lambda: [control], "terminal")
     try:
         if renderer:
             with renderer:
                 res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=renderer.sink,
-                              hold_timeout=args.hold_timeout)
+                              hold_timeout=args.hold_timeout, control=control)
         else:
             res = run_job(spec, at=args.at, dry_run=args.dry_run,
-                          hold_timeout=args.hold_timeout)
+                          hold_timeout=args.hold_timeout, control=control)
     except RunError as exc:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -154,6 +178,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     if res.status == "Failed":
         reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
         print(f"ferry run: {spec.name}: Failed: {reasons or res.message}", file=sys.stderr)
+    return res.exit_code
+
+
+def cmd_retain(args: argparse.Namespace) -> int:
+    """`ferry retain JOBFILE`: one background retention pass (engine.copy.background)."""
+    from engine.copy.background import retain_job
+    from engine.copy.runner import RunError
+    from engine.jobfile import load_job
+
+    spec = load_job(args.jobfile, need_source=False)  # the pass needs only the target
+    try:
+        res = retain_job(spec, at=args.at)
+    except RunError as exc:
+        print(f"ferry retain: {exc}; its run applies retention", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        emit(res.to_json())
+        return res.exit_code
+    con = Console()
+    con.print(f"{res.job}: background retention {res.status}: {res.message}")
+    for a in res.retention:
+        con.print(f"retention: {a['machine']}: {a['action']} {a.get('detail', '')}")
+    for tr in res.tasks:
+        if tr.status != "Success":
+            con.print(f"{tr.machine}: {tr.status}: {tr.message}")
+    if res.status == "Failed":
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+        print(f"ferry retain: {spec.name}: Failed: {reasons}", file=sys.stderr)
+    return res.exit_code
+
+
+def _run_json_lines(spec, args: argparse.Namespace) -> int:
+    """`ferry run --json-progress`: every engine event as a JSON line on stdout, then
+    `{"message_type": "summary", ...}` with the `--json` keys. Lines are written whole
+    (one lock) because events come from the run's threads."""
+    import dataclasses
+    import re
+    import threading
+
+    from engine import events as ev
+    from engine.copy.runner import RunError, run_job
+    from engine.jsonout import line
+    from engine.units import now, rfc3339
+
+    lock = threading.Lock()
+
+    def write(obj: dict) -> None:
+        with lock:
+            sys.stdout.write(line(obj) + "\n")
+            sys.stdout.flush()
+
+    def sink(e: ev.Event) -> None:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__).lower()
+        write({"message_type": kind, "time": rfc3339(now()), **dataclasses.asdict(e)})
+
+    try:
+        res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=sink,
+                      hold_timeout=args.hold_timeout)
+    except RunError as exc:
+        print(f"ferry run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    write({"message_type": "summary", **res.to_json()})
     return res.exit_code
 
 
@@ -279,10 +365,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         emit({"sessions": rows})
         return 0
     t = Table(title="sessions", title_justify="left")
-    for col in ("started", "job", "status", "duration", "processed", "transferred", "tasks"):
+    for col in ("started", "job", "kind", "status", "duration", "processed", "transferred",
+                "tasks"):
         t.add_column(col)
     for s in rows:
-        t.add_row(s["started"].replace("T", " "), s["job"], s["status"],
+        t.add_row(s["started"].replace("T", " "), s["job"], s.get("kind") or "copy", s["status"],
                   fmt_duration(s["duration_s"] or 0), fmt_size(s["processed"] or 0),
                   fmt_size(s["transferred"] or 0),
                   ", ".join(f"{x['machine']} {x['status']}" for x in s["tasks"]))
@@ -327,7 +414,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from engine.daemon import Daemon
+    from engine.logs import to_stderr
 
+    to_stderr()  # a service: its log is its output (sessions, errors, refusals)
     return Daemon(args.jobs, poll=args.poll).serve(once=args.once)
 
 
@@ -335,8 +424,8 @@ def cmd_key(args: argparse.Namespace) -> int:
     """`ferry key change JOBFILE`: old password from the job, new one from the options."""
     from engine.key_change import change_password
     from engine.keys import KeyRing
+    from engine.objstore.open import target_repository
     from engine.password import PasswordSource, SourceKind
-    from engine.repository.repository import Repository
 
     spec = load(args.jobfile)
     if spec.storage.password_source is None:
@@ -351,7 +440,7 @@ def cmd_key(args: argparse.Namespace) -> int:
         new = KeyRing(PasswordSource(SourceKind.ENV, args.new_password_env))
     else:
         new = KeyRing(password=_prompt_new_password())
-    res = change_password(Repository(spec.target_repository), spec.name,
+    res = change_password(target_repository(spec), spec.name,
                           KeyRing(spec.storage.password_source), new)
     print(f"{spec.name}: {res.rewrapped} chain key(s) re-wrapped on {res.machines} machine(s)"
           + (f", {res.already} already had the new password" if res.already else "")
@@ -441,7 +530,7 @@ def _mover_admin(args: argparse.Namespace, sub: str) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
+    "run": cmd_run, "retain": cmd_retain, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
     "daemon": cmd_daemon, "mover": cmd_mover, "key": cmd_key,
 }
 

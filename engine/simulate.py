@@ -42,6 +42,7 @@ from engine.retention import (
     PointView,
     apply,
     gfs_action,
+    plan_background,
     plan_gfs_dates,
     plan_retention,
     reasons,
@@ -51,6 +52,13 @@ from engine.schedule import ScheduleSpec, next_run
 from engine.units import fmt_size
 
 TIB = 1024**4
+# A preview lists every point of every day, and each run goes over the chain, so its cost
+# is days x points (+ runs x points). This bounds it (about 3 s here): the longest
+# job-file policy (keep = 9999 points, 100 years of GFS) would otherwise run for hours,
+# and a 1-minute --interval makes 1440 runs a day. The preview stops at the day that
+# reaches it and says so.
+MAX_WORK = 600_000
+BACKGROUND_AT = time(0, 30)  # the daemon's daily background retention pass
 # RPS work-space buckets over the full size: (upper bound of the bucket, share kept free)
 WORK_SPACE_BUCKETS: tuple[tuple[float, float], ...] = (
     (10 * TIB, 1.05), (20 * TIB, 0.66), (100 * TIB, 0.40), (500 * TIB, 0.25),
@@ -129,6 +137,7 @@ class RunResult:
     actions: list[Action]
     new_point: bool = True  # False: the run found no new source point
     policy: RetentionPolicy | None = None  # the policy the run applied
+    background: bool = False  # the daemon's daily background retention pass, not a run
 
 
 When = Callable[[datetime], bool]
@@ -196,17 +205,27 @@ def policy_on(policy: RetentionPolicy, changes: Changes, day: date) -> Retention
 def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizing: Sizing,
            interval: timedelta | None = None, skip: When | None = None, *,
            schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
-           changes: Changes = ()) -> Iterator[RunResult | datetime]:
+           changes: Changes = (), background: bool = False) -> Iterator[RunResult | datetime]:
     """Every run in order: a RunResult, or the bare time of a skipped run.
 
     Immediate jobs run only when a source point appears, so for them a run without a
-    new point is no run at all. `schedule` is used for periodic jobs only.
+    new point is no run at all. `schedule` is used for periodic jobs only. With
+    `background`, the daemon's daily pass at 00:30 (`engine.copy.background`) is
+    replayed too, whether or not the job runs that day: a RunResult with
+    `background=True`, yielded only when it changed something.
     """
     chain: list[PointView] = []
     last_run: datetime | None = None
     seq = 0
     sched = schedule if mode == "periodic" else None
-    for t in run_times(start, days, interval, sched):
+    for t, is_pass in _timeline(start, days, interval, sched, background):
+        if is_pass:
+            current = policy_on(policy, changes, t.date())
+            actions = plan_background(chain, current, t) if chain else []
+            if actions:
+                chain = apply(chain, actions)
+                yield RunResult(t, chain[-1].id, chain, actions, False, current, True)
+            continue
         nothing_new = no_new_point is not None and no_new_point(t)
         if (skip is not None and skip(t)) or (nothing_new and mode == "immediate"):
             yield t
@@ -218,15 +237,39 @@ def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizin
         yield result
 
 
+def _timeline(start: datetime, days: int, interval: timedelta | None,
+              schedule: ScheduleSpec | None, background: bool
+              ) -> Iterator[tuple[datetime, bool]]:
+    """(time, is a background pass) in time order; a pass before a run at the same time
+    (the daemon polls the pass first)."""
+    runs = run_times(start, days, interval, schedule)
+    if not background:
+        yield from ((t, False) for t in runs)
+        return
+    passes = [datetime.combine(start.date() + timedelta(days=d), BACKGROUND_AT)
+              for d in range(days)]
+    passes = [p for p in passes if p >= start]
+    i = 0
+    for t in runs:
+        while i < len(passes) and passes[i] <= t:
+            yield passes[i], True
+            i += 1
+        yield t, False
+    yield from ((p, True) for p in passes[i:])
+
+
 def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
              sizing: Sizing, interval: timedelta | None = None, skip: When | None = None, *,
              schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
-             changes: Changes = ()) -> PreviewResult:
+             changes: Changes = (), background: bool = False,
+             max_work: int = MAX_WORK) -> PreviewResult:
     """Replay the runs from `start` for `days` days (see `replay`); one PreviewDay per day.
 
     `skip(t)` True models a missed run at `t` (job off, source down), `no_new_point(t)`
     a run that finds nothing new to copy, `changes` a policy edited on a day. Each day
     shows the chain after that day's last run (unchanged on a day without a run).
+    The preview ends early (with a note) once its days and runs went over `max_work`
+    points.
     """
     if mode not in MODES:
         raise ValueError(f"not a job mode: {mode!r} (periodic or immediate)")
@@ -234,7 +277,7 @@ def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime,
         raise ValueError("simulate at least one day")
     with _gc_paused():
         return _simulate(job_name, policy, mode, start, days, sizing, interval, skip,
-                         schedule, no_new_point, changes)
+                         schedule, no_new_point, changes, background, max_work)
 
 
 @contextmanager
@@ -258,7 +301,8 @@ def _gc_paused() -> Iterator[None]:
 def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
               sizing: Sizing, interval: timedelta | None, skip: When | None,
               schedule: ScheduleSpec | None, no_new_point: When | None,
-              changes: Changes) -> PreviewResult:
+              changes: Changes, background: bool = False,
+              max_work: int = MAX_WORK) -> PreviewResult:
     daily = interval >= timedelta(days=1) if interval is not None else (
         mode == "immediate" or schedule is None or schedule.every is None)
     fmt_when = (lambda t: t.date().isoformat()) if daily else (
@@ -270,11 +314,12 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
     lines: list[str] = []
     last_time = start
     changed = {d: p for d, p in changes}
+    work = 0  # points listed in `out` and gone over by runs, against max_work
 
     def close_day(until: date) -> None:
         """Emit PreviewDays up to (excluding) `until` with the current chain."""
-        nonlocal day, lines
-        while day < until:
+        nonlocal day, lines, work
+        while day < until and work < max_work:
             now = last_time if last_time.date() == day else datetime.combine(day, start.time())
             current = policy_on(policy, changes, day)
             gfs = current.gfs if current.gfs is not None and current.gfs.enabled else None
@@ -286,6 +331,7 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
             elif missed:
                 lines.append(f"{_names(missed)} full due; made at the next run (periodic mode)")
             out.append(_snapshot(day, chain, current, now, lines, cache))
+            work += max(1, len(chain))
             day += timedelta(days=1)
             lines = []
 
@@ -297,23 +343,33 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
 
     open_day(day)
     for item in replay(policy, mode, start, days, sizing, interval, skip, schedule=schedule,
-                       no_new_point=no_new_point, changes=changes):
+                       no_new_point=no_new_point, changes=changes, background=background):
         t = item if isinstance(item, datetime) else item.time
-        while day < t.date():
+        while day < t.date() and work < max_work:
             close_day(day + timedelta(days=1))
             open_day(day)
+        if work >= max_work:
+            break
         if isinstance(item, datetime):
             lines.append(f"no run at {fmt_when(t)}")
             continue
         lines.extend(_describe(item, chain, fmt_when))
-        chain, last_time = item.chain, t
+        chain = item.chain
+        if not item.background:
+            last_time = t
+        work += len(chain)
     end = start.date() + timedelta(days=days)
-    while day < end:
+    while day < end and work < max_work:
         close_day(day + timedelta(days=1))
         if day < end:
             open_day(day)
     worst = max(out, key=lambda d: d.total_size + d.work_space)  # first of equals
     notes = _notes(policy, mode, sizing)
+    if len(out) < days:
+        notes.insert(0, f"preview ends on {out[-1].date.isoformat()}, after {len(out)} of "
+                     f"{days} days: the chain holds {len(out[-1].points)} points, and a "
+                     f"preview goes over at most {max_work} points in all (its days and "
+                     "runs); ask for fewer days with --days")
     for since, p in sorted(changes, key=lambda c: c[0]):
         notes.append(f"from {since.isoformat()}: {_notes(p, mode, sizing)[0]}; "
                      f"{_notes(p, mode, sizing)[1]}")
@@ -353,7 +409,9 @@ def _describe(run: RunResult, prev: list[PointView],
     before = {p.id: p for p in prev} if len(run.actions) > 1 or (
         run.actions and run.actions[0].kind != "gfs-full") else {}
     made = next((a for a in run.actions if a.kind == "gfs-full"), None)
-    if not run.new_point:
+    if run.background:
+        lines.append(f"background retention at {run.time:%H:%M}")
+    elif not run.new_point:
         lines.append(f"no new source point at {fmt_when(run.time)}")
     if made is not None:
         late = sorted({d for d in made.dates.values() if d != run.time.date()})
@@ -410,6 +468,11 @@ def _notes(policy: RetentionPolicy, mode: str, sizing: Sizing) -> list[str]:
             notes.append("immediate mode: no GFS full for a day without a run")
         else:
             notes.append("periodic mode: a GFS day without a run is made up at the next run")
+    if policy.immutable_days > 0:
+        notes.append(f"immutable_days = {policy.immutable_days}: a point stays at least "
+                     f"{policy.immutable_days} days after it was made, whatever retention "
+                     f"says (\"immutable until\" in its reason); it is deleted at the first "
+                     f"run after that")
     notes.append(f"sizes: full {fmt_size(sizing.full)}, increment "
                  f"{fmt_size(sizing.incremental)}; a merge keeps the full's size")
     notes.append("work space (kept free for merges and synthetic fulls): 105% of the first "

@@ -91,8 +91,8 @@ def check_request(repo: Repository, job: str, machine: str, request: dict, floor
     return None
 
 
-def guarded_retain(mover, request: dict) -> dict:
-    """Run a remote RETAIN within the mover's rules (see the module doc)."""
+def guarded_retain(mover, request: dict, background: bool = False) -> dict:
+    """Run a remote RETAIN (or background SWEEP) within the mover's rules (module doc)."""
     from engine.copy.retain import apply_retention
 
     repo, job, machine = mover.repo, mover.job, mover.machine
@@ -104,7 +104,7 @@ def guarded_retain(mover, request: dict) -> dict:
     if reason is not None:
         log.warning("retention refused for %s/%s: %s", job, machine, reason)
         return {"actions": [], "refused": reason}
-    actions = apply_retention(repo, job, machine, request)
+    actions = apply_retention(repo, job, machine, {**request, "background": background})
     for a in actions:
         log.info("retention %s/%s: %s %s %s", job, machine, a.get("action"), a.get("point", ""),
                  a.get("detail", ""))
@@ -144,7 +144,7 @@ def retain_job(repo: Repository, job: str, floor: Floor, clock: datetime | None 
             log.warning("retention refused for %s/%s: %s", job, machine, reason)
             done.append({"machine": machine, "action": "refused", "detail": reason})
             continue
-        for a in apply_retention(repo, job, machine, request):
+        for a in apply_retention(repo, job, machine, {**request, "background": False}):
             log.info("retention %s/%s: %s %s", job, machine, a.get("action"), a.get("point", ""))
             done.append({"machine": machine, **a})
     return done

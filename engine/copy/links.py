@@ -123,7 +123,9 @@ class SshEndpoint(t.FdEndpoint):
                 self._err.append(line)
 
     def _why(self, exc: t.StreamError) -> t.StreamError:
-        if self.proc.poll() is None:
+        try:  # the stream ended: ssh is on its way out (a live one means a peer's fault)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             return exc
         self._reader.join(timeout=1)
         lines = [x.decode(errors="replace").strip() for x in self._err if x.strip()]

@@ -9,6 +9,7 @@ process, or `ferry mover` over TCP when the job names one).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -23,10 +24,12 @@ from engine.blockio import make_pool
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.planner import PlanError
+from engine.copy.source import RateLimit
 from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
+from engine.logs import job_logger, run_log
 from engine.model import MachineMeta, Stats, Status
 from engine.objstore.open import target_repository
 from engine.password import PasswordError
@@ -35,6 +38,9 @@ from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.units import now as wall_now
 from engine.units import rfc3339
+
+LOG = job_logger("run")
+LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
 class RunError(Exception):
@@ -90,6 +96,7 @@ class SessionResult:
     duration_s: float = 0.0
     dry_run: bool = False
     message: str = ""
+    kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
 
     @property
     def exit_code(self) -> int:
@@ -101,7 +108,7 @@ class SessionResult:
         return {"job": self.job, "session": self.session, "status": self.status,
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
-                "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
+                "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
 
 
@@ -159,6 +166,28 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     return refs, problems
 
 
+def record_session(spec, dst, res: SessionResult, upload: bool = True) -> str:
+    """Write a finished session into the job's history; "" or why it could not be.
+    `upload=False`: an object storage target refused the run, so nothing goes there."""
+    tot = Stats()
+    for tr in res.tasks:
+        tot.add(tr.stats)
+    session = {"id": res.session, "job": res.job, "status": res.status,
+               "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+               "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+               "transferred": tot.transferred, "written": tot.written,
+               "message": res.message, "dry_run": 0, "kind": res.kind}
+    try:
+        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks])
+        if upload and not isinstance(dst, Repository):
+            from engine.objstore.history import upload_history
+
+            upload_history(dst, history_path(spec))
+    except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+        return one_line(exc)
+    return ""
+
+
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
     """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
     TCP: engine.copy.links) when `[target] mover` is set."""
@@ -195,10 +224,23 @@ class Runner:
         self.src = Repository(spec.source_repository)
         self.dst = target_repository(spec)
         self.retention: list[dict] = []
+        self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
         self._t0 = time.monotonic()
+        # `[transport] rate_limit` is the job's: one bucket shared by all its tasks
+        self.rate = RateLimit(int(spec.transport.rate_limit or 0))
+        control.listeners.append(self._control_changed)
+
+    def _control_changed(self, action: str, machine: str, by: str) -> None:
+        self.emit(ev.OperatorAction(self.spec.name, action, machine, by))
+        what = f"{machine}: " if machine else ""
+        if action == "stop":
+            self.log("warning", f"{what}stop requested ({by})", machine)
+        else:
+            self.log("info", f"{what}{action} by the operator" if action == "hold" else
+                     f"{what}resumed by the operator", machine)
 
     def clock(self) -> datetime:
         """The run's clock: the wall clock, or for a replay (`at`) `at` plus the time the
@@ -219,6 +261,9 @@ class Runner:
 
     def log(self, level: str, text: str, machine: str = "") -> None:
         self.emit(ev.LogLine(self.spec.name, level, text, machine))
+        if level in ("warning", "error"):
+            where = f"{self.spec.name}/{machine}" if machine else self.spec.name
+            LOG.log(LEVELS[level], "%s: %s", where, text, extra={"job": self.spec.name})
 
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -235,13 +280,19 @@ class Runner:
             gone = outcome.gone
         self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
                                 self.dry_run))
+        LOG.info("%s: session %s started%s, %d machine(s)", self.spec.name, self.session,
+                 " (dry run)" if self.dry_run else "", len(refs), extra={"job": self.spec.name})
         for p in problems:
             self.log("warning", p)
         for r in refs:
             self.emit(ev.TaskQueued(self.spec.name, r.machine))
         workers = max(1, int(self.spec.transport.parallel_tasks))
-        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
-            results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
+        self.refusal = self._preflight()
+        if self.refusal:
+            results = [self._refused(r) for r in refs]
+        else:
+            with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+                results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
         if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
             from engine.copy.maintenance import after_session
 
@@ -261,31 +312,51 @@ class Runner:
             status = Status.FAILED if problems else Status.WARNING
         duration = time.monotonic() - t0
         finished = self.clock()
+        if self.control.stopped:
+            problems.insert(0, self.control.stop_message())
+        problems += self.control.notes
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
+        for tr in results:
+            LOG.log(logging.INFO if tr.status == Status.SUCCESS.value else logging.WARNING,
+                    "%s/%s: %s%s", self.spec.name, tr.machine, tr.status,
+                    f": {tr.message}" if tr.message else "", extra={"job": self.spec.name})
+        for a in self.retention:
+            LOG.info("%s/%s: retention %s %s %s", self.spec.name, a.get("machine", ""),
+                     a.get("action", ""), a.get("point", ""), a.get("detail", ""),
+                     extra={"job": self.spec.name})
+        LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
+                "%s: session %s ended %s in %.1f s%s", self.spec.name, self.session,
+                status.value, duration, f": {msg}" if msg else "", extra={"job": self.spec.name})
+        return res
+
+    def _preflight(self) -> str:
+        """Why the target refuses this job before anything is written ("" = it does not)."""
+        if isinstance(self.dst, Repository) or getattr(self.spec, "target_mover", None):
+            return ""
+        from engine.objstore.target import preflight
+
+        try:
+            return preflight(self.dst, self.spec.storage.immutable_days)
+        except Exception:  # noqa: BLE001 - unreachable etc.: the tasks report it, with retries
+            return ""
+
+    def _refused(self, ref: MachineRef) -> TaskResult:
+        res = TaskResult(ref.machine)
+        res.status, res.message, res.retryable = "Failed", self.refusal, False
+        self.log("error", f"{ref.machine}: {res.message}", ref.machine)
+        self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
+                                  res.point, 0.0, 0.0, "", res.message))
         return res
 
     def record(self, res: SessionResult) -> None:
-        tot = Stats()
-        for tr in res.tasks:
-            tot.add(tr.stats)
-        session = {"id": res.session, "job": res.job, "status": res.status,
-                   "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-                   "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-                   "transferred": tot.transferred, "written": tot.written,
-                   "message": res.message, "dry_run": 0}
-        try:
-            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
-            if not isinstance(self.dst, Repository):
-                from engine.objstore.history import upload_history
-
-                upload_history(self.dst, history_path(self.spec))
-        except Exception as exc:  # noqa: BLE001 - history must not fail the copy
-            self.log("warning", f"history not recorded: {one_line(exc)}")
+        error = record_session(self.spec, self.dst, res, upload=not self.refusal)
+        if error:
+            self.log("warning", f"history not recorded: {error}")
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
@@ -296,32 +367,34 @@ class Runner:
             res = self.task(ref, pool)
             res.attempts = attempt
             if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
-                    or not res.retryable or self.control.stopped:
+                    or not res.retryable or self.control.is_stopped(ref.machine):
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
                      f"{wait:.0f}s", ref.machine)
-            if self._sleep(wait):
+            if self._sleep(wait, ref.machine):
                 break
         self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
                                   res.point, res.duration_s, res.held_s, res.bottleneck,
                                   res.message))
         return res
 
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped; True when the session was stopped."""
+    def _sleep(self, seconds: float, machine: str) -> bool:
+        """Sleep unless stopped; True when the session (or the machine) was stopped."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            if self.control.stopped:
+            if self.control.is_stopped(machine):
                 return True
             time.sleep(min(0.2, end - time.monotonic()))
-        return self.control.stopped
+        return self.control.is_stopped(machine)
 
     def task(self, ref: MachineRef, pool) -> TaskResult:
         res = TaskResult(ref.machine)
         t0 = time.monotonic()
         lock = ChainLock(self.src.machine_dir(ref.source_job, ref.machine), exclusive=False)
         try:
+            if self.control.is_stopped(ref.machine):  # stopped while queued: never starts
+                raise Stopped(self.control.stop_message(ref.machine))
             res.held_s += self._take_source_lock(lock, ref)
             try:
                 self._copy(ref, pool, res)
@@ -331,7 +404,7 @@ class Runner:
             res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
-        except (PlanError, PasswordError) as exc:  # the same again on a retry
+        except (PlanError, PasswordError, t.TargetRefused) as exc:  # the same on a retry
             res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)
@@ -353,8 +426,8 @@ class Runner:
         self.log("info", f"{ref.machine}: on hold: {reason}", ref.machine)
         t0 = time.monotonic()
         while True:
-            if self.control.stopped:
-                raise Stopped("stopped by operator")
+            if self.control.is_stopped(ref.machine):
+                raise Stopped(self.control.stop_message(ref.machine))
             try:
                 lock.acquire(timeout=0)
                 break
@@ -386,11 +459,14 @@ class Runner:
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
-            hold_timeout: float = 3600.0, respect_window: bool | None = None) -> SessionResult:
+            hold_timeout: float = 3600.0, respect_window: bool | None = None,
+            started_by: str = "cli", live: bool = True) -> SessionResult:
     """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
 
     The copy window binds scheduled runs (the daemon) and replays (`at` given); an
     operator's "run now" on the wall clock is honoured outside it (with a log line).
+    A real run publishes itself (`engine.live`: `ferry sessions`, attach, control
+    from other processes) unless `live` is False; `started_by` says who started it.
     """
     if respect_window is None:
         respect_window = at is not None
@@ -399,8 +475,42 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
-    with JobLock(spec.target_repository, spec.name):
-        return runner.run()
+    with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
+        publisher = _publish(runner, started_by) if live else None
+        try:
+            return runner.run()
+        finally:
+            if publisher is not None:
+                publisher.close()
 
 
-__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner"]
+def _publish(runner: Runner, started_by: str):
+    """Record interrupted runs of this job, then publish this one (None if impossible:
+    the copy goes on unpublished, with a log line)."""
+    from engine.live.publisher import Publisher
+    from engine.live.reap import reap
+
+    try:
+        reap(runner.spec)
+    except Exception as exc:  # noqa: BLE001 - leftovers must not stop a run
+        runner.log("warning", f"interrupted sessions not recorded: {one_line(exc)}")
+    try:
+        publisher = Publisher(runner.spec, runner.session, runner.control, started_by)
+    except Exception as exc:  # noqa: BLE001 - the copy matters more than its publication
+        runner.log("warning", f"this run is not visible to other processes: {one_line(exc)}")
+        return None
+    outer = runner.sink
+
+    def sink(event: ev.Event) -> None:
+        try:
+            publisher.push(event)
+        except Exception:  # noqa: BLE001 - watchers must not break the copy
+            pass
+        outer(event)
+
+    runner.sink = sink
+    return publisher
+
+
+__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",
+           "connect_target", "record_session"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
-from engine.copy.control import RunControl, Stopped
+from engine.copy.control import MachineControl, RunControl, Stopped
 from engine.copy.target import pack_digest
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
@@ -73,32 +74,39 @@ class Busy:
 
 
 class RateLimit:
-    """A token bucket on bytes sent (0 = unlimited); bursts of at most 0.1 s worth."""
+    """A token bucket on bytes sent (0 = unlimited); bursts of at most 0.1 s worth.
+
+    One bucket per job run, shared by its tasks (`[transport] rate_limit` is the
+    job's limit, not each task's): a taker reserves its bytes under the lock and
+    sleeps outside it until they are paid for, so concurrent takers queue up.
+    """
 
     def __init__(self, rate: int):
         self.rate = rate
         self.burst = rate * 0.1
         self._t = time.monotonic()
         self._tokens = 0.0
+        self._lock = threading.Lock()
 
     def take(self, n: int) -> float:
         if not self.rate:
             return 0.0
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
-        self._t = now
-        self._tokens -= n
-        if self._tokens < 0:
-            wait = -self._tokens / self.rate
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
+            self._t = now
+            self._tokens -= n
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
             time.sleep(wait)
-            return wait
-        return 0.0
+        return wait
 
 
 class SourceMover:
     """Sends points of one machine over one stream."""
 
-    def __init__(self, end: t.Endpoint, pool, *, recompress: str | None, control: RunControl,
+    def __init__(self, end: t.Endpoint, pool, *, recompress: str | None,
+                 control: RunControl | MachineControl,
                  progress: Callable[[Stats, Busy], None], rate: RateLimit | None = None,
                  on_hold: Callable[[str], None] | None = None,
                  on_resume: Callable[[], None] | None = None):

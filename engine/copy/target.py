@@ -123,7 +123,8 @@ class TargetMover:
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check, t.PROVE: self._prove}.get(f.type)
+                           t.CHECK: self._check, t.SWEEP: self._sweep,
+                           t.PROVE: self._prove}.get(f.type)
                 if handler is None:
                     raise fr.Refused(f"unexpected frame {t.NAMES.get(f.type, f.type)}")
                 handler(fr.json_payload(f.payload, t.NAMES[f.type]))
@@ -181,10 +182,24 @@ class TargetMover:
         if self.remote:
             from engine.copy.guard import guarded_retain
 
-            self.end.send_json(t.RETAIN, guarded_retain(self, request))
+            self.end.send_json(t.RETAIN, guarded_retain(self, request, background=False))
             return
-        actions = apply_retention(self.repo, self.job, self.machine, request)
+        actions = apply_retention(self.repo, self.job, self.machine,
+                                  {**request, "background": False})
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _sweep(self, request: dict) -> None:
+        """Background retention (`engine.copy.background`): expired flags, freed files."""
+        from engine.copy.retain import apply_retention
+
+        if self.remote:
+            from engine.copy.guard import guarded_retain
+
+            self.end.send_json(t.SWEEP, guarded_retain(self, request, background=True))
+            return
+        actions = apply_retention(self.repo, self.job, self.machine,
+                                  {**request, "background": True})
+        self.end.send_json(t.SWEEP, {"actions": actions})
 
     def _prove(self, request: dict) -> None:
         """The stored payloads of a few blocks of a committed point: the source checks
@@ -320,23 +335,7 @@ class TargetMover:
                                     "resumed": stats["resumed"], "busy": self.busy})
 
     def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
-        """The chain key id a point is sealed with ("" = plaintext), checked.
-
-        The target cannot open keys; it only keeps a chain consistent: an increment
-        uses its full's key, and a new key comes with its envelope (bounded in size).
-        """
-        key = begin.get("key", "")
-        if key and not valid_key_id(key):
-            raise t.StreamError("BEGIN: bad chain key id")
-        env = begin.get("envelope")
-        if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
-            raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
-        if kind != Kind.FULL:
-            chain = meta.points[-1].key if meta and meta.points else ""
-            if key != chain:
-                raise t.StreamError("BEGIN: an increment must use its chain's key "
-                                    f"({chain or 'plaintext'}), not {key or 'plaintext'}")
-        return key
+        return point_key(meta, begin, kind)
 
     def _wan_cache(self) -> DigestCache:
         """The job's digest cache, read once per stream (points of one stream only add)."""
@@ -440,6 +439,27 @@ class TargetMover:
             t0 = time.perf_counter()
             writer.put(names[disk], block, digest, raw, flags, payload)
             self.busy += time.perf_counter() - t0
+
+
+def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+    """The chain key id a point is sealed with ("" = plaintext), checked.
+
+    The target cannot open keys; it only keeps a chain consistent: an increment
+    uses its full's key, and a new key comes with its envelope (bounded in size).
+    """
+    key = begin.get("key", "")
+    if key and not valid_key_id(key):
+        raise t.StreamError("BEGIN: bad chain key id")
+    env = begin.get("envelope")
+    if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
+        raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
+    if kind != Kind.FULL:
+        chain = meta.points[-1].key if meta and meta.points else ""
+        if key != chain:
+            raise t.StreamError("BEGIN: an increment must use its chain's key "
+                                f"({chain or 'plaintext'}), not {key or 'plaintext'}")
+    return key
+
 
 
 _NONE = Entry(0, 0, 0, FLAG_ZERO, b"")

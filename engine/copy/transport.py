@@ -26,10 +26,13 @@ STATE_ENTRY = struct.Struct("<HQ16s")  # disk index, block, digest of the target
 
 # frame types
 HELLO, BEGIN, DIGESTS, HAVE, BLOCK, STATE, COMMIT, DONE, ERROR, ABORT, BYE = range(1, 12)
-RETAIN, CHECK, PROVE = 12, 13, 14
+RETAIN, CHECK = 12, 13
+SWEEP = 14  # background retention of one machine: expired flags and the files they freed
+PROVE = 15  # a remote target proves it holds a sample of blocks (stored payloads)
 NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=HAVE, BLOCK=BLOCK,
                                 STATE=STATE, COMMIT=COMMIT, DONE=DONE, ERROR=ERROR, ABORT=ABORT,
-                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK, PROVE=PROVE).items()}
+                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK, SWEEP=SWEEP,
+                                PROVE=PROVE).items()}
 # the largest frame a source accepts from a target (a STATE answer lists every block of
 # the latest point: 26 bytes each, so 1 GiB is ~40 M blocks); a mover accepts far less
 # (engine.copy.frames.MAX_FRAME): a frame header is never trusted to size a buffer
@@ -38,6 +41,20 @@ SOURCE_MAX_FRAME = 1 << 30
 
 class StreamError(Exception):
     """The peer went away, or spoke something this side does not understand."""
+
+
+class TargetRefused(StreamError):
+    """The target refused for a reason a retry cannot change (ERROR with "final")."""
+
+
+def error_of(f: Frame) -> StreamError:
+    """The exception an ERROR frame stands for."""
+    try:
+        doc = f.json()
+    except ValueError:
+        doc = {}
+    msg = str(doc.get("message") or "target mover failed")
+    return TargetRefused(msg) if doc.get("final") is True else StreamError(msg)
 
 
 @dataclass
@@ -101,7 +118,7 @@ class Endpoint:
     def expect(self, ftype: int, timeout: float | None = None) -> Frame:
         f = self.recv(timeout)
         if f.type == ERROR:
-            raise StreamError(f.json().get("message", "target mover failed"))
+            raise error_of(f)
         if f.type != ftype:
             raise StreamError(f"expected {NAMES.get(ftype)}, got {NAMES.get(f.type, f.type)}")
         return f
@@ -151,8 +168,7 @@ class QueueEndpoint(Endpoint):
             except queue.Empty:
                 return StreamError("peer closed the stream")
             if data and _HEAD.unpack_from(data, 0)[0] == ERROR:
-                msg = Frame(ERROR, data[_HEAD.size:]).json().get("message", "")
-                return StreamError(msg or "target mover failed")
+                return error_of(Frame(ERROR, data[_HEAD.size:]))
 
     def recv(self, timeout: float | None = None) -> Frame:
         limit = timeout if timeout is not None else self.timeout

@@ -19,14 +19,18 @@ from datetime import datetime
 
 from engine.blockio import decompressor, digest
 from engine.copy import transport as t
+from engine.copy.target import point_key
+from engine.keys import OVERHEAD
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.objstore import locks
+from engine.objstore.generations import extend_locks, hold_chain
 from engine.objstore.index import UNKNOWN, BlockIndex, new_epoch
 from engine.objstore.manifest import Manifest, block_name, manifest_name
 from engine.objstore.repo import EPOCH, S3Repository
 from engine.objstore.store import S3Error
 from engine.repository.container import (
     FLAG_RAW,
+    FLAG_SEALED,
     FLAG_ZERO,
     FLAG_ZSTD,
     DiskIndex,
@@ -44,10 +48,6 @@ IN_FLIGHT_BYTES = 32 << 20  # payload bytes queued for upload at most (memory bo
 
 class BlockRefused(Exception):
     """A BLOCK frame that does not match what was asked for, or its digest."""
-
-
-class EncryptedRefused(Exception):
-    """An encrypted point sent to object storage (not supported yet)."""
 
 
 class ObjectLockMissing(Exception):
@@ -101,6 +101,16 @@ class Machine:
         self.index.close()
 
 
+def preflight(repo: S3Repository, days: int) -> str:
+    """Why this bucket cannot take the job's copies ("" = it can): checked before a
+    run writes anything, so a refused run leaves the bucket untouched."""
+    if days and not repo.bucket.lock_enabled():
+        return (f"s3://{repo.bucket.name}: Object Lock is not enabled on this bucket, "
+                f"so immutable_days = {days} cannot be honoured; nothing was written "
+                f"(create the bucket with Object Lock enabled, or set immutable_days = 0)")
+    return ""
+
+
 class S3TargetMover:
     """Serves one stream for an `s3://` repository."""
 
@@ -123,18 +133,16 @@ class S3TargetMover:
             job, machine = str(hello["job"]), str(hello["machine"])
             self.m = Machine(self.repo, safe_name(job, "job name"),
                              safe_name(machine, "machine name"))
-            if self.days and not self.repo.bucket.lock_enabled():
-                raise ObjectLockMissing(
-                    f"s3://{self.repo.bucket.name}: Object Lock is not enabled on this bucket, "
-                    f"so immutable_days = {self.days} cannot be honoured; nothing was written "
-                    f"(create the bucket with Object Lock enabled, or set immutable_days = 0)")
+            refusal = preflight(self.repo, self.days)
+            if refusal:
+                raise ObjectLockMissing(refusal)
             self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION})
             while True:
                 f = self.end.recv()
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check}.get(f.type)
+                           t.CHECK: self._check, t.SWEEP: self._sweep}.get(f.type)
                 if handler is None:
                     raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
                 handler(f.json())
@@ -144,8 +152,9 @@ class S3TargetMover:
             from engine.errors import one_line
 
             log.error("%s", one_line(exc))
+            final = isinstance(exc, ObjectLockMissing)
             try:
-                self.end.send_json(t.ERROR, {"message": one_line(exc)})
+                self.end.send_json(t.ERROR, {"message": one_line(exc), "final": final})
             except t.StreamError:
                 pass
         finally:
@@ -183,16 +192,29 @@ class S3TargetMover:
         from engine.objstore.retain import apply_s3_retention
 
         self.m.sync(create=True)
-        actions = apply_s3_retention(self.m, request, self.days, self.pool)
+        actions = apply_s3_retention(self.m, self._floor({**request, "background": False}),
+                                     self.days, self.pool)
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _floor(self, request: dict) -> dict:
+        """The target's own immutable_days is a floor the request cannot lower."""
+        policy = request.get("policy")
+        if isinstance(policy, dict) and self.days:
+            policy["immutable_days"] = max(int(policy.get("immutable_days") or 0), self.days)
+        return request
+
+    def _sweep(self, request: dict) -> None:
+        """Background retention: expired flags and the objects they alone kept."""
+        from engine.objstore.retain import apply_s3_retention
+
+        self.m.sync(create=True)
+        actions = apply_s3_retention(self.m, self._floor({**request, "background": True}),
+                                     self.days, self.pool)
+        self.end.send_json(t.SWEEP, {"actions": actions})
 
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
         m, repo = self.m, self.repo
-        if begin.get("key"):
-            raise EncryptedRefused(
-                f"s3://{repo.bucket.name}: encrypted copies to object storage are not "
-                f"supported yet; nothing was written (use a folder or mover target)")
         m.sync(create=True)
         meta = repo.try_load(m.job, m.machine)
         base = begin.get("base")
@@ -207,23 +229,40 @@ class S3TargetMover:
         if not 0 < bs <= 64 << 20 or len(disks) > 256:
             raise t.StreamError(f"bad plan: block size {bs}, {len(disks)} disks")
         point_id = safe_name(str(begin["point"]), "point id")
+        key = point_key(meta, begin, kind)  # sealed blocks: the target never holds the key
+        replaces = begin.get("replaces")
+        if replaces:  # an active GFS full of the latest point takes its place
+            last = meta.points[-1] if meta and meta.points else None
+            if last is None or last.id != replaces or last.id != point_id or \
+                    last.source_point != begin.get("source_point"):
+                raise t.StreamError(f"cannot replace {replaces}: not the latest point of the "
+                                    f"same source point")
         required = locks.point_lock(when, self.days)
-        w = _PointWriter(self, disks, bs, required)
+        w = _PointWriter(self, disks, bs, required, sealed=bool(key))
         suspect = {(str(d), int(b)) for d, b in begin.get("repaired", [])}
         w.digests(suspect)
         w.blocks()
         size = w.commit()
+        if meta is not None and meta.points:  # what the new point reads of its base
+            hold_chain(m, meta, meta.points[-1], required, self.pool)
         name = manifest_name(point_id)
         until = locks.effective(required)
         manifest = Manifest(point_id, bs, w.layer, until.isoformat() if until else "",
                             {"id": point_id, "time": when.isoformat(), "kind": kind.value})
         blob = manifest.encode()
         repo.bucket.put(f"{m.key}/{name}", blob, lock_until=until)
-        meta = repo.try_load(m.job, m.machine) or MachineMeta(
+        meta = meta or MachineMeta(
             m.job, m.machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
         meta.block_size = bs
-        meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size + len(blob),
-                                        source_point=str(begin["source_point"]), block_size=bs))
+        new = RestorePoint(point_id, when, kind, name, disks, size=size + len(blob),
+                           source_point=str(begin["source_point"]), block_size=bs, key=key)
+        if replaces:
+            meta.points[-1] = new
+            meta.facts["gc_pending"] = True  # the old manifest is garbage now
+        else:
+            meta.points.append(new)
+        if key:
+            meta.keys.setdefault(key, begin["envelope"])
         meta.facts.update(begin.get("facts", {}))
         if until is not None:
             meta.facts.setdefault("immutable_until", {})[point_id] = until.isoformat()
@@ -239,11 +278,13 @@ class _PointWriter:
     """The blocks of one point: answers digests, uploads verified payloads, builds the layer."""
 
     def __init__(self, mover: S3TargetMover, disks: list[DiskInfo], bs: int,
-                 required: datetime | None):
+                 required: datetime | None, sealed: bool = False):
         self.mv, self.m = mover, mover.m
         self.names = [d.name for d in disks]
         self.nblocks = [-(-d.size // bs) for d in disks]
         self.bs = bs
+        self.sealed = sealed  # an encrypted point: every stored block is sealed
+        self.accepted = {f | (FLAG_SEALED if sealed else 0) for f in (FLAG_ZSTD, FLAG_RAW)}
         self.layer = {d.name: DiskIndex(d.name, d.size, {}) for d in disks}
         self.required = required
         self.wanted: dict[tuple[int, int], bytes] = {}  # (disk, block) -> digest to come
@@ -274,6 +315,8 @@ class _PointWriter:
                     bits.append(1)
                     continue
                 hit = idx.lookup(dg)
+                if hit is not None and bool(hit[0] & FLAG_SEALED) != self.sealed:
+                    hit = None  # plaintext and ciphertext never stand in for each other
                 if (name, block) in suspect:
                     if hit is not None:  # rewrite the very object older manifests name
                         self.repair_flags[dg] = hit[0]
@@ -306,7 +349,7 @@ class _PointWriter:
             if f.type != t.BLOCK:
                 raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
             disk, block, raw, flags, dg, payload = t.decode_block(f.payload)
-            if self.wanted.pop((disk, block), None) != dg or flags not in (FLAG_ZSTD, FLAG_RAW):
+            if self.wanted.pop((disk, block), None) != dg or flags not in self.accepted:
                 raise BlockRefused(f"BLOCK {block} of disk {disk} was not asked for")
             fut = self.mv.pool.submit(self._upload, self.names[disk], block, raw, flags, dg,
                                       bytes(payload), self.repair_flags.get(dg, flags))
@@ -323,14 +366,21 @@ class _PointWriter:
 
     def _upload(self, name: str, block: int, raw: int, flags: int, dg: bytes, payload: bytes,
                 store_as: int):
-        """Verify, then PUT (runs in the upload pool; touches no SQLite)."""
+        """Verify, then PUT (runs in the upload pool; touches no SQLite). A sealed payload
+        cannot be opened here (the target never has the key): its size is checked, and
+        its keyed digest is verified by every read with the key (export, check --deep)."""
         t0 = time.perf_counter()
-        data = verify_payload(payload, raw, flags, dg, f"block {block} of disk {name}")
-        if store_as != flags:
-            flags = store_as
-            payload = data if flags == FLAG_RAW else _zstd(data)
+        if flags & FLAG_SEALED:
+            if not OVERHEAD <= len(payload) <= self.bs + 1024 + OVERHEAD:
+                raise BlockRefused(f"block {block} of disk {name}: sealed payload of "
+                                   f"{len(payload)} bytes")
+        else:
+            data = verify_payload(payload, raw, flags, dg, f"block {block} of disk {name}")
+            if store_as != flags and not store_as & FLAG_SEALED:
+                flags = store_as
+                payload = data if flags == FLAG_RAW else _zstd(data)
         until = locks.block_lock(self.required)
-        self.m.bucket.put(self.m.block_key(dg, flags), payload, lock_until=until)
+        self.m.bucket.put(self.m.block_key(dg, flags), payload, lock_until=until, checksum=True)
         self.mv.busy += time.perf_counter() - t0
         return name, block, Entry(0, len(payload), raw, flags, dg), locks.to_epoch(until)
 
@@ -352,35 +402,10 @@ class _PointWriter:
         return sum(e.stored for d in self.layer.values() for e in d.blocks.values())
 
 
-def extend_locks(m: Machine, digests: dict[bytes, int], required: datetime | None,
-                 pool: ThreadPoolExecutor) -> int:
-    """Extend (by a generation) the lock of each reused block locked for less than
-    `required`; returns the number of extension requests."""
-    until = locks.block_lock(required)
-    if until is None or not digests:
-        return 0
-    need = locks.to_epoch(required)
-    unknown = {dg for dg in digests if (m.index.lookup(dg) or (0, 0, UNKNOWN))[2] == UNKNOWN}
-
-    def one(item: tuple[bytes, int]) -> tuple[int, bytes] | None:
-        dg, flags = item
-        key = m.block_key(dg, flags)
-        if dg in unknown:
-            current = m.bucket.retention(key)
-            if current is not None and locks.to_epoch(current) >= need:
-                return locks.to_epoch(current), dg
-        m.bucket.extend(key, until)
-        return locks.to_epoch(until), dg
-
-    rows = [r for r in pool.map(one, digests.items()) if r]
-    m.index.set_locks(rows)
-    return len(rows)
-
-
 def _zstd(data: bytes) -> bytes:
     import zstandard
 
     return zstandard.ZstdCompressor(level=1).compress(data)
 
 
-__all__ = ["S3TargetMover", "S3Error", "verify_payload", "extend_locks", "Machine"]
+__all__ = ["S3TargetMover", "S3Error", "verify_payload", "Machine"]
