@@ -125,12 +125,12 @@ class Daemon:
 
     def background(self, path: Path, spec) -> str | None:
         """The job's daily background retention pass when due; its status, or None."""
-        from engine.copy.background import last_pass, pass_due
+        from engine.copy.background import DAILY_AT, last_pass, pass_due
         from engine.copy.runner import RunError
 
         now = self.clock()
-        if self._retained.get(spec.name) == now.date():
-            return None
+        if self._retained.get(spec.name) == now.date() or now.time() < DAILY_AT:
+            return None  # done today, or not yet time (no history read on every poll)
         try:
             if not pass_due(now, last_pass(spec)):
                 return None

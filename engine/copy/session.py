@@ -54,6 +54,7 @@ class MachineCopy:
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
+        self.left_uncopied = False
         if getattr(spec, "target_mover", None):
             from engine.copy.links import token_of
 
@@ -74,6 +75,7 @@ class MachineCopy:
             res.message = f"outside the copy window ({', '.join(spec.schedule.window)}): " \
                           f"nothing copied"
             items = []
+            self.left_uncopied = True  # a partial point stays for the next run to resume
         mover.deadline = self._window_deadline(now)
         blocked = outside and self.r.respect_window
         self.checked = False
@@ -274,7 +276,9 @@ class MachineCopy:
         request = {"now": now.isoformat(), "mode": self.spec.mode, "gfs_full": gfs_flags,
                    "point": point, "policy": policy_to_dict(self.spec.retention),
                    "gfs_method": self.spec.retention.gfs.method if self.spec.retention.gfs else "",
-                   "health_checked": self.checked, "compact": self.spec.storage.compact}
+                   "health_checked": self.checked, "compact": self.spec.storage.compact,
+                   # every planned point is copied: the target sweeps this run's leftovers
+                   "sweep": "keep-partial" if self.left_uncopied else "all"}
         self.end.send_json(t.RETAIN, request)
         answer = self.end.expect(t.RETAIN).json()
         actions = answer.get("actions") or []

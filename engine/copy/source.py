@@ -22,6 +22,7 @@ from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import MachineControl, RunControl, Stopped
 from engine.copy.target import pack_digest
+from engine.errors import FerryError
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
 from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
@@ -31,7 +32,7 @@ BATCH = 8192
 _PROOF = struct.Struct("<IB")  # as engine.copy.target answers PROVE
 
 
-class SourceCorrupt(Exception):
+class SourceCorrupt(FerryError):
     """A source block does not match its digest: the copy must not propagate it."""
 
 

@@ -19,6 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from engine.errors import FerryError
+
 PROTOCOL_VERSION = 1
 _HEAD = struct.Struct("<BI")
 _BLOCK = struct.Struct("<HQIB16s")  # disk index, block, raw length, flags, digest
@@ -39,7 +41,7 @@ NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=H
 SOURCE_MAX_FRAME = 1 << 30
 
 
-class StreamError(Exception):
+class StreamError(FerryError):
     """The peer went away, or spoke something this side does not understand."""
 
 
