@@ -468,7 +468,7 @@ class TargetMover:
                     raise fr.Refused(f"COMMIT: {len(wanted)} block(s) answered missing were "
                                      f"never sent")
                 return
-            if f.type == t.ABORT:
+            if f.type in (t.ABORT, t.BYE):  # stopped or killed: the partial stays to resume
                 raise t.StreamError("source aborted the point")
             if f.type != t.BLOCK:
                 raise fr.Refused(f"unexpected frame {t.NAMES.get(f.type, f.type)}")
