@@ -23,6 +23,7 @@ from engine.events import Sink
 from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
+from engine.jobsdir import default_jobs
 from engine.keys import KeyRing
 from engine.live import paths as live_paths
 from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
@@ -30,8 +31,6 @@ from engine.model import RetentionPolicy
 from engine.objstore.open import open_repository
 from engine.password import Password
 from engine.repository.repository import Repository
-
-DEFAULT_JOBS_DIR = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
 __all__ = ["Backend", "EngineUnavailable", "JobEntry", "MachineInfo", "Sizing", "error_line",
            "error_text"]
@@ -54,7 +53,7 @@ class Backend:
     """Real engine access for the jobs folder `jobs_dir`."""
 
     def __init__(self, jobs_dir: Path | str | None = None) -> None:
-        self.jobs_dir = Path(jobs_dir) if jobs_dir else DEFAULT_JOBS_DIR
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else default_jobs()
 
     # ---- job files ---------------------------------------------------------------------------
     def discover(self) -> list[JobEntry]:
