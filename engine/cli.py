@@ -241,9 +241,17 @@ def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> d
                             "file": str(folder / p.file), "size": p.size, "gfs": p.gfs,
                             "source_point": p.source_point, "encrypted": p.encrypted,
                             "logical_size": p.logical_size,
-                            **({"immutable_until": imm[p.id]} if p.id in imm else {})}
+                            **({"immutable_until": _when(imm[p.id])} if p.id in imm else {})}
                            for p in meta.points]})
     return {"repository": str(repo_path), "chains": chains}
+
+
+def _when(text: object) -> str | None:
+    """A stored time for JSON (RFC 3339); a damaged value is shown as stored."""
+    try:
+        return rfc3339(str(text))
+    except ValueError:
+        return str(text)
 
 
 def cmd_chain(args: argparse.Namespace) -> int:

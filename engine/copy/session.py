@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine import events as ev
 from engine.copy import transport as t
@@ -150,6 +150,9 @@ class MachineCopy:
                          **({"replaces": item.replaces} if item.replaces else {}),
                          **({"key": mover.key.key_id, "envelope": envelope}
                             if mover.key is not None else {}),
+                         **({"immutable_until": (item.source.time + timedelta(
+                             days=spec.storage.immutable_days)).isoformat()}
+                            if spec.storage.immutable_days else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)

@@ -365,6 +365,13 @@ class TargetMover:
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
+            imm = begin.get("immutable_until")
+            if isinstance(imm, str) and len(imm) <= 40:  # retention keeps it until then
+                datetime.fromisoformat(imm)  # ValueError: refused like any bad frame
+                ids = {p.id for p in meta.points}
+                old = meta.facts.get("immutable_until")
+                kept = {k: v for k, v in old.items() if k in ids} if isinstance(old, dict) else {}
+                meta.facts["immutable_until"] = {**kept, point_id: imm}
             if begin.get("repaired"):
                 meta.facts.pop("repair", None)
             repo.save(meta)
