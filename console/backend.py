@@ -23,13 +23,14 @@ from engine.events import Sink
 from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
+from engine.jobsdir import default_jobs
 from engine.keys import KeyRing
+from engine.live import paths as live_paths
+from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
 from engine.model import RetentionPolicy
 from engine.objstore.open import open_repository
 from engine.password import Password
 from engine.repository.repository import Repository
-
-DEFAULT_JOBS_DIR = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
 __all__ = ["Backend", "EngineUnavailable", "JobEntry", "MachineInfo", "Sizing", "error_line",
            "error_text"]
@@ -52,7 +53,7 @@ class Backend:
     """Real engine access for the jobs folder `jobs_dir`."""
 
     def __init__(self, jobs_dir: Path | str | None = None) -> None:
-        self.jobs_dir = Path(jobs_dir) if jobs_dir else DEFAULT_JOBS_DIR
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else default_jobs()
 
     # ---- job files ---------------------------------------------------------------------------
     def discover(self) -> list[JobEntry]:
@@ -190,7 +191,19 @@ class Backend:
 
     def run_job(self, spec: JobSpec, sink: Sink, control: RunControl) -> SessionResult:
         """Blocking: one run of the job. Call from a thread worker."""
-        return run_job(spec, sink=sink, control=control)
+        return run_job(spec, sink=sink, control=control, started_by="console")
+
+    # ---- runs of other processes (engine.live) -----------------------------------------------
+    def live_sessions(self, specs: list[JobSpec]) -> list[SessionInfo]:
+        """Every session published for the jobs of the folder (live or interrupted)."""
+        return list_sessions(live_paths.search_dirs(self.jobs_dir, specs))
+
+    def attach(self, info: SessionInfo) -> Attachment:
+        """A stream of that session's events (its snapshot first); raises OSError."""
+        return Attachment(info)
+
+    def remote_control(self, info: SessionInfo) -> RemoteControl:
+        return RemoteControl(info)
 
 
 def error_line(error: JobFileError) -> int | None:

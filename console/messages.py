@@ -13,7 +13,9 @@ from datetime import datetime
 from textual.message import Message
 
 from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
+from engine.copy.runner import SessionResult
 from engine.jobfile import JobSpec
+from engine.live.client import SessionInfo
 from engine.simulate import PreviewResult
 
 
@@ -80,3 +82,19 @@ class JobSaved(Message):
     spec: JobSpec | None
     text: str
     error: str = ""
+
+
+@dataclass
+class RunEnded(Message):
+    """A run of this console returned (posted from its thread)."""
+
+    job_key: str
+    result: SessionResult | None
+    error: str = ""
+
+
+@dataclass
+class LiveSessionsFound(Message):
+    """The sessions published for the jobs folder (runs of any process)."""
+
+    sessions: list[SessionInfo]

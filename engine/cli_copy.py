@@ -4,7 +4,6 @@ inventory."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,18 +11,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.jobsdir import default_jobs
 from engine.jsonout import emit
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
 from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
-
-DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
-
-
-def default_jobs() -> Path:
-    """The jobs folder when --jobs is not given: $FERRY_JOBS, else the bundled samples."""
-    env = os.environ.get("FERRY_JOBS")
-    return Path(env) if env else DEFAULT_JOBS
 
 
 def parse_pct(text: str) -> float:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine import jobschema as js
 from engine import jobtext as jt
+from engine.errors import FerryError
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
 from engine.password import PasswordSource, SourceKind
@@ -36,7 +37,7 @@ MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX of Linux file syste
 MAX_PATH = 4096  # bytes of a whole path (PATH_MAX)
 
 
-class JobFileError(Exception):
+class JobFileError(FerryError):
     """One problem in a job file; `str()` is the one-line message for the CLI and console.
 
     `key` is the dotted TOML key ("retention.gfs.weekly.day"), "" for problems of the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine import events as ev
 from engine.copy import transport as t
@@ -53,6 +53,7 @@ class MachineCopy:
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
+        self.left_uncopied = False
         mover.hello(job, machine)
         state = request_state(self.end)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
@@ -68,6 +69,7 @@ class MachineCopy:
             res.message = f"outside the copy window ({', '.join(spec.schedule.window)}): " \
                           f"nothing copied"
             items = []
+            self.left_uncopied = True  # a partial point stays for the next run to resume
         mover.deadline = self._window_deadline(now)
         blocked = outside and self.r.respect_window
         self.checked = False
@@ -142,6 +144,9 @@ class MachineCopy:
                          **({"replaces": item.replaces} if item.replaces else {}),
                          **({"key": mover.key.key_id, "envelope": envelope}
                             if mover.key is not None else {}),
+                         **({"immutable_until": (item.source.time + timedelta(
+                             days=spec.storage.immutable_days)).isoformat()}
+                            if spec.storage.immutable_days else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
@@ -268,7 +273,9 @@ class MachineCopy:
         request = {"now": now.isoformat(), "mode": self.spec.mode, "gfs_full": gfs_flags,
                    "point": point, "policy": policy_to_dict(self.spec.retention),
                    "gfs_method": self.spec.retention.gfs.method if self.spec.retention.gfs else "",
-                   "health_checked": self.checked, "compact": self.spec.storage.compact}
+                   "health_checked": self.checked, "compact": self.spec.storage.compact,
+                   # every planned point is copied: the target sweeps this run's leftovers
+                   "sweep": "keep-partial" if self.left_uncopied else "all"}
         self.end.send_json(t.RETAIN, request)
         actions = self.end.expect(t.RETAIN).json()["actions"]
         for a in actions:

@@ -20,6 +20,7 @@ from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import MachineControl, RunControl, Stopped
 from engine.copy.target import pack_digest
+from engine.errors import FerryError
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
 from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
@@ -28,7 +29,7 @@ from engine.repository.resolve import PointView
 BATCH = 8192
 
 
-class SourceCorrupt(Exception):
+class SourceCorrupt(FerryError):
     """A source block does not match its digest: the copy must not propagate it."""
 
 

@@ -27,7 +27,7 @@ from engine.repository.container import (
     Entry,
 )
 from engine.repository.locks import COPY_LOCK_WAIT
-from engine.repository.metadata import meta_to_dict
+from engine.repository.metadata import MetadataError, meta_to_dict
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
 
@@ -67,6 +67,49 @@ class DigestCache:
             for p in meta.points if meta else []:
                 cache.add_container(repo.machine_dir(j, m) / p.file, p.id, p.key)
         return cache
+
+
+def sweep_leftovers(repo: Repository, job: str, machine: str, *, keep_partial: bool) -> list[str]:
+    """The end of a machine's run: delete what no committed point names (a killed
+    run's metadata temp file, unnamed backup files, orphans of a deleted chain) and,
+    unless `keep_partial`, the partial point and its resume.json too (the run copied
+    everything it planned, so nothing will resume it). `keep_partial` is for a run
+    that left points uncopied (the copy window was closed): the next run resumes them.
+
+    Under the exclusive chain lock; nothing is swept when the metadata cannot be read
+    (it names nothing then, and the chain is `ferry check`'s to judge). Returns the
+    names removed."""
+    with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
+        try:
+            meta = repo.try_load(job, machine)
+        except MetadataError:
+            return []
+        if meta is None:
+            return []
+        marker = repo.machine_dir(job, machine) / RESUME
+        keep: set[str] = set()
+        if marker.exists():
+            partial = _partial_name(marker) if keep_partial else None
+            if partial is not None:
+                keep = {RESUME, f"{partial}.part", f"{partial}.part.journal"}
+        removed = repo.sweep(meta, job, machine, keep_also=frozenset(keep))
+        if marker.exists() and RESUME not in keep:
+            marker.unlink()
+            removed.append(RESUME)
+    if removed:
+        log.info("%s/%s: swept leftovers: %s", job, machine, ", ".join(sorted(removed)))
+    return removed
+
+
+def _partial_name(marker: Path) -> str | None:
+    """The file name resume.json names (None when it is unreadable or names no plain file)."""
+    try:
+        name = json.loads(marker.read_text()).get("file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        return None
+    return name
 
 
 class TargetMover:
@@ -139,6 +182,9 @@ class TargetMover:
 
         actions = apply_retention(self.repo, self.job, self.machine,
                                   {**request, "background": False})
+        if request.get("sweep") in ("all", "keep-partial"):
+            sweep_leftovers(self.repo, self.job, self.machine,
+                            keep_partial=request["sweep"] == "keep-partial")
         self.end.send_json(t.RETAIN, {"actions": actions})
 
     def _sweep(self, request: dict) -> None:
@@ -218,6 +264,13 @@ class TargetMover:
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
+            imm = begin.get("immutable_until")
+            if isinstance(imm, str) and len(imm) <= 40:  # retention keeps it until then
+                datetime.fromisoformat(imm)  # ValueError: refused like any bad frame
+                ids = {p.id for p in meta.points}
+                old = meta.facts.get("immutable_until")
+                kept = {k: v for k, v in old.items() if k in ids} if isinstance(old, dict) else {}
+                meta.facts["immutable_until"] = {**kept, point_id: imm}
             if begin.get("repaired"):
                 meta.facts.pop("repair", None)
             repo.save(meta)

@@ -17,6 +17,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from engine.errors import FerryError
+
 PROTOCOL_VERSION = 1
 _HEAD = struct.Struct("<BI")
 _BLOCK = struct.Struct("<HQIB16s")  # disk index, block, raw length, flags, digest
@@ -32,7 +34,7 @@ NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=H
                                 SWEEP=SWEEP).items()}
 
 
-class StreamError(Exception):
+class StreamError(FerryError):
     """The peer went away, or spoke something this side does not understand."""
 
 
