@@ -28,7 +28,7 @@ from engine.keys import KeyRing
 from engine.live import paths as live_paths
 from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
 from engine.model import RetentionPolicy
-from engine.objstore.open import open_repository
+from engine.objstore.open import target_repository
 from engine.password import Password
 from engine.repository.repository import Repository
 
@@ -103,8 +103,14 @@ class Backend:
                     info.source = source.load(job_dir, machine)
                 except Exception as exc:  # damaged metadata: show it, don't crash
                     info.error = f"source: {exc}"
-        target = Repository(spec.target_repository)
-        for job_dir, machine in target.machines(spec.name):
+        target = target_repository(spec)  # a folder or the job's bucket
+        try:
+            pairs = target.machines(spec.name)
+        except Exception as exc:  # noqa: BLE001 - an unreachable bucket: say so per machine
+            pairs = []
+            for info in found.values():
+                info.error = f"target: {exc}"
+        for job_dir, machine in pairs:
             if wanted and machine not in wanted:
                 continue
             info = found.setdefault(machine, MachineInfo(machine))
@@ -177,11 +183,12 @@ class Backend:
         """Blocking: write the point's disks under `out` (`ferry export`). `password` is
         used for this call only; the engine opens the chain key before writing anything."""
         keys = KeyRing(password=Password(password)) if password is not None else None
-        return restore.export_point(spec.target_repository, spec.name, machine, point_ref, out, keys)
+        return restore.export_point(target_repository(spec), spec.name, machine, point_ref, out,
+                                    keys)
 
     def check_deep(self, spec: JobSpec, machine: str, password: bytes) -> CheckResult:
         """Blocking: `ferry check --deep --all` of one machine of the job's target."""
-        repo = open_repository(spec.target_repository)
+        repo = target_repository(spec)
         return check_machine(repo, spec.name, machine, all_points=True,
                              keys=KeyRing(password=Password(password)))
 

@@ -190,10 +190,13 @@ def record_session(spec, dst, res: SessionResult, upload: bool = True) -> str:
 
 
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
-    """A stream to the target mover: in-process by default, TCP when `[target] mover` is set."""
+    """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
+    TCP: engine.copy.links) when `[target] mover` is set."""
     address = getattr(spec, "target_mover", None)
     if address:
-        return t.SocketEndpoint.connect(address), None
+        from engine.copy.links import connect
+
+        return connect(spec), None
     s3 = getattr(spec, "target_s3", None) is not None
     # an S3 target hands frames straight to its upload pool, which bounds what it holds
     # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)

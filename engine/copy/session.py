@@ -16,6 +16,7 @@ from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
 
 STAGES = ("Source", "Compress", "Stream", "Target")
+PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
 
 
 def bottleneck(busy: Busy, elapsed: float) -> tuple[str, dict[str, float]]:
@@ -54,6 +55,11 @@ class MachineCopy:
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
         self.left_uncopied = False
+        if getattr(spec, "target_mover", None):
+            from engine.copy.links import token_of
+
+            # a remote target is not trusted: it proves it holds what it says it has
+            mover.prove, mover.token = PROVE_SAMPLE, token_of(spec)
         mover.hello(job, machine)
         state = request_state(self.end)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
@@ -277,7 +283,15 @@ class MachineCopy:
                    # every planned point is copied: the target sweeps this run's leftovers
                    "sweep": "keep-partial" if self.left_uncopied else "all"}
         self.end.send_json(t.RETAIN, request)
-        actions = self.end.expect(t.RETAIN).json()["actions"]
+        answer = self.end.expect(t.RETAIN).json()
+        actions = answer.get("actions") or []
+        refused = answer.get("refused")
+        if isinstance(refused, str) and refused:
+            text = f"retention refused by the target: {refused[:300]}"
+            self.r.log("warning", f"{self.ref.machine}: {text}", self.ref.machine)
+            if self.res.status == "Success":
+                self.res.status = "Warning"
+            self.res.message = "; ".join(x for x in (self.res.message, text) if x)
         for a in actions:
             a = {"machine": self.ref.machine, **a}
             self.r.retention.append(a)
