@@ -9,6 +9,7 @@ overwrites go to a new rollback file placed before it).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +22,11 @@ from engine.blockio import (
     make_pool,
     scan_image,
 )
+from engine.errors import FerryError
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
 from engine.repository.repository import (
+    MetadataError,
     Repository,
     new_point_id,
     point_file_name,
@@ -36,8 +39,10 @@ from engine.units import now
 MIN_BLOCK, MAX_BLOCK = 256 << 10, 8 << 20
 DEFAULT_BLOCK = 1 << 20  # a new chain without --block-size
 
+_Written = tuple[RestorePoint, int, int]  # the new point, bytes read, bytes written
 
-class BackupError(Exception):
+
+class BackupError(FerryError):
     """Bad input or an impossible request: one line, nothing stored is touched."""
 
 
@@ -131,13 +136,30 @@ def take_backup(repo_path: Path, job: str, machine: str, disks: list[Path], *,
                     old_full.id, old_full.time, Kind.ROLLBACK, rb, old_full.disks,
                     size=(folder / rb).stat().st_size, block_size=old_full.block_size)
         meta.points.append(point)
-        repo.save(meta)
-        removed = _retain(repo, meta, keep)
+        try:
+            repo.save(meta)
+            removed = _retain(repo, meta, keep)
+        finally:
+            _sweep_committed(repo, job, machine)
     return BackupResult(point, read, written, removed)
 
 
-def _scan_into(w: ContainerWriter, disks: list[Path], infos: list[DiskInfo], comp, pool,
-               previous: dict[str, dict[int, bytes]] | None, stats: ScanStats):
+def _sweep_committed(repo: Repository, job: str, machine: str) -> None:
+    """The end of a backup, even a failed one: files the committed metadata does not
+    name go now (a deleted chain's files whose unlink failed, a save's temp file), not
+    at the next backup of this machine. Exclusive lock held; nothing is swept when the
+    metadata cannot be read."""
+    try:
+        meta = repo.try_load(job, machine)
+    except MetadataError:
+        return
+    if meta is not None and meta.points:
+        repo.sweep(meta, job, machine)
+
+
+def _scan_into(w: ContainerWriter, disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+               pool: ThreadPoolExecutor, previous: dict[str, dict[int, bytes]] | None,
+               stats: ScanStats) -> None:
     """Scan each disk and store what changed against `previous` into `w`."""
     bs = w.block_size
     for path, info in zip(disks, infos, strict=True):
@@ -158,7 +180,9 @@ def _new_point(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: st
     return RestorePoint(pid, when, kind, file, infos, size=size, block_size=meta.block_size)
 
 
-def _write_full(folder, meta, pid, when, disks, infos, comp, pool):
+def _write_full(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                pool: ThreadPoolExecutor) -> _Written:
     name = point_file_name(meta.machine, when, pid, Kind.FULL)
     w = ContainerWriter(folder / name, "full", meta.block_size)
     stats = ScanStats()
@@ -171,7 +195,9 @@ def _write_full(folder, meta, pid, when, disks, infos, comp, pool):
     return _new_point(meta, pid, when, Kind.FULL, name, infos, size), stats.read, w.written
 
 
-def _write_increment(folder, meta, pid, when, disks, infos, comp, pool):
+def _write_increment(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                     disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                     pool: ThreadPoolExecutor) -> _Written:
     with PointView(folder, meta, meta.points[-1]) as view:
         previous = {d.name: view.digests(d.name) for d in infos}
     name = point_file_name(meta.machine, when, pid, Kind.INCREMENTAL)
@@ -186,7 +212,9 @@ def _write_increment(folder, meta, pid, when, disks, infos, comp, pool):
     return _new_point(meta, pid, when, Kind.INCREMENTAL, name, infos, size), stats.read, w.written
 
 
-def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
+def _write_reverse(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                   disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                   pool: ThreadPoolExecutor) -> _Written:
     """Inject changed blocks into the full; their old versions go to a new rollback."""
     full = meta.points[-1]
     bs = meta.block_size
@@ -197,11 +225,11 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
         fw = ContainerWriter(folder / full.file, "full", bs, base=base)
         try:
             new_names = {i.name for i in infos}
-            for old in base.disks.values():  # keep the old state of disks that went away
-                rb.set_disk(old.name, old.size)
-                if old.name not in new_names:
-                    for b, e in old.blocks.items():
-                        rb.put(old.name, b, e.digest, e.raw, e.flags, base.read_stored(e))
+            for kept in base.disks.values():  # keep the old state of disks that went away
+                rb.set_disk(kept.name, kept.size)
+                if kept.name not in new_names:
+                    for b, e in kept.blocks.items():
+                        rb.put(kept.name, b, e.digest, e.raw, e.flags, base.read_stored(e))
             for path, info in zip(disks, infos, strict=True):
                 old = base.disks.get(info.name)
                 old_blocks = old.blocks if old else {}
@@ -218,10 +246,10 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
                     if blk.flags == UNCHANGED or (blk.flags == FLAG_ZERO and blk.index not in prev):
                         continue
                     if old is not None and blk.index * bs < old.size:
-                        e = old_blocks.get(blk.index)
-                        if e is not None:
-                            rb.put(info.name, blk.index, e.digest, e.raw, e.flags,
-                                   base.read_stored(e))
+                        was = old_blocks.get(blk.index)
+                        if was is not None:
+                            rb.put(info.name, blk.index, was.digest, was.raw, was.flags,
+                                   base.read_stored(was))
                         else:
                             rb.put(info.name, blk.index, blk.digest, blk.raw_len, FLAG_ZERO)
                     if blk.flags == FLAG_ZERO:

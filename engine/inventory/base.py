@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import FerryError
+
 KINDS = ("vsphere", "hyperv")
 REASONS = ("unreachable", "login", "timeout", "protocol")
 
@@ -105,7 +107,7 @@ class VmInfo:
     disks: list[VmDisk] = field(default_factory=list)
 
 
-class InventoryError(Exception):
+class InventoryError(FerryError):
     """A host could not be asked. `reason` is one of REASONS; the message is one
     line naming the host and never the password."""
 
@@ -210,10 +212,10 @@ def match_machines(
     matched: dict[str, VmInfo] = {}
     claimed: set[int] = set()
     for name, stable_id in known.items():
-        vm = by_id.get(stable_id) if stable_id else None
-        if vm is not None and id(vm) not in claimed:
-            matched[name] = vm
-            claimed.add(id(vm))
+        hit = by_id.get(stable_id) if stable_id else None
+        if hit is not None and id(hit) not in claimed:
+            matched[name] = hit
+            claimed.add(id(hit))
 
     by_name: dict[str, list[VmInfo]] = {}
     for vm in found:
