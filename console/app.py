@@ -25,13 +25,14 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from console import format as fmt
 from console.backend import Backend
 from console.clock import Clock, SystemClock
 from console.commands import FerryCommands
 from console.keymap import load_keymap
 from console.messages import JobChanged, JobDataLoaded, JobSaved, JobsChanged, JobsLoaded
 from console.records import JobEntry, MachineInfo
-from console.run_model import as_status
+from console.run_model import TaskState, as_status
 from console.run_session import RunSession
 from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
@@ -303,7 +304,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         self._states[key] = self.state_of(key)
         return session
 
-    def start_job(self, key: str) -> None:
+    def start_job(self, key: str, only: list[str] | None = None) -> None:
+        """Start a run of the job (`only`: just those machines, a retry)."""
         spec = self._spec(key)
         if spec is None:
             return
@@ -317,6 +319,8 @@ class FerryConsole(App[int], inherit_bindings=False):
 
         def run() -> SessionResult:
             try:
+                if only:
+                    return self.backend.run_job(spec, session.sink, control, only=only)
                 return self.backend.run_job(spec, session.sink, control)
             finally:
                 session.thread_done.set()
@@ -325,7 +329,8 @@ class FerryConsole(App[int], inherit_bindings=False):
             run,
             name=f"run:{key}", group=f"run:{key}", thread=True, exit_on_error=False,
             description=f"run {session.job}")
-        self.notify(f"{session.job}: started", title="Run")
+        what = f" (retry: {', '.join(only)})" if only else ""
+        self.notify(f"{session.job}: started{what}", title="Run")
         self.job_changed(key)
         self.open_live(key)
 
@@ -372,48 +377,160 @@ class FerryConsole(App[int], inherit_bindings=False):
             return None
         return session
 
+    def _run_machine(self, session: RunSession, machine: str, verb: str) -> bool:
+        """True when `machine` is a machine of the run still going (else says why)."""
+        row = session.model.rows.get(machine)
+        if row is None:
+            self.notify(f"{machine} is not part of this run of {session.job}", severity="warning")
+            return False
+        if row.state == TaskState.DONE:
+            self.notify(f"{machine} has finished ({row.status}): nothing to {verb}",
+                        severity="warning")
+            return False
+        return True
+
     def hold_job(self, key: str, machine: str | None = None) -> None:
+        """Hold the run, or only `machine` of it (it pauses at its next block)."""
         session = self._active(key, "hold")
         if session is None or session.control is None:
             return
-        if session.held_by_operator:
+        control = session.control
+        if machine is not None:
+            if not self._run_machine(session, machine, "hold"):
+                return
+            if control.machine_held(machine):
+                self.notify(f"{machine} is already on hold", severity="warning")
+                return
+            control.hold("operator", machine=machine)
+            self.notify(f"{session.job} · {machine}: on hold (operator); the others go on; "
+                        "r resumes it", title="Hold")
+        elif session.held_by_operator:
             self.notify(f"{session.job} is already on hold", severity="warning")
             return
-        session.control.hold("operator")
-        self.notify(f"{session.job}: on hold (operator); r resumes", title="Hold")
+        else:
+            control.hold("operator")
+            self.notify(f"{session.job}: on hold (operator); r resumes", title="Hold")
         self.job_changed(key)
         self._sync_live(session)
 
     def resume_job(self, key: str, machine: str | None = None) -> None:
+        """Resume `machine` if it is held on its own, else the whole run."""
         session = self._active(key, "resume")
         if session is None or session.control is None:
             return
-        if not session.held_by_operator:
+        control = session.control
+        if machine is not None and control.machine_held(machine):
+            control.resume(machine=machine)
+            still = " (the job itself is still on hold)" if session.held_by_operator else ""
+            self.notify(f"{session.job} · {machine}: resumed{still}", title="Resume")
+        elif session.held_by_operator:
+            control.resume()
+            left = control.held_machines()
+            more = f"; still held on their own: {', '.join(left)}" if left else ""
+            self.notify(f"{session.job}: resumed{more}", title="Resume")
+        else:
             held = session.model.held_rows()
-            text = (f"{len(held)} machine(s) wait for a source lock; they resume by themselves"
-                    if held else f"{session.job} is not on hold")
+            if control.held_machines():
+                text = (f"held by the operator: {', '.join(control.held_machines())}; "
+                        "select one and press r")
+            elif held:
+                text = f"{len(held)} machine(s) wait for a source lock; they resume by themselves"
+            else:
+                text = f"{session.job} is not on hold"
             self.notify(text, severity="warning")
             return
-        session.control.resume()
-        self.notify(f"{session.job}: resumed", title="Resume")
         self.job_changed(key)
         self._sync_live(session)
 
     def stop_job(self, key: str, machine: str | None = None) -> None:
+        """Stop the run, or only `machine` (after asking)."""
         session = self._active(key, "stop")
         if session is None or session.control is None:
             return
+        if machine is not None and not self._run_machine(session, machine, "stop"):
+            return
 
         def answer(yes: bool | None) -> None:
-            if yes and session.control is not None:
+            if not yes or session.control is None:
+                return
+            if machine is not None:
+                session.control.stop(machine=machine)
+                self.notify(f"{session.job} · {machine}: stopping…", title="Stop",
+                            severity="warning")
+            else:
                 session.control.stop()
                 session.model.stop_requested = True
                 self.notify(f"{session.job}: stopping…", title="Stop", severity="warning")
-                self.job_changed(key)
-                self._sync_live(session)
+            self.job_changed(key)
+            self._sync_live(session)
 
+        if machine is not None:
+            self.push_screen(ConfirmModal(f"Stop {machine} of {session.job}?",
+                                          STOP_MACHINE_WORDS.format(machine=machine),
+                                          yes="Stop machine"), answer)
+            return
         self.push_screen(ConfirmModal(f"Stop {session.job}?", STOP_WORDS, yes="Stop run"),
                          answer)
+
+    def failed_machines(self, key: str) -> list[str]:
+        """The machines that ended Failed in the job's newest run (this console's, else the
+        history's)."""
+        session = self.sessions.get(key)
+        if session is not None and not session.active and session.model.rows:
+            return sorted(m for m, r in session.model.rows.items()
+                          if r.status == Status.FAILED)
+        last = self.store.last_runs.get(key)
+        if last is None:
+            return []
+        return sorted(t.machine for t in last.tasks if t.status == Status.FAILED)
+
+    def retry_job(self, key: str, machine: str | None = None) -> None:
+        """Run `machine` again, or every machine that failed in the newest run."""
+        session = self.sessions.get(key)
+        if session is not None and session.active:
+            self.notify(f"{session.job} is running: retry when it has ended", severity="warning")
+            return
+        machines = [machine] if machine else self.failed_machines(key)
+        if not machines:
+            self.notify(f"{self.store.name(key)}: no machine failed in its last run; select a "
+                        "machine to copy it again", severity="warning")
+            return
+        self.start_job(key, only=machines)
+
+    def active_full(self, key: str, machine: str | None = None) -> None:
+        """"Active full now": the next copy of `machine` (or of every machine) is a full."""
+        spec = self._spec(key)
+        if spec is None:
+            return
+        names = [machine] if machine else [m.name for m in self.store.machines.get(key, [])]
+        if not names:
+            self.notify(f"{spec.name} has no machines yet", severity="warning")
+            return
+        size = sum(i.source_points[-1].logical_size for i in self.store.machines.get(key, [])
+                   if i.name in names and i.source_points)
+        who = names[0] if len(names) == 1 else f"all {len(names)} machines"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._request_full(key, spec, names)
+
+        self.push_screen(ConfirmModal(
+            f"Active full for {who} of {spec.name}?",
+            f"The next run copies {who} as a full: every block is read from the source "
+            f"and sent again (about {fmt.size(size)} before compression) and starts a new "
+            "chain on the target; the older points age out by retention. Nothing starts now.",
+            yes="Request full"), answer)
+
+    @work(thread=True, group="active-full", exit_on_error=False)
+    def _request_full(self, key: str, spec: JobSpec, names: list[str]) -> None:
+        try:
+            self.backend.request_active_full(spec, names)
+        except Exception as exc:
+            self.post_message(JobSaved(key, None, "", error=f"{spec.name}: {exc}"))
+            return
+        what = names[0] if len(names) == 1 else f"{len(names)} machines"
+        self.post_message(JobSaved(key, spec, f"{spec.name}: the next run copies a full of "
+                                              f"{what}", title="Active full"))
 
     def _sync_live(self, session: RunSession) -> None:
         for screen in self.screen_stack:
@@ -454,14 +571,15 @@ class FerryConsole(App[int], inherit_bindings=False):
         if message.error:
             self.notify(message.error, title="Not saved", severity="error", timeout=10)
         else:
-            self._job_saved(message.job_key, message.spec, message.text)
+            self._job_saved(message.job_key, message.spec, message.text, message.title)
 
-    def _job_saved(self, key: str, spec: JobSpec | None, text: str) -> None:
+    def _job_saved(self, key: str, spec: JobSpec | None, text: str,
+                   title: str = "Saved") -> None:
         entry = self.jobs.get(key)
         if entry is not None and spec is not None:
             entry.spec, entry.error, entry.errors = spec, "", []
             self.load_job_data(key, spec)
-        self.notify(text, title="Saved")
+        self.notify(text, title=title)
         self.job_changed(key)
 
     # ---- navigation --------------------------------------------------------------------------
@@ -559,6 +677,11 @@ def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5,
     time.sleep(grace)
     os._exit(0)
 
+
+STOP_MACHINE_WORDS = (
+    "{machine} stops at its next block and ends Failed ('stopped by operator'), without "
+    "retries; the other machines go on. Its restore points already copied stay; the next "
+    "run continues from there.")
 
 STOP_WORDS = (
     "Each running machine stops at its next block and ends Failed ('stopped by "

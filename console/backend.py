@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
+from console.records import (
+    JobEntry,
+    LastRun,
+    LogRecord,
+    MachineInfo,
+    SessionRecord,
+    TaskRecord,
+)
 from engine import jobfile, jobsave, preview_cli
 from engine import schedule as sched
 from engine import simulate as sim
+from engine.copy import active_full
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
@@ -109,6 +117,9 @@ class Backend:
                 info.error = f"target: {exc}"
         for machine in wanted - set(found):
             found[machine] = MachineInfo(machine, error="no restore points in the source")
+        for machine in active_full.pending(spec):
+            if machine in found:
+                found[machine].full_requested = True
         return [found[k] for k in sorted(found)]
 
     # ---- history -----------------------------------------------------------------------------
@@ -119,9 +130,9 @@ class Backend:
     def tasks(self, spec: JobSpec, session_id: str) -> list[TaskRecord]:
         return [TaskRecord.from_row(r) for r in History(history_path(spec)).tasks(session_id)]
 
-    def session_log(self, spec: JobSpec, session: SessionRecord) -> list[str]:
-        """The timestamped log lines kept for a past session (none kept yet: [])."""
-        return []
+    def session_log(self, spec: JobSpec, session: SessionRecord) -> list[LogRecord]:
+        """The timestamped log lines kept with a past session (older sessions: none)."""
+        return [LogRecord.from_row(r) for r in History(history_path(spec)).log(session.id)]
 
     def last_run(self, spec: JobSpec) -> LastRun | None:
         """The job's newest session with its task results; None when it never ran."""
@@ -138,10 +149,17 @@ class Backend:
 
     # ---- retention what-if -------------------------------------------------------------------
     def simulate(self, spec: JobSpec, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing) -> sim.PreviewResult:
-        model = sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
-        return sim.simulate(spec.name, policy, spec.mode, start, days, model,
-                            interval=timedelta(days=1))
+                 sizing: Sizing | None) -> sim.PreviewResult:
+        """`ferry preview`'s one code path (`preview_cli.build_preview`): the job's schedule,
+        sizes from its real chains unless a sizing model is given."""
+        model = (sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
+                 if sizing is not None else None)
+        return preview_cli.build_preview(spec, preview_cli.WhatIf(
+            policy=policy, start=start, days=days, sizing=model))
+
+    def real_sizing(self, spec: JobSpec) -> sim.Sizing | None:
+        """The full and increment sizes the preview takes from the real chains."""
+        return preview_cli.sizing_from_repositories(spec)
 
     def preview_start(self, spec: JobSpec, now: datetime) -> datetime:
         """The first simulated run, as `ferry preview` picks it: the job's next scheduled
@@ -158,9 +176,19 @@ class Backend:
     def make_control(self) -> RunControl:
         return RunControl()
 
-    def run_job(self, spec: JobSpec, sink: Sink, control: RunControl) -> SessionResult:
-        """Blocking: one run of the job. Call from a thread worker."""
-        return run_job(spec, sink=sink, control=control)
+    def run_job(self, spec: JobSpec, sink: Sink, control: RunControl,
+                only: list[str] | None = None) -> SessionResult:
+        """Blocking: one run of the job (`only`: just those machines, a retry). Call from a
+        thread worker."""
+        return run_job(spec, sink=sink, control=control, only=only)
+
+    def request_active_full(self, spec: JobSpec, machines: list[str]) -> None:
+        """"Active full now": each machine's next copy is a full (`engine.copy.active_full`)."""
+        for machine in machines:
+            active_full.request(spec, machine)
+
+    def active_full_pending(self, spec: JobSpec) -> list[str]:
+        return active_full.pending(spec)
 
 
 def error_line(error: JobFileError) -> int | None:

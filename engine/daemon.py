@@ -18,6 +18,7 @@ from engine.errors import one_line
 from engine.history import History, history_path
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
+from engine.rpo import RpoWatch, check_job
 from engine.schedule import in_window, next_run
 from engine.units import now as wall_now
 
@@ -67,6 +68,20 @@ class Daemon:
         if run is None:
             from engine.copy.runner import run_job as run
         self.run = run
+        self.rpo = RpoWatch()
+        self._rpo_checked: dict[str, float] = {}
+
+    def watch_rpo(self, spec, now: datetime, every: float = 300.0) -> str | None:
+        """Log when a job starts (or stops) missing its `rpo`; at most every `every` s per
+        job, since a check reads every machine's metadata (over the network for s3)."""
+        if spec.schedule.rpo is None:
+            return None
+        tick = time.monotonic()
+        last = self._rpo_checked.get(spec.name)
+        if last is not None and tick - last < every:
+            return None
+        self._rpo_checked[spec.name] = tick
+        return self.rpo.observe(spec.name, check_job(spec, now))
 
     def pass_once(self) -> list[tuple[str, str]]:
         """Run every due job once; returns (job, status) for each run made."""
@@ -79,11 +94,14 @@ class Daemon:
                 continue
             now = self.clock()
             try:
+                self.watch_rpo(spec, now)
                 if not is_due(spec, now, last_run(spec)):
                     continue
                 res = self.run(spec, at=None, respect_window=True)
                 ran.append((spec.name, res.status))
                 print(f"ferry daemon: {spec.name}: {res.status}", flush=True)
+                self._rpo_checked.pop(spec.name, None)  # a run changes the answer: look again
+                self.watch_rpo(spec, self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
                 print(f"ferry daemon: {path.name}: {one_line(exc)}", file=sys.stderr)
                 ran.append((getattr(spec, "name", path.name), "Failed"))

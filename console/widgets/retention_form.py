@@ -24,7 +24,7 @@ class FormError(ValueError):
 @dataclass
 class FormValues:
     policy: Any  # engine.model.RetentionPolicy
-    sizing: Sizing
+    sizing: Sizing | None  # None: sizes from the job's real chains (as `ferry preview`)
     days: int
 
 
@@ -33,8 +33,23 @@ def _select(options: list[str], value: str, id: str) -> Select[str]:
                   allow_blank=False, compact=True, id=id)
 
 
-def _input(value: str, id: str, width: int = 6) -> Input:
-    field = Input(value, id=id, compact=True)
+# the what-if screen's keys and `?` (help): no field of the form (numbers, sizes) takes
+# these characters
+SCREEN_KEYS = frozenset("W[]{}?")
+
+
+class FormInput(Input):
+    """An Input that leaves the what-if screen's own keys to the screen (Textual hides
+    every binding of a printable key from the screen while an Input has the focus)."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        if character is not None and character in SCREEN_KEYS:
+            return False
+        return super().check_consume_key(key, character)
+
+
+def _input(value: str, id: str, width: int = 6, placeholder: str = "") -> Input:
+    field = FormInput(value, id=id, compact=True, placeholder=placeholder)
     field.styles.width = width
     return field
 
@@ -90,10 +105,10 @@ class RetentionForm(VerticalScroll):
             yield Label("Method", classes="form-label")
             yield _select(["synthetic", "active"], getattr(gfs, "method", "synthetic"),
                           "f-method")
-        yield Label("Sizing model", classes="form-head")
+        yield Label("Sizing (empty: real chains)", classes="form-head")
         with Horizontal():
             yield Label("Used", classes="form-label")
-            yield _input("100GiB", "f-used", width=12)
+            yield _input("", "f-used", width=12, placeholder="real chains")
         with Horizontal():
             yield Label("Change %", classes="form-label")
             yield _input("5", "f-change")
@@ -150,12 +165,14 @@ class RetentionForm(VerticalScroll):
         deleted = getattr(self._policy, "deleted_items_days", 30)
         policy = RetentionPolicy(keep=keep, unit=self._choice("f-unit"), gfs=gfs,
                                  deleted_items_days=deleted)
-        try:
-            used = parse_size(self._text("f-used"))
-        except ValueError as exc:
-            raise FormError(f"used: {exc}") from None
-        sizing = Sizing(used, self._float("f-change", "change %"),
-                        self._float("f-reduction", "reduction %"))
+        sizing = None
+        if self._text("f-used"):  # a sizing model instead of the real chains
+            try:
+                used = parse_size(self._text("f-used"))
+            except ValueError as exc:
+                raise FormError(f"used: {exc}") from None
+            sizing = Sizing(used, self._float("f-change", "change %"),
+                            self._float("f-reduction", "reduction %"))
         return FormValues(policy, sizing, self._int("f-days", "days", 1, 3660))
 
     def show_error(self, text: str) -> None:

@@ -33,6 +33,7 @@ from engine.password import PasswordError
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
+from engine.session_log import SessionLog
 from engine.units import now as wall_now
 from engine.units import rfc3339
 
@@ -180,8 +181,10 @@ class Runner:
     """Runs one session of a job (see `run_job`)."""
 
     def __init__(self, spec, *, at: datetime | None, dry_run: bool, sink: ev.Sink,
-                 control: RunControl, hold_timeout: float, respect_window: bool):
+                 control: RunControl, hold_timeout: float, respect_window: bool,
+                 only: list[str] | None = None):
         self.spec = spec
+        self.only = set(only) if only else None  # a retry of some machines (see run_job)
         self.at = at
         self.respect_window = respect_window
         self.dry_run = dry_run
@@ -196,6 +199,7 @@ class Runner:
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
         self._t0 = time.monotonic()
+        self.journal = SessionLog(self.clock)  # the timestamped log kept in the history
 
     def clock(self) -> datetime:
         """The run's clock: the wall clock, or for a replay (`at`) `at` plus the time the
@@ -209,6 +213,7 @@ class Runner:
         return self.at or wall_now()
 
     def emit(self, event: ev.Event) -> None:
+        self.journal.add(event)
         try:
             self.sink(event)
         except Exception:  # noqa: BLE001 - a broken UI must not break a copy
@@ -221,6 +226,10 @@ class Runner:
     def run(self) -> SessionResult:
         started, t0 = self.task_clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
+        if self.only is not None:
+            problems += [f"{m}: not a machine of this job" for m in
+                         sorted(self.only - {r.machine for r in refs})]
+            refs = [r for r in refs if r.machine in self.only]
         self.facts: dict[str, dict] = {}
         gone: list[str] = []
         if getattr(self.spec, "inventory", None):
@@ -239,7 +248,8 @@ class Runner:
         workers = max(1, int(self.spec.transport.parallel_tasks))
         with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository):
+        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository) \
+                and self.only is None:  # a partial run must not mark the others as gone
             from engine.copy.maintenance import after_session
 
             try:
@@ -276,7 +286,10 @@ class Runner:
                    "transferred": tot.transferred, "written": tot.written,
                    "message": res.message, "dry_run": 0}
         try:
-            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks])
+            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks],
+                                                    self.journal.rows(ev.RunFinished(
+                                                        res.job, res.session, res.status,
+                                                        res.duration_s, res.message)))
             if not isinstance(self.dst, Repository):
                 from engine.objstore.history import upload_history
 
@@ -293,7 +306,7 @@ class Runner:
             res = self.task(ref, pool)
             res.attempts = attempt
             if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
-                    or not res.retryable or self.control.stopped:
+                    or not res.retryable or self.control.machine_stopped(ref.machine):
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
@@ -383,16 +396,19 @@ class Runner:
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
-            hold_timeout: float = 3600.0, respect_window: bool | None = None) -> SessionResult:
+            hold_timeout: float = 3600.0, respect_window: bool | None = None,
+            only: list[str] | None = None) -> SessionResult:
     """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
 
     The copy window binds scheduled runs (the daemon) and replays (`at` given); an
     operator's "run now" on the wall clock is honoured outside it (with a log line).
+    `only` copies just those machines (the console's "retry"): deleted-items
+    bookkeeping is left to the next whole session, which sees every machine.
     """
     if respect_window is None:
         respect_window = at is not None
     runner = Runner(spec, at=at, dry_run=dry_run, sink=sink, control=control or RunControl(),
-                    hold_timeout=hold_timeout, respect_window=respect_window)
+                    hold_timeout=hold_timeout, respect_window=respect_window, only=only)
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@ from dataclasses import asdict
 from datetime import datetime
 
 from engine import events as ev
+from engine.copy import active_full
 from engine.copy import transport as t
+from engine.copy.control import Stopped
 from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.source import Busy, RateLimit, SourceMover, request_state
 from engine.model import MachineMeta, Stats
@@ -46,7 +48,10 @@ class MachineCopy:
         level = spec.storage.compression
         recompress = None if level in ("auto", self.src_meta.compression) else level
         t0 = time.monotonic()
-        mover = SourceMover(self.end, self.pool, recompress=recompress, control=self.r.control,
+        if self.r.control.machine_stopped(machine):  # stopped while it was queued
+            raise Stopped("stopped by operator")
+        mover = SourceMover(self.end, self.pool, recompress=recompress,
+                            control=self.r.control.for_machine(machine),
                             progress=lambda s, b: self._progress(s, b, t0),
                             rate=RateLimit(int(spec.transport.rate_limit or 0)),
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
@@ -54,8 +59,9 @@ class MachineCopy:
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
         mover.hello(job, machine)
         state = request_state(self.end)
+        wants_full = active_full.requested(spec, machine)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
-                             encrypted=spec.storage.encryption)
+                             encrypted=spec.storage.encryption, active_full=wants_full)
         now = self.r.task_clock()
         outside = not in_window(spec.schedule, now)
         if outside and items and not self.r.respect_window:
@@ -80,6 +86,8 @@ class MachineCopy:
                 items[-1].kind = "full"
             elif not blocked:
                 items = self._reread(state.latest)
+        if wants_full and not blocked:
+            items = self._active_full(items, state.latest)
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             self.r.log("info", f"{machine}: up to date", machine)
@@ -90,6 +98,8 @@ class MachineCopy:
         self.state = state
         self.chain_key = state.latest.get("key", "") if state.latest else ""
         self._send(mover, items)
+        if wants_full and not self.r.dry_run and items and items[0].kind == "full":
+            active_full.clear(spec, machine)  # committed: the request is done
         if items and not self.r.dry_run:
             gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
         res.held_s += mover.held
@@ -100,6 +110,20 @@ class MachineCopy:
     def _active(self) -> bool:
         gfs = self.spec.retention.gfs
         return gfs is not None and gfs.enabled and gfs.method == "active"
+
+    def _active_full(self, items: list[PlanItem], latest: dict | None) -> list[PlanItem]:
+        """The operator asked for a full: the planner made the next point one; without a
+        new point the latest copied point is read whole again (as an active GFS full)."""
+        machine = self.ref.machine
+        if not items:
+            items = self._reread(latest)
+        if items:
+            self.r.log("info", f"{machine}: active full requested by the operator: "
+                       f"copying a full", machine)
+        else:
+            self.r.log("info", f"{machine}: active full requested: the newest copy already "
+                       f"is a full; the request waits for the next new restore point", machine)
+        return items
 
     def _reread(self, latest: dict | None) -> list[PlanItem]:
         """An active GFS full without a new source point: the latest copied point read

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
-from engine.copy.control import RunControl, Stopped
+from engine.copy.control import MachineControl, RunControl, Stopped
 from engine.copy.target import pack_digest
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
@@ -95,7 +95,8 @@ class RateLimit:
 class SourceMover:
     """Sends points of one machine over one stream."""
 
-    def __init__(self, end: t.Endpoint, pool, *, recompress: str | None, control: RunControl,
+    def __init__(self, end: t.Endpoint, pool, *, recompress: str | None,
+                 control: RunControl | MachineControl,
                  progress: Callable[[Stats, Busy], None], rate: RateLimit | None = None,
                  on_hold: Callable[[str], None] | None = None,
                  on_resume: Callable[[], None] | None = None):
