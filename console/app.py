@@ -16,13 +16,12 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
-from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from console import format as fmt
@@ -662,9 +661,6 @@ class FerryConsole(App[int], inherit_bindings=False):
     def switch_theme(self, name: str) -> None:
         self.theme = name
         self.notify(f"Theme: {name}", title="Theme", timeout=3)
-
-    def screen_for(self, kind: type[Screen[Any]]) -> Screen[Any] | None:
-        return next((s for s in self.screen_stack if isinstance(s, kind)), None)
 
 
 def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5,

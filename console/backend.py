@@ -10,7 +10,7 @@ from thread workers and posts the results back as messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from console.records import (
@@ -21,16 +21,20 @@ from console.records import (
     SessionRecord,
     TaskRecord,
 )
-from engine import jobfile, jobsave, preview_cli
+from engine import jobfile, jobsave, preview_cli, restore
 from engine import schedule as sched
 from engine import simulate as sim
 from engine.copy import active_full
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
+from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
+from engine.keys import KeyRing
 from engine.model import RetentionPolicy
+from engine.objstore.open import open_repository
+from engine.password import Password
 from engine.repository.repository import Repository
 
 DEFAULT_JOBS_DIR = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
@@ -135,8 +139,10 @@ class Backend:
         return [LogRecord.from_row(r) for r in History(history_path(spec)).log(session.id)]
 
     def last_run(self, spec: JobSpec) -> LastRun | None:
-        """The job's newest session with its task results; None when it never ran."""
-        rows = self.sessions(spec, limit=1)
+        """The job's newest copy session with its task results; None when it never ran
+        (background retention passes are sessions too, but not runs)."""
+        rows = [SessionRecord.from_row(r) for r in History(history_path(spec)).sessions(
+            job=spec.name, limit=1, kind="copy")]
         if not rows:
             return None
         return LastRun(rows[0], self.tasks(spec, rows[0].id))
@@ -149,13 +155,22 @@ class Backend:
 
     # ---- retention what-if -------------------------------------------------------------------
     def simulate(self, spec: JobSpec, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing | None) -> sim.PreviewResult:
-        """`ferry preview`'s one code path (`preview_cli.build_preview`): the job's schedule,
-        sizes from its real chains unless a sizing model is given."""
+                 sizing: Sizing | None, *, skip: frozenset[date] = frozenset(),
+                 no_new_point: frozenset[date] = frozenset(), policy_from: date | None = None,
+                 today: date | None = None) -> sim.PreviewResult:
+        """`ferry preview`'s own path (`preview_cli.build_preview`): the job's schedule,
+        sizes from its real chains unless a sizing model is given, missed runs (`skip`),
+        runs without a new source point, and `policy` from the day `policy_from` on (the
+        job's current policy before it; from the start when None); the notes say what the
+        real chains keep of a cycle `policy` switches off."""
         model = (sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
                  if sizing is not None else None)
-        return preview_cli.build_preview(spec, preview_cli.WhatIf(
-            policy=policy, start=start, days=days, sizing=model))
+        base, changes = ((spec.retention, [(policy_from, policy)]) if policy_from is not None
+                         else (policy, []))
+        what = preview_cli.WhatIf(policy=base, start=start, days=days, sizing=model,
+                                  skip=frozenset(skip), no_new_point=frozenset(no_new_point),
+                                  changes=changes, today=today)
+        return preview_cli.build_preview(spec, what)
 
     def real_sizing(self, spec: JobSpec) -> sim.Sizing | None:
         """The full and increment sizes the preview takes from the real chains."""
@@ -171,6 +186,20 @@ class Backend:
     def preview_days(self, policy: RetentionPolicy) -> int:
         """How many days `ferry preview` would show for `policy`."""
         return preview_cli.default_days(policy)
+
+    # ---- reads that may need the encryption password -----------------------------------------
+    def export_point(self, spec: JobSpec, machine: str, point_ref: str, out: Path,
+                     password: bytes | None = None) -> list[Path]:
+        """Blocking: write the point's disks under `out` (`ferry export`). `password` is
+        used for this call only; the engine opens the chain key before writing anything."""
+        keys = KeyRing(password=Password(password)) if password is not None else None
+        return restore.export_point(spec.target_repository, spec.name, machine, point_ref, out, keys)
+
+    def check_deep(self, spec: JobSpec, machine: str, password: bytes) -> CheckResult:
+        """Blocking: `ferry check --deep --all` of one machine of the job's target."""
+        repo = open_repository(spec.target_repository)
+        return check_machine(repo, spec.name, machine, all_points=True,
+                             keys=KeyRing(password=Password(password)))
 
     # ---- runs --------------------------------------------------------------------------------
     def make_control(self) -> RunControl:

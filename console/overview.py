@@ -115,8 +115,9 @@ def job_rows(store: Store, key: str, now: datetime) -> list[OverviewRow]:
         health = worst(health, Health.WARNING)
         reason = "; ".join(r for r in (verdict.summary, reason) if r)
     upcoming = store.next_runs.get(key)
+    name = f"{entry.name} \N{LOCK}" if entry.spec.storage.encryption else entry.name
     rows = [OverviewRow(
-        key, key, "", entry.name, state_text, _status_text(status), when,
+        key, key, "", name, state_text, _status_text(status), when,
         fmt.ago(upcoming, now) if upcoming else ("off" if not entry.spec.enabled else "-"),
         _rpo_cell(verdict), str(behind) if machines else "-",
         fmt.size(size) if machines else "-", reason,

@@ -1,4 +1,5 @@
-"""`ferry` sub-commands of the backup copy job: run, history, preview, daemon, mover, inventory."""
+"""`ferry` sub-commands of the backup copy job: run, retain, history, preview, daemon, mover,
+inventory."""
 
 from __future__ import annotations
 
@@ -44,7 +45,16 @@ def add_commands(sub, time_type, size_type) -> None:
     r.add_argument("--at", type=time_type)
     r.add_argument("--dry-run", action="store_true")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--json-progress", action="store_true",
+                   help="stream one JSON message per line while the run goes (events, then "
+                        "a summary line with the --json shape), like restic --json")
     r.add_argument("--hold-timeout", type=_duration, default=3600.0)
+
+    rt = sub.add_parser("retain", help="background retention now: expired GFS flags and the "
+                        "files they freed, without a copy run (the daemon does it daily)")
+    rt.add_argument("jobfile", type=Path)
+    rt.add_argument("--at", type=time_type, help="as if the clock showed TIME")
+    rt.add_argument("--json", action="store_true")
 
     h = sub.add_parser("history", help="past sessions and per-machine task results")
     h.add_argument("--job")
@@ -70,6 +80,9 @@ def add_commands(sub, time_type, size_type) -> None:
                    help="days whose runs find no new source point")
     p.add_argument("--policy-from", nargs=2, action="append", metavar=("DATE", "JOBFILE"),
                    help="from DATE on, the [retention] of JOBFILE (repeatable)")
+    p.add_argument("--background", action="store_true",
+                   help="model the daemon's daily background retention pass at 00:30 "
+                        "(expired flags go on days without a run too)")
 
     i = sub.add_parser("inventory", help="machines the job's hypervisor reports")
     i.add_argument("jobfile", type=Path)
@@ -105,6 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.copy.runner import RunError, run_job
 
     spec = load(args.jobfile)
+    if args.json_progress:
+        return _run_json_lines(spec, args)
     renderer = None if args.json else _LiveRender()
     try:
         if renderer:
@@ -124,6 +139,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     if res.status == "Failed":
         reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
         print(f"ferry run: {spec.name}: Failed: {reasons or res.message}", file=sys.stderr)
+    return res.exit_code
+
+
+def cmd_retain(args: argparse.Namespace) -> int:
+    """`ferry retain JOBFILE`: one background retention pass (engine.copy.background)."""
+    from engine.copy.background import retain_job
+    from engine.copy.runner import RunError
+    from engine.jobfile import load_job
+
+    spec = load_job(args.jobfile, need_source=False)  # the pass needs only the target
+    try:
+        res = retain_job(spec, at=args.at)
+    except RunError as exc:
+        print(f"ferry retain: {exc}; its run applies retention", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        emit(res.to_json())
+        return res.exit_code
+    con = Console()
+    con.print(f"{res.job}: background retention {res.status}: {res.message}")
+    for a in res.retention:
+        con.print(f"retention: {a['machine']}: {a['action']} {a.get('detail', '')}")
+    for tr in res.tasks:
+        if tr.status != "Success":
+            con.print(f"{tr.machine}: {tr.status}: {tr.message}")
+    if res.status == "Failed":
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+        print(f"ferry retain: {spec.name}: Failed: {reasons}", file=sys.stderr)
+    return res.exit_code
+
+
+def _run_json_lines(spec, args: argparse.Namespace) -> int:
+    """`ferry run --json-progress`: every engine event as a JSON line on stdout, then
+    `{"message_type": "summary", ...}` with the `--json` keys. Lines are written whole
+    (one lock) because events come from the run's threads."""
+    import dataclasses
+    import re
+    import threading
+
+    from engine import events as ev
+    from engine.copy.runner import RunError, run_job
+    from engine.jsonout import line
+    from engine.units import now, rfc3339
+
+    lock = threading.Lock()
+
+    def write(obj: dict) -> None:
+        with lock:
+            sys.stdout.write(line(obj) + "\n")
+            sys.stdout.flush()
+
+    def sink(e: ev.Event) -> None:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__).lower()
+        write({"message_type": kind, "time": rfc3339(now()), **dataclasses.asdict(e)})
+
+    try:
+        res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=sink,
+                      hold_timeout=args.hold_timeout)
+    except RunError as exc:
+        print(f"ferry run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    write({"message_type": "summary", **res.to_json()})
     return res.exit_code
 
 
@@ -250,10 +327,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         emit({"sessions": rows, "rpo": [v.to_json(job) for job, v in rpo]})
         return 0
     t = Table(title="sessions", title_justify="left")
-    for col in ("started", "job", "status", "duration", "processed", "transferred", "tasks"):
+    for col in ("started", "job", "kind", "status", "duration", "processed", "transferred",
+                "tasks"):
         t.add_column(col)
     for s in rows:
-        t.add_row(s["started"].replace("T", " "), s["job"], s["status"],
+        t.add_row(s["started"].replace("T", " "), s["job"], s.get("kind") or "copy", s["status"],
                   fmt_duration(s["duration_s"] or 0), fmt_size(s["processed"] or 0),
                   fmt_size(s["transferred"] or 0),
                   ", ".join(f"{x['machine']} {x['status']}" for x in s["tasks"]))
@@ -320,13 +398,10 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    import logging
-
     from engine.daemon import Daemon
+    from engine.logs import to_stderr
 
-    # what an admin reads after the fact (RPO misses, ...): stderr, one line each
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s ferry daemon: %(levelname)s %(message)s")
+    to_stderr()  # a service: its log is its output (sessions, errors, refusals)
     return Daemon(args.jobs, poll=args.poll).serve(once=args.once)
 
 
@@ -380,7 +455,7 @@ def cmd_mover(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
+    "run": cmd_run, "retain": cmd_retain, "history": cmd_history, "preview": cmd_preview, "inventory": cmd_inventory,
     "daemon": cmd_daemon, "mover": cmd_mover, "key": cmd_key,
 }
 

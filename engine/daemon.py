@@ -4,27 +4,38 @@ Periodic jobs run at their scheduled times (and only inside their copy window);
 immediate jobs run as soon as a source point newer than the last copied one is
 complete. Disabled jobs (`enabled = false`) are skipped. The last run of each
 job comes from its history, so a restarted daemon does not repeat a run.
+
+Once a day, at 00:30 (or at the first poll after it), every job of the folder,
+disabled ones included, gets a background retention pass
+(`engine.copy.background`): expired GFS flags and the files they freed go even
+when the job does not run. Its sessions are of kind "retention" and never count
+as a job's last run.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from engine.errors import one_line
 from engine.history import History, history_path
+from engine.logs import job_logger
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
 from engine.rpo import RpoWatch, check_job
 from engine.schedule import in_window, next_run
 from engine.units import now as wall_now
 
+LOG = job_logger("daemon")
+
 
 def last_run(spec) -> datetime | None:
-    rows = History(history_path(spec)).sessions(spec.name, limit=1)
+    """When the job's newest copy session started (retention passes do not count)."""
+    rows = History(history_path(spec)).sessions(spec.name, limit=1, kind="copy")
     return datetime.fromisoformat(rows[0]["started"]) if rows else None
 
 
@@ -61,13 +72,17 @@ class Daemon:
     """Polls the jobs folder; each due job runs to completion before the next poll."""
 
     def __init__(self, folder: Path, poll: float = 30.0,
-                 clock: Callable[[], datetime] = wall_now, run=None):
+                 clock: Callable[[], datetime] = wall_now, run=None, retain=None):
         self.folder = Path(folder)
         self.poll = poll
         self.clock = clock
         if run is None:
             from engine.copy.runner import run_job as run
+        if retain is None:
+            from engine.copy.background import retain_job as retain
         self.run = run
+        self.retain = retain
+        self._retained: dict[str, date] = {}  # job -> day of its last background pass here
         self.rpo = RpoWatch()
         self._rpo_checked: dict[str, float] = {}
 
@@ -88,29 +103,62 @@ class Daemon:
         from engine.jobfile import discover_jobs
 
         ran = []
-        for path, spec in discover_jobs(self.folder):
+        for path, spec in discover_jobs(self.folder, need_source=False):
             if isinstance(spec, Exception):
-                print(f"ferry daemon: {spec}", file=sys.stderr)
+                LOG.error("%s", spec)
+                continue
+            self.background(path, spec)  # also for a job whose source is gone
+            if not Path(spec.source_repository).is_dir():
+                LOG.error("%s: source repository not found: %s; no copy run", path.name,
+                          spec.source_repository)
                 continue
             now = self.clock()
             try:
                 self.watch_rpo(spec, now)
                 if not is_due(spec, now, last_run(spec)):
                     continue
+                LOG.info("%s: due, starting a session", spec.name)
                 res = self.run(spec, at=None, respect_window=True)
                 ran.append((spec.name, res.status))
-                print(f"ferry daemon: {spec.name}: {res.status}", flush=True)
+                LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+                        "%s: %s", spec.name, res.status)
                 self._rpo_checked.pop(spec.name, None)  # a run changes the answer: look again
                 self.watch_rpo(spec, self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
-                print(f"ferry daemon: {path.name}: {one_line(exc)}", file=sys.stderr)
+                LOG.error("%s: %s", path.name, one_line(exc))
                 ran.append((getattr(spec, "name", path.name), "Failed"))
         return ran
+
+    def background(self, path: Path, spec) -> str | None:
+        """The job's daily background retention pass when due; its status, or None."""
+        from engine.copy.background import last_pass, pass_due
+        from engine.copy.runner import RunError
+
+        now = self.clock()
+        if self._retained.get(spec.name) == now.date():
+            return None
+        try:
+            if not pass_due(now, last_pass(spec)):
+                return None
+            res = self.retain(spec, at=now)
+        except RunError:
+            return None  # a run holds the job: it applies retention itself; retry next poll
+        except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
+            LOG.error("%s: background retention: %s", path.name, one_line(exc))
+            self._retained[spec.name] = now.date()
+            return "Failed"
+        self._retained[spec.name] = now.date()
+        if res.tasks:
+            LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+                    "%s: background retention %s: %d action(s)", spec.name, res.status,
+                    len(res.retention))
+        return res.status
 
     def serve(self, once: bool = False) -> int:
         if not self.folder.is_dir():
             print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
             return 2
+        LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
         if once:
             self.pass_once()
             return 0
@@ -119,7 +167,7 @@ class Daemon:
                 self.pass_once()
                 time.sleep(self.poll)
         except KeyboardInterrupt:
-            print("ferry daemon: interrupted", file=sys.stderr)
+            LOG.info("daemon interrupted")
             return 130  # the shell's code for SIGINT, as every other command
 
 

@@ -2,12 +2,11 @@
 
 Events are delivered to a plain callable the caller passes in; it is called
 from engine threads, so a UI must marshal them onto its own thread. Progress
-events are throttled per task (`Throttle`) to about 10 per second.
+events are throttled per task to about 10 per second (`copy/source.py`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -100,19 +99,3 @@ Sink = Callable[[Event], None]
 
 def discard(_: Event) -> None:
     """The default sink: drop events."""
-
-
-class Throttle:
-    """Lets a progress event through at most every `interval` seconds (per task)."""
-
-    def __init__(self, interval: float = 0.1, clock: Callable[[], float] = time.monotonic):
-        self.interval = interval
-        self.clock = clock
-        self._last = -1e18
-
-    def ready(self) -> bool:
-        now = self.clock()
-        if now - self._last >= self.interval:
-            self._last = now
-            return True
-        return False

@@ -13,7 +13,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY, job TEXT NOT NULL, status TEXT NOT NULL, started TEXT NOT NULL,
   finished TEXT NOT NULL, duration_s REAL, processed INTEGER, read INTEGER,
-  transferred INTEGER, written INTEGER, message TEXT, dry_run INTEGER DEFAULT 0);
+  transferred INTEGER, written INTEGER, message TEXT, dry_run INTEGER DEFAULT 0,
+  kind TEXT DEFAULT 'copy');
 CREATE TABLE IF NOT EXISTS tasks (
   session_id TEXT NOT NULL REFERENCES sessions(id), machine TEXT NOT NULL,
   status TEXT NOT NULL, kind TEXT, point TEXT, source_point TEXT, processed INTEGER,
@@ -27,7 +28,9 @@ CREATE TABLE IF NOT EXISTS log (
 LOG_KEYS = ("time", "level", "machine", "kind", "text")
 MAX_LOG_ROWS = 10000  # read bound: a damaged or foreign database can't flood the console
 SESSION_KEYS = ("id", "job", "status", "started", "finished", "duration_s", "processed", "read",
-                "transferred", "written", "message", "dry_run")
+                "transferred", "written", "message", "dry_run", "kind")
+# what a session was: a copy run, or a background retention pass (`ferry retain`, the daemon)
+KINDS = ("copy", "retention")
 TASK_KEYS = ("machine", "status", "kind", "point", "source_point", "processed", "read",
              "transferred", "written", "duration_s", "held_s", "bottleneck", "message", "attempts")
 
@@ -49,6 +52,7 @@ class History:
         con = sqlite3.connect(self.path, timeout=30)
         con.row_factory = sqlite3.Row
         con.executescript(SCHEMA)
+        _add_kind_column(con)
         return con
 
     def record(self, session: dict, tasks: list[dict], log: list[dict] | None = None) -> None:
@@ -56,7 +60,8 @@ class History:
         with self._connect() as con:
             con.execute(f"INSERT INTO sessions ({','.join(SESSION_KEYS)}) VALUES "
                         f"({','.join('?' * len(SESSION_KEYS))})",
-                        [session.get(k) for k in SESSION_KEYS])
+                        [session.get(k) if k != "kind" else session.get(k) or "copy"
+                         for k in SESSION_KEYS])
             con.executemany(f"INSERT INTO tasks (session_id,{','.join(TASK_KEYS)}) VALUES "
                             f"(?,{','.join('?' * len(TASK_KEYS))})",
                             [[session["id"]] + [t.get(k) for k in TASK_KEYS] for t in tasks])
@@ -74,14 +79,32 @@ class History:
                                "ORDER BY seq LIMIT ?", [session_id, max(0, int(limit))])
             return [dict(r) for r in rows]
 
-    def sessions(self, job: str | None = None, limit: int = 100) -> list[dict]:
+    def sessions(self, job: str | None = None, limit: int = 100,
+                 kind: str | None = None) -> list[dict]:
+        """Newest first; `kind` ("copy" or "retention") keeps only sessions of that kind."""
+        if not self.path.exists():
+            return []
+        where, args = [], []
+        if job:
+            where.append("job = ?")
+            args.append(job)
+        if kind:
+            where.append("COALESCE(kind, 'copy') = ?")
+            args.append(kind)
+        with self._connect() as con:
+            q = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
+            rows = con.execute(q + " ORDER BY started DESC, rowid DESC LIMIT ?", args + [limit])
+            return [{**dict(r), "kind": r["kind"] or "copy"} for r in rows]
+
+    def machines(self, job: str) -> list[str]:
+        """Every machine a session of `job` had a task for (sorted)."""
         if not self.path.exists():
             return []
         with self._connect() as con:
-            q = "SELECT * FROM sessions" + (" WHERE job = ?" if job else "")
-            rows = con.execute(q + " ORDER BY started DESC, rowid DESC LIMIT ?",
-                               ([job] if job else []) + [limit])
-            return [dict(r) for r in rows]
+            rows = con.execute("SELECT DISTINCT t.machine FROM tasks t JOIN sessions s "
+                               "ON s.id = t.session_id WHERE s.job = ? ORDER BY t.machine",
+                               [job])
+            return [r[0] for r in rows]
 
     def tasks(self, session_id: str) -> list[dict]:
         if not self.path.exists():
@@ -90,3 +113,16 @@ class History:
             rows = con.execute("SELECT * FROM tasks WHERE session_id = ? ORDER BY machine",
                                [session_id])
             return [dict(r) for r in rows]
+
+
+def _add_kind_column(con: sqlite3.Connection) -> None:
+    """Histories written before sessions had a kind get the column (their rows: copies)."""
+    cols = {r[1] for r in con.execute("PRAGMA table_info(sessions)")}
+    if "kind" in cols:
+        return
+    try:
+        con.execute("ALTER TABLE sessions ADD COLUMN kind TEXT DEFAULT 'copy'")
+        con.commit()
+    except sqlite3.OperationalError as exc:  # another process added it a moment ago
+        if "duplicate column" not in str(exc):
+            raise

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from engine.password import PasswordSource, SourceKind
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
-PATH_KEYS = ("source.repository", "target.repository", "history", "storage.password_file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 
 
@@ -95,7 +94,8 @@ class TransportSpec:
 @dataclass(kw_only=True)
 class JobSpec:
     """A validated job. Paths are absolute; `raw_paths` remembers how the file wrote them
-    (key in PATH_KEYS -> text) so that saving keeps relative paths relative.
+    (source.repository, target.repository, history, storage.password_file -> text) so
+    that saving keeps relative paths relative.
 
     `schedule` of an immediate job has no daily_at/every (only its window matters).
     `inventory` is the validated `[inventory]` table with defaults filled: kind, host,
@@ -168,9 +168,10 @@ class _Checker:
     """Collects the errors of one text. Each table is validated on its own, so one bad
     table does not hide the errors of another."""
 
-    def __init__(self, text: str, path: Path) -> None:
+    def __init__(self, text: str, path: Path, need_source: bool = True) -> None:
         self.text = text
         self.path = path
+        self.need_source = need_source
         self.base = Path(os.path.normpath(Path(path).absolute())).parent
         self.entries: list[jt.Entry] = []
         self.errors: list[JobFileError] = []
@@ -252,7 +253,7 @@ class _Checker:
         out: dict[str, Path] = {}
         if (text := _raw_str(raw, "source", "repository")) is not None:
             src = out["source.repository"] = self.resolve(text)
-            if not src.is_dir():
+            if not src.is_dir() and (self.need_source or src.exists()):
                 what = "not a directory" if src.exists() else "repository not found"
                 self.error(("source", "repository"), f"{what}: {src}")
         if (text := _raw_str(raw, "target", "repository")) is not None and is_s3_url(text):
@@ -337,7 +338,8 @@ class _Checker:
             name=top.name, mode=top.mode, enabled=top.enabled,
             source_repository=paths["source.repository"], source_jobs=list(t["source"].jobs),
             machines=list(t["source"].machines), target_repository=paths["target.repository"],
-            retention=_retention(t["retention"]), schedule=schedule,
+            retention=replace(_retention(t["retention"]),
+                              immutable_days=t["storage"].immutable_days), schedule=schedule,
             storage=self.storage(t["storage"], raw_paths),
             transport=TransportSpec(**t["transport"].model_dump()),
             inventory=inv.settings() if inv is not None else None,
@@ -375,8 +377,9 @@ def _retention(r: js.Retention) -> RetentionPolicy:
                            min_points_days_mode=r.min_points)
 
 
-def _check(text: str, path: Path) -> tuple[list[JobFileError], JobSpec | None]:
-    checker = _Checker(text, path)
+def _check(text: str, path: Path, need_source: bool = True
+           ) -> tuple[list[JobFileError], JobSpec | None]:
+    checker = _Checker(text, path, need_source)
     try:
         spec = checker.run()
     except Exception as exc:  # noqa: BLE001 - an editor must get a message, not a crash
@@ -403,16 +406,20 @@ def _read(path: Path) -> str:
         raise JobFileError(path, None, "", f"cannot read job file: {exc.strerror or exc}") from None
 
 
-def load_job(path: Path | str) -> JobSpec:
-    """Load and validate a job file; raises the first `JobFileError` (in line order)."""
+def load_job(path: Path | str, need_source: bool = True) -> JobSpec:
+    """Load and validate a job file; raises the first `JobFileError` (in line order).
+
+    `need_source=False` accepts a source repository that is gone (background retention
+    works on the target alone); everything else is checked the same."""
     path = Path(path)
-    errors, spec = _check(_read(path), path)
+    errors, spec = _check(_read(path), path, need_source)
     if errors or spec is None:
         raise errors[0]
     return spec
 
 
-def discover_jobs(folder: Path | str) -> list[tuple[Path, JobSpec | JobFileError]]:
+def discover_jobs(folder: Path | str, need_source: bool = True
+                  ) -> list[tuple[Path, JobSpec | JobFileError]]:
     """Every `*.toml` in `folder` (hidden files skipped, sorted by name): spec or first error.
 
     A job whose name (case-insensitively) is taken by an earlier file gets an error:
@@ -424,7 +431,7 @@ def discover_jobs(folder: Path | str) -> list[tuple[Path, JobSpec | JobFileError
         if path.name.startswith(".") or not path.is_file():
             continue
         try:
-            spec: JobSpec | JobFileError = load_job(path)
+            spec: JobSpec | JobFileError = load_job(path, need_source)
         except JobFileError as exc:
             spec = exc
         if isinstance(spec, JobSpec):

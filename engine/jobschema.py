@@ -93,10 +93,6 @@ def _weekday_full(value: str) -> str:
     return sched.WEEKDAY_NAMES[sched.weekday_index(value)]
 
 
-def _weekday_short(value: str) -> str:
-    return sched.WEEKDAYS[sched.weekday_index(value)]
-
-
 def _month(value: str) -> str:
     key = value.strip().lower()
     for name in MONTHS:

@@ -7,6 +7,11 @@ import sys
 from typing import Any
 
 
+def line(obj: Any) -> str:
+    """One object on one line (streamed output: one message per line, like restic --json)."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
 def emit(obj: Any) -> None:
     """Print `obj` as JSON on stdout, indented by one space like every other `--json`."""
     json.dump(obj, sys.stdout, indent=1)

@@ -185,3 +185,7 @@ class RetentionPolicy:
     # `[retention] min_points`: days mode always keeps at least this many points (research
     # notes section 5: 3, changeable like the reference product's registry value)
     min_points_days_mode: int = 3
+    # `[storage] immutable_days` (declared once there, copied here by the job loader so
+    # the pure rules, the preview and every target see it): a point younger than this
+    # is never deleted or merged away, whatever the short-term and GFS rules say
+    immutable_days: int = 0

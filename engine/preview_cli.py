@@ -103,6 +103,8 @@ class WhatIf:
     skip: frozenset[date] = frozenset()
     no_new_point: frozenset[date] = frozenset()
     changes: list[tuple[date, RetentionPolicy]] = field(default_factory=list)
+    background: bool = False  # model the daemon's daily background retention pass (00:30)
+    today: date | None = None  # for what the real chains keep (the console's clock)
 
 
 def build_preview(spec, what: WhatIf) -> PreviewResult:
@@ -118,8 +120,13 @@ def build_preview(spec, what: WhatIf) -> PreviewResult:
                       interval=what.interval, schedule=spec.schedule,
                       skip=(lambda t: t.date() in skip) if skip else None,
                       no_new_point=(lambda t: t.date() in none_new) if none_new else None,
-                      changes=what.changes)
-    result.notes.extend(real_chain_notes(spec, policy))
+                      changes=what.changes, background=what.background)
+    if what.background:
+        result.notes.append("background retention (ferry daemon) every day at 00:30: expired "
+                            "GFS flags and the files they freed go even on days without a "
+                            "run; it never merges")
+    final = max(what.changes, key=lambda c: c[0])[1] if what.changes else policy
+    result.notes.extend(real_chain_notes(spec, final, what.today))
     return result
 
 
@@ -129,7 +136,7 @@ def real_chain_notes(spec, policy: RetentionPolicy, today: date | None = None) -
     from engine.retention import kept_after_switch_off, points_from_chain, switched_off_text
 
     today = today or wall_now().date()
-    repo = Repository(spec.target_repository)
+    repo = target_repository(spec)
     total: dict[str, tuple[int, date]] = {}
     for j, m in repo.machines(spec.name):
         try:
@@ -153,7 +160,7 @@ def run_preview(args, spec) -> int:
     what = WhatIf(start=args.start, days=args.days, sizing=sizing,
                   interval=timedelta(seconds=args.interval) if args.interval else None,
                   skip=args.skip or frozenset(), no_new_point=args.no_new_point or frozenset(),
-                  changes=changes)
+                  changes=changes, background=bool(getattr(args, "background", False)))
     result = build_preview(spec, what)
     if args.json:
         emit(preview_json(result))

@@ -30,6 +30,12 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
   cycle for a moment must not discard months of fulls, and nothing in the reference
   product's documentation says it does. A flag without a recorded expiry (metadata
   written before Ferry recorded it) whose cycle is off expires at the next run.
+* **Immutability** (`[storage] immutable_days = N`, `RetentionPolicy.immutable_days`):
+  a point dated after `now - N days` is never deleted or merged away (its reason says
+  "immutable until <date>"); points are in time order, so the immutable points are a
+  suffix of the chain and simply widen the kept suffix. The targets lock the objects
+  (S3 Object Lock, file attributes) against the wall clock; the rule here is the
+  plan's, against the run's clock, so `ferry preview` and a run agree.
 * **GFS fulls** are planned by `plan_gfs` *before* the run writes its point: the new
   point is made a full carrying those flags (synthetic or active, the executor's
   choice). See `plan_gfs_dates` for the catch-up rules.
@@ -63,6 +69,8 @@ __all__ = [
     "plan_background",
     "plan_gfs_dates",
     "plan_retention",
+    "immutable_from",
+    "immutable_until",
     "kept_after_switch_off",
     "switched_off_notes",
     "switched_off_text",
@@ -244,6 +252,22 @@ def short_term_count(points: list[PointView], policy: RetentionPolicy, now: date
     return min(n, max(policy.keep, 1))
 
 
+def immutable_from(points: list[PointView], policy: RetentionPolicy, now: datetime) -> int:
+    """Index of the oldest point still immutable at `now` (len(points) when none is)."""
+    if policy.immutable_days <= 0:
+        return len(points)
+    cutoff = now - timedelta(days=policy.immutable_days)
+    for i, p in enumerate(points):
+        if p.time > cutoff:
+            return i
+    return len(points)
+
+
+def immutable_until(p: PointView, policy: RetentionPolicy) -> datetime:
+    """When a point stops being immutable (it may be deleted at the first run after)."""
+    return p.time + timedelta(days=policy.immutable_days)
+
+
 def _chain_starts(points: list[PointView]) -> list[int]:
     return [i for i, p in enumerate(points) if i == 0 or p.kind == FULL]
 
@@ -365,7 +389,8 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
     live, expired, _ = _live_flags(points, gfs, today)
     actions = [Action("expire-flag", point=points[i].id, flag=f, reason=why)
                for i, f, why in expired]
-    boundary = n - short_term_count(points, policy, now)  # index of the oldest kept point
+    # index of the oldest kept point: short-term, widened by immutability
+    boundary = min(n - short_term_count(points, policy, now), immutable_from(points, policy, now))
     starts = _chain_starts(points)
     ends = starts[1:] + [n]
     for a, b in zip(starts[:-1], ends[:-1], strict=True):
@@ -507,6 +532,9 @@ def reasons(points: list[PointView], policy: RetentionPolicy, now: datetime) -> 
     for i in range(max(boundary, 0), n):
         text = label(points[i], n - i, policy, today)
         own[i] = f"{text}, {own[i]}" if own[i] else text
+    for i in range(immutable_from(points, policy, now), n):
+        text = f"immutable until {immutable_until(points[i], policy).date().isoformat()}"
+        own[i] = f"{own[i]}, {text}" if own[i] else text
     out = dict(zip([p.id for p in points], own, strict=True))
     if all(own):
         return out

@@ -42,6 +42,7 @@ from engine.retention import (
     PointView,
     apply,
     gfs_action,
+    plan_background,
     plan_gfs_dates,
     plan_retention,
     reasons,
@@ -51,6 +52,7 @@ from engine.schedule import ScheduleSpec, next_run
 from engine.units import fmt_size
 
 TIB = 1024**4
+BACKGROUND_AT = time(0, 30)  # the daemon's daily background retention pass
 # RPS work-space buckets over the full size: (upper bound of the bucket, share kept free)
 WORK_SPACE_BUCKETS: tuple[tuple[float, float], ...] = (
     (10 * TIB, 1.05), (20 * TIB, 0.66), (100 * TIB, 0.40), (500 * TIB, 0.25),
@@ -129,6 +131,7 @@ class RunResult:
     actions: list[Action]
     new_point: bool = True  # False: the run found no new source point
     policy: RetentionPolicy | None = None  # the policy the run applied
+    background: bool = False  # the daemon's daily background retention pass, not a run
 
 
 When = Callable[[datetime], bool]
@@ -196,17 +199,27 @@ def policy_on(policy: RetentionPolicy, changes: Changes, day: date) -> Retention
 def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizing: Sizing,
            interval: timedelta | None = None, skip: When | None = None, *,
            schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
-           changes: Changes = ()) -> Iterator[RunResult | datetime]:
+           changes: Changes = (), background: bool = False) -> Iterator[RunResult | datetime]:
     """Every run in order: a RunResult, or the bare time of a skipped run.
 
     Immediate jobs run only when a source point appears, so for them a run without a
-    new point is no run at all. `schedule` is used for periodic jobs only.
+    new point is no run at all. `schedule` is used for periodic jobs only. With
+    `background`, the daemon's daily pass at 00:30 (`engine.copy.background`) is
+    replayed too, whether or not the job runs that day: a RunResult with
+    `background=True`, yielded only when it changed something.
     """
     chain: list[PointView] = []
     last_run: datetime | None = None
     seq = 0
     sched = schedule if mode == "periodic" else None
-    for t in run_times(start, days, interval, sched):
+    for t, is_pass in _timeline(start, days, interval, sched, background):
+        if is_pass:
+            current = policy_on(policy, changes, t.date())
+            actions = plan_background(chain, current, t) if chain else []
+            if actions:
+                chain = apply(chain, actions)
+                yield RunResult(t, chain[-1].id, chain, actions, False, current, True)
+            continue
         nothing_new = no_new_point is not None and no_new_point(t)
         if (skip is not None and skip(t)) or (nothing_new and mode == "immediate"):
             yield t
@@ -218,10 +231,31 @@ def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizin
         yield result
 
 
+def _timeline(start: datetime, days: int, interval: timedelta | None,
+              schedule: ScheduleSpec | None, background: bool
+              ) -> Iterator[tuple[datetime, bool]]:
+    """(time, is a background pass) in time order; a pass before a run at the same time
+    (the daemon polls the pass first)."""
+    runs = run_times(start, days, interval, schedule)
+    if not background:
+        yield from ((t, False) for t in runs)
+        return
+    passes = [datetime.combine(start.date() + timedelta(days=d), BACKGROUND_AT)
+              for d in range(days)]
+    passes = [p for p in passes if p >= start]
+    i = 0
+    for t in runs:
+        while i < len(passes) and passes[i] <= t:
+            yield passes[i], True
+            i += 1
+        yield t, False
+    yield from ((p, True) for p in passes[i:])
+
+
 def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
              sizing: Sizing, interval: timedelta | None = None, skip: When | None = None, *,
              schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
-             changes: Changes = ()) -> PreviewResult:
+             changes: Changes = (), background: bool = False) -> PreviewResult:
     """Replay the runs from `start` for `days` days (see `replay`); one PreviewDay per day.
 
     `skip(t)` True models a missed run at `t` (job off, source down), `no_new_point(t)`
@@ -234,7 +268,7 @@ def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime,
         raise ValueError("simulate at least one day")
     with _gc_paused():
         return _simulate(job_name, policy, mode, start, days, sizing, interval, skip,
-                         schedule, no_new_point, changes)
+                         schedule, no_new_point, changes, background)
 
 
 @contextmanager
@@ -258,7 +292,7 @@ def _gc_paused() -> Iterator[None]:
 def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
               sizing: Sizing, interval: timedelta | None, skip: When | None,
               schedule: ScheduleSpec | None, no_new_point: When | None,
-              changes: Changes) -> PreviewResult:
+              changes: Changes, background: bool = False) -> PreviewResult:
     daily = interval >= timedelta(days=1) if interval is not None else (
         mode == "immediate" or schedule is None or schedule.every is None)
     fmt_when = (lambda t: t.date().isoformat()) if daily else (
@@ -297,7 +331,7 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
 
     open_day(day)
     for item in replay(policy, mode, start, days, sizing, interval, skip, schedule=schedule,
-                       no_new_point=no_new_point, changes=changes):
+                       no_new_point=no_new_point, changes=changes, background=background):
         t = item if isinstance(item, datetime) else item.time
         while day < t.date():
             close_day(day + timedelta(days=1))
@@ -306,7 +340,9 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
             lines.append(f"no run at {fmt_when(t)}")
             continue
         lines.extend(_describe(item, chain, fmt_when))
-        chain, last_time = item.chain, t
+        chain = item.chain
+        if not item.background:
+            last_time = t
     end = start.date() + timedelta(days=days)
     while day < end:
         close_day(day + timedelta(days=1))
@@ -353,7 +389,9 @@ def _describe(run: RunResult, prev: list[PointView],
     before = {p.id: p for p in prev} if len(run.actions) > 1 or (
         run.actions and run.actions[0].kind != "gfs-full") else {}
     made = next((a for a in run.actions if a.kind == "gfs-full"), None)
-    if not run.new_point:
+    if run.background:
+        lines.append(f"background retention at {run.time:%H:%M}")
+    elif not run.new_point:
         lines.append(f"no new source point at {fmt_when(run.time)}")
     if made is not None:
         late = sorted({d for d in made.dates.values() if d != run.time.date()})
@@ -410,6 +448,11 @@ def _notes(policy: RetentionPolicy, mode: str, sizing: Sizing) -> list[str]:
             notes.append("immediate mode: no GFS full for a day without a run")
         else:
             notes.append("periodic mode: a GFS day without a run is made up at the next run")
+    if policy.immutable_days > 0:
+        notes.append(f"immutable_days = {policy.immutable_days}: a point stays at least "
+                     f"{policy.immutable_days} days after it was made, whatever retention "
+                     f"says (\"immutable until\" in its reason); it is deleted at the first "
+                     f"run after that")
     notes.append(f"sizes: full {fmt_size(sizing.full)}, increment "
                  f"{fmt_size(sizing.incremental)}; a merge keeps the full's size")
     notes.append("work space (kept free for merges and synthetic fulls): 105% of the first "

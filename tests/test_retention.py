@@ -333,3 +333,28 @@ def test_points_from_chain_reads_flags_and_dates() -> None:
     assert view.gfs == {"W": date(2026, 10, 25), "M": at(0).date()}
     with pytest.raises(ValueError, match="forward chains"):
         points_from_chain([RestorePoint("b", at(0), Kind.ROLLBACK, "b.frb", [])])
+
+
+def test_immutable_points_are_neither_merged_nor_deleted() -> None:
+    """immutable_days = 5 with keep = 2: points younger than 5 days stay (their reason
+    says until when); the older ones go as the plain rules say."""
+    policy = RetentionPolicy(keep=2, immutable_days=5)
+    chain = daily(0, 9)
+    now = at(9) + timedelta(minutes=30)
+    acts = plan_retention(chain, policy, now)
+    left = apply(chain, acts)
+    # d4 + 5 days < now: d5..d9 are immutable, d4 is the oldest point that may move
+    assert [p.id for p in left] == ["d5", "d6", "d7", "d8", "d9"]
+    assert left[0].kind == "full" and {a.kind for a in acts} == {"merge"}
+    why = reasons(left, policy, now)
+    assert why["d5"] == f"immutable until {(at(5) + timedelta(days=5)).date()}"
+    assert why["d9"].startswith("short-term 1/2, immutable until ")
+    # GFS chain: an old chain whose points are still immutable is not deleted
+    gfs = RetentionPolicy(keep=2, immutable_days=5, gfs=GfsPolicy(
+        weekly=GfsCycle(1, "sunday")))
+    two = daily(0, 6) + daily(7, 9)
+    kept = apply(two, plan_retention(two, gfs, at(9) + timedelta(minutes=30)))
+    assert [p.id for p in kept] == [p.id for p in two]  # d5, d6 hold their whole chain
+    plain = RetentionPolicy(keep=2, gfs=gfs.gfs)
+    assert [p.id for p in apply(two, plan_retention(two, plain, at(9)))] == ["d7", "d8", "d9"]
+    assert plan_retention(chain, RetentionPolicy(keep=2), now) != acts  # the rule matters

@@ -19,7 +19,7 @@ from console.external_editor import edit_externally
 from console.screens.confirm import ConfirmModal
 from console.screens.prompt import PromptModal
 from console.widgets.job_editor import JobEditor
-from engine.jobfile import JobFileError
+from engine.jobfile import JobFileError, JobSpec
 
 if TYPE_CHECKING:
     from console.app import FerryConsole
@@ -180,7 +180,22 @@ class EditorScreen(Screen[None]):
             self.notify(str(exc), title="Saved, but", severity="warning")
             self.ferry.reload_jobs()
             return
+        self._warn_encryption(spec)
         self.ferry._job_saved(self.job_key, spec, f"{self.path.name} saved")
+
+    def _warn_encryption(self, spec: JobSpec) -> None:
+        """Switching encryption on or off starts a new full chain (the reference product
+        does the same): say so when the save changed it."""
+        entry = self.ferry.store.jobs.get(self.job_key or "")
+        before = entry.spec.storage.encryption if entry is not None and entry.spec else None
+        if before is None or before == spec.storage.encryption:
+            return
+        state = "on" if spec.storage.encryption else "off"
+        keep = (" Keep the password safe: losing it loses the copy." if spec.storage.encryption
+                else "")
+        self.notify(f"Encryption {state}: the next run copies a new full chain; the old chain "
+                    f"ages out by retention.{keep}", title="Encryption", severity="warning",
+                    timeout=10)
 
     def action_next_error(self) -> None:
         lines = sorted({line for e in self.errors if (line := error_line(e))})

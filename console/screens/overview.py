@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
+from console.encrypted_reads import deep_check_flow, export_flow
 from console.messages import JobChanged, JobsChanged
 from console.overview import OverviewRow, SortKey, job_rpo, overview_rows
 from console.store import Health, JobStateKind
@@ -55,6 +56,8 @@ class OverviewScreen(Screen[None]):
         Binding("O", "sort_reverse", "Reverse sort", show=False, id="job.sort-reverse"),
         Binding("space", "toggle_machines", "Machines", show=False, id="job.fold"),
         Binding("H", "all_history", "All history", show=False, id="job.all-history"),
+        Binding("R", "export", "Export", show=False, id="machine.export"),
+        Binding("V", "deep_check", "Deep check", show=False, id="machine.deep-check"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="job.reload"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="job.clear-filter"),
     ]
@@ -226,6 +229,18 @@ class OverviewScreen(Screen[None]):
         key = self.selected_job()
         if key is not None:
             self.ferry.active_full(key, self.selected_machine())
+
+    def action_export(self) -> None:
+        """Export the selected machine's newest copied point (asks the password if sealed)."""
+        key = self.selected_job()
+        if key is not None:
+            export_flow(self.ferry, key, self.selected_machine())
+
+    def action_deep_check(self) -> None:
+        """Authenticate and decrypt every point of the selected machine (asks the password)."""
+        key = self.selected_job()
+        if key is not None:
+            deep_check_flow(self.ferry, key, self.selected_machine())
 
     def action_toggle_schedule(self) -> None:
         self._with_job("toggle_schedule")

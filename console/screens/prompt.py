@@ -32,14 +32,17 @@ class PromptModal(ModalScreen[str | None]):
         Binding("escape", "cancel", "Cancel", id="prompt.cancel"),
     ]
 
-    def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(self, question: str, value: str = "", placeholder: str = "",
+                 password: bool = False) -> None:
         super().__init__()
         self._question, self._value, self._placeholder = question, value, placeholder
+        self._password = password  # masked, never pre-filled, taken as typed (no strip)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self._question)
-            yield Input(self._value, placeholder=self._placeholder, id="prompt-input")
+            yield Input("" if self._password else self._value, placeholder=self._placeholder,
+                        password=self._password, id="prompt-input")
             yield Label("Enter accepts · Escape cancels", classes="prompt-hint")
 
     def on_mount(self) -> None:
@@ -47,7 +50,8 @@ class PromptModal(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        text = event.value.strip()
+        text = event.value if self._password else event.value.strip()
+        event.input.value = ""  # a password does not stay in the widget
         self.dismiss(text or None)
 
     def action_cancel(self) -> None:

@@ -1,9 +1,13 @@
 """Retention what-if: change keep/unit/GFS and see, at once, what would be kept.
 
-It runs `engine.simulate.simulate` (the code behind `ferry preview`) in a
-worker on every change (debounced), shows the kept points of one day with the
-reason for each, the total size over time and the worst day; `ctrl+s` writes
-the policy back into the job file through `engine.jobsave.update_retention`.
+It runs `ferry preview`'s own code (`engine.preview_cli.build_preview`: the job's
+schedule and copy window, missed runs, runs without a new source point, the form's
+policy from a given day) in a worker on every change (debounced), shows the kept
+points of one day with the reason for each, what that day's runs did ("no run at
+...", "W full made (catch-up ...)", "2 weekly fulls stay until ..."), what the
+real chains keep of a GFS cycle the form switches off, the total size over time
+and the worst day; `ctrl+s` writes the policy back into the job file through
+`engine.jobsave.update_retention`. Setting a "From" day shows that day.
 """
 
 from __future__ import annotations
@@ -34,6 +38,17 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
+def _short(line: str) -> str:
+    """A preview line without the explanation `ferry preview` prints in full: a trailing
+    "(...)" other than a catch-up, and the reason after "deleted N points:"."""
+    if line.startswith("deleted ") and ": " in line:
+        return line[:line.index(": ")]
+    if line.endswith(")") and " (" in line and not line[line.index(" (") + 2:].startswith(
+            "catch-up"):
+        return line[:line.index(" (")]
+    return line
+
+
 class RetentionScreen(Screen[None]):
     """Form on the left; worst day, size chart and the kept points on the right."""
 
@@ -43,6 +58,13 @@ class RetentionScreen(Screen[None]):
         height: 1; padding: 0 1; background: $boost;
     }
     RetentionScreen #whatif-worst { color: $warning; text-style: bold; height: auto; width: 1fr; }
+    RetentionScreen #whatif-actions {
+        width: 1fr; height: auto; max-height: 3; padding: 0 1; color: $text-muted;
+    }
+    RetentionScreen #whatif-kept {
+        width: 1fr; height: auto; max-height: 2; padding: 0 1; color: $warning;
+    }
+    RetentionScreen #whatif-kept.-empty { display: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -58,6 +80,8 @@ class RetentionScreen(Screen[None]):
         Binding("right_curly_bracket", "day(30)", "30 days on", show=False,
                 id="whatif.next-month", priority=True),
         Binding("W", "worst", "Worst day", id="whatif.worst", priority=True),
+        Binding("question_mark", "app.help", "Help", id="whatif.help",
+                priority=True),  # the App's `?` never reaches it past a focused field
     ]
 
     def __init__(self, job_key: str, debounce: float = 0.15) -> None:
@@ -68,6 +92,7 @@ class RetentionScreen(Screen[None]):
         self.result: Any | None = None
         self.values: FormValues | None = None
         self.day_index: int | None = None
+        self._jump_to: Any | None = None  # a day to show once its result is in
         self._timer: Timer | None = None
         self.sizing_words = ""
 
@@ -89,6 +114,8 @@ class RetentionScreen(Screen[None]):
                 yield Label("", id="whatif-worst")
                 yield SizeChart(id="whatif-chart")
                 yield Label("", id="whatif-day")
+                yield Label("", id="whatif-actions")
+                yield Label("", id="whatif-kept", classes="-empty")
                 yield KeptPoints(id="whatif-points")
         yield Footer(compact=True)
 
@@ -113,6 +140,9 @@ class RetentionScreen(Screen[None]):
             form.show_error(str(exc))
             return
         form.show_error("")
+        if values.policy_from is not None and (
+                self.values is None or self.values.policy_from != values.policy_from):
+            self._jump_to = values.policy_from  # show the day the policy changes
         self.values = values
         self.generation += 1
         start = self.ferry.backend.preview_start(self.spec, self.ferry.clock.now())
@@ -122,8 +152,10 @@ class RetentionScreen(Screen[None]):
     def simulate(self, generation: int, values: FormValues, start: Any) -> None:
         backend = self.ferry.backend
         try:
-            result = backend.simulate(self.spec, values.policy, start, values.days,
-                                      values.sizing)
+            result = backend.simulate(
+                self.spec, values.policy, start, values.days, values.sizing,
+                skip=values.skip, no_new_point=values.no_new_point,
+                policy_from=values.policy_from, today=self.ferry.clock.now().date())
             if values.sizing is not None:
                 words = "sizing model"
             else:
@@ -146,6 +178,11 @@ class RetentionScreen(Screen[None]):
         self.result = message.result
         self.sizing_words = message.sizing
         days = list(_get(self.result, "days", []) or [])
+        if self._jump_to is not None:
+            found = [i for i, d in enumerate(days) if _get(d, "date") == self._jump_to]
+            if found:
+                self.day_index = found[0]
+            self._jump_to = None
         if self.day_index is None or self.day_index >= len(days):
             self.day_index = len(days) - 1 if days else None
         self._show()
@@ -174,6 +211,11 @@ class RetentionScreen(Screen[None]):
             worst_label.update("No days simulated")
         self.query_one(SizeChart).show([_get(d, "total_size", 0) for d in days], worst,
                                        self.day_index)
+        kept = [n.removeprefix("real chains: ") for n in _get(self.result, "notes", []) or []
+                if n.startswith("real chains: ")]
+        kept_label = self.query_one("#whatif-kept", Label)
+        kept_label.update("Real chains: " + "; ".join(_short(n) for n in kept) if kept else "")
+        kept_label.set_class(not kept, "-empty")
         self._show_day(days)
 
     def _show_day(self, days: list[Any]) -> None:
@@ -187,6 +229,9 @@ class RetentionScreen(Screen[None]):
         points = sorted(_get(day, "points", []) or [], key=lambda p: _get(p, "time"))
         label.update(f"Day {self.day_index + 1}/{len(days)} {_get(day, 'date')} · "
                      f"{len(points)} points · {fmt.size(_get(day, 'total_size'))}")
+        actions = [_short(a) for a in _get(day, "actions", []) or []]
+        self.query_one("#whatif-actions", Label).update(
+            " · ".join(actions) if actions else "no run this day")
         kept.show_points(points)
 
     def action_day(self, step: int) -> None:

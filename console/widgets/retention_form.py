@@ -1,10 +1,14 @@
-"""The retention what-if form: keep/unit, GFS cycles, sizing; builds a RetentionPolicy."""
+"""The retention what-if form: keep/unit, GFS cycles, sizing, and the calendar what-if
+(missed runs, runs without a new source point, the day the form's policy starts);
+builds a RetentionPolicy and the what-if around it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select
@@ -26,6 +30,9 @@ class FormValues:
     policy: Any  # engine.model.RetentionPolicy
     sizing: Sizing | None  # None: sizes from the job's real chains (as `ferry preview`)
     days: int
+    skip: frozenset[date] = field(default_factory=frozenset)  # days without a run
+    no_new_point: frozenset[date] = field(default_factory=frozenset)  # runs finding nothing
+    policy_from: date | None = None  # the form's policy from this day; the job's before it
 
 
 def _select(options: list[str], value: str, id: str) -> Select[str]:
@@ -47,11 +54,27 @@ class FormInput(Input):
             return False
         return super().check_consume_key(key, character)
 
+    async def _on_key(self, event: events.Key) -> None:
+        if event.character is not None and event.character in SCREEN_KEYS:
+            return  # not typed: the key goes on to the screen's and the App's bindings
+        await super()._on_key(event)
 
-def _input(value: str, id: str, width: int = 6, placeholder: str = "") -> Input:
-    field = FormInput(value, id=id, compact=True, placeholder=placeholder)
-    field.styles.width = width
-    return field
+
+def _input(value: str, id: str, width: int | str = 6, placeholder: str = "") -> Input:
+    box = FormInput(value, id=id, compact=True, placeholder=placeholder)
+    box.styles.width = width
+    return box
+
+
+# the calendar what-if rows: (label, input id, placeholder, tooltip)
+CALENDAR_ROWS = (
+    ("Skip", "f-skip", "no missed runs",
+     "Days without a run (job off, source down): 2026-01-11,2026-01-17..2026-01-19"),
+    ("No new", "f-nonew", "every run has a point",
+     "Days whose runs find no new source point (the GFS full is still made)"),
+    ("From", "f-from", "the form from day 1",
+     "The form's policy applies from this day (2026-01-20); the job's own before it"),
+)
 
 
 class RetentionForm(VerticalScroll):
@@ -72,7 +95,7 @@ class RetentionForm(VerticalScroll):
     RetentionForm .form-sep { width: 1; }
     RetentionForm Select { width: 1fr; }
     RetentionForm .form-head { color: $primary; text-style: bold; margin-top: 1; }
-    RetentionForm #form-error { color: $error; height: auto; }
+    RetentionForm #form-error { color: $error; width: 1fr; height: auto; }
     """
 
     def __init__(self, policy: Any, days: int = 60, *, id: str | None = None) -> None:
@@ -117,12 +140,19 @@ class RetentionForm(VerticalScroll):
         with Horizontal():
             yield Label("Days", classes="form-label")
             yield _input(str(self._days), "f-days")
+        yield Label("Calendar what-if", classes="form-head")
+        for label, id, placeholder, tip in CALENDAR_ROWS:
+            with Horizontal():
+                yield Label(label, classes="form-label")
+                box = _input("", id, width="1fr", placeholder=placeholder)
+                box.tooltip = tip
+                yield box
         yield Label("", id="form-error")
 
     def on_mount(self) -> None:
         if self.app.is_headless:
-            for field in self.query(Input):
-                field.cursor_blink = False
+            for box in self.query(Input):
+                box.cursor_blink = False
 
     def _text(self, id: str) -> str:
         return self.query_one(f"#{id}", Input).value.strip()
@@ -164,7 +194,10 @@ class RetentionForm(VerticalScroll):
             cycles.values()) else None
         deleted = getattr(self._policy, "deleted_items_days", 30)
         policy = RetentionPolicy(keep=keep, unit=self._choice("f-unit"), gfs=gfs,
-                                 deleted_items_days=deleted)
+                                 deleted_items_days=deleted,
+                                 min_points_days_mode=getattr(self._policy,
+                                                              "min_points_days_mode", 3),
+                                 immutable_days=getattr(self._policy, "immutable_days", 0))
         sizing = None
         if self._text("f-used"):  # a sizing model instead of the real chains
             try:
@@ -173,7 +206,26 @@ class RetentionForm(VerticalScroll):
                 raise FormError(f"used: {exc}") from None
             sizing = Sizing(used, self._float("f-change", "change %"),
                             self._float("f-reduction", "reduction %"))
-        return FormValues(policy, sizing, self._int("f-days", "days", 1, 3660))
+        days = self._int("f-days", "days", 1, 3660)
+        return FormValues(policy, sizing, days, self._dates("f-skip", "skip"),
+                          self._dates("f-nonew", "no new"), self._day("f-from", "from"))
+
+    def _dates(self, id: str, name: str) -> frozenset[date]:
+        from engine.preview_cli import parse_dates
+
+        try:
+            return parse_dates(self._text(id))
+        except ValueError as exc:
+            raise FormError(f"{name}: {exc}") from None
+
+    def _day(self, id: str, name: str) -> date | None:
+        text = self._text(id)
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise FormError(f"{name}: expected a date like 2026-01-20, got {text!r}") from None
 
     def show_error(self, text: str) -> None:
         self.query_one("#form-error", Label).update(text)

@@ -48,7 +48,8 @@ def policy_from_dict(d: dict) -> RetentionPolicy:
                                                                                  "synthetic"))
     return RetentionPolicy(keep=d["keep"], unit=d["unit"], gfs=gfs,
                            deleted_items_days=d.get("deleted_items_days", 30),
-                           min_points_days_mode=d.get("min_points_days_mode", 3))
+                           min_points_days_mode=d.get("min_points_days_mode", 3),
+                           immutable_days=int(d.get("immutable_days") or 0))
 
 
 def gfs_flags_for_run(meta: dict | None, policy: RetentionPolicy, now: datetime,
@@ -87,6 +88,9 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
     ops = ops or FILE_OPS
     now = datetime.fromisoformat(request["now"])
     policy = policy_from_dict(request["policy"])
+    if request.get("background"):
+        return background_retention(repo, job, machine, now, policy, ops,
+                                    _bounded_wait(request.get("lock_wait")))
     done: list[dict] = []
     with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
         meta = repo.try_load(job, machine)
@@ -125,6 +129,44 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
             raise RuntimeError(f"retention left {got}, the rules planned {want}")
         done.extend(ops.compact(repo, meta, policy, request.get("compact") or "off", now))
     return done
+
+
+def background_retention(repo: Repository, job: str, machine: str, now: datetime,
+                         policy: RetentionPolicy, ops: ChainOps | None = None,
+                         lock_wait: float = COPY_LOCK_WAIT) -> list[dict]:
+    """The daily background pass of one machine (`rules.plan_background`): expired GFS
+    flags are removed and the files they alone kept are deleted, under the exclusive
+    chain lock. Nothing is merged, synthesized or compacted, an interrupted GFS full
+    is left for the next run, and `last_run` is not touched (it is what GFS catch-up
+    counts from). A busy chain raises `LockBusy` after `lock_wait` seconds."""
+    ops = ops or FILE_OPS
+    done: list[dict] = []
+    with repo.lock(job, machine, exclusive=True, wait=lock_wait):
+        meta = repo.try_load(job, machine)
+        if meta is None or not meta.points:
+            return done
+        views = rules.points_from_chain(meta.points)
+        actions = rules.plan_background(views, policy, now)
+        if not actions:
+            return done
+        expected = rules.apply(views, actions)
+        for act in actions:
+            done.append(_execute(repo, meta, act, ops))
+        repo.save(meta)
+        got = [(p.id, p.kind.value, sorted(p.gfs)) for p in meta.points]
+        want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
+        if got != want:
+            raise RuntimeError(f"background retention left {got}, the rules planned {want}")
+    return done
+
+
+def _bounded_wait(value: object) -> float:
+    """A lock wait asked for over the wire: a number within (0, COPY_LOCK_WAIT]."""
+    try:
+        wait = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return COPY_LOCK_WAIT
+    return min(max(wait, 0.0), COPY_LOCK_WAIT) if wait == wait else COPY_LOCK_WAIT
 
 
 def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
@@ -247,5 +289,5 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-__all__ = ["ChainOps", "FILE_OPS", "apply_retention", "full_usage", "gfs_flags_for_run", "policy_to_dict",
+__all__ = ["ChainOps", "FILE_OPS", "apply_retention", "background_retention", "full_usage", "gfs_flags_for_run", "policy_to_dict",
            "policy_from_dict"]

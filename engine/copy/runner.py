@@ -9,6 +9,7 @@ process, or `ferry mover` over TCP when the job names one).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
+from engine.logs import job_logger, run_log
 from engine.model import MachineMeta, Stats, Status
 from engine.objstore.open import target_repository
 from engine.password import PasswordError
@@ -36,6 +38,9 @@ from engine.repository.repository import Repository, safe_name
 from engine.session_log import SessionLog
 from engine.units import now as wall_now
 from engine.units import rfc3339
+
+LOG = job_logger("run")
+LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
 class RunError(Exception):
@@ -91,6 +96,7 @@ class SessionResult:
     duration_s: float = 0.0
     dry_run: bool = False
     message: str = ""
+    kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
 
     @property
     def exit_code(self) -> int:
@@ -102,7 +108,7 @@ class SessionResult:
         return {"job": self.job, "session": self.session, "status": self.status,
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
-                "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
+                "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
                 "retention": self.retention}
 
 
@@ -160,6 +166,30 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     return refs, problems
 
 
+def record_session(spec, dst, res: SessionResult, upload: bool = True,
+                   log: list[dict] | None = None) -> str:
+    """Write a finished session (and its log lines, `engine.session_log`) into the job's
+    history; "" or why it could not be. `upload=False`: an object storage target refused
+    the run, so nothing goes there."""
+    tot = Stats()
+    for tr in res.tasks:
+        tot.add(tr.stats)
+    session = {"id": res.session, "job": res.job, "status": res.status,
+               "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+               "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+               "transferred": tot.transferred, "written": tot.written,
+               "message": res.message, "dry_run": 0, "kind": res.kind}
+    try:
+        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks], log)
+        if upload and not isinstance(dst, Repository):
+            from engine.objstore.history import upload_history
+
+            upload_history(dst, history_path(spec))
+    except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+        return one_line(exc)
+    return ""
+
+
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
     """A stream to the target mover: in-process by default, TCP when `[target] mover` is set."""
     address = getattr(spec, "target_mover", None)
@@ -195,6 +225,7 @@ class Runner:
         self.src = Repository(spec.source_repository)
         self.dst = target_repository(spec)
         self.retention: list[dict] = []
+        self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
@@ -221,6 +252,9 @@ class Runner:
 
     def log(self, level: str, text: str, machine: str = "") -> None:
         self.emit(ev.LogLine(self.spec.name, level, text, machine))
+        if level in ("warning", "error"):
+            where = f"{self.spec.name}/{machine}" if machine else self.spec.name
+            LOG.log(LEVELS[level], "%s: %s", where, text, extra={"job": self.spec.name})
 
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -241,13 +275,19 @@ class Runner:
             gone = outcome.gone
         self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
                                 self.dry_run))
+        LOG.info("%s: session %s started%s, %d machine(s)", self.spec.name, self.session,
+                 " (dry run)" if self.dry_run else "", len(refs), extra={"job": self.spec.name})
         for p in problems:
             self.log("warning", p)
         for r in refs:
             self.emit(ev.TaskQueued(self.spec.name, r.machine))
         workers = max(1, int(self.spec.transport.parallel_tasks))
-        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
-            results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
+        self.refusal = self._preflight()
+        if self.refusal:
+            results = [self._refused(r) for r in refs]
+        else:
+            with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+                results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
         if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository) \
                 and self.only is None:  # a partial run must not mark the others as gone
             from engine.copy.maintenance import after_session
@@ -274,28 +314,45 @@ class Runner:
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
+        for tr in results:
+            LOG.log(logging.INFO if tr.status == Status.SUCCESS.value else logging.WARNING,
+                    "%s/%s: %s%s", self.spec.name, tr.machine, tr.status,
+                    f": {tr.message}" if tr.message else "", extra={"job": self.spec.name})
+        for a in self.retention:
+            LOG.info("%s/%s: retention %s %s %s", self.spec.name, a.get("machine", ""),
+                     a.get("action", ""), a.get("point", ""), a.get("detail", ""),
+                     extra={"job": self.spec.name})
+        LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
+                "%s: session %s ended %s in %.1f s%s", self.spec.name, self.session,
+                status.value, duration, f": {msg}" if msg else "", extra={"job": self.spec.name})
+        return res
+
+    def _preflight(self) -> str:
+        """Why the target refuses this job before anything is written ("" = it does not)."""
+        if isinstance(self.dst, Repository) or getattr(self.spec, "target_mover", None):
+            return ""
+        from engine.objstore.target import preflight
+
+        try:
+            return preflight(self.dst, self.spec.storage.immutable_days)
+        except Exception:  # noqa: BLE001 - unreachable etc.: the tasks report it, with retries
+            return ""
+
+    def _refused(self, ref: MachineRef) -> TaskResult:
+        res = TaskResult(ref.machine)
+        res.status, res.message, res.retryable = "Failed", self.refusal, False
+        self.log("error", f"{ref.machine}: {res.message}", ref.machine)
+        self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
+                                  res.point, 0.0, 0.0, "", res.message))
         return res
 
     def record(self, res: SessionResult) -> None:
-        tot = Stats()
-        for tr in res.tasks:
-            tot.add(tr.stats)
-        session = {"id": res.session, "job": res.job, "status": res.status,
-                   "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-                   "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-                   "transferred": tot.transferred, "written": tot.written,
-                   "message": res.message, "dry_run": 0}
-        try:
-            History(history_path(self.spec)).record(session, [tr.to_json() for tr in res.tasks],
-                                                    self.journal.rows(ev.RunFinished(
-                                                        res.job, res.session, res.status,
-                                                        res.duration_s, res.message)))
-            if not isinstance(self.dst, Repository):
-                from engine.objstore.history import upload_history
-
-                upload_history(self.dst, history_path(self.spec))
-        except Exception as exc:  # noqa: BLE001 - history must not fail the copy
-            self.log("warning", f"history not recorded: {one_line(exc)}")
+        error = record_session(self.spec, self.dst, res, upload=not self.refusal,
+                               log=self.journal.rows(ev.RunFinished(
+                                   res.job, res.session, res.status, res.duration_s,
+                                   res.message)))
+        if error:
+            self.log("warning", f"history not recorded: {error}")
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
@@ -341,7 +398,7 @@ class Runner:
             res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
         except Stopped as exc:
             res.status, res.message = "Failed", str(exc)
-        except (PlanError, PasswordError) as exc:  # the same again on a retry
+        except (PlanError, PasswordError, t.TargetRefused) as exc:  # the same on a retry
             res.status, res.message, res.retryable = "Failed", str(exc), False
         except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
             res.status, res.message = "Failed", one_line(exc)
@@ -412,8 +469,9 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
-    with JobLock(spec.target_repository, spec.name):
+    with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
         return runner.run()
 
 
-__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner"]
+__all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",
+           "connect_target", "record_session"]

@@ -90,7 +90,7 @@ class TargetMover:
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check}.get(f.type)
+                           t.CHECK: self._check, t.SWEEP: self._sweep}.get(f.type)
                 if handler is None:
                     raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
                 handler(f.json())
@@ -137,8 +137,17 @@ class TargetMover:
     def _retain(self, request: dict) -> None:
         from engine.copy.retain import apply_retention
 
-        actions = apply_retention(self.repo, self.job, self.machine, request)
+        actions = apply_retention(self.repo, self.job, self.machine,
+                                  {**request, "background": False})
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _sweep(self, request: dict) -> None:
+        """Background retention (`engine.copy.background`): expired flags, freed files."""
+        from engine.copy.retain import apply_retention
+
+        actions = apply_retention(self.repo, self.job, self.machine,
+                                  {**request, "background": True})
+        self.end.send_json(t.SWEEP, {"actions": actions})
 
     def _check(self, _: dict) -> None:
         from engine.health import check_machine

@@ -25,13 +25,29 @@ STATE_ENTRY = struct.Struct("<HQ16s")  # disk index, block, digest of the target
 # frame types
 HELLO, BEGIN, DIGESTS, HAVE, BLOCK, STATE, COMMIT, DONE, ERROR, ABORT, BYE = range(1, 12)
 RETAIN, CHECK = 12, 13
+SWEEP = 14  # background retention of one machine: expired flags and the files they freed
 NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=HAVE, BLOCK=BLOCK,
                                 STATE=STATE, COMMIT=COMMIT, DONE=DONE, ERROR=ERROR, ABORT=ABORT,
-                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK).items()}
+                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK,
+                                SWEEP=SWEEP).items()}
 
 
 class StreamError(Exception):
     """The peer went away, or spoke something this side does not understand."""
+
+
+class TargetRefused(StreamError):
+    """The target refused for a reason a retry cannot change (ERROR with "final")."""
+
+
+def error_of(f: Frame) -> StreamError:
+    """The exception an ERROR frame stands for."""
+    try:
+        doc = f.json()
+    except ValueError:
+        doc = {}
+    msg = str(doc.get("message") or "target mover failed")
+    return TargetRefused(msg) if doc.get("final") is True else StreamError(msg)
 
 
 @dataclass
@@ -95,7 +111,7 @@ class Endpoint:
     def expect(self, ftype: int, timeout: float | None = None) -> Frame:
         f = self.recv(timeout)
         if f.type == ERROR:
-            raise StreamError(f.json().get("message", "target mover failed"))
+            raise error_of(f)
         if f.type != ftype:
             raise StreamError(f"expected {NAMES.get(ftype)}, got {NAMES.get(f.type, f.type)}")
         return f
@@ -145,8 +161,7 @@ class QueueEndpoint(Endpoint):
             except queue.Empty:
                 return StreamError("peer closed the stream")
             if data and _HEAD.unpack_from(data, 0)[0] == ERROR:
-                msg = Frame(ERROR, data[_HEAD.size:]).json().get("message", "")
-                return StreamError(msg or "target mover failed")
+                return error_of(Frame(ERROR, data[_HEAD.size:]))
 
     def recv(self, timeout: float | None = None) -> Frame:
         limit = timeout if timeout is not None else self.timeout

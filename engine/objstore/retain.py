@@ -16,20 +16,22 @@ from engine.copy.retain import ChainOps, apply_retention
 from engine.model import Kind, MachineMeta, RestorePoint, RetentionPolicy
 from engine.objstore import locks
 from engine.objstore.gc import collect
+from engine.objstore.generations import extend_locks, newest_reader
 from engine.objstore.manifest import Manifest, ManifestLayer, manifest_name
 from engine.repository.container import FLAG_ZERO, DiskIndex
 
 
 def apply_s3_retention(m, request: dict, days: int, pool) -> list[dict]:
     """Rules, then garbage collection when something left the chain (or is still due)."""
+    days = max(days, int((request.get("policy") or {}).get("immutable_days") or 0))
     def put_manifest(meta: MachineMeta, point: RestorePoint, disks: dict[str, DiskIndex],
                      bs: int) -> str:
-        required = locks.point_lock(point.time, days)
+        """A new full layer for `point`, locked as long as the newest point reading it."""
+        index = next(i for i, p in enumerate(meta.points) if p.id == point.id)
+        required = locks.point_lock(newest_reader(meta, index), days)
         until = locks.effective(required)
         reused = {e.digest: e.flags for d in disks.values() for e in d.blocks.values()
                   if e.flags != FLAG_ZERO}
-        from engine.objstore.target import extend_locks
-
         extend_locks(m, reused, required, pool)
         name = manifest_name(point.id)
         mf = Manifest(point.id, bs, disks, until.isoformat() if until else "",

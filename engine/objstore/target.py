@@ -21,6 +21,7 @@ from engine.blockio import decompressor, digest
 from engine.copy import transport as t
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.objstore import locks
+from engine.objstore.generations import extend_locks, hold_chain
 from engine.objstore.index import UNKNOWN, BlockIndex, new_epoch
 from engine.objstore.manifest import Manifest, block_name, manifest_name
 from engine.objstore.repo import EPOCH, S3Repository
@@ -101,6 +102,16 @@ class Machine:
         self.index.close()
 
 
+def preflight(repo: S3Repository, days: int) -> str:
+    """Why this bucket cannot take the job's copies ("" = it can): checked before a
+    run writes anything, so a refused run leaves the bucket untouched."""
+    if days and not repo.bucket.lock_enabled():
+        return (f"s3://{repo.bucket.name}: Object Lock is not enabled on this bucket, "
+                f"so immutable_days = {days} cannot be honoured; nothing was written "
+                f"(create the bucket with Object Lock enabled, or set immutable_days = 0)")
+    return ""
+
+
 class S3TargetMover:
     """Serves one stream for an `s3://` repository."""
 
@@ -123,18 +134,16 @@ class S3TargetMover:
             job, machine = str(hello["job"]), str(hello["machine"])
             self.m = Machine(self.repo, safe_name(job, "job name"),
                              safe_name(machine, "machine name"))
-            if self.days and not self.repo.bucket.lock_enabled():
-                raise ObjectLockMissing(
-                    f"s3://{self.repo.bucket.name}: Object Lock is not enabled on this bucket, "
-                    f"so immutable_days = {self.days} cannot be honoured; nothing was written "
-                    f"(create the bucket with Object Lock enabled, or set immutable_days = 0)")
+            refusal = preflight(self.repo, self.days)
+            if refusal:
+                raise ObjectLockMissing(refusal)
             self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION})
             while True:
                 f = self.end.recv()
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
-                           t.CHECK: self._check}.get(f.type)
+                           t.CHECK: self._check, t.SWEEP: self._sweep}.get(f.type)
                 if handler is None:
                     raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
                 handler(f.json())
@@ -144,8 +153,9 @@ class S3TargetMover:
             from engine.errors import one_line
 
             log.error("%s", one_line(exc))
+            final = isinstance(exc, ObjectLockMissing | EncryptedRefused)
             try:
-                self.end.send_json(t.ERROR, {"message": one_line(exc)})
+                self.end.send_json(t.ERROR, {"message": one_line(exc), "final": final})
             except t.StreamError:
                 pass
         finally:
@@ -183,8 +193,25 @@ class S3TargetMover:
         from engine.objstore.retain import apply_s3_retention
 
         self.m.sync(create=True)
-        actions = apply_s3_retention(self.m, request, self.days, self.pool)
+        actions = apply_s3_retention(self.m, self._floor({**request, "background": False}),
+                                     self.days, self.pool)
         self.end.send_json(t.RETAIN, {"actions": actions})
+
+    def _floor(self, request: dict) -> dict:
+        """The target's own immutable_days is a floor the request cannot lower."""
+        policy = request.get("policy")
+        if isinstance(policy, dict) and self.days:
+            policy["immutable_days"] = max(int(policy.get("immutable_days") or 0), self.days)
+        return request
+
+    def _sweep(self, request: dict) -> None:
+        """Background retention: expired flags and the objects they alone kept."""
+        from engine.objstore.retain import apply_s3_retention
+
+        self.m.sync(create=True)
+        actions = apply_s3_retention(self.m, self._floor({**request, "background": True}),
+                                     self.days, self.pool)
+        self.end.send_json(t.SWEEP, {"actions": actions})
 
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
@@ -213,13 +240,15 @@ class S3TargetMover:
         w.digests(suspect)
         w.blocks()
         size = w.commit()
+        if meta is not None and meta.points:  # what the new point reads of its base
+            hold_chain(m, meta, meta.points[-1], required, self.pool)
         name = manifest_name(point_id)
         until = locks.effective(required)
         manifest = Manifest(point_id, bs, w.layer, until.isoformat() if until else "",
                             {"id": point_id, "time": when.isoformat(), "kind": kind.value})
         blob = manifest.encode()
         repo.bucket.put(f"{m.key}/{name}", blob, lock_until=until)
-        meta = repo.try_load(m.job, m.machine) or MachineMeta(
+        meta = meta or MachineMeta(
             m.job, m.machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
         meta.block_size = bs
         meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size + len(blob),
@@ -352,35 +381,10 @@ class _PointWriter:
         return sum(e.stored for d in self.layer.values() for e in d.blocks.values())
 
 
-def extend_locks(m: Machine, digests: dict[bytes, int], required: datetime | None,
-                 pool: ThreadPoolExecutor) -> int:
-    """Extend (by a generation) the lock of each reused block locked for less than
-    `required`; returns the number of extension requests."""
-    until = locks.block_lock(required)
-    if until is None or not digests:
-        return 0
-    need = locks.to_epoch(required)
-    unknown = {dg for dg in digests if (m.index.lookup(dg) or (0, 0, UNKNOWN))[2] == UNKNOWN}
-
-    def one(item: tuple[bytes, int]) -> tuple[int, bytes] | None:
-        dg, flags = item
-        key = m.block_key(dg, flags)
-        if dg in unknown:
-            current = m.bucket.retention(key)
-            if current is not None and locks.to_epoch(current) >= need:
-                return locks.to_epoch(current), dg
-        m.bucket.extend(key, until)
-        return locks.to_epoch(until), dg
-
-    rows = [r for r in pool.map(one, digests.items()) if r]
-    m.index.set_locks(rows)
-    return len(rows)
-
-
 def _zstd(data: bytes) -> bytes:
     import zstandard
 
     return zstandard.ZstdCompressor(level=1).compress(data)
 
 
-__all__ = ["S3TargetMover", "S3Error", "verify_payload", "extend_locks", "Machine"]
+__all__ = ["S3TargetMover", "S3Error", "verify_payload", "Machine"]

@@ -207,6 +207,7 @@ class StaticBackend(Backend):
         super().__init__(JOBS_DIR)
         self.saved: list[tuple[Path, Any]] = []
         self.enabled_calls: list[tuple[Path, bool]] = []
+        self.what_ifs: list[dict[str, Any]] = []  # the calendar what-if of each simulate
         self._specs = {str(s.path): s for s in specs()}
 
     def discover(self) -> list[JobEntry]:
@@ -272,7 +273,8 @@ class StaticBackend(Backend):
         return 60
 
     def simulate(self, spec: Any, policy: Any, start: datetime, days: int,
-                 sizing: Sizing | None) -> Any:
+                 sizing: Sizing | None, **what: Any) -> Any:
+        self.what_ifs.append(what)
         return fake_preview(spec.name, policy, start, days, sizing or REAL_CHAINS)
 
     def real_sizing(self, spec: Any) -> Any:

@@ -340,7 +340,7 @@ def test_palette_switches_theme_and_help_opens() -> None:
             await pilot.press("question_mark")
             await ready(pilot)
             assert type(app.screen).__name__ == "HelpScreen"
-            assert "Keys on this screen" in screen_text(app) or True
+            await wait_until(pilot, lambda: "Ferry console" in screen_text(app), what="help text")
             await pilot.press("escape")
             await ready(pilot)
             await pilot.press("f1")
@@ -416,9 +416,10 @@ def test_whatif_keys_are_not_typed_into_the_focused_field() -> None:
             super().__init__()
             self.sizings: list[Any] = []
 
-        def simulate(self, spec: Any, policy: Any, start: Any, days: int, sizing: Any) -> Any:
+        def simulate(self, spec: Any, policy: Any, start: Any, days: int, sizing: Any,
+                     **what: Any) -> Any:
             self.sizings.append(sizing)
-            return super().simulate(spec, policy, start, days, sizing)
+            return super().simulate(spec, policy, start, days, sizing, **what)
 
     async def body() -> None:
         backend = Recording()
@@ -443,5 +444,12 @@ def test_whatif_keys_are_not_typed_into_the_focused_field() -> None:
             assert screen.day_index == max(0, worst - 30)
             assert keep.value == "7"  # nothing was typed into the field
             assert "real chains: full 12.0 GiB" in screen_text(app)
+            assert "? Help" in screen_text(app).splitlines()[-1]  # the footer at 80x24
+            await pilot.press("question_mark")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "HelpScreen",
+                             what="help over the what-if")
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is screen, what="back")
+            assert keep.value == "7"
     run(body)
     assert nice_ticks(7.7) == [0, 2, 4, 6, 8] and nice_ticks(26.4) == [0, 10, 20, 30]

@@ -117,7 +117,6 @@ def test_target_failing_mid_stream_ends_the_run_failed_without_hanging(tmp_path,
         res = run_bounded(spec, START + timedelta(minutes=i), limit=120)
         assert res.status == "Failed"
         assert "No space left on device" in res.tasks[0].message, res.tasks[0].message
-        assert res.tasks[0].stats.blocks_sent < 150, "the failure ended the stream early"
         assert lab.chain("H") == []
 
 

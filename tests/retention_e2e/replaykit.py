@@ -17,12 +17,13 @@ from pathlib import Path
 from copyjob.conftest import BS, write_job
 
 from engine.backup import take_backup
+from engine.copy.background import retain_job
 from engine.copy.runner import SessionResult, run_job
 from engine.jobfile import load_job
 from engine.model import RetentionPolicy
 from engine.repository.repository import Repository
 from engine.restore import export_point
-from engine.simulate import RunResult, Sizing, replay, run_times, simulate
+from engine.simulate import BACKGROUND_AT, RunResult, Sizing, replay, run_times, simulate
 
 SOURCE_JOB = "Daily"
 START = datetime(2026, 11, 1, 22, 0)  # a Sunday
@@ -139,27 +140,36 @@ class Replay:
     skip: Callable[[datetime], bool] | None = None
     no_new_point: Callable[[datetime], bool] | None = None
     changes: list[tuple[date, RetentionPolicy]] = field(default_factory=list)
+    background: bool = False
+    passes: dict[date, SessionResult] = field(default_factory=dict)  # background passes
 
 
 def run_replay(lab: Lab, job_file: Path, days: int, *, start: datetime = START,
                skip: Callable[[datetime], bool] | None = None, check_every: int = 0,
                on_day: Callable[[int, datetime, SessionResult | None], None] | None = None,
                no_new_point: Callable[[datetime], bool] | None = None,
-               policy_from: tuple[tuple[date, Path], ...] = ()) -> Replay:
+               policy_from: tuple[tuple[date, Path], ...] = (),
+               background: bool = False) -> Replay:
     """The job's runs as its schedule sets them (`engine.simulate.run_times`, the
     daemon's rule; daily at `start`'s time for immediate jobs), each preceded by a
     source backup at the same time, except on skipped runs (neither) and runs without a
     new source point (no backup). From each `policy_from` day on, the job file given
-    there is used (a policy edited on that day)."""
+    there is used (a policy edited on that day). With `background`, the daemon's
+    background retention pass (`retain_job`) runs every day at 00:30 before the runs."""
     spec = load_job(job_file)
     later = [(d, load_job(f)) for d, f in policy_from]
     rep = Replay(lab, spec.name, spec, days, start, skip=skip, no_new_point=no_new_point,
-                 changes=[(d, s.retention) for d, s in later])
+                 changes=[(d, s.retention) for d, s in later], background=background)
     sched = spec.schedule if spec.mode == "periodic" else None
     runs = list(run_times(start, days, None, sched))
     for d in range(days):
         day = start.date() + timedelta(days=d)
         res = None
+        job = next((s for since, s in reversed(later) if since <= day), spec)
+        slot = datetime.combine(day, BACKGROUND_AT)
+        if background and slot >= start:
+            rep.passes[day] = retain_job(job, at=slot)
+            assert rep.passes[day].status == "Success", rep.passes[day].to_json()
         for t in (t for t in runs if t.date() == day):
             if skip is not None and skip(t):
                 continue
@@ -189,7 +199,7 @@ def compare_with_preview(rep: Replay, skip: Callable[[datetime], bool] | None = 
     spec = rep.spec
     skip = skip or rep.skip
     kw = dict(skip=skip, schedule=spec.schedule, no_new_point=rep.no_new_point,
-              changes=rep.changes)
+              changes=rep.changes, background=rep.background)
     sim = simulate(spec.name, spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1), **kw)
     assert len(sim.days) == rep.days
     runs = [r for r in replay(spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1), **kw)

@@ -14,7 +14,8 @@ from engine.restore import export_point
 
 def s3_job(tmp_path, src: Source, url: str, name: str = "S3 copy", keep: int = 7,
            extra: str = "", mode: str = "periodic"):
-    path = write_job(tmp_path / f"{name}.toml", name, src.repo, ["Daily", "Forever", "Reverse"],
+    path = write_job(tmp_path / f"{name}.toml", name, src.repo,
+                     sorted({src.job_of(m) for m in src.machines.values()}),
                      tmp_path / "unused", extra=extra, keep=keep, mode=mode)
     path.write_text(path.read_text().replace(f'repository = "{tmp_path / "unused"}"',
                                              f'repository = "{url}"'))
