@@ -15,21 +15,29 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on, work
+from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
-from textual.worker import Worker, WorkerState
 
 from console import format as fmt
 from console.backend import Backend
 from console.clock import Clock, SystemClock
 from console.commands import FerryCommands
 from console.keymap import load_keymap
-from console.messages import JobChanged, JobDataLoaded, JobSaved, JobsChanged, JobsLoaded
+from console.messages import (
+    JobChanged,
+    JobDataLoaded,
+    JobSaved,
+    JobsChanged,
+    JobsLoaded,
+    LiveSessionsFound,
+    RunEnded,
+)
 from console.records import JobEntry, MachineInfo
 from console.run_model import TaskState, as_status
 from console.run_session import RunSession
@@ -37,13 +45,18 @@ from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
 from console.screens.live import LiveRunScreen
 from console.screens.overview import OverviewScreen
+from console.screens.quit import LEAVE, STOP, QuitModal
 from console.store import JobState, Store
 from console.themes import DEFAULT_THEME, NO_COLOR_THEME, THEMES_DIR, load_themes
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult
 from engine.events import LogLine
 from engine.jobfile import JobSpec
+from engine.live.client import LiveError, SessionInfo
+from engine.live.hangup import hangup_note, let_go_of_terminal
 from engine.model import Status
+
+LIVE_SCAN_EVERY = 1.0  # seconds between looks for runs of other processes
 
 
 class FerryConsole(App[int], inherit_bindings=False):
@@ -83,6 +96,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         self._states: dict[str, JobState] = {}
         self._watch_hangup = watch_hangup
         self._hung_up = False
+        self.leave_running = False  # quit chose "leave them running in the background"
+        self._live_ids: set[str] = set()  # sessions of other processes being followed
         self.startup_messages: list[str] = []
         loaded = load_themes(themes_dir or THEMES_DIR)
         self.startup_messages.extend(loaded.errors)
@@ -108,6 +123,7 @@ class FerryConsole(App[int], inherit_bindings=False):
         self.push_screen(OverviewScreen())
         self.load_jobs()
         self.set_interval(self.pump_interval, self.pump, name="pump")
+        self.set_interval(LIVE_SCAN_EVERY, self.scan_live, name="live-scan")
         for text in self.startup_messages:
             self.notify(text, title="Start-up", severity="warning", timeout=10)
         if self._watch_hangup and not self.is_headless:
@@ -116,7 +132,9 @@ class FerryConsole(App[int], inherit_bindings=False):
             def on_sighup(_signum: int, _frame: object) -> None:
                 # A plain handler, not loop.add_signal_handler: after a hang-up the loop
                 # itself may be stuck in Textual's shutdown, writing to the dead terminal.
-                self._stop_runs_and_watch()
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                let_go_of_terminal()
+                self._keep_runs_headless()
                 loop.call_soon_threadsafe(self.exit, 0)
 
             try:
@@ -125,45 +143,49 @@ class FerryConsole(App[int], inherit_bindings=False):
                 pass
 
     def hang_up(self) -> None:
-        """SIGHUP (the SSH session dropped): stop runs so they end consistently, then exit.
+        """SIGHUP (the SSH session dropped): the runs go on headless, the UI exits.
 
-        The terminal is gone, so Textual's own shutdown can block writing to it; a
-        watchdog thread lets the runs finish their current block (locks released,
-        history written) and then ends the process if the normal exit got stuck.
+        The runs are plain threads of this process, so they outlive the App; the
+        entry point waits for them. A watchdog thread also ends the process once
+        they are done, in case Textual's shutdown got stuck on the dead terminal.
         """
-        self._stop_runs_and_watch()
+        self._keep_runs_headless()
         self.exit(0)
 
-    def _stop_runs_and_watch(self) -> None:
-        """Stop every run (thread-safe flags only) and start the exit watchdog once."""
-        running = [s for s in list(self.sessions.values()) if s.worker is not None and s.active]
+    def local_runs(self) -> list[RunSession]:
+        return [s for s in list(self.sessions.values()) if s.local and s.active]
+
+    def _keep_runs_headless(self) -> None:
+        """Note the hang-up in each run's history and start the exit watchdog once."""
+        running = self.local_runs()
+        note = hangup_note("console")
         for session in running:
-            if session.control is not None:
-                session.control.stop()
+            if isinstance(session.control, RunControl):
+                session.control.note(note)
         if not self.is_headless and not self._hung_up:
             self._hung_up = True
-            threading.Thread(target=_exit_watchdog, args=(running,), daemon=True,
+            threading.Thread(target=_exit_watchdog, args=(running,), daemon=False,
                              name="ferry-hangup").start()
 
     async def action_quit(self) -> None:
-        active = [s for s in self.sessions.values() if s.active]
+        active = self.local_runs()
         if not active:
             self.exit(0)
             return
 
-        def answer(yes: bool | None) -> None:
-            if yes:
+        def answer(choice: str | None) -> None:
+            if choice == STOP:
                 for session in active:
                     if session.control is not None:
                         session.control.stop()
+                    session.model.stop_requested = True
+                self.notify("Stopping the runs at their next block…", title="Quit")
+                self.exit(0)
+            elif choice == LEAVE:
+                self.leave_running = True
                 self.exit(0)
 
-        names = ", ".join(s.job for s in active)
-        self.push_screen(ConfirmModal(
-            "Quit while runs are active?",
-            f"Running: {names}.\nQuitting stops them; their tasks end as Failed "
-            "('stopped by operator') and the next run continues where they left off.",
-            yes="Stop and quit"), answer)
+        self.push_screen(QuitModal([s.job for s in active]), answer)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -252,6 +274,7 @@ class FerryConsole(App[int], inherit_bindings=False):
             self.notify(message.error, title="Jobs", severity="error", timeout=10)
         for screen in self.screen_stack:
             screen.post_message(JobsChanged(message.error))
+        self.scan_live()  # runs of other processes, at once rather than at the next tick
 
     def on_job_data_loaded(self, message: JobDataLoaded) -> None:
         key = message.job_key
@@ -274,8 +297,11 @@ class FerryConsole(App[int], inherit_bindings=False):
     def pump(self) -> None:
         now = self.clock.monotonic()
         for key, session in list(self.sessions.items()):
+            was_active = session.active
             if not session.pump(now):
                 continue
+            if was_active and not session.active and session.remote is not None:
+                self._remote_ended(key, session)
             self._sync_live(session)
             if session.model.status is not None:
                 self.store.finished[key] = session.model.status
@@ -309,52 +335,56 @@ class FerryConsole(App[int], inherit_bindings=False):
         if spec is None:
             return
         current = self.sessions.get(key)
+        if current is None or not current.active:
+            self._follow_new(self._running_elsewhere(spec))
+            current = self.sessions.get(key)
         if current is not None and current.active:
-            self.notify(f"{current.job} is already running", severity="warning")
+            by = "" if current.local else f" (started by {current.started_by})"
+            self.notify(f"{current.job} is already running{by}: showing that run",
+                        severity="warning")
             self.open_live(key)
             return
         control = self.backend.make_control()
         session = self.new_session(key, control)
 
-        def run() -> SessionResult:
+        def run() -> None:
+            result: SessionResult | None = None
+            error = ""
             try:
-                if only:
-                    return self.backend.run_job(spec, session.sink, control, only=only)
-                return self.backend.run_job(spec, session.sink, control)
+                result = self.backend.run_job(spec, session.sink, control, only=only) \
+                    if only else self.backend.run_job(spec, session.sink, control)
+            except Exception as exc:  # noqa: BLE001 - said in the console, not a traceback
+                error = str(exc) or type(exc).__name__
             finally:
                 session.thread_done.set()
+                self.post_message(RunEnded(key, result, error))
 
-        session.worker = self.run_worker(
-            run,
-            name=f"run:{key}", group=f"run:{key}", thread=True, exit_on_error=False,
-            description=f"run {session.job}")
+        # A plain thread, not a Textual worker: the run must outlive the UI (quit with
+        # "leave running", a hang-up); the entry point waits for it.
+        session.thread = threading.Thread(target=run, name=f"ferry-run-{session.job}",
+                                          daemon=False)
+        session.thread.start()
         what = f" (retry: {', '.join(only)})" if only else ""
         self.notify(f"{session.job}: started{what}", title="Run")
         self.job_changed(key)
         self.open_live(key)
 
-    @on(Worker.StateChanged)
-    def _run_worker_changed(self, event: Worker.StateChanged) -> None:
-        name = event.worker.name or ""
-        if not name.startswith("run:") or event.state not in (
-                WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            return
-        key = name[4:]
+    def on_run_ended(self, message: RunEnded) -> None:
+        key = message.job_key
         session = self.sessions.get(key)
         if session is None:
             return
         self.pump()
         session.ended = True
-        if event.state == WorkerState.SUCCESS and isinstance(event.worker.result, SessionResult):
-            session.result = event.worker.result
+        if message.result is not None:
+            session.result = message.result
             status = as_status(session.result.status)
             self.store.finished[key] = status
             severity: SeverityLevel = {Status.SUCCESS: "information",
                                        Status.WARNING: "warning"}.get(status, "error")
             self.notify(f"{session.job}: {status}", title="Run finished", severity=severity)
         else:
-            error = event.worker.error
-            session.error = str(error) if error else "cancelled"
+            session.error = message.error or "the run ended without a result"
             self.store.finished[key] = Status.FAILED
             session.model.apply(LogLine(job=session.job, level="error",
                                         text=f"run failed: {session.error}"),
@@ -366,6 +396,66 @@ class FerryConsole(App[int], inherit_bindings=False):
         entry = self.jobs.get(key)
         if entry is not None and entry.spec is not None:
             self.load_job_data(key, entry.spec)  # new points, new history row
+
+    # ---- runs of other processes -------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="live-scan", exit_on_error=False,
+          description="live sessions")
+    def scan_live(self) -> None:
+        specs = [e.spec for e in list(self.store.jobs.values()) if e.spec is not None]
+        try:
+            infos = self.backend.live_sessions(specs)
+        except Exception:  # noqa: BLE001 - a broken state folder must not break the console
+            return
+        self.post_message(LiveSessionsFound(infos))
+
+    def _running_elsewhere(self, spec: JobSpec) -> list[SessionInfo]:
+        try:
+            return self.backend.live_sessions([spec])
+        except Exception:  # noqa: BLE001
+            return []
+
+    def on_live_sessions_found(self, message: LiveSessionsFound) -> None:
+        self._follow_new(message.sessions)
+
+    def _key_of(self, info: SessionInfo) -> str | None:
+        for key, entry in self.store.jobs.items():
+            if info.job_file and str(entry.path.resolve()) == info.job_file:
+                return key
+        return next((k for k, e in self.store.jobs.items() if e.name == info.job), None)
+
+    def _follow_new(self, infos: list[SessionInfo]) -> None:
+        """Attach to every live session of another process not followed yet."""
+        from console.remote_run import follow
+
+        for info in infos:
+            if not info.alive or info.session in self._live_ids or \
+                    info.snapshot.get("pid") == os.getpid():
+                continue
+            key = self._key_of(info)
+            if key is None:
+                continue
+            current = self.sessions.get(key)
+            if current is not None and current.active:
+                continue
+            try:
+                attachment = self.backend.attach(info)
+            except OSError:
+                continue  # it may have just ended; the next scan tells
+            control = self.backend.remote_control(info)
+            entry = self.jobs.get(key)
+            session = RunSession(key, entry.spec if entry else None, control, remote=info)
+            self.sessions[key] = session
+            self.store.finished.pop(key, None)
+            self._live_ids.add(info.session)
+            follow(session, attachment, control)
+            self.job_changed(key)
+
+    def _remote_ended(self, key: str, session: RunSession) -> None:
+        if session.model.status is not None:
+            self.store.finished[key] = session.model.status
+        entry = self.jobs.get(key)
+        if entry is not None and entry.spec is not None:
+            self.load_job_data(key, entry.spec)
 
     def _active(self, key: str, verb: str) -> RunSession | None:
         """The job's live session, or None after saying why nothing can be done."""
@@ -388,27 +478,36 @@ class FerryConsole(App[int], inherit_bindings=False):
             return False
         return True
 
+    def _act(self, session: RunSession, action: Callable[[], None]) -> bool:
+        """Run a control action; a run of another process may refuse or be gone."""
+        try:
+            action()
+        except LiveError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return False
+        return True
+
     def hold_job(self, key: str, machine: str | None = None) -> None:
         """Hold the run, or only `machine` of it (it pauses at its next block)."""
         session = self._active(key, "hold")
         if session is None or session.control is None:
             return
         control = session.control
-        if machine is not None:
+        if machine:
             if not self._run_machine(session, machine, "hold"):
                 return
-            if control.machine_held(machine):
-                self.notify(f"{machine} is already on hold", severity="warning")
-                return
-            control.hold("operator", machine=machine)
-            self.notify(f"{session.job} · {machine}: on hold (operator); the others go on; "
-                        "r resumes it", title="Hold")
-        elif session.held_by_operator:
+            if self._act(session, lambda: control.hold("operator", machine)):
+                self.notify(f"{session.job} · {machine}: on hold (operator) at its next block; "
+                            "the others go on; r resumes it", title="Hold")
+                self.job_changed(key)
+                self._sync_live(session)
+            return
+        if session.held_by_operator:
             self.notify(f"{session.job} is already on hold", severity="warning")
             return
-        else:
-            control.hold("operator")
-            self.notify(f"{session.job}: on hold (operator); r resumes", title="Hold")
+        if not self._act(session, lambda: control.hold("operator")):
+            return
+        self.notify(f"{session.job}: on hold (operator); r resumes", title="Hold")
         self.job_changed(key)
         self._sync_live(session)
 
@@ -418,26 +517,23 @@ class FerryConsole(App[int], inherit_bindings=False):
         if session is None or session.control is None:
             return
         control = session.control
-        if machine is not None and control.machine_held(machine):
-            control.resume(machine=machine)
-            still = " (the job itself is still on hold)" if session.held_by_operator else ""
-            self.notify(f"{session.job} · {machine}: resumed{still}", title="Resume")
-        elif session.held_by_operator:
-            control.resume()
-            left = control.held_machines()
-            more = f"; still held on their own: {', '.join(left)}" if left else ""
-            self.notify(f"{session.job}: resumed{more}", title="Resume")
-        else:
-            held = session.model.held_rows()
-            if control.held_machines():
-                text = (f"held by the operator: {', '.join(control.held_machines())}; "
-                        "select one and press r")
-            elif held:
-                text = f"{len(held)} machine(s) wait for a source lock; they resume by themselves"
-            else:
-                text = f"{session.job} is not on hold"
+        if machine and not session.held_by_operator:  # one machine (harmless if not held)
+            if self._run_machine(session, machine, "resume") and \
+                    self._act(session, lambda: control.resume(machine)):
+                self.notify(f"{session.job} · {machine}: resumed", title="Resume")
+                self.job_changed(key)
+                self._sync_live(session)
+            return
+        held = session.model.held_rows()
+        operator_held = [r for r in held if r.hold_by == "operator"]
+        if not session.held_by_operator and not operator_held:
+            text = (f"{len(held)} machine(s) wait for a source lock; they resume by themselves"
+                    if held else f"{session.job} is not on hold")
             self.notify(text, severity="warning")
             return
+        if not self._act(session, control.resume):
+            return
+        self.notify(f"{session.job}: resumed", title="Resume")
         self.job_changed(key)
         self._sync_live(session)
 
@@ -448,22 +544,25 @@ class FerryConsole(App[int], inherit_bindings=False):
             return
         if machine is not None and not self._run_machine(session, machine, "stop"):
             return
+        control = session.control
 
         def answer(yes: bool | None) -> None:
-            if not yes or session.control is None:
+            if not yes:
                 return
-            if machine is not None:
-                session.control.stop(machine=machine)
-                self.notify(f"{session.job} · {machine}: stopping…", title="Stop",
-                            severity="warning")
-            else:
-                session.control.stop()
+            if machine:
+                if self._act(session, lambda: control.stop(machine=machine)):
+                    self.notify(f"{session.job} · {machine}: stopping…", title="Stop",
+                                severity="warning")
+                    self.job_changed(key)
+                    self._sync_live(session)
+                return
+            if self._act(session, control.stop):
                 session.model.stop_requested = True
                 self.notify(f"{session.job}: stopping…", title="Stop", severity="warning")
             self.job_changed(key)
             self._sync_live(session)
 
-        if machine is not None:
+        if machine:
             self.push_screen(ConfirmModal(f"Stop {machine} of {session.job}?",
                                           STOP_MACHINE_WORDS.format(machine=machine),
                                           yes="Stop machine"), answer)
@@ -663,13 +762,12 @@ class FerryConsole(App[int], inherit_bindings=False):
         self.notify(f"Theme: {name}", title="Theme", timeout=3)
 
 
-def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5,
-                   limit: float = 120.0) -> None:
-    """Wait for stopped runs to end (bounded), give the normal exit `grace` seconds, then
-    end the process: after a hang-up nobody is left to see a stuck shutdown."""
-    deadline = time.monotonic() + limit
+def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5) -> None:
+    """After a hang-up: wait for the runs to finish (headless, however long they take),
+    give the normal exit `grace` seconds, then end the process — nobody is left to see
+    a shutdown stuck on the dead terminal."""
     for session in sessions:
-        session.thread_done.wait(max(0.0, deadline - time.monotonic()))
+        session.thread_done.wait()
     time.sleep(grace)
     os._exit(0)
 

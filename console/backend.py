@@ -32,6 +32,8 @@ from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
 from engine.keys import KeyRing
+from engine.live import paths as live_paths
+from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
 from engine.model import RetentionPolicy
 from engine.objstore.open import open_repository
 from engine.password import Password
@@ -209,7 +211,7 @@ class Backend:
                 only: list[str] | None = None) -> SessionResult:
         """Blocking: one run of the job (`only`: just those machines, a retry). Call from a
         thread worker."""
-        return run_job(spec, sink=sink, control=control, only=only)
+        return run_job(spec, sink=sink, control=control, started_by="console", only=only)
 
     def request_active_full(self, spec: JobSpec, machines: list[str]) -> None:
         """"Active full now": each machine's next copy is a full (`engine.copy.active_full`)."""
@@ -218,6 +220,18 @@ class Backend:
 
     def active_full_pending(self, spec: JobSpec) -> list[str]:
         return active_full.pending(spec)
+
+    # ---- runs of other processes (engine.live) -----------------------------------------------
+    def live_sessions(self, specs: list[JobSpec]) -> list[SessionInfo]:
+        """Every session published for the jobs of the folder (live or interrupted)."""
+        return list_sessions(live_paths.search_dirs(self.jobs_dir, specs))
+
+    def attach(self, info: SessionInfo) -> Attachment:
+        """A stream of that session's events (its snapshot first); raises OSError."""
+        return Attachment(info)
+
+    def remote_control(self, info: SessionInfo) -> RemoteControl:
+        return RemoteControl(info)
 
 
 def error_line(error: JobFileError) -> int | None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -26,11 +27,32 @@ def _console_parser(prog: str) -> argparse.ArgumentParser:
 
 def run_console(argv: Sequence[str], prog: str = "ferry console") -> int:
     args = _console_parser(prog).parse_args(list(argv))
+    from console import detach
+
+    if sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("FERRY_NO_SUPERVISOR"):
+        detach.supervise()  # before any thread: "leave running" gives the shell back
     from console.app import FerryConsole
 
     app = FerryConsole(args.jobs, theme=args.theme)
     code = app.run()
+    finish_runs(app, args.jobs)
     return int(code or 0)
+
+
+def finish_runs(app, jobs: Path) -> None:  # noqa: ANN001 - FerryConsole, imported lazily
+    """The UI is gone; this console's runs still going on finish here, headless."""
+    from console import detach
+
+    running = app.local_runs()
+    if not running:
+        return
+    if app.leave_running:
+        names = ", ".join(s.job for s in running)
+        detach.to_background(
+            f"ferry: {names} go on in the background (pid {os.getpid()}); "
+            f"ferry sessions --jobs {jobs} shows them, a new console too")
+    for session in running:
+        session.thread_done.wait()
 
 
 def serve(argv: Sequence[str]) -> int:

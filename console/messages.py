@@ -13,7 +13,9 @@ from datetime import datetime
 from textual.message import Message
 
 from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
+from engine.copy.runner import SessionResult
 from engine.jobfile import JobSpec
+from engine.live.client import SessionInfo
 from engine.simulate import PreviewResult
 
 
@@ -92,3 +94,19 @@ class JobSaved(Message):
     text: str
     error: str = ""
     title: str = "Saved"
+
+
+@dataclass
+class RunEnded(Message):
+    """A run of this console returned (posted from its thread)."""
+
+    job_key: str
+    result: SessionResult | None
+    error: str = ""
+
+
+@dataclass
+class LiveSessionsFound(Message):
+    """The sessions published for the jobs folder (runs of any process)."""
+
+    sessions: list[SessionInfo]

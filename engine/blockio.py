@@ -13,7 +13,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +115,8 @@ def scan_image(path: Path, block_size: int, comp: Compressor, pool: ThreadPoolEx
     depth = depth or 2 * THREADS + 2
     size = os.path.getsize(path)
     free: deque[bytearray] = deque(bytearray(block_size) for _ in range(depth))
-    pending: deque = deque()  # (Block | Future, buffer | None), in block order
+    # (Block | Future, buffer | None), in block order
+    pending: deque[tuple[Block | Future[Block], bytearray | None]] = deque()
 
     def work(fd: int, i: int, off: int, n: int, buf: bytearray) -> Block:
         view = memoryview(buf)[:n]

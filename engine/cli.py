@@ -13,9 +13,10 @@ from rich.table import Table
 
 from engine.jsonout import emit
 from engine.objstore.open import repo_arg
-from engine.units import fmt_size, parse_size, parse_time, rfc3339
+from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
 
 EXIT_OK, EXIT_WARNING, EXIT_FAILED, EXIT_HELD = 0, 1, 2, 3
+MAX_KEEP = 9999  # as a job file's keep (engine.jobschema.MAX_KEEP; not imported: pydantic)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 
 
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--method", default=Method.FORWARD.value, choices=[m.value for m in Method],
                    help="chain method")
     b.add_argument("--active-full", action="store_true", help="start a new chain (forward)")
-    b.add_argument("--keep", type=int, default=14, help="restore points to keep")
+    b.add_argument("--keep", type=arg_type(int_between(1, MAX_KEEP)), default=14,
+                   help="restore points to keep")
     b.add_argument("--block-size", type=_size, default=None,
                    help="block size, e.g. 1MiB (default: the chain's, 1MiB for a new chain)")
     b.add_argument("--compression", default="optimal",
@@ -159,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli_copy  # the copy-job commands live in their own module
 
     cli_copy.add_commands(sub, _time, _size)
+    from engine import cli_live
+
+    cli_live.add_commands(sub)
     return p
 
 
@@ -189,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _copy_handler(name: str):
-    from engine import cli_copy
+    from engine import cli_copy, cli_live
 
-    return cli_copy.COMMANDS[name]
+    return cli_live.COMMANDS.get(name) or cli_copy.COMMANDS[name]
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from engine.jsonout import emit
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
 from engine.rpo import RpoCheck
-from engine.units import fmt_duration, fmt_size, parse_duration, rfc3339
+from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
 
 DEFAULT_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
@@ -37,9 +37,12 @@ def parse_pct(text: str) -> float:
 def add_commands(sub, time_type, size_type) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
     from engine.cli import arg_type
-    from engine.preview_cli import parse_dates
+    from engine.preview_cli import MAX_RANGE_DAYS, parse_dates
 
-    _duration, _pct, _dates = arg_type(parse_duration), arg_type(parse_pct), arg_type(parse_dates)
+    _pct, _dates = arg_type(parse_pct), arg_type(parse_dates)
+    hold = arg_type(duration_between(0, 7 * 86400, "from 0s to 7d"))
+    poll = arg_type(duration_between(0.1, 3600, "from 0.1s to 1h"))
+    interval = arg_type(duration_between(60, 366 * 86400, "from 1m to 366d"))
     r = sub.add_parser("run", help="one run of a backup copy job")
     r.add_argument("jobfile", type=Path)
     r.add_argument("--at", type=time_type)
@@ -48,7 +51,7 @@ def add_commands(sub, time_type, size_type) -> None:
     r.add_argument("--json-progress", action="store_true",
                    help="stream one JSON message per line while the run goes (events, then "
                         "a summary line with the --json shape), like restic --json")
-    r.add_argument("--hold-timeout", type=_duration, default=3600.0)
+    r.add_argument("--hold-timeout", type=hold, default=3600.0)
 
     rt = sub.add_parser("retain", help="background retention now: expired GFS flags and the "
                         "files they freed, without a copy run (the daemon does it daily)")
@@ -62,17 +65,17 @@ def add_commands(sub, time_type, size_type) -> None:
     h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
     h.add_argument("--repo", type=repo_arg,
                    help="a target repository's history instead (a folder or s3://bucket/prefix)")
-    h.add_argument("--limit", type=int, default=50)
+    h.add_argument("--limit", type=arg_type(int_between(1, 100_000)), default=50)
 
     p = sub.add_parser("preview", help="what-if retention, day by day")
     p.add_argument("jobfile", type=Path)
-    p.add_argument("--days", type=int, default=None)
+    p.add_argument("--days", type=arg_type(int_between(1, MAX_RANGE_DAYS)), default=None)
     p.add_argument("--from", dest="start", type=time_type)
     p.add_argument("--json", action="store_true")
     p.add_argument("--used", type=size_type)
     p.add_argument("--change", type=_pct, default=10.0)
     p.add_argument("--reduction", type=_pct, default=50.0)
-    p.add_argument("--interval", type=_duration, default=None,
+    p.add_argument("--interval", type=interval, default=None,
                    help="a run every DURATION instead of the job's [schedule]")
     p.add_argument("--skip", type=_dates, metavar="DATES",
                    help="days without a run, e.g. 2026-01-11,2026-01-17..2026-01-19")
@@ -91,7 +94,7 @@ def add_commands(sub, time_type, size_type) -> None:
     d = sub.add_parser("daemon", help="run every job in a folder on its own schedule")
     d.add_argument("--jobs", type=Path, required=True)
     d.add_argument("--once", action="store_true", help="one pass over the due jobs, then exit")
-    d.add_argument("--poll", type=_duration, default=30.0)
+    d.add_argument("--poll", type=poll, default=30.0)
 
     k = sub.add_parser("key", help="encryption keys of a job")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
@@ -115,20 +118,24 @@ def load(path: Path):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from engine.copy.control import RunControl
     from engine.copy.runner import RunError, run_job
+    from engine.live.hangup import keep_running_on_hangup
 
     spec = load(args.jobfile)
     if args.json_progress:
         return _run_json_lines(spec, args)
     renderer = None if args.json else _LiveRender()
+    control = RunControl()
+    keep_running_on_hangup(lambda: [control], "terminal")
     try:
         if renderer:
             with renderer:
                 res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=renderer.sink,
-                              hold_timeout=args.hold_timeout)
+                              hold_timeout=args.hold_timeout, control=control)
         else:
             res = run_job(spec, at=args.at, dry_run=args.dry_run,
-                          hold_timeout=args.hold_timeout)
+                          hold_timeout=args.hold_timeout, control=control)
     except RunError as exc:
         print(f"ferry run: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -409,8 +416,8 @@ def cmd_key(args: argparse.Namespace) -> int:
     """`ferry key change JOBFILE`: old password from the job, new one from the options."""
     from engine.key_change import change_password
     from engine.keys import KeyRing
+    from engine.objstore.open import target_repository
     from engine.password import PasswordSource, SourceKind
-    from engine.repository.repository import Repository
 
     spec = load(args.jobfile)
     if spec.storage.password_source is None:
@@ -425,7 +432,7 @@ def cmd_key(args: argparse.Namespace) -> int:
         new = KeyRing(PasswordSource(SourceKind.ENV, args.new_password_env))
     else:
         new = KeyRing(password=_prompt_new_password())
-    res = change_password(Repository(spec.target_repository), spec.name,
+    res = change_password(target_repository(spec), spec.name,
                           KeyRing(spec.storage.password_source), new)
     print(f"{spec.name}: {res.rewrapped} chain key(s) re-wrapped on {res.machines} machine(s)"
           + (f", {res.already} already had the new password" if res.already else "")

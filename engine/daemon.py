@@ -83,8 +83,20 @@ class Daemon:
         self.run = run
         self.retain = retain
         self._retained: dict[str, date] = {}  # job -> day of its last background pass here
+        self.control = None  # the run going on now (its notes tell of a hang-up)
         self.rpo = RpoWatch()
         self._rpo_checked: dict[str, float] = {}
+
+    def run_options(self) -> dict:
+        """Extra arguments for the real `run_job` (a test's stand-in takes none)."""
+        from engine.copy.runner import run_job
+
+        if self.run is not run_job:
+            return {}
+        from engine.copy.control import RunControl
+
+        self.control = RunControl()
+        return {"started_by": "daemon", "control": self.control}
 
     def watch_rpo(self, spec, now: datetime, every: float = 300.0) -> str | None:
         """Log when a job starts (or stops) missing its `rpo`; at most every `every` s per
@@ -118,7 +130,7 @@ class Daemon:
                 if not is_due(spec, now, last_run(spec)):
                     continue
                 LOG.info("%s: due, starting a session", spec.name)
-                res = self.run(spec, at=None, respect_window=True)
+                res = self.run(spec, at=None, respect_window=True, **self.run_options())
                 ran.append((spec.name, res.status))
                 LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
                         "%s: %s", spec.name, res.status)
@@ -131,12 +143,12 @@ class Daemon:
 
     def background(self, path: Path, spec) -> str | None:
         """The job's daily background retention pass when due; its status, or None."""
-        from engine.copy.background import last_pass, pass_due
+        from engine.copy.background import DAILY_AT, last_pass, pass_due
         from engine.copy.runner import RunError
 
         now = self.clock()
-        if self._retained.get(spec.name) == now.date():
-            return None
+        if self._retained.get(spec.name) == now.date() or now.time() < DAILY_AT:
+            return None  # done today, or not yet time (no history read on every poll)
         try:
             if not pass_due(now, last_pass(spec)):
                 return None
@@ -159,6 +171,10 @@ class Daemon:
             print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
             return 2
         LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
+        from engine.live.hangup import keep_running_on_hangup
+
+        self.control = None
+        keep_running_on_hangup(lambda: [self.control] if self.control else [], "terminal")
         if once:
             self.pass_once()
             return 0

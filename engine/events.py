@@ -88,6 +88,15 @@ class RetentionAction(Event):
 
 
 @dataclass(frozen=True)
+class OperatorAction(Event):
+    """An accepted hold / resume / stop, whoever sent it (this process or another)."""
+
+    action: str  # hold | resume | stop
+    machine: str = ""  # "" = the whole session
+    by: str = ""  # who holds, or the stop's reason
+
+
+@dataclass(frozen=True)
 class LogLine(Event):
     level: str  # info | warning | error
     text: str

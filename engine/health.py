@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.keys import KeyRing
 from engine.objstore.manifest import ManifestError
 from engine.objstore.open import open_repository
-from engine.objstore.store import ObjectMissing, S3Error
+from engine.objstore.store import ObjectDamaged, ObjectMissing, S3Error
 from engine.repository.container import FLAG_SEALED, ContainerError
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository
@@ -89,5 +89,7 @@ def _problem(view, loc, deep: bool) -> str:
     """What is wrong with one stored block ("" = fine); a missing object is a problem too."""
     try:
         return (view.read_verified(loc) if deep else view.read_checked(loc))[1]
+    except ObjectDamaged:
+        return "stored checksum mismatch (object damaged)"
     except S3Error as exc:
         return "object missing" if isinstance(exc, ObjectMissing) else f"unreadable ({exc})"

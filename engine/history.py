@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any, Protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -35,7 +36,14 @@ TASK_KEYS = ("machine", "status", "kind", "point", "source_point", "processed", 
              "transferred", "written", "duration_s", "held_s", "bottleneck", "message", "attempts")
 
 
-def history_path(spec) -> Path:
+class _Job(Protocol):
+    """What history_path needs of a job spec (JobSpec, or a test's stand-in)."""
+
+    @property
+    def target_repository(self) -> Path | str: ...
+
+
+def history_path(spec: _Job) -> Path:
     """Where a job's history is kept."""
     explicit = getattr(spec, "history", None)
     return Path(explicit) if explicit else Path(spec.target_repository) / ".ferry" / "history.sqlite"
@@ -55,7 +63,8 @@ class History:
         _add_kind_column(con)
         return con
 
-    def record(self, session: dict, tasks: list[dict], log: list[dict] | None = None) -> None:
+    def record(self, session: dict[str, Any], tasks: list[dict[str, Any]],
+               log: list[dict[str, Any]] | None = None) -> None:
         """One session, its task rows and its log lines (`engine.session_log`), at once."""
         with self._connect() as con:
             con.execute(f"INSERT INTO sessions ({','.join(SESSION_KEYS)}) VALUES "
@@ -80,7 +89,7 @@ class History:
             return [dict(r) for r in rows]
 
     def sessions(self, job: str | None = None, limit: int = 100,
-                 kind: str | None = None) -> list[dict]:
+                 kind: str | None = None) -> list[dict[str, Any]]:
         """Newest first; `kind` ("copy" or "retention") keeps only sessions of that kind."""
         if not self.path.exists():
             return []
@@ -106,7 +115,7 @@ class History:
                                [job])
             return [r[0] for r in rows]
 
-    def tasks(self, session_id: str) -> list[dict]:
+    def tasks(self, session_id: str) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         with self._connect() as con:

@@ -31,6 +31,9 @@ from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
+NUL_PROBLEM = "contains a NUL byte"
+MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX of Linux file systems)
+MAX_PATH = 4096  # bytes of a whole path (PATH_MAX)
 
 
 class JobFileError(Exception):
@@ -208,6 +211,7 @@ class _Checker:
         except tomllib.TOMLDecodeError as exc:
             self.syntax_error(str(exc))
             return None
+        nul = self.check_nul(raw, ())
         top = self.model(js.TopLevel, {k: v for k, v in raw.items() if k not in js.TABLES}, ())
         tables: dict[str, Any] = {}
         for name, model in js.TABLES.items():
@@ -219,9 +223,51 @@ class _Checker:
                 tables[name] = model()
         paths = self.check_paths(raw)
         self.check_cross(raw, tables)
+        # a NUL byte is the one thing said about its key (its validator would add a second)
+        self.errors = [e for e in self.errors if e.key not in nul or e.problem == NUL_PROBLEM]
         if self.errors or top is None:
             return None
         return self.build(top, tables, paths)
+
+    def check_nul(self, data: Any, prefix: tuple[str, ...]) -> set[str]:
+        """Every string value with a NUL byte (TOML allows "\\u0000"): no file name,
+        host or command can hold one. Returns the dotted keys."""
+        found: set[str] = set()
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        for k, v in items:
+            key = (*prefix, str(k)) if isinstance(data, dict) else prefix
+            if isinstance(v, (dict, list)):
+                found |= self.check_nul(v, key)
+            elif isinstance(v, str) and "\0" in v and ".".join(key) not in found:
+                self.error(key, NUL_PROBLEM)
+                found.add(".".join(key))
+        return found
+
+    def path_problem(self, text: str) -> str | None:
+        """Why `text` can be no path on this machine (None: it can): a NUL byte, a
+        component longer than the file system allows, or the whole path too long."""
+        if "\0" in text:
+            return NUL_PROBLEM
+        for part in Path(text).parts:
+            if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT:
+                return (f"path component {part[:20]!r}... is longer than {MAX_COMPONENT} "
+                        "bytes")
+        if len(str(self.resolve(text)).encode("utf-8", "surrogateescape")) > MAX_PATH:
+            return f"path is longer than {MAX_PATH} bytes"
+        return None
+
+    def path_text(self, raw: dict[str, Any], *keys: str) -> str | None:
+        """The path at `keys`, or None when absent, of another type or unusable (then
+        the error names the key)."""
+        text = _raw_str(raw, *keys)
+        if text is None:
+            return None
+        problem = self.path_problem(text)
+        if problem is not None:
+            if problem != NUL_PROBLEM:  # check_nul already said it
+                self.error(keys, problem)
+            return None
+        return text
 
     def syntax_error(self, message: str) -> None:
         m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
@@ -251,30 +297,40 @@ class _Checker:
             except BadName as exc:
                 self.error(("name",), f"{exc}; the name becomes a folder name")
         out: dict[str, Path] = {}
-        if (text := _raw_str(raw, "source", "repository")) is not None:
-            src = out["source.repository"] = self.resolve(text)
-            if not src.is_dir() and (self.need_source or src.exists()):
-                what = "not a directory" if src.exists() else "repository not found"
-                self.error(("source", "repository"), f"{what}: {src}")
-        if (text := _raw_str(raw, "target", "repository")) is not None and is_s3_url(text):
-            self.check_s3(raw, text)
-        elif text is not None:
-            tgt = out["target.repository"] = self.resolve(text)
-            src = out.get("source.repository")
-            if tgt.exists() and not tgt.is_dir():
-                self.error(("target", "repository"), f"not a directory: {tgt}")
-            elif not tgt.parent.is_dir():
-                self.error(("target", "repository"), f"parent folder not found: {tgt.parent}")
-            elif src is not None and _same_or_inside(tgt, src):
-                self.error(("target", "repository"), f"must not be the source repository or "
-                           f"a folder inside it ({src})")
-        if (text := _raw_str(raw, "history")) is not None:
-            history = out["history"] = self.resolve(text)
-            if history.is_dir():
-                self.error(("history",), f"is a folder, expected a file: {history}")
-            elif not history.parent.is_dir():
-                self.error(("history",), f"parent folder not found: {history.parent}")
+        for keys in (("source", "repository"), ("target", "repository"), ("history",),
+                     ("storage", "password_file")):
+            text = _raw_str(raw, *keys)
+            if keys == ("target", "repository") and text is not None and is_s3_url(text):
+                self.check_s3(raw, text)
+            elif (text := self.path_text(raw, *keys)) is not None:
+                try:
+                    self.check_path(keys, self.resolve(text), out)
+                except OSError as exc:  # e.g. a folder on the way that may not be read
+                    self.error(keys, f"cannot check {self.resolve(text)}: "
+                               f"{exc.strerror or exc}")
         return out
+
+    def check_path(self, keys: tuple[str, ...], path: Path, out: dict[str, Path]) -> None:
+        """The file system side of one path key; the path goes into `out` (by dotted key)."""
+        out[".".join(keys)] = path
+        if keys == ("source", "repository"):
+            if not path.is_dir() and (self.need_source or path.exists()):
+                what = "not a directory" if path.exists() else "repository not found"
+                self.error(keys, f"{what}: {path}")
+        elif keys == ("target", "repository"):
+            src = out.get("source.repository")
+            if path.exists() and not path.is_dir():
+                self.error(keys, f"not a directory: {path}")
+            elif not path.parent.is_dir():
+                self.error(keys, f"parent folder not found: {path.parent}")
+            elif src is not None and _same_or_inside(path, src):
+                self.error(keys, f"must not be the source repository or a folder inside "
+                           f"it ({src})")
+        elif keys == ("history",):
+            if path.is_dir():
+                self.error(keys, f"is a folder, expected a file: {path}")
+            elif not path.parent.is_dir():
+                self.error(keys, f"parent folder not found: {path.parent}")
 
     def check_s3(self, raw: dict[str, Any], text: str) -> None:
         try:

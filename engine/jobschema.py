@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
 from engine import schedule as sched
+from engine.repository.repository import BadName, safe_name
 from engine.units import parse_duration, parse_rate
 
 MODES = ("periodic", "immediate")
@@ -34,6 +35,18 @@ DEFAULT_PORTS = {("vsphere", "https"): 443, ("vsphere", "http"): 80,
 DEFAULT_PROTOCOL = {"vsphere": "https", "hyperv": "http"}
 DEFAULT_INVENTORY_TIMEOUT = 30.0
 MAX_PARALLEL_TASKS = 64
+# Bounds of the numbers a job file may hold (docs/ARCHITECTURE.md "Job-file bounds"):
+# what an admin could mean, with room; beyond them a value is a typo, and would
+# overflow date arithmetic or make a preview run for minutes.
+MAX_KEEP = 9999                      # short-term points, or days (27 years of dailies)
+MAX_KEEP_WEEKS = 5200                # 100 years
+MAX_KEEP_MONTHS = 1200               # 100 years
+MAX_KEEP_YEARS = 100
+MAX_DAYS = 36500                     # deleted_items_days, immutable_days: 100 years
+MAX_RETRIES = 100
+MAX_RETRY_WAIT = 86400.0             # 24h between two tries of a machine
+MAX_RATE = 1024**4                   # 1 TiB/s: beyond any link; "0" means no limit
+MAX_INVENTORY_TIMEOUT = 3600.0
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -42,7 +55,7 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}..."
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -71,6 +84,17 @@ def _at_least(minimum: int, what: str):
     def check(value: int) -> int:
         if value < minimum:
             raise ValueError(f"{what} must be at least {minimum}, got {value}")
+        return value
+    return check
+
+
+def _limited(low: int, high: int, what: str):
+    """Like `_between`, with the side that was crossed in the message ("at most 100")."""
+    def check(value: int) -> int:
+        if value < low:
+            raise ValueError(f"{what} must be at least {low}, got {value}")
+        if value > high:
+            raise ValueError(f"{what} must be at most {high}, got {value}")
         return value
     return check
 
@@ -118,6 +142,8 @@ def _duration(value: Any) -> float:
         seconds = parse_duration(value)
     except ValueError:
         raise ValueError(f'expected a duration like "10m" or "4h", got {describe(value)}') from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"expected a finite duration, got {describe(value)}")
     if seconds < 0:
         raise ValueError(f"must not be negative, got {describe(value)}")
     return seconds
@@ -152,20 +178,34 @@ def _positive_duration(value: Any) -> float:
     return seconds
 
 
+def _duration_up_to(maximum: float, shown: str, *, positive: bool = False):
+    """A duration of at most `maximum` seconds (`shown` as the user would write it)."""
+    def check(value: Any) -> float:
+        seconds = _positive_duration(value) if positive else _duration(value)
+        if seconds > maximum:
+            raise ValueError(f"must be at most {shown}, got {describe(value)}")
+        return seconds
+    return check
+
+
 def _rate(value: Any) -> int:
-    """"50MiB/s", "0" or a number of bytes per second -> bytes per second."""
+    """"50MiB/s", "0" or a number of bytes per second -> bytes per second (<= 1 TiB/s)."""
     bad = (f'expected a rate like "50MiB/s" or "100Mbit/s" (or "0" for no limit), '
            f'got {describe(value)}')
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError(bad)
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError(bad)
-        return value
-    try:
-        return parse_rate(value)
-    except ValueError:
-        raise ValueError(bad) from None
+        rate = value
+    else:
+        try:
+            rate = parse_rate(value)
+        except (ValueError, OverflowError):
+            raise ValueError(bad) from None
+    if rate < 0:
+        raise ValueError(bad)
+    if rate > MAX_RATE:
+        raise ValueError(f'must be at most 1TiB/s (or "0" for no limit), got {describe(value)}')
+    return rate
 
 
 def _maintenance_slot(value: str) -> str:
@@ -198,20 +238,25 @@ def _window_list(value: Any) -> list[str]:
     return [sched.fmt_day_window(*sched.parse_day_window(w)) for w in value]
 
 
-def _string_list(value: list[str]) -> list[str]:
-    for i, item in enumerate(value, 1):
-        if not item.strip():
-            raise ValueError(f"item {i} is empty")
-    if len(set(value)) != len(value):
-        dup = next(x for x in value if value.count(x) > 1)
-        raise ValueError(f"{dup!r} is listed twice")
-    return value
-
-
-def _non_empty_list(value: list[str]) -> list[str]:
-    if not value:
-        raise ValueError("must list at least one name")
-    return _string_list(value)
+def _name_list(what: str, *, required: bool):
+    """A list of job or machine names: each must be a usable folder name (the
+    repository's own rule, `safe_name`: no `..`, separator, control character, or more
+    than 200 bytes), none listed twice."""
+    def check(value: list[str]) -> list[str]:
+        if required and not value:
+            raise ValueError("must list at least one name")
+        for i, item in enumerate(value, 1):
+            if not item.strip():
+                raise ValueError(f"item {i} is empty")
+            try:
+                safe_name(item, what)
+            except BadName as exc:
+                raise ValueError(f"item {i}: {exc}") from None
+        if len(set(value)) != len(value):
+            dup = next(x for x in value if value.count(x) > 1)
+            raise ValueError(f"{dup!r} is listed twice")
+        return value
+    return check
 
 
 def _endpoint(value: str) -> str:
@@ -245,13 +290,14 @@ Slot = Annotated[str, AfterValidator(_maintenance_slot)]
 AnyDuration = Annotated[float, BeforeValidator(_duration)]
 
 
-KeepWeeks = Annotated[int, AfterValidator(_at_least(1, "keep_weeks"))]
-KeepMonths = Annotated[int, AfterValidator(_at_least(1, "keep_months"))]
-KeepYears = Annotated[int, AfterValidator(_at_least(1, "keep_years"))]
-Keep = Annotated[int, AfterValidator(_at_least(2, "keep"))]
-Days = Annotated[int, AfterValidator(_at_least(1, "deleted_items_days"))]
+KeepWeeks = Annotated[int, AfterValidator(_limited(1, MAX_KEEP_WEEKS, "keep_weeks"))]
+KeepMonths = Annotated[int, AfterValidator(_limited(1, MAX_KEEP_MONTHS, "keep_months"))]
+KeepYears = Annotated[int, AfterValidator(_limited(1, MAX_KEEP_YEARS, "keep_years"))]
+Keep = Annotated[int, AfterValidator(_limited(2, MAX_KEEP, "keep"))]
+Days = Annotated[int, AfterValidator(_limited(1, MAX_DAYS, "deleted_items_days"))]
 MinPoints = Annotated[int, AfterValidator(_between(1, 10_000, "min_points"))]
-Retries = Annotated[int, AfterValidator(_at_least(0, "retries"))]
+Retries = Annotated[int, AfterValidator(_limited(0, MAX_RETRIES, "retries"))]
+RetryWait = Annotated[float, BeforeValidator(_duration_up_to(MAX_RETRY_WAIT, "24h"))]
 
 
 class _Table(BaseModel):
@@ -269,8 +315,8 @@ class TopLevel(_Table):
 
 class Source(_Table):
     repository: NonEmpty
-    jobs: Annotated[list[str], AfterValidator(_non_empty_list)]
-    machines: Annotated[list[str], AfterValidator(_string_list)] = []
+    jobs: Annotated[list[str], AfterValidator(_name_list("job name", required=True))]
+    machines: Annotated[list[str], AfterValidator(_name_list("machine name", required=False))] = []
 
 
 class Target(_Table):
@@ -340,7 +386,7 @@ class Storage(_Table):
     compression: Compression = "auto"
     health_check: Slot = "off"
     compact: Slot = "off"
-    immutable_days: Annotated[int, AfterValidator(_between(0, 36500, "immutable_days"))] = 0
+    immutable_days: Annotated[int, AfterValidator(_between(0, MAX_DAYS, "immutable_days"))] = 0
     # encryption (engine/keys.py): the password comes from exactly one of the three
     # sources below, never from the file; a source may stay after encryption is
     # switched off, for reading the older encrypted points
@@ -356,7 +402,7 @@ class Transport(_Table):
     parallel_tasks: Annotated[int, AfterValidator(_between(1, MAX_PARALLEL_TASKS, "parallel_tasks"))] = 4
     rate_limit: Annotated[int, BeforeValidator(_rate)] = 0
     retries: Retries = 3
-    retry_wait: AnyDuration = 600.0
+    retry_wait: RetryWait = 600.0
 
 
 class Inventory(_Table):
@@ -367,7 +413,8 @@ class Inventory(_Table):
     user: NonEmpty | None = None
     password_env: Annotated[str, AfterValidator(_env_name)] | None = None
     protocol: Annotated[str, AfterValidator(_one_of(*PROTOCOLS))] | None = None
-    timeout: Annotated[float, BeforeValidator(_positive_duration)] | None = None
+    timeout: Annotated[float, BeforeValidator(
+        _duration_up_to(MAX_INVENTORY_TIMEOUT, "1h", positive=True))] | None = None
     password: Annotated[Any, BeforeValidator(_no_password)] = None
 
     def settings(self) -> dict[str, Any]:

@@ -35,6 +35,8 @@ import os
 import re
 import struct
 import threading
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -54,6 +56,10 @@ _WRAP_AAD = b"ferry-chain-key-v1\0"
 _AD = struct.Struct("<8s16sIB")  # label, keyed digest, raw length, compression flag
 _AD_LABEL = b"FERRYBLK"
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+
+# A wrapped chain key as stored in metadata JSON ({"v", "kdf", "nonce", "wrapped"}):
+# read back from disk, so it stays an open mapping until _kdf_params validates it.
+Envelope = dict[str, Any]
 
 
 class EncryptionError(Exception):
@@ -132,23 +138,41 @@ def _ad(digest: bytes, raw_len: int, flags: int) -> bytes:
     return _AD.pack(_AD_LABEL, digest, raw_len, flags)
 
 
-def _scrypt(password: Password, kdf: dict) -> bytes:
-    return Scrypt(salt=kdf["salt"], length=32, n=kdf["n"], r=kdf["r"],
-                  p=kdf["p"]).derive(password.bytes())
+@dataclass(frozen=True)
+class _Kdf:
+    """Validated scrypt parameters of one envelope; frozen so it can key the KEK cache."""
+    n: int
+    r: int
+    p: int
+    salt: bytes
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON form kept in an envelope (salt in base64)."""
+        return {"name": "scrypt", **asdict(self), "salt": _b64(self.salt)}
 
 
-def _kdf_params(env: dict) -> dict:
+def _scrypt(password: Password, kdf: _Kdf) -> bytes:
+    return Scrypt(salt=kdf.salt, length=32, n=kdf.n, r=kdf.r, p=kdf.p).derive(password.bytes())
+
+
+def _bounded_int(value: object, low: int, high: int) -> int | None:
+    """`value` if it is an int (not a bool) within [low, high], else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    return None
+
+
+def _kdf_params(env: object) -> _Kdf:
     """The envelope's KDF parameters, bounded (metadata is hostile input)."""
     kdf = env.get("kdf") if isinstance(env, dict) else None
     if not isinstance(kdf, dict) or kdf.get("name") != "scrypt":
         raise EncryptionError("key envelope damaged: unknown key derivation")
-    n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
-    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (n, r, p)) or \
-            n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16 or \
-            128 * r * n > _MAX_KDF_MEMORY:
+    n = _bounded_int(kdf.get("n"), 2, _MAX_KDF_MEMORY)
+    r = _bounded_int(kdf.get("r"), 1, 64)
+    p = _bounded_int(kdf.get("p"), 1, 16)
+    if n is None or r is None or p is None or n & (n - 1) or 128 * r * n > _MAX_KDF_MEMORY:
         raise EncryptionError("key envelope damaged: key derivation parameters out of range")
-    return {"name": "scrypt", "n": n, "r": r, "p": p,
-            "salt": _unb64(kdf.get("salt"), "salt", 16, 64)}
+    return _Kdf(n, r, p, _unb64(kdf.get("salt"), "salt", 16, 64))
 
 
 class KeyRing:
@@ -163,9 +187,9 @@ class KeyRing:
         self.source = source
         self._password = password
         self._lock = threading.Lock()
-        self._keks: dict[tuple, bytes] = {}
+        self._keks: dict[_Kdf, bytes] = {}
         self._keys: dict[str, ChainKey] = {}
-        self._new_kdf: dict | None = None
+        self._new_kdf: _Kdf | None = None
 
     def __repr__(self) -> str:
         return f"KeyRing({self.source.describe() if self.source else 'given password'})"
@@ -177,30 +201,28 @@ class KeyRing:
             self._password = self.source.read()
         return self._password
 
-    def _kek(self, kdf: dict) -> bytes:
-        tag = (kdf["salt"], kdf["n"], kdf["r"], kdf["p"])
+    def _kek(self, kdf: _Kdf) -> bytes:
         with self._lock:  # one derivation at a time: 32 MiB each, and the result is shared
-            kek = self._keks.get(tag)
+            kek = self._keks.get(kdf)
             if kek is None:
-                kek = self._keks[tag] = _scrypt(self.password(), kdf)
+                kek = self._keks[kdf] = _scrypt(self.password(), kdf)
             return kek
 
-    def create(self) -> tuple[ChainKey, dict]:
+    def create(self) -> tuple[ChainKey, Envelope]:
         """A new random chain key and its envelope (wrapped with this ring's password)."""
         key = ChainKey(os.urandom(8).hex(), os.urandom(64))
         env = self.wrap(key)
         self._keys[key.key_id] = key
         return key, env
 
-    def wrap(self, key: ChainKey) -> dict:
+    def wrap(self, key: ChainKey) -> Envelope:
         with self._lock:
             if self._new_kdf is None:
-                self._new_kdf = {"name": "scrypt", "n": KDF_N, "r": KDF_R, "p": KDF_P,
-                                 "salt": os.urandom(SALT_BYTES)}
+                self._new_kdf = _Kdf(KDF_N, KDF_R, KDF_P, os.urandom(SALT_BYTES))
         kdf = self._new_kdf
         nonce = os.urandom(NONCE)
         wrapped = AESGCM(self._kek(kdf)).encrypt(nonce, key._raw, _WRAP_AAD + key.key_id.encode())
-        return {"v": 1, "kdf": {**kdf, "salt": _b64(kdf["salt"])}, "nonce": _b64(nonce),
+        return {"v": 1, "kdf": kdf.stored(), "nonce": _b64(nonce),
                 "wrapped": _b64(wrapped)}
 
     def open(self, key_id: str, env: object) -> ChainKey:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -99,7 +100,7 @@ class MachineMeta:
     points: list[RestorePoint] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)  # inventory facts, ids
     gone_since: str = ""  # ISO time the machine was first seen missing from the source
-    keys: dict[str, dict] = field(default_factory=dict)  # key id -> wrapped chain key (keys.py)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # key id -> wrapped chain key (keys.py)
 
     def point(self, ref: str) -> RestorePoint:
         """Find a point by id, by `latest`, or by time (the newest point at or before it)."""

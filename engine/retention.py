@@ -43,9 +43,11 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 
 from engine.gfs import (
     FLAG_NAMES,
@@ -84,6 +86,17 @@ INCREMENTAL = "incremental"
 MODES = ("periodic", "immediate")
 
 
+class _FlagState(NamedTuple):
+    """One point's flags worked out under one policy (memoised by `_flag_state`)."""
+    keeps: tuple[int | None, ...]  # the policy's keep counts it was worked out for
+    gfs: dict[str, date]  # copy of the point's flags, to notice a caller's edit
+    expiries: dict[str, date | None]  # flag -> expiry (None: none recorded)
+    known: dict[str, date]  # the flags of `expiries` that have one
+    first: date  # earliest expiry (date.min when one is unknown)
+    text: str  # the reason while every flag is live
+    off: frozenset[str]  # flags whose cycle is off
+
+
 @dataclass(slots=True)
 class PointView:
     """What the rules see of one restore point of a target chain (lists are oldest first)."""
@@ -101,7 +114,7 @@ class PointView:
     # The rules never change a PointView in place (`apply` makes new ones), so the
     # simulator's unchanged points keep it from run to run; it is checked against
     # `gfs` and the policy before use, so a caller that edits `gfs` is still safe.
-    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _memo: _FlagState | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass
@@ -226,7 +239,7 @@ def expiries_at_assignment(flags: list[str], policy: RetentionPolicy, today: dat
     """flag -> expiry of a flag assigned `today` under `policy` (its configured cycles)."""
     gfs = _gfs_on(policy)
     keeps = _keeps(gfs)
-    return {f: expiry_for(f, today, keeps[FLAGS.index(f)])  # type: ignore[arg-type]
+    return {f: expiry_for(f, today, keeps[FLAGS.index(f)])
             for f in flags if keeps[FLAGS.index(f)] is not None}
 
 
@@ -284,8 +297,8 @@ def _keeps(gfs: GfsPolicy | None) -> tuple[int | None, int | None, int | None]:
             None if y is None else max(0, y.keep))
 
 
-def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
-    """(keeps, gfs copy, {flag: expiry or None}, earliest expiry, text, off flags).
+def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> _FlagState:
+    """The point's flag expiries, earliest expiry, reason text and off flags.
 
     A configured cycle's flag expires `keep` after the day it was assigned; a flag whose
     cycle is off keeps the expiry it was given when assigned (None: none recorded, so it
@@ -293,7 +306,7 @@ def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
     Memoised on the point: the simulator asks for every point of every day.
     """
     m = p._memo
-    if m is not None and m[0] == keeps and m[1] == p.gfs:
+    if m is not None and m.keeps == keeps and m.gfs == p.gfs:
         return m
     expiries: dict[str, date | None] = {}
     off: set[str] = set()
@@ -304,18 +317,18 @@ def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> tuple:
             expiries[flag] = p.until.get(flag)
         else:
             expiries[flag] = expiry_for(flag, p.assigned.get(flag, due), n)
-    dated = [d for d in expiries.values() if d is not None]
-    first = date.min if len(dated) < len(expiries) else min(dated, default=date.max)
+    known = {f: d for f, d in expiries.items() if d is not None}
+    first = date.min if len(known) < len(expiries) else min(known.values(), default=date.max)
     text = _until_text(expiries, off)
-    m = (keeps, dict(p.gfs), expiries, first, text, frozenset(off))
+    m = _FlagState(keeps, dict(p.gfs), expiries, known, first, text, frozenset(off))
     p._memo = m
     return m
 
 
-def _until_text(expiries: dict[str, date | None], off: set[str] | frozenset[str]) -> str:
-    return ", ".join(f"{FLAG_NAMES[f]} until {expiries[f].isoformat()}"  # type: ignore[union-attr]
+def _until_text(expiries: Mapping[str, date | None], off: set[str] | frozenset[str]) -> str:
+    return ", ".join(f"{FLAG_NAMES[f]} until {until.isoformat()}"
                      + (" (cycle off)" if f in off else "")
-                     for f in FLAGS if expiries.get(f) is not None)
+                     for f in FLAGS if (until := expiries.get(f)) is not None)
 
 
 def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
@@ -333,26 +346,26 @@ def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
             texts.append("")
             continue
         m = p._memo
-        if m is None or m[0] != keeps or m[1] != p.gfs:
+        if m is None or m.keeps != keeps or m.gfs != p.gfs:
             m = _flag_state(p, keeps)
-        if m[3] > today:  # nothing due yet: every flag is live
-            live.append(m[2])
-            texts.append(m[4])
+        if m.first > today:  # nothing due yet: every flag is live
+            live.append(m.known)  # first > today: every flag has a (future) expiry
+            texts.append(m.text)
             continue
         kept: dict[str, date] = {}
-        for flag, until in m[2].items():
+        for flag, until in m.expiries.items():
             off = "GFS is off" if gfs is None else f"{FLAG_NAMES.get(flag, flag)} cycle off"
             if until is None:
                 expired.append((i, flag, f"{off}, no expiry recorded"))
             elif until > today:
                 kept[flag] = until
-            elif flag in m[5]:
+            elif flag in m.off:
                 expired.append((i, flag, f"expired on {until.isoformat()} ({off}; the "
                                          "expiry it was given when assigned)"))
             else:
                 expired.append((i, flag, f"expired on {until.isoformat()}"))
         live.append(kept)
-        texts.append(_until_text(kept, m[5]))
+        texts.append(_until_text(kept, m.off))
     return live, expired, texts
 
 

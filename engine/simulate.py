@@ -52,6 +52,12 @@ from engine.schedule import ScheduleSpec, next_run
 from engine.units import fmt_size
 
 TIB = 1024**4
+# A preview lists every point of every day, and each run goes over the chain, so its cost
+# is days x points (+ runs x points). This bounds it (about 3 s here): the longest
+# job-file policy (keep = 9999 points, 100 years of GFS) would otherwise run for hours,
+# and a 1-minute --interval makes 1440 runs a day. The preview stops at the day that
+# reaches it and says so.
+MAX_WORK = 600_000
 BACKGROUND_AT = time(0, 30)  # the daemon's daily background retention pass
 # RPS work-space buckets over the full size: (upper bound of the bucket, share kept free)
 WORK_SPACE_BUCKETS: tuple[tuple[float, float], ...] = (
@@ -255,12 +261,15 @@ def _timeline(start: datetime, days: int, interval: timedelta | None,
 def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
              sizing: Sizing, interval: timedelta | None = None, skip: When | None = None, *,
              schedule: ScheduleSpec | None = None, no_new_point: When | None = None,
-             changes: Changes = (), background: bool = False) -> PreviewResult:
+             changes: Changes = (), background: bool = False,
+             max_work: int = MAX_WORK) -> PreviewResult:
     """Replay the runs from `start` for `days` days (see `replay`); one PreviewDay per day.
 
     `skip(t)` True models a missed run at `t` (job off, source down), `no_new_point(t)`
     a run that finds nothing new to copy, `changes` a policy edited on a day. Each day
     shows the chain after that day's last run (unchanged on a day without a run).
+    The preview ends early (with a note) once its days and runs went over `max_work`
+    points.
     """
     if mode not in MODES:
         raise ValueError(f"not a job mode: {mode!r} (periodic or immediate)")
@@ -268,7 +277,7 @@ def simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime,
         raise ValueError("simulate at least one day")
     with _gc_paused():
         return _simulate(job_name, policy, mode, start, days, sizing, interval, skip,
-                         schedule, no_new_point, changes, background)
+                         schedule, no_new_point, changes, background, max_work)
 
 
 @contextmanager
@@ -292,7 +301,8 @@ def _gc_paused() -> Iterator[None]:
 def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime, days: int,
               sizing: Sizing, interval: timedelta | None, skip: When | None,
               schedule: ScheduleSpec | None, no_new_point: When | None,
-              changes: Changes, background: bool = False) -> PreviewResult:
+              changes: Changes, background: bool = False,
+              max_work: int = MAX_WORK) -> PreviewResult:
     daily = interval >= timedelta(days=1) if interval is not None else (
         mode == "immediate" or schedule is None or schedule.every is None)
     fmt_when = (lambda t: t.date().isoformat()) if daily else (
@@ -304,11 +314,12 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
     lines: list[str] = []
     last_time = start
     changed = {d: p for d, p in changes}
+    work = 0  # points listed in `out` and gone over by runs, against max_work
 
     def close_day(until: date) -> None:
         """Emit PreviewDays up to (excluding) `until` with the current chain."""
-        nonlocal day, lines
-        while day < until:
+        nonlocal day, lines, work
+        while day < until and work < max_work:
             now = last_time if last_time.date() == day else datetime.combine(day, start.time())
             current = policy_on(policy, changes, day)
             gfs = current.gfs if current.gfs is not None and current.gfs.enabled else None
@@ -320,6 +331,7 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
             elif missed:
                 lines.append(f"{_names(missed)} full due; made at the next run (periodic mode)")
             out.append(_snapshot(day, chain, current, now, lines, cache))
+            work += max(1, len(chain))
             day += timedelta(days=1)
             lines = []
 
@@ -333,9 +345,11 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
     for item in replay(policy, mode, start, days, sizing, interval, skip, schedule=schedule,
                        no_new_point=no_new_point, changes=changes, background=background):
         t = item if isinstance(item, datetime) else item.time
-        while day < t.date():
+        while day < t.date() and work < max_work:
             close_day(day + timedelta(days=1))
             open_day(day)
+        if work >= max_work:
+            break
         if isinstance(item, datetime):
             lines.append(f"no run at {fmt_when(t)}")
             continue
@@ -343,13 +357,19 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
         chain = item.chain
         if not item.background:
             last_time = t
+        work += len(chain)
     end = start.date() + timedelta(days=days)
-    while day < end:
+    while day < end and work < max_work:
         close_day(day + timedelta(days=1))
         if day < end:
             open_day(day)
     worst = max(out, key=lambda d: d.total_size + d.work_space)  # first of equals
     notes = _notes(policy, mode, sizing)
+    if len(out) < days:
+        notes.insert(0, f"preview ends on {out[-1].date.isoformat()}, after {len(out)} of "
+                     f"{days} days: the chain holds {len(out[-1].points)} points, and a "
+                     f"preview goes over at most {max_work} points in all (its days and "
+                     "runs); ask for fewer days with --days")
     for since, p in sorted(changes, key=lambda c: c[0]):
         notes.append(f"from {since.isoformat()}: {_notes(p, mode, sizing)[0]}; "
                      f"{_notes(p, mode, sizing)[1]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 _SIZE_UNITS = {
@@ -121,3 +122,29 @@ def fmt_duration(seconds: float) -> str:
     h, rem = divmod(td.seconds + td.days * 86400, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """A parser of a whole number in [low, high], for command-line numbers: every number
+    that arrives has a bound (a typo'd `--keep 1000000` is refused, not run)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def duration_between(low: float, high: float, shown: str) -> Callable[[str], float]:
+    """A parser of a duration in [low, high] seconds (`shown`: the range as words)."""
+    def parse(text: str) -> float:
+        seconds = parse_duration(text)
+        if not low <= seconds <= high:  # also refuses NaN and inf
+            raise ValueError(f"must be {shown}, got {text!r}")
+        return seconds
+    parse.__name__ = "duration"
+    return parse

@@ -1,8 +1,8 @@
 """Operator control of a running copy session: hold, resume, stop — the job or one machine.
 
-The console (or any caller) keeps a `RunControl` and passes it to `run_job`; each
-machine's source mover checks `control.for_machine(name)` at every block boundary,
-so a hold or stop of the whole job or of one machine lands at the next block.
+The caller (console, `ferry run`, the daemon) keeps a `RunControl` and passes it
+to `run_job`; the live layer (`engine.live`) drives the same object from other
+processes. Movers check it at every block boundary through `for_machine(m)`.
 """
 
 from __future__ import annotations
@@ -11,27 +11,35 @@ import threading
 import time
 from collections.abc import Callable
 
+STOPPED_BY_OPERATOR = "stopped by operator"
+
+# (action, machine or "", by) -> None: told after every accepted change
+Listener = Callable[[str, str, str], None]
+
 
 class Stopped(Exception):
-    """Raised inside a task when the operator stopped the session (or that machine)."""
+    """Raised inside a task when the operator stopped the session (or its machine)."""
 
 
 class RunControl:
-    """Thread-safe flags read by the runner at each block boundary.
+    """Thread-safe hold / stop state, read by the runner at each block boundary.
 
-    Session-wide `hold`/`resume`/`stop` act on every machine; with `machine=` they act on
-    that one only. A machine runs while neither it nor the session is held.
+    A hold or stop applies to the whole session (`machine` None) or to one
+    machine; a machine runs while neither the session nor it is held.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._held = False
-        self._stopped = False
         self.held_by = ""
-        self._machine_held: dict[str, str] = {}  # machine -> who holds it
-        self._machine_stopped: set[str] = set()
+        self._held_machines: dict[str, str] = {}  # machine -> who holds it
+        self._stopped = False
+        self.stop_reason = ""
+        self._stopped_machines: dict[str, str] = {}  # machine -> reason
+        self.notes: list[str] = []  # said in the session's history message (e.g. hang-up)
+        self.listeners: list[Listener] = []
 
-    # -- session-wide (the original API) -----------------------------------------------
+    # ---- reading ----------------------------------------------------------------------------
     @property
     def held(self) -> bool:
         return self._held
@@ -40,92 +48,106 @@ class RunControl:
     def stopped(self) -> bool:
         return self._stopped
 
-    def hold(self, by: str = "operator", machine: str | None = None) -> None:
-        """Pause every task (or `machine`'s) at its next block boundary (resumable)."""
+    def held_machines(self) -> dict[str, str]:
         with self._cond:
-            if machine is None:
-                self.held_by, self._held = by, True
+            return dict(self._held_machines)
+
+    def stopped_machines(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self._stopped_machines)
+
+    def is_held(self, machine: str) -> bool:
+        return self._held or machine in self._held_machines
+
+    def is_stopped(self, machine: str) -> bool:
+        return self._stopped or machine in self._stopped_machines
+
+    def stop_message(self, machine: str = "") -> str:
+        if self._stopped:
+            return self.stop_reason or STOPPED_BY_OPERATOR
+        return self._stopped_machines.get(machine, STOPPED_BY_OPERATOR)
+
+    # ---- acting -----------------------------------------------------------------------------
+    def hold(self, by: str = "operator", machine: str | None = None) -> None:
+        """Pause every task (or one machine's) at its next block boundary (resumable)."""
+        with self._cond:
+            if machine:
+                self._held_machines[machine] = by
             else:
-                self._machine_held[machine] = by
+                self._held, self.held_by = True, by
+        self._tell("hold", machine, by)
 
     def resume(self, machine: str | None = None) -> None:
-        """Resume the session (machines held one by one stay held) or one machine."""
+        """Lift the session's hold (no machine) or one machine's hold."""
         with self._cond:
-            if machine is None:
-                self.held_by, self._held = "", False
+            if machine:
+                self._held_machines.pop(machine, None)
             else:
-                self._machine_held.pop(machine, None)
+                self._held, self.held_by = False, ""
+                self._held_machines.clear()
             self._cond.notify_all()
+        self._tell("resume", machine, "")
 
-    def stop(self, machine: str | None = None) -> None:
-        """End the session (or one machine's task): it fails with 'stopped by operator'."""
+    def stop(self, reason: str = STOPPED_BY_OPERATOR, machine: str | None = None) -> None:
+        """End the session (or one machine's task): running tasks fail with `reason`."""
         with self._cond:
-            if machine is None:
+            if machine:
+                self._stopped_machines.setdefault(machine, reason)
+            else:
                 self._stopped = True
-            else:
-                self._machine_stopped.add(machine)
+                self.stop_reason = self.stop_reason or reason
             self._cond.notify_all()
+        self._tell("stop", machine, reason)
 
-    # -- one machine -------------------------------------------------------------------
-    def machine_held(self, machine: str) -> bool:
-        return machine in self._machine_held
-
-    def machine_stopped(self, machine: str) -> bool:
-        return self._stopped or machine in self._machine_stopped
-
-    def held_machines(self) -> list[str]:
+    def note(self, text: str) -> None:
+        """A line for the session's history message (who hung up, when)."""
         with self._cond:
-            return sorted(self._machine_held)
+            self.notes.append(text)
+
+    def _tell(self, action: str, machine: str | None, by: str) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(action, machine or "", by)
+            except Exception:  # noqa: BLE001 - an observer must not break control
+                pass
+
+    # ---- the runner's side ------------------------------------------------------------------
+    def checkpoint(self, on_hold: Callable[[str], None] | None = None,
+                   machine: str = "") -> float:
+        """Block while held; raise Stopped if stopped. Returns seconds spent held."""
+        if self.is_stopped(machine):
+            raise Stopped(self.stop_message(machine))
+        if not self.is_held(machine):
+            return 0.0
+        t0 = time.monotonic()
+        if on_hold is not None:
+            on_hold(self._holder(machine))
+        with self._cond:
+            while self.is_held(machine) and not self.is_stopped(machine):
+                self._cond.wait()
+        if self.is_stopped(machine):
+            raise Stopped(self.stop_message(machine))
+        return time.monotonic() - t0
+
+    def _holder(self, machine: str) -> str:
+        if self._held:
+            return self.held_by or "operator"
+        return self._held_machines.get(machine) or "operator"
 
     def for_machine(self, machine: str) -> MachineControl:
         return MachineControl(self, machine)
 
-    def _blocked(self, machine: str | None) -> str:
-        """Who holds `machine` now ("" = it may run). Caller holds the condition."""
-        if self._held:
-            return self.held_by or "operator"
-        if machine is not None and machine in self._machine_held:
-            return self._machine_held[machine] or "operator"
-        return ""
-
-    def _check_stop(self, machine: str | None) -> None:
-        if self._stopped or (machine is not None and machine in self._machine_stopped):
-            raise Stopped("stopped by operator")
-
-    def checkpoint(self, on_hold: Callable[[str], None] | None = None,
-                   machine: str | None = None) -> float:
-        """Block while held; raise Stopped if stopped. Returns seconds spent held."""
-        with self._cond:
-            self._check_stop(machine)
-            by = self._blocked(machine)
-            if not by:
-                return 0.0
-        t0 = time.monotonic()
-        if on_hold is not None:
-            on_hold(by)  # outside the lock: the callback emits events
-        with self._cond:
-            while True:
-                self._check_stop(machine)
-                if not self._blocked(machine):
-                    break
-                self._cond.wait(1.0)  # woken by resume/stop; the timeout only re-checks
-        return time.monotonic() - t0
-
 
 class MachineControl:
-    """`RunControl` as one machine's task sees it (what its source mover checks)."""
+    """One machine's view of the session control (what a task's mover checks)."""
 
-    def __init__(self, control: RunControl, machine: str) -> None:
+    def __init__(self, control: RunControl, machine: str):
         self.control = control
         self.machine = machine
 
     @property
-    def held(self) -> bool:
-        return self.control.held or self.control.machine_held(self.machine)
-
-    @property
     def stopped(self) -> bool:
-        return self.control.machine_stopped(self.machine)
+        return self.control.is_stopped(self.machine)
 
     def checkpoint(self, on_hold: Callable[[str], None] | None = None) -> float:
-        return self.control.checkpoint(on_hold, machine=self.machine)
+        return self.control.checkpoint(on_hold, self.machine)

@@ -24,6 +24,7 @@ from engine.blockio import make_pool
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.planner import PlanError
+from engine.copy.source import RateLimit
 from engine.copy.target import TargetMover
 from engine.errors import one_line
 from engine.history import History, history_path
@@ -231,6 +232,18 @@ class Runner:
         self.keys = KeyRing(spec.storage.password_source)
         self._t0 = time.monotonic()
         self.journal = SessionLog(self.clock)  # the timestamped log kept in the history
+        # `[transport] rate_limit` is the job's: one bucket shared by all its tasks
+        self.rate = RateLimit(int(spec.transport.rate_limit or 0))
+        control.listeners.append(self._control_changed)
+
+    def _control_changed(self, action: str, machine: str, by: str) -> None:
+        self.emit(ev.OperatorAction(self.spec.name, action, machine, by))
+        what = f"{machine}: " if machine else ""
+        if action == "stop":
+            self.log("warning", f"{what}stop requested ({by})", machine)
+        else:
+            self.log("info", f"{what}{action} by the operator" if action == "hold" else
+                     f"{what}resumed by the operator", machine)
 
     def clock(self) -> datetime:
         """The run's clock: the wall clock, or for a replay (`at`) `at` plus the time the
@@ -308,6 +321,9 @@ class Runner:
             status = Status.FAILED if problems else Status.WARNING
         duration = time.monotonic() - t0
         finished = self.clock()
+        if self.control.stopped:
+            problems.insert(0, self.control.stop_message())
+        problems += self.control.notes
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
@@ -363,32 +379,34 @@ class Runner:
             res = self.task(ref, pool)
             res.attempts = attempt
             if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
-                    or not res.retryable or self.control.machine_stopped(ref.machine):
+                    or not res.retryable or self.control.is_stopped(ref.machine):
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
                      f"{wait:.0f}s", ref.machine)
-            if self._sleep(wait):
+            if self._sleep(wait, ref.machine):
                 break
         self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
                                   res.point, res.duration_s, res.held_s, res.bottleneck,
                                   res.message))
         return res
 
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped; True when the session was stopped."""
+    def _sleep(self, seconds: float, machine: str) -> bool:
+        """Sleep unless stopped; True when the session (or the machine) was stopped."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            if self.control.stopped:
+            if self.control.is_stopped(machine):
                 return True
             time.sleep(min(0.2, end - time.monotonic()))
-        return self.control.stopped
+        return self.control.is_stopped(machine)
 
     def task(self, ref: MachineRef, pool) -> TaskResult:
         res = TaskResult(ref.machine)
         t0 = time.monotonic()
         lock = ChainLock(self.src.machine_dir(ref.source_job, ref.machine), exclusive=False)
         try:
+            if self.control.is_stopped(ref.machine):  # stopped while queued: never starts
+                raise Stopped(self.control.stop_message(ref.machine))
             res.held_s += self._take_source_lock(lock, ref)
             try:
                 self._copy(ref, pool, res)
@@ -420,8 +438,8 @@ class Runner:
         self.log("info", f"{ref.machine}: on hold: {reason}", ref.machine)
         t0 = time.monotonic()
         while True:
-            if self.control.stopped:
-                raise Stopped("stopped by operator")
+            if self.control.is_stopped(ref.machine):
+                raise Stopped(self.control.stop_message(ref.machine))
             try:
                 lock.acquire(timeout=0)
                 break
@@ -454,6 +472,7 @@ class Runner:
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
             hold_timeout: float = 3600.0, respect_window: bool | None = None,
+            started_by: str = "cli", live: bool = True,
             only: list[str] | None = None) -> SessionResult:
     """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
 
@@ -461,6 +480,8 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     operator's "run now" on the wall clock is honoured outside it (with a log line).
     `only` copies just those machines (the console's "retry"): deleted-items
     bookkeeping is left to the next whole session, which sees every machine.
+    A real run publishes itself (`engine.live`: `ferry sessions`, attach, control
+    from other processes) unless `live` is False; `started_by` says who started it.
     """
     if respect_window is None:
         respect_window = at is not None
@@ -470,7 +491,40 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
     with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
-        return runner.run()
+        publisher = _publish(runner, started_by) if live else None
+        try:
+            return runner.run()
+        finally:
+            if publisher is not None:
+                publisher.close()
+
+
+def _publish(runner: Runner, started_by: str):
+    """Record interrupted runs of this job, then publish this one (None if impossible:
+    the copy goes on unpublished, with a log line)."""
+    from engine.live.publisher import Publisher
+    from engine.live.reap import reap
+
+    try:
+        reap(runner.spec)
+    except Exception as exc:  # noqa: BLE001 - leftovers must not stop a run
+        runner.log("warning", f"interrupted sessions not recorded: {one_line(exc)}")
+    try:
+        publisher = Publisher(runner.spec, runner.session, runner.control, started_by)
+    except Exception as exc:  # noqa: BLE001 - the copy matters more than its publication
+        runner.log("warning", f"this run is not visible to other processes: {one_line(exc)}")
+        return None
+    outer = runner.sink
+
+    def sink(event: ev.Event) -> None:
+        try:
+            publisher.push(event)
+        except Exception:  # noqa: BLE001 - watchers must not break the copy
+            pass
+        outer(event)
+
+    runner.sink = sink
+    return publisher
 
 
 __all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",

@@ -9,9 +9,8 @@ from datetime import datetime
 from engine import events as ev
 from engine.copy import active_full
 from engine.copy import transport as t
-from engine.copy.control import Stopped
 from engine.copy.planner import PlanError, PlanItem, plan_machine
-from engine.copy.source import Busy, RateLimit, SourceMover, request_state
+from engine.copy.source import Busy, SourceMover, request_state
 from engine.model import MachineMeta, Stats
 from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
@@ -48,12 +47,10 @@ class MachineCopy:
         level = spec.storage.compression
         recompress = None if level in ("auto", self.src_meta.compression) else level
         t0 = time.monotonic()
-        if self.r.control.machine_stopped(machine):  # stopped while it was queued
-            raise Stopped("stopped by operator")
         mover = SourceMover(self.end, self.pool, recompress=recompress,
                             control=self.r.control.for_machine(machine),
                             progress=lambda s, b: self._progress(s, b, t0),
-                            rate=RateLimit(int(spec.transport.rate_limit or 0)),
+                            rate=self.r.rate,
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))

@@ -10,6 +10,7 @@ differs from the source's, and sent in order.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -70,26 +71,32 @@ class Busy:
 
 
 class RateLimit:
-    """A token bucket on bytes sent (0 = unlimited); bursts of at most 0.1 s worth."""
+    """A token bucket on bytes sent (0 = unlimited); bursts of at most 0.1 s worth.
+
+    One bucket per job run, shared by its tasks (`[transport] rate_limit` is the
+    job's limit, not each task's): a taker reserves its bytes under the lock and
+    sleeps outside it until they are paid for, so concurrent takers queue up.
+    """
 
     def __init__(self, rate: int):
         self.rate = rate
         self.burst = rate * 0.1
         self._t = time.monotonic()
         self._tokens = 0.0
+        self._lock = threading.Lock()
 
     def take(self, n: int) -> float:
         if not self.rate:
             return 0.0
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
-        self._t = now
-        self._tokens -= n
-        if self._tokens < 0:
-            wait = -self._tokens / self.rate
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
+            self._t = now
+            self._tokens -= n
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
             time.sleep(wait)
-            return wait
-        return 0.0
+        return wait
 
 
 class SourceMover:

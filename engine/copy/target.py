@@ -230,23 +230,7 @@ class TargetMover:
                                     "resumed": stats["resumed"], "busy": self.busy})
 
     def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
-        """The chain key id a point is sealed with ("" = plaintext), checked.
-
-        The target cannot open keys; it only keeps a chain consistent: an increment
-        uses its full's key, and a new key comes with its envelope (bounded in size).
-        """
-        key = begin.get("key", "")
-        if key and not valid_key_id(key):
-            raise t.StreamError("BEGIN: bad chain key id")
-        env = begin.get("envelope")
-        if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
-            raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
-        if kind != Kind.FULL:
-            chain = meta.points[-1].key if meta and meta.points else ""
-            if key != chain:
-                raise t.StreamError("BEGIN: an increment must use its chain's key "
-                                    f"({chain or 'plaintext'}), not {key or 'plaintext'}")
-        return key
+        return point_key(meta, begin, kind)
 
     def _wan_cache(self) -> DigestCache:
         """The job's digest cache, read once per stream (points of one stream only add)."""
@@ -331,6 +315,27 @@ class TargetMover:
             t0 = time.perf_counter()
             writer.put(names[disk], block, digest, raw, flags, payload)
             self.busy += time.perf_counter() - t0
+
+
+def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+    """The chain key id a point is sealed with ("" = plaintext), checked.
+
+    The target cannot open keys; it only keeps a chain consistent: an increment
+    uses its full's key, and a new key comes with its envelope (bounded in size).
+    """
+    key = begin.get("key", "")
+    if key and not valid_key_id(key):
+        raise t.StreamError("BEGIN: bad chain key id")
+    env = begin.get("envelope")
+    if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):
+        raise t.StreamError("BEGIN: an encrypted point needs its key envelope")
+    if kind != Kind.FULL:
+        chain = meta.points[-1].key if meta and meta.points else ""
+        if key != chain:
+            raise t.StreamError("BEGIN: an increment must use its chain's key "
+                                f"({chain or 'plaintext'}), not {key or 'plaintext'}")
+    return key
+
 
 
 _NONE = Entry(0, 0, 0, FLAG_ZERO, b"")

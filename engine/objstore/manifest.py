@@ -2,8 +2,10 @@
 
 Under `<prefix>/<job>/<machine>/`:
 
-* `blocks/<xxh3-128 hex>.<z|r>` - one block's stored payload (zstd frame or raw),
-  named by the digest of its raw bytes, written once and shared by every point;
+* `blocks/<xxh3-128 hex>.<z|r|sz|sr>` - one block's stored payload (zstd frame or
+  raw; `s`: sealed, i.e. encrypted), named by the digest of its raw bytes (keyed
+  when encrypted), written once and shared by every point; its user metadata
+  `xxh3` is the xxh3-64 of the stored bytes (checked on every read);
 * `points/<point id>-<tag>.mf` - one manifest per layer of a point: per disk its
   size and the blocks this layer holds (like a backup file's index, without data);
 * `chain.json` - the machine's chain, naming the manifests: the single commit point;
@@ -23,13 +25,24 @@ from pathlib import PurePosixPath
 import xxhash
 import zstandard
 
-from engine.repository.container import FLAG_RAW, FLAG_ZERO, FLAG_ZSTD, DiskIndex, Entry
+from engine.keys import OVERHEAD
+from engine.repository.container import (
+    FLAG_RAW,
+    FLAG_SEALED,
+    FLAG_ZERO,
+    FLAG_ZSTD,
+    DiskIndex,
+    Entry,
+)
 
 MAGIC = b"FERRYMF1"
 _ENTRY = struct.Struct("<QIIB16s")  # block, stored length, raw length, flags, digest
 MAX_MANIFEST = 256 << 20  # bytes of one manifest object (hostile-size bound)
 MAX_BLOCK_SIZE = 64 << 20
-SUFFIX = {FLAG_ZSTD: "z", FLAG_RAW: "r"}
+# sealed (encrypted) payloads get their own names: ciphertext never shares an object
+# with plaintext, and their digests are keyed per chain anyway
+SUFFIX = {FLAG_ZSTD: "z", FLAG_RAW: "r", FLAG_ZSTD | FLAG_SEALED: "sz", FLAG_RAW | FLAG_SEALED: "sr"}
+STORED_FLAGS = frozenset(SUFFIX) | {FLAG_ZERO}
 FLAG_OF = {v: k for k, v in SUFFIX.items()}
 
 
@@ -101,8 +114,8 @@ class Manifest:
                     raise ValueError("truncated")
                 blocks = {}
                 for b, stored, rawlen, flags, dg in _ENTRY.iter_unpack(raw[pos:end]):
-                    if rawlen > bs or flags not in (FLAG_ZSTD, FLAG_RAW, FLAG_ZERO) or \
-                            stored > bs + 1024:
+                    if rawlen > bs or flags not in STORED_FLAGS or \
+                            stored > bs + 1024 + OVERHEAD:
                         raise ValueError("bad entry")
                     blocks[b] = Entry(0, stored, rawlen, flags, dg)
                 pos = end

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
+import xxhash
+
 from engine.objstore.location import S3Location
 
 log = logging.getLogger("ferry.s3")
@@ -28,6 +30,13 @@ class S3Error(Exception):
 
 class ObjectMissing(S3Error):
     """The object does not exist."""
+
+
+class ObjectDamaged(S3Error):
+    """The object's bytes do not match the checksum written with them."""
+
+
+CHECKSUM_META = "xxh3"  # user metadata: xxh3-64 (hex) of the stored bytes
 
 
 def _client(loc: S3Location, pool: int):
@@ -82,10 +91,14 @@ class Bucket:
             raise self._fail(op, key, exc) from None
 
     # -- objects ---------------------------------------------------------------------
-    def put(self, key: str, body: bytes | memoryview, lock_until: datetime | None = None) -> None:
-        kw = {}
+    def put(self, key: str, body: bytes | memoryview, lock_until: datetime | None = None,
+            checksum: bool = False) -> None:
+        """One PUT; `checksum` stores the body's xxh3-64 with it, checked by `get`."""
+        kw: dict = {}
         if lock_until is not None:
             kw = {"ObjectLockMode": LOCK_MODE, "ObjectLockRetainUntilDate": lock_until}
+        if checksum:
+            kw["Metadata"] = {CHECKSUM_META: xxhash.xxh3_64_hexdigest(body)}
         self._call("PUT", key, self._c.put_object, Key=key, Body=bytes(body), **kw)
 
     def get(self, key: str, limit: int) -> bytes:
@@ -103,6 +116,10 @@ class Bucket:
             raise self._fail("GET", key, exc) from None
         if len(data) > limit:
             raise S3Error(f"s3://{self.name}/{key}: more than the {limit} bytes allowed")
+        want = (r.get("Metadata") or {}).get(CHECKSUM_META)
+        if want is not None and xxhash.xxh3_64_hexdigest(data) != want:
+            raise ObjectDamaged(f"s3://{self.name}/{key}: stored checksum mismatch "
+                                f"(object damaged)")
         return data
 
     def try_get(self, key: str, limit: int) -> bytes | None:

@@ -19,6 +19,8 @@ from datetime import datetime
 
 from engine.blockio import decompressor, digest
 from engine.copy import transport as t
+from engine.copy.target import point_key
+from engine.keys import OVERHEAD
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.objstore import locks
 from engine.objstore.generations import extend_locks, hold_chain
@@ -28,6 +30,7 @@ from engine.objstore.repo import EPOCH, S3Repository
 from engine.objstore.store import S3Error
 from engine.repository.container import (
     FLAG_RAW,
+    FLAG_SEALED,
     FLAG_ZERO,
     FLAG_ZSTD,
     DiskIndex,
@@ -45,10 +48,6 @@ IN_FLIGHT_BYTES = 32 << 20  # payload bytes queued for upload at most (memory bo
 
 class BlockRefused(Exception):
     """A BLOCK frame that does not match what was asked for, or its digest."""
-
-
-class EncryptedRefused(Exception):
-    """An encrypted point sent to object storage (not supported yet)."""
 
 
 class ObjectLockMissing(Exception):
@@ -153,7 +152,7 @@ class S3TargetMover:
             from engine.errors import one_line
 
             log.error("%s", one_line(exc))
-            final = isinstance(exc, ObjectLockMissing | EncryptedRefused)
+            final = isinstance(exc, ObjectLockMissing)
             try:
                 self.end.send_json(t.ERROR, {"message": one_line(exc), "final": final})
             except t.StreamError:
@@ -216,10 +215,6 @@ class S3TargetMover:
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
         m, repo = self.m, self.repo
-        if begin.get("key"):
-            raise EncryptedRefused(
-                f"s3://{repo.bucket.name}: encrypted copies to object storage are not "
-                f"supported yet; nothing was written (use a folder or mover target)")
         m.sync(create=True)
         meta = repo.try_load(m.job, m.machine)
         base = begin.get("base")
@@ -234,8 +229,16 @@ class S3TargetMover:
         if not 0 < bs <= 64 << 20 or len(disks) > 256:
             raise t.StreamError(f"bad plan: block size {bs}, {len(disks)} disks")
         point_id = safe_name(str(begin["point"]), "point id")
+        key = point_key(meta, begin, kind)  # sealed blocks: the target never holds the key
+        replaces = begin.get("replaces")
+        if replaces:  # an active GFS full of the latest point takes its place
+            last = meta.points[-1] if meta and meta.points else None
+            if last is None or last.id != replaces or last.id != point_id or \
+                    last.source_point != begin.get("source_point"):
+                raise t.StreamError(f"cannot replace {replaces}: not the latest point of the "
+                                    f"same source point")
         required = locks.point_lock(when, self.days)
-        w = _PointWriter(self, disks, bs, required)
+        w = _PointWriter(self, disks, bs, required, sealed=bool(key))
         suspect = {(str(d), int(b)) for d, b in begin.get("repaired", [])}
         w.digests(suspect)
         w.blocks()
@@ -251,8 +254,15 @@ class S3TargetMover:
         meta = meta or MachineMeta(
             m.job, m.machine, bs, Method.FOREVER_FORWARD, begin.get("compression", "auto"))
         meta.block_size = bs
-        meta.points.append(RestorePoint(point_id, when, kind, name, disks, size=size + len(blob),
-                                        source_point=str(begin["source_point"]), block_size=bs))
+        new = RestorePoint(point_id, when, kind, name, disks, size=size + len(blob),
+                           source_point=str(begin["source_point"]), block_size=bs, key=key)
+        if replaces:
+            meta.points[-1] = new
+            meta.facts["gc_pending"] = True  # the old manifest is garbage now
+        else:
+            meta.points.append(new)
+        if key:
+            meta.keys.setdefault(key, begin["envelope"])
         meta.facts.update(begin.get("facts", {}))
         if until is not None:
             meta.facts.setdefault("immutable_until", {})[point_id] = until.isoformat()
@@ -268,11 +278,13 @@ class _PointWriter:
     """The blocks of one point: answers digests, uploads verified payloads, builds the layer."""
 
     def __init__(self, mover: S3TargetMover, disks: list[DiskInfo], bs: int,
-                 required: datetime | None):
+                 required: datetime | None, sealed: bool = False):
         self.mv, self.m = mover, mover.m
         self.names = [d.name for d in disks]
         self.nblocks = [-(-d.size // bs) for d in disks]
         self.bs = bs
+        self.sealed = sealed  # an encrypted point: every stored block is sealed
+        self.accepted = {f | (FLAG_SEALED if sealed else 0) for f in (FLAG_ZSTD, FLAG_RAW)}
         self.layer = {d.name: DiskIndex(d.name, d.size, {}) for d in disks}
         self.required = required
         self.wanted: dict[tuple[int, int], bytes] = {}  # (disk, block) -> digest to come
@@ -303,6 +315,8 @@ class _PointWriter:
                     bits.append(1)
                     continue
                 hit = idx.lookup(dg)
+                if hit is not None and bool(hit[0] & FLAG_SEALED) != self.sealed:
+                    hit = None  # plaintext and ciphertext never stand in for each other
                 if (name, block) in suspect:
                     if hit is not None:  # rewrite the very object older manifests name
                         self.repair_flags[dg] = hit[0]
@@ -335,7 +349,7 @@ class _PointWriter:
             if f.type != t.BLOCK:
                 raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
             disk, block, raw, flags, dg, payload = t.decode_block(f.payload)
-            if self.wanted.pop((disk, block), None) != dg or flags not in (FLAG_ZSTD, FLAG_RAW):
+            if self.wanted.pop((disk, block), None) != dg or flags not in self.accepted:
                 raise BlockRefused(f"BLOCK {block} of disk {disk} was not asked for")
             fut = self.mv.pool.submit(self._upload, self.names[disk], block, raw, flags, dg,
                                       bytes(payload), self.repair_flags.get(dg, flags))
@@ -352,14 +366,21 @@ class _PointWriter:
 
     def _upload(self, name: str, block: int, raw: int, flags: int, dg: bytes, payload: bytes,
                 store_as: int):
-        """Verify, then PUT (runs in the upload pool; touches no SQLite)."""
+        """Verify, then PUT (runs in the upload pool; touches no SQLite). A sealed payload
+        cannot be opened here (the target never has the key): its size is checked, and
+        its keyed digest is verified by every read with the key (export, check --deep)."""
         t0 = time.perf_counter()
-        data = verify_payload(payload, raw, flags, dg, f"block {block} of disk {name}")
-        if store_as != flags:
-            flags = store_as
-            payload = data if flags == FLAG_RAW else _zstd(data)
+        if flags & FLAG_SEALED:
+            if not OVERHEAD <= len(payload) <= self.bs + 1024 + OVERHEAD:
+                raise BlockRefused(f"block {block} of disk {name}: sealed payload of "
+                                   f"{len(payload)} bytes")
+        else:
+            data = verify_payload(payload, raw, flags, dg, f"block {block} of disk {name}")
+            if store_as != flags and not store_as & FLAG_SEALED:
+                flags = store_as
+                payload = data if flags == FLAG_RAW else _zstd(data)
         until = locks.block_lock(self.required)
-        self.m.bucket.put(self.m.block_key(dg, flags), payload, lock_until=until)
+        self.m.bucket.put(self.m.block_key(dg, flags), payload, lock_until=until, checksum=True)
         self.mv.busy += time.perf_counter() - t0
         return name, block, Entry(0, len(payload), raw, flags, dg), locks.to_epoch(until)
 

@@ -213,6 +213,9 @@ class StaticBackend(Backend):
     def discover(self) -> list[JobEntry]:
         return entries()
 
+    def live_sessions(self, specs: list[JobSpec]) -> list[Any]:
+        return []  # the fixture has no runs of other processes
+
     def load_job(self, path: Path) -> JobSpec:
         return self._specs[str(path)]
 

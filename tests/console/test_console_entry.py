@@ -28,8 +28,13 @@ def test_console_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         def __init__(self, jobs: Path, theme: str | None = None) -> None:
             seen.update(jobs=jobs, theme=theme)
 
+        leave_running = False
+
         def run(self) -> int:
             return 0
+
+        def local_runs(self) -> list[Any]:
+            return []
 
     monkeypatch.setitem(sys.modules, "console.app", types.SimpleNamespace(FerryConsole=FakeApp))
     assert entry.run_console([]) == 0

@@ -15,6 +15,7 @@ from console.clock import SystemClock
 from console.run_model import DONE
 from console.screens.confirm import ConfirmModal
 from console.screens.live import LiveRunScreen
+from console.screens.quit import QuitModal
 from console.widgets.log_pane import LogPane
 from console.widgets.machine_table import MachineTable
 from engine import events as ev
@@ -128,31 +129,55 @@ def test_quit_with_an_active_run_asks_and_stops_it() -> None:
             await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
             session = app.sessions[DR_KEY]
             await pilot.press("q")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await wait_until(pilot, lambda: isinstance(app.screen, QuitModal))
             await pilot.press("n")
             await settle(pilot)
             assert app.is_running and not session.control.stopped
             await pilot.press("q")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
-            await pilot.press("y")
+            await wait_until(pilot, lambda: isinstance(app.screen, QuitModal))
+            await pilot.press("s")
             await pilot.pause(0.1)
-            assert session.control.stopped
+            assert session.control.stopped and not app.leave_running
         assert app.return_code == 0
+        assert session.thread_done.wait(30)  # the stopped run ends at its next block
+        assert session.thread is not None and not session.thread.daemon
 
     run(body)
 
 
-def test_sighup_stops_runs_and_exits() -> None:
+def test_quit_can_leave_the_run_going() -> None:
     async def body() -> None:
-        app = live_app(backend=ScriptedRunBackend(blocks=400, delay=0.05))
+        app = live_app(backend=ScriptedRunBackend(blocks=60, delay=0.02))
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
             await pilot.press("s")
             await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
+            session = app.sessions[DR_KEY]
+            await pilot.press("q")
+            await wait_until(pilot, lambda: isinstance(app.screen, QuitModal))
+            await pilot.press("l")
+            await pilot.pause(0.1)
+        assert app.return_code == 0 and app.leave_running
+        assert not session.control.stopped
+        assert session.thread_done.wait(30)  # it went on after the UI ended
+
+    run(body)
+
+
+def test_sighup_keeps_runs_and_exits() -> None:
+    async def body() -> None:
+        app = live_app(backend=ScriptedRunBackend(blocks=60, delay=0.02))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await ready(pilot)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
+            session = app.sessions[DR_KEY]
             app.hang_up()
             await pilot.pause(0.1)
-            assert app.sessions[DR_KEY].control.stopped
+            assert not session.control.stopped
+            assert any("console hung up at" in n for n in session.control.notes)
         assert app.return_code == 0
+        assert session.thread_done.wait(30)
 
     run(body)
 

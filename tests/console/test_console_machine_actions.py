@@ -96,7 +96,7 @@ def test_hold_and_resume_one_machine_while_the_others_go_on() -> None:
             await _select_machine(pilot, "web01")
             await pilot.press("P")
             backend.gate.set()
-            assert session.control.machine_held("web01") and not session.control.held, [
+            assert session.control.is_held("web01") and not session.control.held, [
                 n.message for n in app._notifications]
             rows = session.model.rows
             await wait_until(pilot, lambda: rows["db01"].state == DONE, timeout=20,
@@ -106,7 +106,7 @@ def test_hold_and_resume_one_machine_while_the_others_go_on() -> None:
             assert rows["db01"].status == Status.SUCCESS and rows["web01"].state != DONE
             assert app.state_of(DR_KEY).label == "Running (1 on hold)"
             await pilot.press("R")
-            assert not session.control.machine_held("web01")
+            assert not session.control.is_held("web01")
             await wait_until(pilot, lambda: not session.active, timeout=20, what="finish")
             assert {r.status for r in rows.values()} == {Status.SUCCESS}
 
@@ -134,7 +134,7 @@ def test_stop_one_machine_then_retry_the_failed_ones() -> None:
                              what="the dialog names the machine")
             await pilot.press("y")
             backend.gate.set()
-            assert session.control.machine_stopped("web01") and not session.control.stopped
+            assert session.control.is_stopped("web01") and not session.control.stopped
             await wait_until(pilot, lambda: not session.active, timeout=20, what="finish")
             rows = session.model.rows
             assert rows["web01"].status == Status.FAILED

@@ -152,7 +152,7 @@ def test_operator_holds_and_stops_one_machine(tmp_path):
 
     _wait_for(lambda: progress("vm-forward") > 0, "progress")
     control.hold(machine="vm-forward")
-    assert control.machine_held("vm-forward") and not control.held
+    assert control.is_held("vm-forward") and not control.held
     _wait_for(lambda: any(isinstance(e, ev.TaskOnHold) and e.machine == "vm-forward"
                           for e in list(seen)), "the hold to land")
     n = progress("vm-forward")
