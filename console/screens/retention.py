@@ -205,7 +205,7 @@ class RetentionScreen(Screen[None]):
         if worst is not None:
             wd = days[worst]
             worst_label.update(f"Worst day {_get(wd, 'date')}: {fmt.size(_get(wd, 'total_size'))}"
-                               f" · {len(_get(wd, 'points', []) or [])} points"
+                               f" · {fmt.plural(len(_get(wd, 'points', []) or []), 'point')}"
                                + (f" · {self.sizing_words}" if self.sizing_words else ""))
         else:
             worst_label.update("No days simulated")
@@ -228,7 +228,7 @@ class RetentionScreen(Screen[None]):
         day = days[self.day_index]
         points = sorted(_get(day, "points", []) or [], key=lambda p: _get(p, "time"))
         label.update(f"Day {self.day_index + 1}/{len(days)} {_get(day, 'date')} · "
-                     f"{len(points)} points · {fmt.size(_get(day, 'total_size'))}")
+                     f"{fmt.plural(len(points), 'point')} · {fmt.size(_get(day, 'total_size'))}")
         actions = [_short(a) for a in _get(day, "actions", []) or []]
         self.query_one("#whatif-actions", Label).update(
             " · ".join(actions) if actions else "no run this day")

@@ -37,8 +37,8 @@ from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.session_log import SessionLog
+from engine.units import fmt_duration, rfc3339
 from engine.units import now as wall_now
-from engine.units import rfc3339
 
 LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
@@ -383,7 +383,7 @@ class Runner:
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
-                     f"{wait:.0f}s", ref.machine)
+                     f"{fmt_duration(wait)}", ref.machine)
             if self._sleep(wait, ref.machine):
                 break
         self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
