@@ -14,6 +14,20 @@ wall time and its own peak RSS are recorded. Ceilings come from
 bench/ceilings.py on the same image in the same run. When Debian's restic is
 installed, `restic copy` of the same image between two local repositories is
 timed too. Scratch data lives in bench/out/ and is removed at the end.
+
+Remote movers on loopback (`--remote`, default on): the same full copy through
+`ferry mover --listen` over TLS 1.3 (pinned certificate, job token) and, when
+sshd can run here (root, openssh-server), through `ssh://` to a throw-away sshd
+on 127.0.0.1 whose forced command is `ferry mover --stdio`; each is reported as
+a share of the in-process full's throughput (goal >= 70 %).
+
+With Ceph installed (`--s3-size`, default 512MiB; 0 skips it): a throw-away
+single-node cluster (tests/s3/cephlab.py) is started, the gateway's own PUT
+ceiling is measured (4 threads, 4 MiB objects, through the same boto3 client
+Ferry uses) before and after, and a full copy of a VM-like image to
+`s3://bench/...` is timed next to it (bytes PUT per second vs the ceiling, and
+logical MB/s); then a 2 %-changed increment, with the S3 requests each run made
+(`requests` in `ferry run --json`) next to the blocks that changed.
 """
 
 from __future__ import annotations
@@ -50,18 +64,84 @@ PW_ENV = "FERRY_BENCH_PASSWORD"
 
 
 def job_file(path: Path, name: str, src: Path, dst: Path, compression: str,
-             encrypted: bool = False) -> Path:
+             encrypted: bool = False, target: str = "") -> Path:
     enc = f'encryption = true\npassword_env = "{PW_ENV}"\n' if encrypted else ""
     path.write_text(f'name = "{name}"\n[source]\nrepository = "{src}"\njobs = ["Bench"]\n'
-                    f'[target]\nrepository = "{dst}"\n[retention]\nkeep = 7\n'
+                    f'[target]\nrepository = "{dst}"\n{target}[retention]\nkeep = 7\n'
                     f'[storage]\ncompression = "{compression}"\n{enc}'
                     f'[transport]\nparallel_tasks = 1\nretries = 0\n')
     return path
 
 
-def copy_once(work: Path, size: int, run: int) -> dict:
+TOKEN_ENV = "FERRY_BENCH_TOKEN"
+
+
+class Remotes:
+    """A TLS mover (subprocess) and, where possible, an sshd with a forced command, both
+    on 127.0.0.1, serving one repository each; `targets` maps a label to its [target]
+    lines."""
+
+    def __init__(self, work: Path):
+        import socket
+
+        self.work = work
+        self.targets: dict[str, str] = {}
+        self.repos: dict[str, Path] = {}
+        self.procs: list[subprocess.Popen] = []
+        self.sshd = None
+        tls_repo = work / "mover-tls"
+        fp = subprocess.run(ferry("mover", "init", "--repo", tls_repo), check=True, cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+        token = subprocess.run(ferry("mover", "token", "add", "--repo", tls_repo, "--job",
+                                     "Cfull_tls"), check=True, cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        os.environ[TOKEN_ENV] = token
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen(ferry("mover", "--listen", f"127.0.0.1:{port}", "--repo",
+                                      tls_repo), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(proc)
+        proc.stdout.readline()  # "listening": the port is open
+        self.targets["full_tls"] = (f'mover = "tls://127.0.0.1:{port}"\nfingerprint = "{fp}"\n'
+                                    f'token_env = "{TOKEN_ENV}"\n')
+        self.repos["full_tls"] = tls_repo
+        sys.path.insert(0, str(ROOT / "tests"))
+        from mover import sshd  # the tests' throw-away sshd
+
+        self.ssh_skipped = sshd.why_not()
+        if self.ssh_skipped is None:
+            ssh_repo = work / "mover-ssh"
+            self.sshd = sshd.start(work / "sshd", f"{sys.executable} -m engine.cli mover "
+                                   f"--stdio --repo {ssh_repo}")
+            os.environ["FERRY_SSH"] = f"ssh -F {self.sshd.config}"
+            self.targets["full_ssh"] = (f'mover = "ssh://{self.sshd.user}@127.0.0.1:'
+                                        f'{self.sshd.port}{ssh_repo}"\n')
+            self.repos["full_ssh"] = ssh_repo
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.terminate()
+            p.wait(timeout=30)
+        if self.sshd is not None:
+            self.sshd.stop()
+
+
+def copy_once(work: Path, size: int, run: int, remotes: Remotes | None = None) -> dict:
     src, disk = work / "src", work / "disk.img"
     out = {}
+    for label, target in (remotes.targets.items() if remotes else ()):
+        job = job_file(work / f"{label}.toml", f"C{label}", src, work / f"local-{label}",
+                       "auto", target=target)
+        m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+        if m.returncode:
+            raise SystemExit(m.stdout.decode() + m.stderr.decode())
+        task = json.loads(m.stdout)["tasks"][0]
+        out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
+                      "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+        shutil.rmtree(remotes.repos[label] / f"C{label}")
+        shutil.rmtree(work / f"local-{label}", ignore_errors=True)
     for label, comp in (("full_auto", "auto"), ("full_encrypted", "auto"), ("full_high", "high")):
         dst = work / f"dr-{label}-{run}"
         job = job_file(work / f"{label}.toml", f"C{label}", src, dst, comp,
@@ -109,13 +189,19 @@ def restic_copy(work: Path, disk: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def bench_size(size: int, runs: int, work: Path, ceilings: bool) -> dict:
+def bench_size(size: int, runs: int, work: Path, ceilings: bool, remote: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     disk = work / "disk.img"
     vmdata.write_disk(disk, size, "bench-copy", "bench-os")
     subprocess.run(ferry("backup", "--repo", work / "src", "--job", "Bench", "--machine", "vm01",
                          "--disk", disk, "--at", T0.isoformat()), check=True, cwd=ROOT)
-    res = {"size": size, "runs": [copy_once(work, size, r) for r in range(runs)]}
+    remotes = Remotes(work) if remote else None
+    try:
+        res = {"size": size, "runs": [copy_once(work, size, r, remotes) for r in range(runs)]}
+    finally:
+        if remotes is not None:
+            remotes.close()
+    res["ssh_skipped"] = remotes.ssh_skipped if remotes else None
     if ceilings:
         res["ceil1"] = measure_ceilings(disk, 1 << 20, 1, work, runs=runs)
         res["ceil3"] = measure_ceilings(disk, 1 << 20, 3, work, runs=runs, read_file=False)
@@ -149,6 +235,15 @@ def report(results: list[dict]) -> None:
     print(f"  full, encrypted (AES-256-GCM, keyed digests):  {mbps / fe:8,.0f} MB/s  "
           f"{fe:.2f} s  = {fa / fe:.0%} of the unencrypted full's throughput (goal >= 80 %); "
           f"peak RSS {rss_enc:.0f} MiB vs {rss_plain:.0f} MiB")
+    for label, what in (("full_tls", "TLS mover (tls://, pinned cert, token)"),
+                        ("full_ssh", "SSH mover (ssh://, forced command)")):
+        if label in runs[0]:
+            t = med([r[label]["s"] for r in runs])
+            print(f"  full through a {what} on loopback: {mbps / t:8,.0f} MB/s  {t:.2f} s  = "
+                  f"{fa / t:.0%} of the in-process full (goal >= 70 %); bottleneck "
+                  f"{runs[0][label]['bottleneck']}")
+    if main.get("ssh_skipped"):
+        print(f"  ssh:// not measured: {main['ssh_skipped']}")
     print(f"  full, recompress at high (zstd 3):             {mbps / fh:8,.0f} MB/s  "
           f"{fh:.2f} s  = {mbps / fh / c3.cpu2.median:.0%} of the 2-thread zstd-3 ceiling")
     r0 = runs[0]["increment"]
@@ -170,20 +265,147 @@ def report(results: list[dict]) -> None:
         print("  restic not installed: no side-by-side figure")
 
 
+S3_ROUNDS = 3
+
+
+def s3_put_ceiling(loc, total: int = 128 << 20, obj: int = 4 << 20, threads: int = 4) -> float:
+    """MB/s of 4 MiB PUTs from 4 threads to the gateway (median of S3_ROUNDS rounds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.objstore.store import Bucket
+
+    b = Bucket(loc, pool=threads)
+    body = os.urandom(obj)
+    rates = []
+    for _round in range(S3_ROUNDS):
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(lambda i: b.put(f"ceiling/{i}", body), range(total // obj)))
+        rates.append(total / (time.perf_counter() - t0) / MB)
+    return med(rates)
+
+
+def s3_bench(size: int, work: Path) -> dict:
+    """Full and incremental copy to a real Ceph RADOS gateway next to its PUT ceiling."""
+    sys.path.insert(0, str(ROOT / "tests" / "s3"))
+    import cephlab
+
+    from engine.objstore.location import parse_s3_url
+
+    if cephlab.missing_binaries():
+        return {"skipped": "ceph not installed"}
+    work.mkdir(parents=True, exist_ok=True)
+    cephlab.become_subreaper()
+    os.environ.setdefault("MEMSTORE_BYTES", str(max(3 << 30, 3 * size)))
+    info = cephlab.up()
+    saved = dict(os.environ)
+    try:
+        os.environ.update(AWS_ENDPOINT_URL=info["S3_ENDPOINT"],
+                          AWS_ACCESS_KEY_ID=info["S3_ACCESS_KEY"],
+                          AWS_SECRET_ACCESS_KEY=info["S3_SECRET_KEY"],
+                          FERRY_STATE_DIR=str(work / "state"))
+        import boto3
+
+        boto3.client("s3", endpoint_url=info["S3_ENDPOINT"], region_name="us-east-1",
+                     aws_access_key_id=info["S3_ACCESS_KEY"],
+                     aws_secret_access_key=info["S3_SECRET_KEY"]).create_bucket(Bucket="bench")
+        loc = parse_s3_url("s3://bench")
+        disk = work / "disk.img"
+        vmdata.write_disk(disk, size, "bench-s3", "bench-os")
+        src = work / "src"
+        subprocess.run(ferry("backup", "--repo", src, "--job", "Bench", "--machine", "vm01",
+                             "--disk", disk, "--at", T0.isoformat()), check=True, cwd=ROOT,
+                       capture_output=True)
+        before = s3_put_ceiling(loc)
+        job = job_file(work / "s3.toml", "S3 bench", src, "s3://bench/dr", "auto")
+        full = run_measured(ferry("run", job, "--json", "--at",
+                                  (T0 + timedelta(hours=1)).isoformat()))
+        if full.returncode:
+            raise SystemExit(full.stderr.decode())
+        after = s3_put_ceiling(loc)
+        fj = json.loads(full.stdout)
+        puts = max(1, fj.get("requests", {}).get("PUT", 1))
+        own = max(64 << 10, fj["tasks"][0]["written"] // puts)
+        same_size = s3_put_ceiling(loc, total=own * 128, obj=own, threads=16)
+        mut = vmdata.mutate_disk(disk, 1, "bench-s3", 2.0)
+        at = T0 + timedelta(days=1)
+        subprocess.run(ferry("backup", "--repo", src, "--job", "Bench", "--machine", "vm01",
+                             "--disk", disk, "--at", at.isoformat()), check=True, cwd=ROOT,
+                       capture_output=True)
+        inc = run_measured(ferry("run", job, "--json", "--at",
+                                 (at + timedelta(hours=1)).isoformat()))
+        ij = json.loads(inc.stdout)
+        idle = run_measured(ferry("run", job, "--json", "--at",
+                                  (at + timedelta(hours=2)).isoformat()))
+        return {"idle_s": idle.wall_s, "own_size": own, "same_size": same_size,"size": size, "ceiling": [before, after], "full_s": full.wall_s,
+                "full_rss": full.rss_mib, "full_written": fj["tasks"][0]["written"],
+                "full_requests": fj.get("requests", {}), "inc_s": inc.wall_s,
+                "full_task_s": fj["tasks"][0]["duration_s"], "full_load": fj["tasks"][0]["load"],
+                "full_bottleneck": fj["tasks"][0]["bottleneck"],
+                "inc_rss": inc.rss_mib, "inc_requests": ij.get("requests", {}),
+                "inc_written": ij["tasks"][0]["written"],
+                "changed_blocks": vmdata.changed_blocks(mut, 1 << 20),
+                "blocks": -(-size // (1 << 20)), "status": [fj["status"], ij["status"]]}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        cephlab.down(info)
+
+
+def report_s3(r: dict) -> None:
+    if "skipped" in r:
+        print(f"\ncopy to S3: skipped ({r['skipped']})")
+        return
+    ceil = med(r["ceiling"])
+    put_rate = r["full_written"] / r["full_s"] / MB
+    fr, ir = r["full_requests"], r["inc_requests"]
+    print(f"\ncopy of {fmt_size(r['size'])} VM-like data to a Ceph RADOS gateway (memstore OSD, "
+          f"127.0.0.1), runs {r['status']}:")
+    print(f"  gateway PUT ceiling, 4 threads x 4 MiB objects: {ceil:,.0f} MB/s "
+          f"(before {r['ceiling'][0]:,.0f}, after {r['ceiling'][1]:,.0f})")
+    net = max(r["full_s"] - r["idle_s"], 1e-9)
+    print(f"  full copy: {r['full_s']:.2f} s wall, {fmt_size(r['full_written'])} PUT = "
+          f"{put_rate:,.0f} MB/s = {put_rate / ceil:.0%} of the ceiling; net of the start-up "
+          f"floor ({r['idle_s']:.2f} s, a run with nothing to copy): "
+          f"{r['full_written'] / net / MB:,.0f} MB/s = {r['full_written'] / net / MB / ceil:.0%} "
+          f"(goal >= 80 %); logical {r['size'] / net / MB:,.0f} MB/s; "
+          f"peak RSS {r['full_rss']:.0f} MiB")
+    task_rate = r["full_written"] / r["full_task_s"] / MB
+    print(f"    the copy task itself: {r['full_task_s']:.2f} s = {task_rate:,.0f} MB/s PUT = "
+          f"{task_rate / ceil:.0%} of the 4 MiB ceiling; bottleneck {r['full_bottleneck']}, "
+          f"load {r['full_load']}")
+    print(f"    Ferry's objects are the stored blocks, {fmt_size(r['own_size'])} on average: the "
+          f"gateway's own PUT rate at that size (16 threads) is {r['same_size']:,.0f} MB/s, "
+          f"the task reaches {task_rate / r['same_size']:.0%} of it")
+    print(f"    requests {sum(fr.values())} {fr} for {r['blocks']} blocks")
+    print(f"  increment, 2 % changed ({r['changed_blocks']} of {r['blocks']} blocks): "
+          f"{r['inc_s']:.2f} s, {fmt_size(r['inc_written'])} PUT, requests {sum(ir.values())} "
+          f"{ir} = {sum(ir.values()) / max(1, sum(fr.values())):.1%} of the full's; "
+          f"block PUTs per changed block {max(0, ir.get('PUT', 0) - 2) / max(1, r['changed_blocks']):.2f}; "
+          f"peak RSS {r['inc_rss']:.0f} MiB")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2GiB")
     ap.add_argument("--also", default="1GiB", help="a second size to show RSS is flat")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-remote", action="store_true", help="skip the TLS and SSH copies")
+    ap.add_argument("--s3-size", default="512MiB", help="the S3 copy's image (0: skip)")
+    ap.add_argument("--only-s3", action="store_true", help="only the S3 part")
     args = ap.parse_args(argv)
     out = HERE / "out" / "copy"
     shutil.rmtree(out, ignore_errors=True)
     os.environ.setdefault(PW_ENV, "bench password")  # the encrypted full's job reads it
     try:
-        results = [bench_size(parse_size(args.size), args.runs, out / "a", True)]
-        if args.also:
-            results.append(bench_size(parse_size(args.also), 1, out / "b", False))
-        report(results)
+        if not args.only_s3:
+            results = [bench_size(parse_size(args.size), args.runs, out / "a", True,
+                                  remote=not args.no_remote)]
+            if args.also:
+                results.append(bench_size(parse_size(args.also), 1, out / "b", False))
+            report(results)
+        if parse_size(args.s3_size):
+            report_s3(s3_bench(parse_size(args.s3_size), out / "s3"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return 0

@@ -31,15 +31,14 @@ from engine.events import Sink
 from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
 from engine.jobfile import JobFileError, JobSpec
+from engine.jobsdir import default_jobs
 from engine.keys import KeyRing
 from engine.live import paths as live_paths
 from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
 from engine.model import RetentionPolicy
-from engine.objstore.open import open_repository
+from engine.objstore.open import target_repository
 from engine.password import Password
 from engine.repository.repository import Repository
-
-DEFAULT_JOBS_DIR = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
 
 __all__ = ["Backend", "EngineUnavailable", "JobEntry", "MachineInfo", "Sizing", "error_line",
            "error_text"]
@@ -62,7 +61,7 @@ class Backend:
     """Real engine access for the jobs folder `jobs_dir`."""
 
     def __init__(self, jobs_dir: Path | str | None = None) -> None:
-        self.jobs_dir = Path(jobs_dir) if jobs_dir else DEFAULT_JOBS_DIR
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else default_jobs()
 
     # ---- job files ---------------------------------------------------------------------------
     def discover(self) -> list[JobEntry]:
@@ -112,8 +111,14 @@ class Backend:
                     info.source = source.load(job_dir, machine)
                 except Exception as exc:  # damaged metadata: show it, don't crash
                     info.error = f"source: {exc}"
-        target = Repository(spec.target_repository)
-        for job_dir, machine in target.machines(spec.name):
+        target = target_repository(spec)  # a folder or the job's bucket
+        try:
+            pairs = target.machines(spec.name)
+        except Exception as exc:  # noqa: BLE001 - an unreachable bucket: say so per machine
+            pairs = []
+            for info in found.values():
+                info.error = f"target: {exc}"
+        for job_dir, machine in pairs:
             if wanted and machine not in wanted:
                 continue
             info = found.setdefault(machine, MachineInfo(machine))
@@ -195,11 +200,12 @@ class Backend:
         """Blocking: write the point's disks under `out` (`ferry export`). `password` is
         used for this call only; the engine opens the chain key before writing anything."""
         keys = KeyRing(password=Password(password)) if password is not None else None
-        return restore.export_point(spec.target_repository, spec.name, machine, point_ref, out, keys)
+        return restore.export_point(target_repository(spec), spec.name, machine, point_ref, out,
+                                    keys)
 
     def check_deep(self, spec: JobSpec, machine: str, password: bytes) -> CheckResult:
         """Blocking: `ferry check --deep --all` of one machine of the job's target."""
-        repo = open_repository(spec.target_repository)
+        repo = target_repository(spec)
         return check_machine(repo, spec.name, machine, all_points=True,
                              keys=KeyRing(password=Password(password)))
 

@@ -14,19 +14,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from console.backend import DEFAULT_JOBS_DIR
+from engine.jobsdir import default_jobs, user_jobs
 
 
 def _console_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Ferry operations console")
-    parser.add_argument("--jobs", type=Path, default=DEFAULT_JOBS_DIR,
-                        help="folder of job files (default: the bundled sample_repos/jobs)")
+    parser.add_argument("--jobs", type=Path, default=None,
+                        help="folder of job files (default: $FERRY_JOBS, else the bundled "
+                             "samples of a source checkout, else ~/.config/ferry/jobs)")
     parser.add_argument("--theme", default=None, help="theme name (default ferry-dark)")
     return parser
 
 
 def run_console(argv: Sequence[str], prog: str = "ferry console") -> int:
     args = _console_parser(prog).parse_args(list(argv))
+    args.jobs = args.jobs or _jobs_folder()
     from console import detach
 
     if sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("FERRY_NO_SUPERVISOR"):
@@ -37,6 +39,15 @@ def run_console(argv: Sequence[str], prog: str = "ferry console") -> int:
     code = app.run()
     finish_runs(app, args.jobs)
     return int(code or 0)
+
+
+def _jobs_folder() -> Path:
+    """The default folder; the admin's own one is created on first use, so that an
+    installed console opens on "no job files yet: n creates one"."""
+    folder = default_jobs()
+    if folder == user_jobs():
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def finish_runs(app, jobs: Path) -> None:  # noqa: ANN001 - FerryConsole, imported lazily
@@ -59,8 +70,9 @@ def serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ferry serve",
                                      description="the console in a browser (127.0.0.1 only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--jobs", type=Path, default=DEFAULT_JOBS_DIR)
+    parser.add_argument("--jobs", type=Path, default=None)
     args = parser.parse_args(list(argv))
+    args.jobs = args.jobs or _jobs_folder()
     try:
         from textual_serve.server import Server
     except ImportError:

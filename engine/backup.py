@@ -21,9 +21,11 @@ from engine.blockio import (
     make_pool,
     scan_image,
 )
+from engine.errors import FerryError
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
 from engine.repository.repository import (
+    MetadataError,
     Repository,
     new_point_id,
     point_file_name,
@@ -37,7 +39,7 @@ MIN_BLOCK, MAX_BLOCK = 256 << 10, 8 << 20
 DEFAULT_BLOCK = 1 << 20  # a new chain without --block-size
 
 
-class BackupError(Exception):
+class BackupError(FerryError):
     """Bad input or an impossible request: one line, nothing stored is touched."""
 
 
@@ -131,9 +133,25 @@ def take_backup(repo_path: Path, job: str, machine: str, disks: list[Path], *,
                     old_full.id, old_full.time, Kind.ROLLBACK, rb, old_full.disks,
                     size=(folder / rb).stat().st_size, block_size=old_full.block_size)
         meta.points.append(point)
-        repo.save(meta)
-        removed = _retain(repo, meta, keep)
+        try:
+            repo.save(meta)
+            removed = _retain(repo, meta, keep)
+        finally:
+            _sweep_committed(repo, job, machine)
     return BackupResult(point, read, written, removed)
+
+
+def _sweep_committed(repo: Repository, job: str, machine: str) -> None:
+    """The end of a backup, even a failed one: files the committed metadata does not
+    name go now (a deleted chain's files whose unlink failed, a save's temp file), not
+    at the next backup of this machine. Exclusive lock held; nothing is swept when the
+    metadata cannot be read."""
+    try:
+        meta = repo.try_load(job, machine)
+    except MetadataError:
+        return
+    if meta is not None and meta.points:
+        repo.sweep(meta, job, machine)
 
 
 def _scan_into(w: ContainerWriter, disks: list[Path], infos: list[DiskInfo], comp, pool,

@@ -192,7 +192,19 @@ def _data_region(fd: int, pos: int, size: int) -> tuple[int, int]:
     return start, max(end, start + 1)
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc <malloc.h>
+
+
+def limit_arenas(n: int) -> None:
+    """At most `n` malloc arenas for threads started from now on. Many I/O threads (the
+    S3 uploads) would each get an arena keeping its own freed block buffers (up to the
+    trim slack each), which multiplies the peak RSS by the thread count."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, n)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def tune_malloc() -> None:

@@ -11,16 +11,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.errors import ExitCode, FerryError, exit_code, one_line
 from engine.jsonout import emit
 from engine.objstore.open import repo_arg
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
 
-EXIT_OK, EXIT_WARNING, EXIT_FAILED, EXIT_HELD = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED = ExitCode.OK, ExitCode.FAILED
 MAX_KEEP = 9999  # as a job file's keep (engine.jobschema.MAX_KEEP; not imported: pydantic)
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 
 
-class UsageError(Exception):
+class UsageError(FerryError):
     """Bad input found by the CLI itself."""
 
 
@@ -178,19 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = COMMANDS.get(args.command) or (
             _copy_handler(args.command))
         return handler(args)
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("ferry: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_code(exc)
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the one-line promise holds for surprises too
-        from engine.errors import one_line
-
-        print(f"ferry: {one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
+        # UsageError lines already name their command; everything else gets "ferry:"
+        print(str(exc) if isinstance(exc, UsageError) else f"ferry: {one_line(exc)}",
+              file=sys.stderr)
+        return exit_code(exc)
 
 
 def _copy_handler(name: str):
@@ -244,9 +241,17 @@ def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> d
                             "file": str(folder / p.file), "size": p.size, "gfs": p.gfs,
                             "source_point": p.source_point, "encrypted": p.encrypted,
                             "logical_size": p.logical_size,
-                            **({"immutable_until": imm[p.id]} if p.id in imm else {})}
+                            **({"immutable_until": _when(imm[p.id])} if p.id in imm else {})}
                            for p in meta.points]})
     return {"repository": str(repo_path), "chains": chains}
+
+
+def _when(text: object) -> str | None:
+    """A stored time for JSON (RFC 3339); a damaged value is shown as stored."""
+    try:
+        return rfc3339(str(text))
+    except ValueError:
+        return str(text)
 
 
 def cmd_chain(args: argparse.Namespace) -> int:

@@ -1,9 +1,48 @@
-"""Turning any exception into the one line a user sees (never a traceback)."""
+"""Ferry's one error root, its exit codes, and the one line a user sees (never a
+traceback). `exit_code` is the single switch from errors to exit codes (as restic's
+main has): commands raise, `engine.cli.main` prints `one_line` and returns the code.
+"""
 
 from __future__ import annotations
 
 import os
 import traceback
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """CONTRACT: 0 success, 1 Warning, 2 Failed or bad input, 3 held/locked and gave up
+    waiting, 130 interrupted (Ctrl-C, as shells report SIGINT)."""
+
+    OK = 0
+    WARNING = 1
+    FAILED = 2
+    BUSY = 3
+    INTERRUPTED = 130
+
+    @classmethod
+    def of_status(cls, status: str, gave_up_waiting: bool = False) -> ExitCode:
+        """A finished session's code: its status, or BUSY when it failed only because a
+        machine gave up waiting for a lock."""
+        if status == "Failed" and gave_up_waiting:
+            return cls.BUSY
+        return {"Success": cls.OK, "Warning": cls.WARNING}.get(status, cls.FAILED)
+
+
+class FerryError(Exception):
+    """The root of the errors Ferry raises on purpose: the text is written for the user
+    (one line, no paths of a remote peer, no secrets) and the class names the exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    """The exit code for an error that ends a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, FerryError):
+        return ExitCode(exc.exit_code)
+    return ExitCode.FAILED
 
 
 def one_line(exc: BaseException) -> str:
@@ -14,7 +53,7 @@ def one_line(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
     text = " ".join(str(exc).split()) or type(exc).__name__
-    ours = type(exc).__module__.startswith("engine.")  # engine errors are written for users
+    ours = isinstance(exc, FerryError) or type(exc).__module__.startswith("engine.")
     if ours or isinstance(exc, (LookupError, ValueError)):
         return text
     return f"{type(exc).__name__}: {text}"

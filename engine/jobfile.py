@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine import jobschema as js
 from engine import jobtext as jt
+from engine.errors import FerryError
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
 from engine.password import PasswordSource, SourceKind
@@ -36,7 +37,7 @@ MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX of Linux file syste
 MAX_PATH = 4096  # bytes of a whole path (PATH_MAX)
 
 
-class JobFileError(Exception):
+class JobFileError(FerryError):
     """One problem in a job file; `str()` is the one-line message for the CLI and console.
 
     `key` is the dotted TOML key ("retention.gfs.weekly.day"), "" for problems of the
@@ -119,7 +120,9 @@ class JobSpec:
     transport: TransportSpec = field(default_factory=TransportSpec)
     inventory: dict[str, Any] | None = None
     history: Path | None = None
-    target_mover: str | None = None  # extension: [target] mover = "host:port"
+    target_mover: str | None = None  # extension: [target] mover (engine.copy.links)
+    target_fingerprint: str | None = None  # tls:// mover: its pinned certificate
+    target_token_env: str | None = None  # tls:// mover: the variable holding the job token
     # object storage target ([target] repository = "s3://..."); target_repository is then
     # the repository's local state folder (job lock, history, block index cache)
     target_s3: S3Location | None = None
@@ -401,6 +404,7 @@ class _Checker:
             inventory=inv.settings() if inv is not None else None,
             history=paths.get("history"), raw_paths=raw_paths,
             target_mover=t["target"].mover, target_s3=s3,
+            target_fingerprint=t["target"].fingerprint, target_token_env=t["target"].token_env,
         )
 
 

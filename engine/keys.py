@@ -42,6 +42,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from engine.errors import FerryError
 from engine.password import Password, PasswordError, PasswordSource
 
 # scrypt: 32 MiB (128 * r * n) and ~0.3 s per derivation here; about OWASP's
@@ -62,7 +63,7 @@ _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 Envelope = dict[str, Any]
 
 
-class EncryptionError(Exception):
+class EncryptionError(FerryError):
     """A sealed block or key envelope that does not authenticate, or a damaged envelope."""
 
 

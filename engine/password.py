@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from engine.errors import FerryError
+
 MAX_PASSWORD = 4096  # bytes; a longer "password" is a mistake (a key file, a binary)
 COMMAND_TIMEOUT = 30.0  # seconds a password_command may take
 
 
-class PasswordError(Exception):
+class PasswordError(FerryError):
     """No usable password (missing, unreadable, wrong mode, wrong password): one line."""
 
 

@@ -11,13 +11,14 @@ from collections import deque
 from pathlib import Path
 
 from engine.blockio import make_pool
+from engine.errors import FerryError
 from engine.keys import KeyRing
 from engine.objstore.open import open_repository
 from engine.repository.repository import safe_name
 from engine.repository.resolve import PointView
 
 
-class RestoreError(Exception):
+class RestoreError(FerryError):
     """A point that cannot be exported (missing, damaged): one line."""
 
 

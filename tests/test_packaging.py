@@ -32,3 +32,33 @@ def test_installed_package_has_its_themes(tmp_path):
     assert Path(themes_dir).is_relative_to(target)  # the installed copy, not the source tree
     assert Path(engine_file).is_relative_to(target)
     assert counts == "4 []"
+    # no samples beside an installed Ferry: the admin's own jobs folder, created on first
+    # use, and a console that opens on it
+    home = tmp_path / "home"
+    home.mkdir()
+    env2 = {k: v for k, v in env.items() if k not in ("FERRY_JOBS", "XDG_CONFIG_HOME")}
+    env2["HOME"] = str(home)
+    console_probe = """
+import asyncio, console.entry as e
+from console.app import FerryConsole
+folder = e._jobs_folder()
+print(folder)
+async def main():
+    app = FerryConsole(folder, watch_hangup=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = ""
+        for _ in range(200):  # bounded: 10 s
+            await pilot.pause(0.05)
+            update = app.screen._compositor.render_full_update()
+            text = "".join(seg.text for line in update.strips for strip in line for seg in strip)
+            if "No job files" in text:
+                break
+        print(type(app.screen).__name__, len(app.store.jobs), "No job files" in text)
+asyncio.run(main())
+"""
+    res = subprocess.run([sys.executable, "-c", console_probe], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env=env2)
+    assert res.returncode == 0, res.stderr[-2000:]
+    folder, shown = res.stdout.split("\n")[:2]
+    assert Path(folder) == home / ".config" / "ferry" / "jobs" and Path(folder).is_dir()
+    assert shown == "OverviewScreen 0 True"

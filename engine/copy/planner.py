@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.errors import FerryError
 from engine.model import MachineMeta, RestorePoint
 
 
-class PlanError(Exception):
+class PlanError(FerryError):
     """The machine cannot be copied as things stand (one line for the task result)."""
 
 

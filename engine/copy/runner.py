@@ -26,7 +26,7 @@ from engine.copy.control import RunControl, Stopped
 from engine.copy.planner import PlanError
 from engine.copy.source import RateLimit
 from engine.copy.target import TargetMover
-from engine.errors import one_line
+from engine.errors import ExitCode, FerryError, one_line
 from engine.history import History, history_path
 from engine.keys import KeyRing
 from engine.logs import job_logger, run_log
@@ -44,10 +44,10 @@ LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
-class RunError(Exception):
+class RunError(FerryError):
     """The whole run cannot start (job already running, bad repositories)."""
 
-    def __init__(self, message: str, exit_code: int = 2):
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -98,19 +98,20 @@ class SessionResult:
     dry_run: bool = False
     message: str = ""
     kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
+    # object storage targets: S3 requests the session made, by kind (PUT, GET, LIST, ...)
+    requests: dict[str, int] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> int:
-        if any(tr.gave_up_waiting for tr in self.tasks) and self.status == "Failed":
-            return 3
-        return {"Success": 0, "Warning": 1}.get(self.status, 2)
+    def exit_code(self) -> ExitCode:
+        return ExitCode.of_status(self.status, any(tr.gave_up_waiting for tr in self.tasks))
 
     def to_json(self) -> dict:
         return {"job": self.job, "session": self.session, "status": self.status,
                 "started": rfc3339(self.started), "finished": rfc3339(self.finished),
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
                 "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
-                "retention": self.retention}
+                "retention": self.retention,
+                **({"requests": self.requests} if self.requests else {})}
 
 
 @dataclass
@@ -133,7 +134,7 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunError(f"job {self.path.parent.name!r} is already running", 3) from None
+            raise RunError(f"job {self.path.parent.name!r} is already running", ExitCode.BUSY) from None
         self.fd = fd
         return self
 
@@ -192,15 +193,21 @@ def record_session(spec, dst, res: SessionResult, upload: bool = True,
 
 
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
-    """A stream to the target mover: in-process by default, TCP when `[target] mover` is set."""
+    """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
+    TCP: engine.copy.links) when `[target] mover` is set."""
     address = getattr(spec, "target_mover", None)
     if address:
-        return t.SocketEndpoint.connect(address), None
-    src_end, dst_end = t.pipe()
-    if getattr(spec, "target_s3", None) is not None:
+        from engine.copy.links import connect
+
+        return connect(spec), None
+    s3 = getattr(spec, "target_s3", None) is not None
+    # an S3 target hands frames straight to its upload pool, which bounds what it holds
+    # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
+    src_end, dst_end = t.pipe(4 if s3 else 16)
+    if s3:
         from engine.objstore.target import S3TargetMover
 
-        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days)
+        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days, trusted=True)
     else:
         mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
@@ -327,6 +334,10 @@ class Runner:
         msg = "; ".join(problems)
         res = SessionResult(self.spec.name, self.session, status.value, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
+        bucket = getattr(self.dst, "bucket", None)
+        if bucket is not None:
+            with bucket._count_lock:
+                res.requests = dict(sorted(bucket.requests.items()))
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))

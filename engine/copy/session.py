@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine import events as ev
 from engine.copy import active_full
@@ -17,6 +17,7 @@ from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
 
 STAGES = ("Source", "Compress", "Stream", "Target")
+PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
 
 
 def bottleneck(busy: Busy, elapsed: float) -> tuple[str, dict[str, float]]:
@@ -54,6 +55,12 @@ class MachineCopy:
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
+        self.left_uncopied = False
+        if getattr(spec, "target_mover", None):
+            from engine.copy.links import token_of
+
+            # a remote target is not trusted: it proves it holds what it says it has
+            mover.prove, mover.token = PROVE_SAMPLE, token_of(spec)
         mover.hello(job, machine)
         state = request_state(self.end)
         wants_full = active_full.requested(spec, machine)
@@ -70,6 +77,7 @@ class MachineCopy:
             res.message = f"outside the copy window ({', '.join(spec.schedule.window)}): " \
                           f"nothing copied"
             items = []
+            self.left_uncopied = True  # a partial point stays for the next run to resume
         mover.deadline = self._window_deadline(now)
         blocked = outside and self.r.respect_window
         self.checked = False
@@ -162,6 +170,9 @@ class MachineCopy:
                          **({"replaces": item.replaces} if item.replaces else {}),
                          **({"key": mover.key.key_id, "envelope": envelope}
                             if mover.key is not None else {}),
+                         **({"immutable_until": (item.source.time + timedelta(
+                             days=spec.storage.immutable_days)).isoformat()}
+                            if spec.storage.immutable_days else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
                 done = mover.send_point(view, begin, plan, res.stats)
@@ -288,9 +299,19 @@ class MachineCopy:
         request = {"now": now.isoformat(), "mode": self.spec.mode, "gfs_full": gfs_flags,
                    "point": point, "policy": policy_to_dict(self.spec.retention),
                    "gfs_method": self.spec.retention.gfs.method if self.spec.retention.gfs else "",
-                   "health_checked": self.checked, "compact": self.spec.storage.compact}
+                   "health_checked": self.checked, "compact": self.spec.storage.compact,
+                   # every planned point is copied: the target sweeps this run's leftovers
+                   "sweep": "keep-partial" if self.left_uncopied else "all"}
         self.end.send_json(t.RETAIN, request)
-        actions = self.end.expect(t.RETAIN).json()["actions"]
+        answer = self.end.expect(t.RETAIN).json()
+        actions = answer.get("actions") or []
+        refused = answer.get("refused")
+        if isinstance(refused, str) and refused:
+            text = f"retention refused by the target: {refused[:300]}"
+            self.r.log("warning", f"{self.ref.machine}: {text}", self.ref.machine)
+            if self.res.status == "Success":
+                self.res.status = "Warning"
+            self.res.message = "; ".join(x for x in (self.res.message, text) if x)
         for a in actions:
             a = {"machine": self.ref.machine, **a}
             self.r.retention.append(a)

@@ -10,6 +10,8 @@ differs from the source's, and sent in order.
 from __future__ import annotations
 
 import json
+import secrets
+import struct
 import threading
 import time
 from collections import deque
@@ -20,15 +22,17 @@ from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import MachineControl, RunControl, Stopped
 from engine.copy.target import pack_digest
+from engine.errors import FerryError
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
 from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
 from engine.repository.resolve import PointView
 
 BATCH = 8192
+_PROOF = struct.Struct("<IB")  # as engine.copy.target answers PROVE
 
 
-class SourceCorrupt(Exception):
+class SourceCorrupt(FerryError):
     """A source block does not match its digest: the copy must not propagate it."""
 
 
@@ -119,6 +123,9 @@ class SourceMover:
         self.throttled = 0.0  # seconds waiting for the rate limit
         self.deadline: float | None = None  # monotonic end of the copy window
         self.key: ChainKey | None = None  # seals the blocks of the point being sent
+        self.prove = 0  # blocks a remote target must prove it holds, per point (0: trusted)
+        self.token: str | None = None  # the job's mover token (tls://), sent in HELLO
+        self.append_only = False  # the target said this credential cannot delete
 
     def target_digest(self, e: Entry) -> bytes:
         """The digest the target knows a block by: keyed when the point is encrypted."""
@@ -130,11 +137,14 @@ class SourceMover:
                          for b, loc in view.blocks(d.name).items()} for d in view.disks}
 
     def hello(self, job: str, machine: str) -> None:
-        self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": job,
-                                     "machine": machine})
+        hello = {"version": t.PROTOCOL_VERSION, "job": job, "machine": machine}
+        if self.token is not None:
+            hello["token"] = self.token
+        self.end.send_json(t.HELLO, hello)
         reply = self.end.expect(t.HELLO, timeout=60).json()
         if reply.get("version") != t.PROTOCOL_VERSION:
             raise t.StreamError(f"target mover speaks protocol {reply.get('version')}")
+        self.append_only = reply.get("append_only") is True
 
     def plan_blocks(self, view: PointView, previous: dict[str, dict[int, bytes]] | None,
                     repair: set[tuple[str, int]] = frozenset()):
@@ -176,11 +186,55 @@ class SourceMover:
         self._stream(view, missing, stats)
         self.end.send(t.encode(t.COMMIT, b""))
         done = self.end.expect(t.DONE).json()
+        if self.prove:
+            sent = {(i, b) for i, b, _ in missing}
+            self._check_proof(view, done.get("point"), sent)
         stats.transferred += self.end.sent - sent0
         stats.written += done["written"]
         self.busy.target += done.get("busy", 0.0)
         self.busy.stream = self.end.busy + self.throttled
         return done
+
+    def _check_proof(self, view: PointView, point: object, sent: set) -> None:
+        """Ask the target for a random sample of the blocks it did not receive in this
+        stream (it answered HAVE, or already held them) and check each against the
+        source's own digest: a target that lies about holding data fails the run."""
+        have = [(i, b, loc) for i, d in enumerate(view.disks)
+                for b, loc in view.blocks(d.name).items()
+                if loc.entry.flags != FLAG_ZERO and (i, b) not in sent]
+        if not have:
+            return
+        sample = secrets.SystemRandom().sample(have, min(self.prove, len(have)))
+        self.end.send_json(t.PROVE, {"point": point, "blocks": [[i, b] for i, b, _ in sample]})
+        proof = memoryview(self.end.expect(t.PROVE).payload)
+        pos = 0
+        for i, b, loc in sample:
+            e = loc.entry
+            try:
+                n, flags = _PROOF.unpack_from(proof, pos)
+                stored = proof[pos + _PROOF.size:pos + _PROOF.size + n]
+                pos += _PROOF.size + n
+                if len(stored) != n:
+                    raise ValueError("short")
+                ok = self._proven(stored, flags, e)
+            except Exception:  # noqa: BLE001 - any malformed answer is a failed proof
+                ok = False
+            if not ok:
+                raise SourceCorrupt(f"the target mover could not prove it holds block {b} of "
+                                    f"disk {view.disks[i].name}: the copy is not trusted")
+
+    def _proven(self, stored: memoryview, flags: int, e: Entry) -> bool:
+        if flags == FLAG_ZERO:
+            return False
+        if flags & FLAG_SEALED:
+            if self.key is None:
+                return False
+            base = flags & ~FLAG_SEALED
+            stored = memoryview(self.key.open(stored, self.key.digest(e.digest, e.raw), e.raw,
+                                              base))
+            flags = base
+        data = decode_block(stored, Entry(0, len(stored), e.raw, flags, e.digest), decompressor())
+        return len(data) == e.raw and digest(data) == e.digest
 
     def _stream(self, view: PointView, missing, stats: Stats) -> None:
         depth = 8

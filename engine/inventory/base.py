@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import FerryError
+
 KINDS = ("vsphere", "hyperv")
 REASONS = ("unreachable", "login", "timeout", "protocol")
 
@@ -105,7 +107,7 @@ class VmInfo:
     disks: list[VmDisk] = field(default_factory=list)
 
 
-class InventoryError(Exception):
+class InventoryError(FerryError):
     """A host could not be asked. `reason` is one of REASONS; the message is one
     line naming the host and never the password."""
 

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import FerryError
+
 S3_SCHEME = "s3://"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 DEFAULT_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
@@ -19,7 +21,7 @@ DEFAULT_ACCESS_ENV = "AWS_ACCESS_KEY_ID"
 DEFAULT_SECRET_ENV = "AWS_SECRET_ACCESS_KEY"
 
 
-class S3ConfigError(ValueError):
+class S3ConfigError(FerryError, ValueError):
     """A bad `s3://` URL or missing credentials: one line, never a secret."""
 
 

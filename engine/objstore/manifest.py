@@ -25,6 +25,7 @@ from pathlib import PurePosixPath
 import xxhash
 import zstandard
 
+from engine.errors import FerryError
 from engine.keys import OVERHEAD
 from engine.repository.container import (
     FLAG_RAW,
@@ -46,7 +47,7 @@ STORED_FLAGS = frozenset(SUFFIX) | {FLAG_ZERO}
 FLAG_OF = {v: k for k, v in SUFFIX.items()}
 
 
-class ManifestError(Exception):
+class ManifestError(FerryError):
     """A manifest object that is damaged or not one."""
 
 

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 
 import xxhash
 
+from engine.errors import FerryError
 from engine.objstore.location import S3Location
 
 log = logging.getLogger("ferry.s3")
 LOCK_MODE = "COMPLIANCE"
 
 
-class S3Error(Exception):
+class S3Error(FerryError):
     """An S3 request failed (unreachable endpoint, refused, missing object)."""
 
     def __init__(self, message: str, code: str = ""):

@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from engine.blockio import decompressor, digest
+from engine.blockio import decompressor, digest, limit_arenas
 from engine.copy import transport as t
 from engine.copy.target import point_key
 from engine.keys import OVERHEAD
@@ -42,8 +42,8 @@ from engine.repository.repository import safe_name
 
 log = logging.getLogger("ferry.s3")
 _DIG = t._BLOCK
-UPLOAD_THREADS = 8
-IN_FLIGHT_BYTES = 32 << 20  # payload bytes queued for upload at most (memory bound)
+UPLOAD_THREADS = 16
+IN_FLIGHT_BYTES = 12 << 20  # payload bytes queued for upload at most (memory bound)
 
 
 class BlockRefused(Exception):
@@ -115,8 +115,13 @@ class S3TargetMover:
     """Serves one stream for an `s3://` repository."""
 
     def __init__(self, repo: S3Repository, end: t.Endpoint, immutable_days: int = 0,
-                 threads: int = UPLOAD_THREADS):
+                 threads: int = UPLOAD_THREADS, trusted: bool = False):
+        """`trusted`: the stream is this process's own source mover, which checked every
+        payload against its digest right before sending it (what folder targets rely on
+        in-process); verifying the same bytes again would only take CPU from the
+        gateway. Any other stream is verified block by block."""
         self.repo = repo
+        self.trusted = trusted
         self.end = end
         self.days = immutable_days
         self.threads = threads
@@ -124,6 +129,7 @@ class S3TargetMover:
         self.m: Machine | None = None
 
     def serve(self) -> None:
+        limit_arenas(4)  # 16 upload threads must not mean 16 heaps of freed buffers
         pool = ThreadPoolExecutor(self.threads, "ferry-s3")
         self.pool = pool
         try:
@@ -374,7 +380,7 @@ class _PointWriter:
             if not OVERHEAD <= len(payload) <= self.bs + 1024 + OVERHEAD:
                 raise BlockRefused(f"block {block} of disk {name}: sealed payload of "
                                    f"{len(payload)} bytes")
-        else:
+        elif not self.mv.trusted or store_as != flags:
             data = verify_payload(payload, raw, flags, dg, f"block {block} of disk {name}")
             if store_as != flags and not store_as & FLAG_SEALED:
                 flags = store_as

@@ -22,6 +22,7 @@ from pathlib import Path
 import xxhash
 import zstandard
 
+from engine.errors import FerryError
 from engine.repository.writer_io import BackgroundWriter
 
 MAGIC = b"FERRYBK1"
@@ -43,7 +44,7 @@ FLAG_SEALED = 0x10  # with ZSTD or RAW: the payload is sealed (engine/keys.py), 
 KIND_CODES = {"full": 1, "incremental": 2, "rollback": 3}
 
 
-class ContainerError(Exception):
+class ContainerError(FerryError):
     """A backup file that cannot be read as one (corrupt header or index, wrong state)."""
 
 

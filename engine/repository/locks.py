@@ -12,11 +12,15 @@ import os
 import time
 from pathlib import Path
 
+from engine.errors import ExitCode, FerryError
+
 COPY_LOCK_WAIT = 600.0  # seconds the copy path waits for a target chain lock (no blind wait)
 
 
-class LockBusy(Exception):
+class LockBusy(FerryError):
     """The lock is held in a conflicting mode by someone else."""
+
+    exit_code = ExitCode.BUSY
 
 
 class ChainLock:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import xxhash
 
+from engine.errors import FerryError
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 
 FORMAT = 1
 
 
-class MetadataError(Exception):
+class MetadataError(FerryError):
     """A metadata file that is missing, unreadable or damaged."""
 
 

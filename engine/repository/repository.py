@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from engine.errors import FerryError
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
 from engine.repository.metadata import MetadataError, read_meta, write_meta
@@ -16,7 +17,7 @@ from engine.repository.resolve import PointView
 BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
 
 
-class BadName(ValueError):
+class BadName(FerryError, ValueError):
     """A job, machine or disk name that could leave the repository folder."""
 
 
@@ -96,7 +97,14 @@ class Repository:
         """Commit a chain change. Caller holds the exclusive chain lock."""
         folder = self.machine_dir(meta.job, meta.machine)
         folder.mkdir(parents=True, exist_ok=True)
-        write_meta(folder / f"{meta.machine}.fbm", meta)
+        path = folder / f"{meta.machine}.fbm"
+        try:
+            write_meta(path, meta)
+        except BaseException:
+            # a failed save (ENOSPC, EIO) leaves the old metadata in force; its half-written
+            # temp file is this run's leftover, not the next run's
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+            raise
 
     def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
         """The point opened for reading (caller holds the chain lock)."""
@@ -105,14 +113,19 @@ class Repository:
     def file(self, meta: MachineMeta, point: RestorePoint) -> Path:
         return self.machine_dir(meta.job, meta.machine) / point.file
 
-    def sweep(self, meta: MachineMeta | None, job: str, machine: str) -> list[str]:
-        """Delete files the metadata does not name (leftovers of a crash). Exclusive lock held."""
+    def sweep(self, meta: MachineMeta | None, job: str, machine: str,
+              keep_also: frozenset[str] = frozenset()) -> list[str]:
+        """Delete files the metadata does not name (leftovers of a crash). Exclusive lock held.
+
+        `keep_also`: file names to leave (a partial point kept for resume)."""
         folder = self.machine_dir(job, machine)
         if not folder.is_dir():
             return []
         keep = {p.file for p in meta.points} if meta else set()
         removed = []
         for f in folder.iterdir():
+            if f.name in keep_also:
+                continue
             leftover = f.name.endswith((".part", ".tmp", ".journal")) or (
                 f.suffix in BACKUP_SUFFIXES and f.name not in keep)
             if leftover and f.is_file():

@@ -19,11 +19,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from engine.errors import FerryError
+
 IOV_MAX = 1024
 STALL_LIMIT = 900.0  # seconds a queued write may take before the file is given up
 
 
-class WriterFailed(OSError):
+class WriterFailed(FerryError, OSError):
     """A write to this file failed earlier; nothing after it was written."""
 
 

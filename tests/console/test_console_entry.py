@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from console import entry
-from console.backend import DEFAULT_JOBS_DIR
+from engine.jobsdir import SAMPLE_JOBS, default_jobs
 
 
 def test_no_args_and_console_open_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,13 +38,17 @@ def test_console_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(sys.modules, "console.app", types.SimpleNamespace(FerryConsole=FakeApp))
     assert entry.run_console([]) == 0
-    assert seen == {"jobs": DEFAULT_JOBS_DIR, "theme": None}
+    assert seen == {"jobs": default_jobs(), "theme": None}
     assert entry.run_console(["--jobs", "/srv/jobs", "--theme", "ferry-mono"]) == 0
     assert seen == {"jobs": Path("/srv/jobs"), "theme": "ferry-mono"}
 
 
-def test_default_jobs_dir_is_the_bundled_samples() -> None:
-    assert DEFAULT_JOBS_DIR == Path(entry.__file__).resolve().parents[1] / "sample_repos" / "jobs"
+def test_default_jobs_dir_is_the_bundled_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERRY_JOBS", raising=False)
+    assert SAMPLE_JOBS == Path(entry.__file__).resolve().parents[1] / "sample_repos" / "jobs"
+    assert default_jobs() == SAMPLE_JOBS  # a source checkout: `make run` shows the samples
+    monkeypatch.setenv("FERRY_JOBS", "/srv/jobs")
+    assert default_jobs() == Path("/srv/jobs")
 
 
 def test_serve_binds_localhost_and_runs_python_m_console(monkeypatch: pytest.MonkeyPatch) -> None:

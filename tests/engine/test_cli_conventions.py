@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
+import threading
 
 import pytest
 from enginekit import BS, JOB, MACHINE, day, ferry_cmd, ferry_env
@@ -49,11 +49,19 @@ def test_ctrl_c_exits_130(tmp_path):
     jobs.mkdir()
     proc = subprocess.Popen(ferry_cmd("daemon", "--jobs", jobs, "--poll", "1h"), env=ferry_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(60, proc.kill)  # bounded: a daemon that never logs is killed
+    guard.start()
     try:
-        time.sleep(1.0)  # let it import and reach its wait; SIGINT before that is also 130
+        seen = []
+        for line in proc.stderr:  # wait for its start line (an event, not a sleep)
+            seen.append(line)
+            if "daemon started" in line:
+                break
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
+        err = "".join(seen) + err
     finally:
+        guard.cancel()
         proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in err

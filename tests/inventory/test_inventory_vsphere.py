@@ -187,7 +187,9 @@ def test_three_hundred_vms(vcsim_factory, vc_settings):
     assert len(machines) == 300
     assert len({m.id for m in machines}) == 300
     assert all(m.disks and m.host and m.folder == "/DC0/vm" for m in machines)
-    assert elapsed < 5, f"listing 300 VMs took {elapsed:.1f} s"
+    # one property-collector pass, not a round trip per VM: about 1 s idle, so a wide
+    # margin that a loaded 2-core machine still meets, but 300 sequential calls do not
+    assert elapsed < 60, f"listing 300 VMs took {elapsed:.1f} s"
     assert lookup(vc_settings(big), names=["DC0_H1_VM42", "nope"]).machines[0].name == "DC0_H1_VM42"
 
 
