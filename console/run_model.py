@@ -179,7 +179,8 @@ class RunModel:
             self.dry_run = event.dry_run
             for name in event.machines:
                 self._row(name)
-            self._log.append(f"run {event.session} started: {len(event.machines)} machines"
+            self._log.append(f"run {event.session} started: "
+                             f"{fmt.plural(len(event.machines), 'machine')}"
                              + (" (dry run)" if event.dry_run else ""))
         elif isinstance(event, ev.RunFinished):
             self.finished_at = now

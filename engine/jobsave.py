@@ -114,6 +114,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
             schedule["days"] = list(s.days)
     if s.window:
         schedule["window"] = window_value(s.window)
+    if s.rpo is not None:
+        schedule["rpo"] = jt.fmt_duration(s.rpo)
     if schedule:
         out["schedule"] = schedule
     out["retention"] = _retention_dict(spec.retention)

@@ -53,6 +53,11 @@ class LiveRunScreen(Screen[None]):
         Binding("p", "hold", "Hold", id="run.hold"),
         Binding("r", "resume", "Resume", id="run.resume"),
         Binding("x", "stop", "Stop", id="run.stop"),
+        Binding("P", "hold_machine", "Hold machine", show=False, id="run.hold-machine"),
+        Binding("R", "resume_machine", "Resume machine", show=False, id="run.resume-machine"),
+        Binding("X", "stop_machine", "Stop machine", show=False, id="run.stop-machine"),
+        Binding("f", "retry", "Retry failed", show=False, id="run.retry"),
+        Binding("a", "active_full", "Active full", show=False, id="run.active-full"),
         Binding("c", "chain", "Chains", id="run.chain"),
         Binding("slash", "filter", "Filter", id="run.filter"),
         Binding("L", "focus_log", "Log", id="run.log"),
@@ -203,6 +208,32 @@ class LiveRunScreen(Screen[None]):
 
     def action_stop(self) -> None:
         self.ferry.stop_job(self.job_key)
+
+    def _machine(self, verb: str) -> str | None:
+        machine = self.highlighted_machine()
+        if machine is None:
+            self.notify(f"no machine selected to {verb}", severity="warning")
+        return machine
+
+    def action_hold_machine(self) -> None:
+        if (machine := self._machine("hold")) is not None:
+            self.ferry.hold_job(self.job_key, machine)
+
+    def action_resume_machine(self) -> None:
+        if (machine := self._machine("resume")) is not None:
+            self.ferry.resume_job(self.job_key, machine)
+
+    def action_stop_machine(self) -> None:
+        if (machine := self._machine("stop")) is not None:
+            self.ferry.stop_job(self.job_key, machine)
+
+    def action_retry(self) -> None:
+        """After the run: run its failed machines again (a new run of just those)."""
+        self.ferry.retry_job(self.job_key)
+
+    def action_active_full(self) -> None:
+        if (machine := self._machine("copy as a full")) is not None:
+            self.ferry.active_full(self.job_key, machine)
 
     def action_chain(self) -> None:
         self.ferry.open_chain(self.job_key, self.highlighted_machine())

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from engine import events as ev
+from engine.copy import active_full
 from engine.copy import transport as t
 from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.source import Busy, SourceMover, request_state
@@ -65,8 +66,9 @@ class MachineCopy:
             mover.prove, mover.token = PROVE_SAMPLE, token_of(spec)
         mover.hello(job, machine)
         state = request_state(self.end)
+        wants_full = active_full.requested(spec, machine)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
-                             encrypted=spec.storage.encryption)
+                             encrypted=spec.storage.encryption, active_full=wants_full)
         now = self.r.task_clock()
         outside = not in_window(spec.schedule, now)
         if outside and items and not self.r.respect_window:
@@ -92,6 +94,8 @@ class MachineCopy:
                 items[-1].kind = "full"
             elif not blocked:
                 items = self._reread(state.latest)
+        if wants_full and not blocked:
+            items = self._active_full(items, state.latest)
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             self.r.log("info", f"{machine}: up to date", machine)
@@ -103,6 +107,8 @@ class MachineCopy:
         self.state = state
         self.chain_key = state.latest.get("key", "") if state.latest else ""
         self._send(mover, items)
+        if wants_full and not self.r.dry_run and items and items[0].kind == "full":
+            active_full.clear(spec, machine)  # committed: the request is done
         if items and not self.r.dry_run:
             gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
         res.held_s += mover.held
@@ -113,6 +119,20 @@ class MachineCopy:
     def _active(self) -> bool:
         gfs = self.spec.retention.gfs
         return gfs is not None and gfs.enabled and gfs.method == "active"
+
+    def _active_full(self, items: list[PlanItem], latest: dict | None) -> list[PlanItem]:
+        """The operator asked for a full: the planner made the next point one; without a
+        new point the latest copied point is read whole again (as an active GFS full)."""
+        machine = self.ref.machine
+        if not items:
+            items = self._reread(latest)
+        if items:
+            self.r.log("info", f"{machine}: active full requested by the operator: "
+                       f"copying a full", machine)
+        else:
+            self.r.log("info", f"{machine}: active full requested: the newest copy already "
+                       f"is a full; the request waits for the next new restore point", machine)
+        return items
 
     def _reread(self, latest: dict | None) -> list[PlanItem]:
         """An active GFS full without a new source point: the latest copied point read
