@@ -53,12 +53,19 @@ def _specs(folder: Path) -> list:
 def cmd_sessions(args: argparse.Namespace) -> int:
     from engine.live import paths
     from engine.live.client import list_sessions
+    from engine.rpo import check_job
 
     folder = _jobs_dir(args)
-    infos = list_sessions(paths.search_dirs(folder, _specs(folder)))
+    specs = _specs(folder)
+    infos = list_sessions(paths.search_dirs(folder, specs))
+    rpo = [(spec.name, check_job(spec)) for spec in specs if spec.schedule.rpo is not None]
     if args.json:
-        emit({"sessions": [i.to_json() for i in infos]})
+        emit({"sessions": [i.to_json() for i in infos],
+              "rpo": [check.to_json(name) for name, check in rpo]})
         return 0
+    for name, check in rpo:  # the RPO monitor: late jobs are Warning here too
+        if check.late:
+            print(f"Warning: {name}: {check.summary}")
     if not infos:
         print("no sessions running")
         return 0
