@@ -39,6 +39,8 @@ class LiveRunScreen(Screen[None]):
     LiveRunScreen #run-summary.-held { color: $warning; }
     LiveRunScreen #run-summary.-failed { color: $error; }
     LiveRunScreen #run-bottleneck { color: $text-muted; }
+    LiveRunScreen #run-disks { height: 1; padding: 0 1; color: $text-muted; display: none; }
+    LiveRunScreen #run-disks.-shown { display: block; }
     LiveRunScreen ThroughputChart { padding: 0 1; }
     LiveRunScreen MachineTable { height: 2fr; }
     LiveRunScreen LogPane { height: 1fr; min-height: 5; }
@@ -77,6 +79,7 @@ class LiveRunScreen(Screen[None]):
         yield Header(show_clock=False, icon="≡")
         yield Label("", id="run-summary")
         yield Label("", id="run-bottleneck")
+        yield Label("", id="run-disks")
         yield FilterBar(id="run-filter", placeholder="filter machines…")
         yield FilterBar(id="log-search", placeholder="search the log…")
         yield MachineTable(id="machines")
@@ -127,6 +130,7 @@ class LiveRunScreen(Screen[None]):
         self.query_one("#run-bottleneck", Label).update(
             f"Bottleneck {fmt.bottleneck_of(model.bottleneck()) or '-'} · "
             f"{fmt.bottleneck_line(model.bottleneck())}")
+        self._update_disks()
         if model.samples_changed or force:
             model.samples_changed = False
             self.query_one(ThroughputChart).set_samples(list(model.read_samples),
@@ -163,6 +167,17 @@ class LiveRunScreen(Screen[None]):
         if controls != self._controls:  # the footer offers hold/resume/stop by state
             self._controls = controls
             self.refresh_bindings()
+
+    def _update_disks(self) -> None:
+        """The highlighted machine's progress per disk (shown while it has any)."""
+        name = self.highlighted_machine()
+        row = self.session.model.rows.get(name) if name else None
+        label = self.query_one("#run-disks", Label)
+        shown = row is not None and bool(row.disks) and row.state != DONE
+        label.set_class(shown, "-shown")
+        if shown and row is not None:
+            label.update(f"{row.name} disks: " + " · ".join(
+                f"{disk} {fmt.percent(share).strip()}" for disk, share in row.disks.items()))
 
     @on(FilterBar.Applied, "#run-filter")
     def _filter(self, event: FilterBar.Applied) -> None:

@@ -16,7 +16,7 @@ from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
 
-STAGES = ("Source", "Compress", "Stream", "Target")
+STAGES = ("Source", "Compress", "Stream", "Target", "Throttled")
 PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
 
 
@@ -24,9 +24,11 @@ def bottleneck(busy: Busy, elapsed: float) -> tuple[str, dict[str, float]]:
     """Busy-time share per stage; the primary bottleneck is the busiest stage."""
     elapsed = max(elapsed, 1e-9)
     load = {"Source": busy.source, "Compress": busy.compress, "Stream": busy.stream,
-            "Target": busy.target}
+            "Target": busy.target, "Throttled": busy.throttled}
     load = {k: round(min(1.0, v / elapsed), 3) for k, v in load.items()}
-    return max(STAGES, key=lambda k: load[k]), load
+    if not load["Throttled"]:
+        del load["Throttled"]  # said only when the job's rate limit held the stream back
+    return max(load, key=lambda k: load[k]), load
 
 
 class MachineCopy:
@@ -55,6 +57,7 @@ class MachineCopy:
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
+        self.mover = mover
         self.left_uncopied = False
         if getattr(spec, "target_mover", None):
             from engine.copy.links import token_of
@@ -96,7 +99,8 @@ class MachineCopy:
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             self.r.log("info", f"{machine}: up to date", machine)
-        total = items[-1].source.logical_size if items else 0
+        total = sum(i.source.logical_size for i in items)  # what `processed` grows to
+        self.total = total
         self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
         self.previous = state.digests if state.latest else None
         self.base = state.latest["id"] if state.latest else None
@@ -155,8 +159,8 @@ class MachineCopy:
                 envelope = self._point_key(mover, self.state, item, self.base, self.chain_key)
                 plan = mover.plan_blocks(view, prev, self.repair)
                 repaired, self.repair = sorted(self.repair), set()
-                res.stats.processed += item.source.logical_size
                 if self.r.dry_run:
+                    res.stats.processed += item.source.logical_size
                     self._dry(item, view, plan)
                     continue
                 begin = {"kind": item.kind, "point": item.replaces or new_point_id(),
@@ -175,7 +179,8 @@ class MachineCopy:
                             if spec.storage.immutable_days else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
-                done = mover.send_point(view, begin, plan, res.stats)
+                done = mover.send_point(view, begin, plan, res.stats,
+                                        item.source.logical_size)
                 self.previous = mover.target_digests(view)
             self.base = done["point"]
             self.chain_key = mover.key.key_id if mover.key is not None else ""
@@ -250,8 +255,10 @@ class MachineCopy:
         elapsed = time.monotonic() - t0
         _, load = bottleneck(busy, elapsed)
         rate = stats.read / elapsed if elapsed > 0 else 0.0
+        mover = self.mover
         self.r.emit(ev.TaskProgress(self.spec.name, self.ref.machine,
-                                    Stats(**asdict(stats)), self.res.stats.processed, rate, load))
+                                    Stats(**asdict(stats)), self.total, rate, load,
+                                    mover.to_read, dict(mover.disks)))
 
     def _dry(self, item, view: PointView, plan) -> None:
         raw = sum(loc.entry.raw for _, _, loc in plan if loc is not None)

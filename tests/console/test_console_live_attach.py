@@ -72,7 +72,7 @@ def outside_run(jobs: Path) -> subprocess.Popen:
 
 
 def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path: Path) -> None:
-    jobs = build(tmp_path, "768KiB/s")
+    jobs = build(tmp_path, "512KiB/s")
     key = str(jobs / "dr-copy.toml")
     run = outside_run(jobs)
 
@@ -95,6 +95,8 @@ def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path:
             app.resume_job(key, machine)
             await wait_until(pilot, lambda: rows[machine].state != ON_HOLD and
                              rows[machine].read > read, timeout=15, what="resumed")
+            app.hold_job(key)  # the whole job: nothing finishes while the test goes on
+            await wait_until(pilot, lambda: session.held_by_operator, timeout=15, what="job held")
             # Start on a job running elsewhere opens that run
             app.start_job(key)
             await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
