@@ -58,18 +58,20 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     folder = _jobs_dir(args)
     specs = _specs(folder)
     infos = list_sessions(paths.search_dirs(folder, specs))
+    # the RPO monitor of each job that sets one (`[schedule] rpo`), as `ferry history`
     rpo = [(spec.name, check_job(spec)) for spec in specs if spec.schedule.rpo is not None]
     if args.json:
         emit({"sessions": [i.to_json() for i in infos],
-              "rpo": [check.to_json(name) for name, check in rpo]})
+              "rpo": [verdict.to_json(job) for job, verdict in rpo]})
         return 0
-    for name, check in rpo:  # the RPO monitor: late jobs are Warning here too
-        if check.late:
-            print(f"Warning: {name}: {check.summary}")
+    con = Console()
+    for job, verdict in rpo:
+        if verdict.late:
+            con.print(f"Warning · {job}: {verdict.summary}", style="yellow", markup=False,
+                      highlight=False)
     if not infos:
         print("no sessions running")
         return 0
-    con = Console()
     for info in infos:
         s = info.to_json()
         t = Table(title=f"{s['job']}  {s['state']}  (session {s['session']}, pid {s['pid']}, "

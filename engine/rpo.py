@@ -13,9 +13,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from engine.units import now as wall_now
 from engine.units import rfc3339
+
+if TYPE_CHECKING:
+    from engine.jobfile import JobSpec
 
 log = logging.getLogger("ferry.rpo")
 
@@ -77,7 +81,7 @@ class RpoCheck:
             return "?"
         return "late" if self.late else "ok"
 
-    def to_json(self, job: str) -> dict:
+    def to_json(self, job: str) -> dict[str, Any]:
         """The RPO monitor in `--json` (history, sessions): stable keys."""
         return {"job": job, "rpo_s": self.rpo_s, "state": self.short, "summary": self.summary,
                 "machines": [{"machine": m.machine, "newest": rfc3339(m.newest),
@@ -123,7 +127,7 @@ def _naive(when: datetime) -> datetime:
     return when.astimezone().replace(tzinfo=None) if when.tzinfo is not None else when
 
 
-def newest_copies(spec) -> dict[str, datetime | None]:
+def newest_copies(spec: JobSpec) -> dict[str, datetime | None]:
     """machine -> time of its newest copied point, for every machine the job copies
     (a source machine without a copy maps to None). Reads metadata only."""
     from engine.objstore.open import target_repository
@@ -139,7 +143,7 @@ def newest_copies(spec) -> dict[str, datetime | None]:
             meta = source.try_load(job_dir, machine)
             if meta is not None and meta.points:
                 out.setdefault(machine, None)
-    target = target_repository(spec)
+    target = target_repository(spec)  # type: ignore[no-untyped-call]
     for _, machine in target.machines(spec.name):
         if wanted and machine not in wanted:
             continue
@@ -151,7 +155,7 @@ def newest_copies(spec) -> dict[str, datetime | None]:
     return out
 
 
-def check_job(spec, now: datetime | None = None) -> RpoCheck:
+def check_job(spec: JobSpec, now: datetime | None = None) -> RpoCheck:
     """The verdict for a job file's spec; a target that cannot be read says why."""
     rpo_s = spec.schedule.rpo
     if rpo_s is None:

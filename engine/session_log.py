@@ -71,7 +71,7 @@ class SessionLog:
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.clock = clock
-        self.lines: list[dict] = []
+        self.lines: list[dict[str, str]] = []
         self.dropped = 0
         self._lock = threading.Lock()
 
@@ -88,7 +88,7 @@ class SessionLog:
                                "level": level, "machine": machine[:MAX_TEXT], "kind": kind,
                                "text": " ".join(text.split())[:MAX_TEXT]})
 
-    def rows(self, last: ev.Event | None = None) -> list[dict]:
+    def rows(self, last: ev.Event | None = None) -> list[dict[str, str]]:
         """The lines to store: the drop notice, then `last` (the session's end, recorded
         before it is emitted), at the end."""
         with self._lock:

@@ -14,20 +14,24 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.history import history_path
 from engine.repository.repository import safe_name
 
+if TYPE_CHECKING:
+    from engine.jobfile import JobSpec
 
-def _folder(spec) -> Path:
+
+def _folder(spec: JobSpec) -> Path:
     return history_path(spec).parent / "active-full" / safe_name(spec.name, "job name")
 
 
-def _file(spec, machine: str) -> Path:
+def _file(spec: JobSpec, machine: str) -> Path:
     return _folder(spec) / safe_name(machine, "machine name")
 
 
-def request(spec, machine: str, when: datetime | None = None) -> Path:
+def request(spec: JobSpec, machine: str, when: datetime | None = None) -> Path:
     """Ask for a full at `machine`'s next copy (idempotent); returns the request file."""
     path = _file(spec, machine)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,14 +42,14 @@ def request(spec, machine: str, when: datetime | None = None) -> Path:
     return path
 
 
-def requested(spec, machine: str) -> bool:
+def requested(spec: JobSpec, machine: str) -> bool:
     try:
         return _file(spec, machine).is_file()
     except ValueError:  # a name that can't be a file name can't have a request
         return False
 
 
-def pending(spec) -> list[str]:
+def pending(spec: JobSpec) -> list[str]:
     """Machines with an active full requested, sorted."""
     folder = _folder(spec)
     if not folder.is_dir():
@@ -53,7 +57,7 @@ def pending(spec) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
 
 
-def clear(spec, machine: str) -> None:
+def clear(spec: JobSpec, machine: str) -> None:
     """The full was committed (or the operator withdrew the request)."""
     try:
         _file(spec, machine).unlink(missing_ok=True)

@@ -57,6 +57,19 @@ async def _rpo_warning() -> None:
         assert "RPO 1d 2h missed" in text  # the details pane says why, in human units
 
 
+def test_history_says_the_job_is_past_its_rpo() -> None:
+    async def body() -> None:
+        app = make_app(backend=RpoBackend())
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            app.open_history(DR_KEY)
+            await ready(pilot)
+            text = " ".join(screen_text(app).split())
+            assert "Warning · DR copy: RPO 1d 2h missed: db01 newest copy 22d old" in text
+
+    asyncio.run(body())
+
+
 def test_without_rpo_nothing_is_late() -> None:
     asyncio.run(_no_rpo())
 

@@ -183,14 +183,3 @@ def test_hangup_lets_go_of_the_terminal_and_the_run_finishes(tmp_path, source):
     row = History(tmp_path / "dr" / ".ferry" / "history.sqlite").sessions("DR copy")[0]
     assert row["status"] == "Success" and "terminal hung up at" in row["message"]
 
-
-def test_sessions_says_when_a_job_is_past_its_rpo(tmp_path, source):
-    jobs, job = make_job(tmp_path, source, extra='[schedule]\nrpo = "26h"\n')
-    code, _, err = cli("run", job, "--json")
-    assert code == 0, err
-    code, out, _ = cli("sessions", "--jobs", jobs, "--json")
-    data = json.loads(out)
-    assert code == 0 and data["sessions"] == []
-    assert [(r["job"], r["state"]) for r in data["rpo"]] == [("DR copy", "late")]  # copies of T0
-    text = cli("sessions", "--jobs", jobs)[1]
-    assert text.splitlines()[0].startswith("Warning: DR copy: RPO 1d 2h missed")

@@ -116,3 +116,15 @@ def test_watch_is_quiet_while_all_is_well():
     now = datetime(2026, 11, 3)
     assert watch.observe("J", check(3600, {"a": now}, now)) is None
     assert watch.observe("J", check(None, {"a": None}, now)) is None
+
+
+def test_sessions_shows_the_rpo_warning_with_nothing_running(tmp_path, small):
+    small.backup(T0 - timedelta(days=3))
+    spec = load_job(_job(tmp_path, small))
+    assert run_job(spec, at=T0 - timedelta(days=3, minutes=-5), live=False).status == "Success"
+    data = json.loads(ferry("sessions", "--jobs", tmp_path / "jobs", "--json", check=True).stdout)
+    assert data["sessions"] == [] and [(r["job"], r["state"]) for r in data["rpo"]] == [
+        ("J", "late")]
+    text = ferry("sessions", "--jobs", tmp_path / "jobs", check=True).stdout
+    assert "Warning · J: RPO 1d 2h missed: vm-forward newest copy" in text
+    assert "no sessions running" in text
