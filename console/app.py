@@ -428,6 +428,13 @@ class FerryConsole(App[int], inherit_bindings=False):
         from console.remote_run import follow
 
         for info in infos:
+            if not info.alive and info.session not in self._live_ids:
+                self._live_ids.add(info.session)  # said once
+                self.notify(f"{info.job}: the run started {info.snapshot.get('started', '?')} "
+                            f"by {info.snapshot.get('started_by', '?')} was interrupted (its "
+                            "process is gone); its next run records it in the history",
+                            title="Interrupted", severity="warning", timeout=15)
+                continue
             if not info.alive or info.session in self._live_ids or \
                     info.snapshot.get("pid") == os.getpid():
                 continue
