@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import one_line
 from engine.history import History, history_path
@@ -29,6 +30,9 @@ from engine.repository.repository import Repository
 from engine.rpo import RpoWatch, check_job
 from engine.schedule import in_window, next_run
 from engine.units import now as wall_now
+
+if TYPE_CHECKING:
+    from engine.jobfile import JobSpec
 
 LOG = job_logger("daemon")
 
@@ -98,7 +102,7 @@ class Daemon:
         self.control = RunControl()
         return {"started_by": "daemon", "control": self.control}
 
-    def watch_rpo(self, spec, now: datetime, every: float = 300.0) -> str | None:
+    def watch_rpo(self, spec: JobSpec, now: datetime, every: float = 300.0) -> str | None:
         """Log when a job starts (or stops) missing its `rpo`; at most every `every` s per
         job, since a check reads every machine's metadata (over the network for s3)."""
         if spec.schedule.rpo is None:

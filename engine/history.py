@@ -79,7 +79,7 @@ class History:
                             [[session["id"], i] + [line.get(k) for k in LOG_KEYS]
                              for i, line in enumerate(log or [])])
 
-    def log(self, session_id: str, limit: int = MAX_LOG_ROWS) -> list[dict]:
+    def log(self, session_id: str, limit: int = MAX_LOG_ROWS) -> list[dict[str, Any]]:
         """A session's log lines in order (none for sessions recorded before logs were kept)."""
         if not self.path.exists():
             return []
