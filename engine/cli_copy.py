@@ -16,6 +16,7 @@ from engine.jobsdir import default_jobs
 from engine.jsonout import emit
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
+from engine.rpo import RpoCheck
 from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
 
 
@@ -351,10 +352,11 @@ def cmd_history(args: argparse.Namespace) -> int:
             rows.append(s)
     rows.sort(key=lambda s: s["started"], reverse=True)
     rows = rows[: args.limit]
+    rpo = _rpo_verdicts(args)
     if args.json:
         for s in rows:
             s["started"], s["finished"] = rfc3339(s["started"]), rfc3339(s["finished"])
-        emit({"sessions": rows})
+        emit({"sessions": rows, "rpo": [v.to_json(job) for job, v in rpo]})
         return 0
     t = Table(title="sessions", title_justify="left")
     for col in ("started", "job", "kind", "status", "duration", "processed", "transferred",
@@ -365,8 +367,31 @@ def cmd_history(args: argparse.Namespace) -> int:
                   fmt_duration(s["duration_s"] or 0), fmt_size(s["processed"] or 0),
                   fmt_size(s["transferred"] or 0),
                   ", ".join(f"{x['machine']} {x['status']}" for x in s["tasks"]))
-    Console().print(t)
+    con = Console()
+    con.print(t)
+    for job, verdict in rpo:
+        con.print(f"{'Warning' if verdict.late else 'RPO'} · {job}: {verdict.summary}",
+                  style="yellow" if verdict.late else None, markup=False, highlight=False)
     return 0
+
+
+def _rpo_verdicts(args: argparse.Namespace) -> list[tuple[str, RpoCheck]]:
+    """The RPO monitor of each job with an `rpo` (jobs folder only: `--repo` has no job
+    files, so no RPO to compare with)."""
+    from engine.jobfile import discover_jobs
+    from engine.rpo import check_job
+
+    if args.repo:
+        return []
+    out = []
+    for _, spec in discover_jobs(args.jobs or default_jobs()):
+        if isinstance(spec, Exception) or spec.schedule.rpo is None:
+            continue
+        if args.job and spec.name != args.job:
+            continue
+        out.append((spec.name, check_job(spec)))
+    return out
+
 
 
 def cmd_preview(args: argparse.Namespace) -> int:

@@ -382,10 +382,11 @@ class _Checker:
             raw_paths["history"] = top.history
         s = t["schedule"]
         if top.mode == "immediate":
-            schedule = ScheduleSpec(daily_at=None, every=None, window=s.window)
+            schedule = ScheduleSpec(daily_at=None, every=None, window=s.window, rpo=s.rpo)
         else:
             daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
-            schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window)
+            schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window,
+                                    rpo=s.rpo)
         inv = t.get("inventory")
         s3 = None
         if is_s3_url(t["target"].repository):

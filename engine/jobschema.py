@@ -163,6 +163,21 @@ def _every(value: Any) -> float:
     return seconds
 
 
+MAX_RPO = 366 * 86400.0
+
+
+def _rpo(value: Any) -> float | None:
+    """"26h" (RPO monitor: Warning when the newest copied point is older), "off" or "0"."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    seconds = _duration(value)
+    if seconds == 0:
+        return None
+    if not 60 <= seconds <= MAX_RPO:
+        raise ValueError(f'rpo must be between 1m and 366d (or "off"), got {describe(value)}')
+    return seconds
+
+
 def _positive_duration(value: Any) -> float:
     seconds = _duration(value)
     if seconds <= 0:
@@ -391,6 +406,7 @@ class Schedule(_Table):
     every: Annotated[float, BeforeValidator(_every)] | None = None
     days: Annotated[list[str], AfterValidator(_weekday_list)] = []
     window: Annotated[list[str], BeforeValidator(_window_list)] = []
+    rpo: Annotated[float | None, BeforeValidator(_rpo)] = None
 
 
 class Storage(_Table):

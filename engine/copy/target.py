@@ -230,13 +230,17 @@ class TargetMover:
     def _retain(self, request: dict) -> None:
         from engine.copy.retain import apply_retention
 
+        self._attributes(lift=True)
         if self.remote:
             from engine.copy.guard import guarded_retain
 
-            self.end.send_json(t.RETAIN, guarded_retain(self, request, background=False))
+            answer = guarded_retain(self, request, background=False)
+            self._attributes(lift=False)
+            self.end.send_json(t.RETAIN, answer)
             return
         actions = apply_retention(self.repo, self.job, self.machine,
                                   {**request, "background": False})
+        self._attributes(lift=False)
         if request.get("sweep") in ("all", "keep-partial"):
             sweep_leftovers(self.repo, self.job, self.machine,
                             keep_partial=request["sweep"] == "keep-partial")
@@ -246,14 +250,40 @@ class TargetMover:
         """Background retention (`engine.copy.background`): expired flags, freed files."""
         from engine.copy.retain import apply_retention
 
+        self._attributes(lift=True)
         if self.remote:
             from engine.copy.guard import guarded_retain
 
-            self.end.send_json(t.SWEEP, guarded_retain(self, request, background=True))
+            answer = guarded_retain(self, request, background=True)
+            self._attributes(lift=False)
+            self.end.send_json(t.SWEEP, answer)
             return
         actions = apply_retention(self.repo, self.job, self.machine,
                                   {**request, "background": True})
+        self._attributes(lift=False)
         self.end.send_json(t.SWEEP, {"actions": actions})
+
+    def _attributes(self, lift: bool) -> None:
+        """The immutable attribute (engine.repository.immutable) of points that record an
+        immutability: lifted when it passed before retention, set after it."""
+        from engine.repository import immutable
+        from engine.repository.locks import LockBusy
+
+        try:  # never waits: a busy chain is the retention pass's to report
+            with self.repo.lock(self.job, self.machine, exclusive=True, wait=0):
+                try:
+                    meta = self.repo.try_load(self.job, self.machine)
+                except MetadataError:
+                    return
+                if meta is None or not meta.facts.get("immutable_until"):
+                    return
+                folder = self.repo.machine_dir(self.job, self.machine)
+                if lift:
+                    immutable.lift_expired(folder, meta)
+                else:
+                    immutable.hold(folder, meta)
+        except LockBusy:
+            return
 
     def _prove(self, request: dict) -> None:
         """The stored payloads of a few blocks of a committed point: the source checks
