@@ -27,7 +27,7 @@ MACHINES = ("db01", "web01", "web02")
 
 
 def build(root: Path, rate: str) -> Path:
-    """Three machines of 3 MiB (incompressible, 256 KiB blocks) and a rate-limited job."""
+    """Three machines of 6 MiB (incompressible, 256 KiB blocks) and a rate-limited job."""
     import contextlib
     import io
 
@@ -35,7 +35,7 @@ def build(root: Path, rate: str) -> Path:
     (root / "disks").mkdir(parents=True)
     for machine in MACHINES:
         disk = root / "disks" / f"{machine}.img"
-        disk.write_bytes(rng.randbytes(3 << 20))
+        disk.write_bytes(rng.randbytes(6 << 20))
         with contextlib.redirect_stdout(io.StringIO()):
             assert ferry_main(["backup", "--repo", str(root / "primary"), "--job", "Daily",
                                "--machine", machine, "--disk", str(disk), "--block-size",
@@ -72,7 +72,9 @@ def outside_run(jobs: Path) -> subprocess.Popen:
 
 
 def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path: Path) -> None:
-    jobs = build(tmp_path, "512KiB/s")
+    # 18 MiB at 256 KiB/s: a run of about 70 s, which the test stops long before its end
+    # even on a loaded machine, while each machine still moves a block every ~3 s
+    jobs = build(tmp_path, "256KiB/s")
     key = str(jobs / "dr-copy.toml")
     run = outside_run(jobs)
 
