@@ -175,7 +175,7 @@ def verify_block(payload: bytes | memoryview, raw: int, flags: int, dg: bytes) -
         data = payload
     else:
         try:
-            data = decompressor().decompress(bytes(payload), max_output_size=raw)
+            data = decompressor().decompress(payload, max_output_size=raw)
         except zstandard.ZstdError:
             raise Refused("a block does not decompress") from None
     if len(data) != raw or digest(data) != dg:

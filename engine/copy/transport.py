@@ -9,6 +9,7 @@ same bytes as on a socket) or over TCP to `ferry mover`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -40,6 +41,7 @@ NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=H
 # the latest point: 26 bytes each, so 1 GiB is ~40 M blocks); a mover accepts far less
 # (engine.copy.frames.MAX_FRAME): a frame header is never trusted to size a buffer
 SOURCE_MAX_FRAME = 1 << 30
+PIPE_SIZE = 1 << 20  # pipes of `--stdio` / ssh (Linux default 64 KiB)
 
 
 class StreamError(FerryError):
@@ -279,6 +281,11 @@ class FdEndpoint(Endpoint):
         self.rfd, self.wfd = rfd, wfd
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
+        for fd in (rfd, wfd):  # a block frame in one write, not sixteen 64 KiB ones
+            try:
+                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+            except OSError:
+                pass  # not a pipe (a socket, a file), or over /proc/sys/fs/pipe-max-size
         self.timeout, self.max_frame = timeout, max_frame
         self.sent, self.busy = 0, 0.0
         self._buf = bytearray()
