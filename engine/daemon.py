@@ -44,14 +44,23 @@ def last_run(spec) -> datetime | None:
 
 
 def has_new_source_point(spec) -> bool:
-    """True when some machine's newest source point is newer than its copy."""
+    """True when some machine's newest source point is newer than its copy.
+
+    With a remote mover the chains are on the mover's host: the job's history says
+    which source point each machine's last copy took (else every pass would run)."""
     src, dst = Repository(spec.source_repository), target_repository(spec)
+    copied = History(history_path(spec)).copied(spec.name) \
+        if getattr(spec, "target_mover", None) else None
     for job in spec.source_jobs:
         for _, machine in src.machines(job):
             if spec.machines and machine not in spec.machines:
                 continue
             try:
                 s = src.load(job, machine)
+                if copied is not None:
+                    if s.points and copied.get(machine) != s.points[-1].id:
+                        return True
+                    continue
                 t = dst.try_load(spec.name, machine)
             except Exception:  # noqa: BLE001 - a damaged chain is the run's to report
                 return True

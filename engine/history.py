@@ -115,6 +115,17 @@ class History:
                                [job])
             return [r[0] for r in rows]
 
+    def copied(self, job: str) -> dict[str, str]:
+        """machine -> the source point its latest copy (not Failed) copied."""
+        if not self.path.exists():
+            return {}
+        with self._connect() as con:
+            rows = con.execute("SELECT t.machine, t.source_point FROM tasks t JOIN sessions s "
+                               "ON s.id = t.session_id WHERE s.job = ? AND t.status != 'Failed' "
+                               "AND COALESCE(t.source_point, '') != '' "
+                               "ORDER BY s.started, s.rowid", [job])
+            return {r[0]: r[1] for r in rows}
+
     def tasks(self, session_id: str) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -168,19 +168,24 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     return refs, problems
 
 
+def session_row(res: SessionResult) -> dict:
+    """A finished session as the history stores it."""
+    tot = Stats()
+    for tr in res.tasks:
+        tot.add(tr.stats)
+    return {"id": res.session, "job": res.job, "status": res.status,
+            "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+            "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+            "transferred": tot.transferred, "written": tot.written,
+            "message": res.message, "dry_run": 0, "kind": res.kind}
+
+
 def record_session(spec, dst, res: SessionResult, upload: bool = True,
                    log: list[dict] | None = None) -> str:
     """Write a finished session (and its log lines, `engine.session_log`) into the job's
     history; "" or why it could not be. `upload=False`: an object storage target refused
     the run, so nothing goes there."""
-    tot = Stats()
-    for tr in res.tasks:
-        tot.add(tr.stats)
-    session = {"id": res.session, "job": res.job, "status": res.status,
-               "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-               "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-               "transferred": tot.transferred, "written": tot.written,
-               "message": res.message, "dry_run": 0, "kind": res.kind}
+    session = session_row(res)
     try:
         History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks], log)
         if upload and not isinstance(dst, Repository):
@@ -233,6 +238,7 @@ class Runner:
         self.src = Repository(spec.source_repository)
         self.dst = target_repository(spec)
         self.retention: list[dict] = []
+        self.remote = None  # the job stream of a remote run (engine.copy.jobsession)
         self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
@@ -308,8 +314,11 @@ class Runner:
         else:
             with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
                 results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository) \
-                and self.only is None:  # a partial run must not mark the others as gone
+        if self.remote is not None and not self.control.stopped and self.only is None:
+            problems += self._remote_cleanup([r.machine for r in refs if r.machine not in gone],
+                                             started)
+        elif not self.dry_run and not self.control.stopped and isinstance(self.dst, Repository) \
+                and self.only is None and not getattr(self.spec, "target_mover", None):
             from engine.copy.maintenance import after_session
 
             try:
@@ -380,6 +389,24 @@ class Runner:
                                    res.message)))
         if error:
             self.log("warning", f"history not recorded: {error}")
+        if self.remote is not None:
+            try:
+                self.remote.history(session_row(res), [tr.to_json() for tr in res.tasks])
+            except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+                self.log("warning", f"history not recorded on the mover: {one_line(exc)}")
+
+    def _remote_cleanup(self, seen: list[str], started: datetime) -> list[str]:
+        """Deleted-items cleanup on the mover's repository (engine.copy.jobsession)."""
+        try:
+            answer = self.remote.maintain(seen, started)
+        except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
+            return [f"maintenance: {one_line(exc)}"]
+        for a in answer.get("actions") or []:
+            self.retention.append(a)
+            self.emit(ev.RetentionAction(self.spec.name, a.get("machine", ""), a.get("action", ""),
+                                         a.get("point", ""), a.get("detail", "")))
+        refused = answer.get("refused")
+        return [f"cleanup refused by the target: {refused}"] if isinstance(refused, str) else []
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
@@ -502,12 +529,30 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
     with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
+        runner.remote = _remote_job(spec)
         publisher = _publish(runner, started_by) if live else None
         try:
             return runner.run()
         finally:
             if publisher is not None:
                 publisher.close()
+            if runner.remote is not None:
+                runner.remote.close()
+
+
+def _remote_job(spec):
+    """The job stream of a remote run (the mover's job lock), or None when local.
+    A mover that is unreachable now is left to the tasks (they report it, with retries)."""
+    if not getattr(spec, "target_mover", None):
+        return None
+    from engine.copy.jobsession import JobBusy, RemoteJob
+
+    try:
+        return RemoteJob(spec)
+    except JobBusy as exc:
+        raise RunError(str(exc), 3) from None
+    except t.StreamError:
+        return None
 
 
 def _publish(runner: Runner, started_by: str):

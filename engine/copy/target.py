@@ -149,12 +149,21 @@ class TargetMover:
             obj = fr.json_payload(hello.payload, "HELLO")
             if obj.get("version") != t.PROTOCOL_VERSION:
                 raise fr.Refused(f"protocol version {obj.get('version')} not supported")
-            self.job, self.machine = fr.hello(obj)
+            session = obj.get("session") is True and self.remote
+            if session:  # the job stream of a remote run (engine.copy.jobsession)
+                self.job = fr.name(obj.get("job"), "job name")
+            else:
+                self.job, self.machine = fr.hello(obj)
             if self.authorize is not None:
                 self.grant = self.authorize(obj.get("token"), self.job)
             if self.grant.job is not None and self.grant.job != self.job:
                 raise fr.Refused(f"this credential is for job {self.grant.job!r}, "
                                  f"not {self.job!r}")
+            if session:
+                from engine.copy.jobsession import serve_session
+
+                serve_session(self)
+                return
             if self.remote:
                 log.info("session: job %s machine %s (%s%s)", self.job, self.machine,
                          self.grant.who, ", append-only" if self.grant.append_only else "")

@@ -31,10 +31,11 @@ HELLO, BEGIN, DIGESTS, HAVE, BLOCK, STATE, COMMIT, DONE, ERROR, ABORT, BYE = ran
 RETAIN, CHECK = 12, 13
 SWEEP = 14  # background retention of one machine: expired flags and the files they freed
 PROVE = 15  # a remote target proves it holds a sample of blocks (stored payloads)
+HISTORY, MAINTAIN = 16, 17  # the job stream of a remote run (engine.copy.jobsession)
 NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=HAVE, BLOCK=BLOCK,
                                 STATE=STATE, COMMIT=COMMIT, DONE=DONE, ERROR=ERROR, ABORT=ABORT,
                                 BYE=BYE, RETAIN=RETAIN, CHECK=CHECK, SWEEP=SWEEP,
-                                PROVE=PROVE).items()}
+                                PROVE=PROVE, HISTORY=HISTORY, MAINTAIN=MAINTAIN).items()}
 # the largest frame a source accepts from a target (a STATE answer lists every block of
 # the latest point: 26 bytes each, so 1 GiB is ~40 M blocks); a mover accepts far less
 # (engine.copy.frames.MAX_FRAME): a frame header is never trusted to size a buffer

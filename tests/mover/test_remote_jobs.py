@@ -71,8 +71,18 @@ class FakeMover(threading.Thread):
         self.proved = 0
 
     def run(self) -> None:
+        """Serves the run's job stream and its task stream (at most 4 connections)."""
         self.sock.settimeout(30)
-        conn, _ = self.sock.accept()
+        try:
+            for _ in range(4):
+                conn, _ = self.sock.accept()
+                threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        except OSError:
+            return
+        finally:
+            self.sock.close()
+
+    def serve(self, conn) -> None:
         end = t.SocketEndpoint(conn, timeout=30)
         try:
             begin = None
@@ -93,13 +103,14 @@ class FakeMover(threading.Thread):
                     self.proved += 1
                     n = len(f.json()["blocks"])
                     end.send(t.encode(t.PROVE, (struct.pack("<IB", 4, FLAG_RAW) + b"junk") * n))
+                elif f.type in (t.HISTORY, t.MAINTAIN):
+                    end.send_json(f.type, {"actions": []})
                 elif f.type == t.BYE:
                     return
         except t.StreamError:
             return
         finally:
             end.close()
-            self.sock.close()
 
 
 def test_fake_mover_cannot_pass_for_one(tmp_path):
@@ -112,7 +123,6 @@ def test_fake_mover_cannot_pass_for_one(tmp_path):
     job.write_text(job.read_text().replace("[target]\n", f'[target]\nmover = "127.0.0.1:'
                                                          f'{fake.port}"\n'))
     res = run_job(load_job(job), at=T0)
-    fake.join(timeout=30)
     assert fake.proved == 1
     assert res.status == "Failed"
     assert "could not prove it holds block" in res.tasks[0].message
