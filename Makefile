@@ -4,10 +4,11 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SAMPLES := sample_repos/primary/.built
+HISTORY := sample_repos/dr/.ferry/.sample-history
 
 .PHONY: run test venv samples lint bench clean
 
-run: $(STAMP) $(SAMPLES)
+run: $(STAMP) $(SAMPLES) $(HISTORY)
 	$(BIN)/ferry console --jobs sample_repos/jobs
 
 # two workers: most tests wait on subprocesses, sockets and disks, so the 2-core
@@ -29,6 +30,10 @@ samples: $(SAMPLES)
 
 $(SAMPLES): $(STAMP) sample_repos/generate.py
 	$(BIN)/python sample_repos/generate.py
+
+# the sample copy jobs' past: one session each "yesterday", so the console is not empty
+$(HISTORY): $(SAMPLES)
+	$(BIN)/python sample_repos/generate.py --history
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine console tests bench sample_repos

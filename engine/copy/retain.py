@@ -306,7 +306,10 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
         return []
     folder = repo.machine_dir(meta.job, meta.machine)
     done = []
-    for full in [p for p in meta.points if p.kind == Kind.FULL and not p.gfs]:
+    from engine.repository.immutable import immutable_now
+
+    for full in [p for p in meta.points if p.kind == Kind.FULL and not p.gfs
+                 and not immutable_now(meta, p.id)]:
         before, live = full_usage(folder / full.file, full.id)
         if before <= live:
             continue
