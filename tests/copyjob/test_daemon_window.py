@@ -93,10 +93,16 @@ def test_operator_hold_resume_and_stop(tmp_path):
     # stop: the next session ends Failed with the operator's reason, nothing half visible
     src.backup(T0 + timedelta(days=1), mutate=40)
     control = RunControl()
+    started = threading.Event()  # stop once blocks flow (an event, not a guess of time)
+
+    def sink(e: ev.Event) -> None:
+        if isinstance(e, ev.TaskProgress):
+            started.set()
+
     th = threading.Thread(target=lambda: out.__setitem__(
-        "res2", run_job(job, at=T0 + timedelta(days=1), control=control)))
+        "res2", run_job(job, at=T0 + timedelta(days=1), control=control, sink=sink)))
     th.start()
-    time.sleep(0.3)
+    assert started.wait(60), "no task of the second session started"
     control.stop()
     th.join(timeout=60)
     assert out["res2"].status == "Failed"
