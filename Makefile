@@ -12,10 +12,13 @@ run: $(STAMP) $(SAMPLES) $(HISTORY)
 	$(BIN)/ferry console --jobs sample_repos/jobs
 
 # two workers: most tests wait on subprocesses, sockets and disks, so the 2-core
-# machines CI runs on finish in about half the time (TEST_WORKERS=0 runs in-process)
+# machines CI runs on finish in about half the time (TEST_WORKERS=0 runs in-process).
+# Byte-compiled first: the tests start hundreds of `python -m engine.cli` processes, and
+# where PYTHONDONTWRITEBYTECODE is set each would otherwise compile the engine again.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 engine console tests >/dev/null
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 venv: $(STAMP)
