@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -506,30 +509,69 @@ class TargetMover:
 
     def _blocks(self, writer: ContainerWriter, names: list[str], wanted: dict) -> None:
         """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
-        only a block answered missing, with the digest announced, that matches it)."""
-        while True:
-            f = self.end.recv()
-            if f.type == t.COMMIT:
-                if wanted:
-                    raise fr.Refused(f"COMMIT: {len(wanted)} block(s) answered missing were "
-                                     f"never sent")
-                return
-            if f.type in (t.ABORT, t.BYE):  # stopped or killed: the partial stays to resume
-                raise t.StreamError("source aborted the point")
-            if f.type != t.BLOCK:
-                raise fr.Refused(f"unexpected frame {t.NAMES.get(f.type, f.type)}")
-            if len(f.payload) < _DIG.size:
-                raise fr.Refused("BLOCK: frame too short")
-            disk, block, raw, flags, digest, payload = t.decode_block(f.payload)
-            if wanted.pop((disk, block), None) != (raw, digest):
-                raise fr.Refused(f"BLOCK: block {block} of disk {disk} was not asked for "
-                                 f"with that digest")
-            if flags == FLAG_ZERO or flags not in fr._FLAGS:
-                raise fr.Refused(f"BLOCK: block {block}: bad flags {flags:#x}")
-            fr.verify_block(payload, raw, flags, digest)
-            t0 = time.perf_counter()
-            writer.put(names[disk], block, digest, raw, flags, payload)
-            self.busy += time.perf_counter() - t0
+        only a block answered missing, with the digest announced, that matches it).
+
+        A remote mover checks up to VERIFY_AHEAD blocks in a small pool (zstd and xxh3
+        release the GIL) while it receives the next ones; each is written, in order,
+        only after its check passed."""
+        pending: deque = deque()
+        try:
+            while True:
+                f = self.end.recv()
+                if f.type == t.COMMIT:
+                    while pending:
+                        self._write_checked(writer, *pending.popleft())
+                    if wanted:
+                        raise fr.Refused(f"COMMIT: {len(wanted)} block(s) answered missing "
+                                         f"were never sent")
+                    return
+                if f.type in (t.ABORT, t.BYE):  # stopped or killed: the partial stays
+                    raise t.StreamError("source aborted the point")
+                if f.type != t.BLOCK:
+                    raise fr.Refused(f"unexpected frame {t.NAMES.get(f.type, f.type)}")
+                if len(f.payload) < _DIG.size:
+                    raise fr.Refused("BLOCK: frame too short")
+                disk, block, raw, flags, digest, payload = t.decode_block(f.payload)
+                if wanted.pop((disk, block), None) != (raw, digest):
+                    raise fr.Refused(f"BLOCK: block {block} of disk {disk} was not asked for "
+                                     f"with that digest")
+                if flags == FLAG_ZERO or flags not in fr._FLAGS:
+                    raise fr.Refused(f"BLOCK: block {block}: bad flags {flags:#x}")
+                item = (names[disk], block, digest, raw, flags, payload)
+                if not self.remote:
+                    fr.verify_block(payload, raw, flags, digest)
+                    self._write_checked(writer, *item, None)
+                    continue
+                pending.append((*item, _verify_pool().submit(fr.verify_block, payload, raw,
+                                                             flags, digest)))
+                if len(pending) >= VERIFY_AHEAD:
+                    self._write_checked(writer, *pending.popleft())
+        finally:
+            for *_, fut in pending:  # a failed point: let the checks end, write nothing
+                if fut is not None:
+                    fut.cancel()
+
+    def _write_checked(self, writer: ContainerWriter, name: str, block: int, digest: bytes,
+                       raw: int, flags: int, payload, fut) -> None:
+        if fut is not None:
+            fut.result()  # raises Refused: the block does not match its digest
+        t0 = time.perf_counter()
+        writer.put(name, block, digest, raw, flags, payload)
+        self.busy += time.perf_counter() - t0
+
+
+VERIFY_AHEAD = 8
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _verify_pool() -> ThreadPoolExecutor:
+    """The block checks of a mover's streams (2 threads: one per core here)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(2, "ferry-verify")
+        return _POOL
 
 
 def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:

@@ -131,6 +131,7 @@ def test_forged_block_is_refused(mover):
     assert end.expect(t.HAVE).payload == b"\x00"
     end.send(t.encode(t.DIGESTS, b""))
     end.send(t.encode_block(0, 0, BS, FLAG_RAW, digest(real), os.urandom(BS)))  # not `real`
+    end.send(t.encode(t.COMMIT, b""))
     with pytest.raises(t.StreamError, match="does not match its digest"):
         end.expect(t.DONE)
     end.close()
