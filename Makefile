@@ -4,17 +4,21 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SAMPLES := sample_repos/primary/.built
+HISTORY := sample_repos/dr/.ferry/.sample-history
 
 .PHONY: run test venv samples lint bench clean
 
-run: $(STAMP) $(SAMPLES)
+run: $(STAMP) $(SAMPLES) $(HISTORY)
 	$(BIN)/ferry console --jobs sample_repos/jobs
 
 # two workers: most tests wait on subprocesses, sockets and disks, so the 2-core
-# machines CI runs on finish in about half the time (TEST_WORKERS=0 runs in-process)
+# machines CI runs on finish in about half the time (TEST_WORKERS=0 runs in-process).
+# Byte-compiled first: the tests start hundreds of `python -m engine.cli` processes, and
+# where PYTHONDONTWRITEBYTECODE is set each would otherwise compile the engine again.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 engine console tests >/dev/null
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -29,6 +33,10 @@ samples: $(SAMPLES)
 
 $(SAMPLES): $(STAMP) sample_repos/generate.py
 	$(BIN)/python sample_repos/generate.py
+
+# the sample copy jobs' past: one session each "yesterday", so the console is not empty
+$(HISTORY): $(SAMPLES)
+	$(BIN)/python sample_repos/generate.py --history
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine console tests bench sample_repos

@@ -1,6 +1,8 @@
 """Console live-view bench: N machines streaming TaskProgress into the live run screen.
 
     .venv/bin/python bench/console_bench.py [--machines 500] [--seconds 5] [--runs 3]
+    .venv/bin/python bench/console_bench.py --attach [...]   (bench/attach_bench.py: a
+        console attaching mid-run to a run of another process)
 
 A producer thread plays the engine: every 0.1 s it sends one TaskProgress per
 machine (the engine throttles progress to ~10/s per task), i.e. 5,000 events/s
@@ -152,6 +154,12 @@ def run_once(machines: int, seconds: float, size: tuple[int, int]) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--attach" in argv:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import attach_bench
+
+        return attach_bench.main([a for a in argv if a != "--attach"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0)

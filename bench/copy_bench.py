@@ -15,6 +15,12 @@ bench/ceilings.py on the same image in the same run. When Debian's restic is
 installed, `restic copy` of the same image between two local repositories is
 timed too. Scratch data lives in bench/out/ and is removed at the end.
 
+Remote movers on loopback (`--remote`, default on): the same full copy through
+`ferry mover --listen` over TLS 1.3 (pinned certificate, job token) and, when
+sshd can run here (root, openssh-server), through `ssh://` to a throw-away sshd
+on 127.0.0.1 whose forced command is `ferry mover --stdio`; each is reported as
+a share of the in-process full's throughput (goal >= 70 %).
+
 With Ceph installed (`--s3-size`, default 512MiB; 0 skips it): a throw-away
 single-node cluster (tests/s3/cephlab.py) is started, the gateway's own PUT
 ceiling is measured (4 threads, 4 MiB objects, through the same boto3 client
@@ -58,18 +64,84 @@ PW_ENV = "FERRY_BENCH_PASSWORD"
 
 
 def job_file(path: Path, name: str, src: Path, dst: Path, compression: str,
-             encrypted: bool = False) -> Path:
+             encrypted: bool = False, target: str = "") -> Path:
     enc = f'encryption = true\npassword_env = "{PW_ENV}"\n' if encrypted else ""
     path.write_text(f'name = "{name}"\n[source]\nrepository = "{src}"\njobs = ["Bench"]\n'
-                    f'[target]\nrepository = "{dst}"\n[retention]\nkeep = 7\n'
+                    f'[target]\nrepository = "{dst}"\n{target}[retention]\nkeep = 7\n'
                     f'[storage]\ncompression = "{compression}"\n{enc}'
                     f'[transport]\nparallel_tasks = 1\nretries = 0\n')
     return path
 
 
-def copy_once(work: Path, size: int, run: int) -> dict:
+TOKEN_ENV = "FERRY_BENCH_TOKEN"
+
+
+class Remotes:
+    """A TLS mover (subprocess) and, where possible, an sshd with a forced command, both
+    on 127.0.0.1, serving one repository each; `targets` maps a label to its [target]
+    lines."""
+
+    def __init__(self, work: Path):
+        import socket
+
+        self.work = work
+        self.targets: dict[str, str] = {}
+        self.repos: dict[str, Path] = {}
+        self.procs: list[subprocess.Popen] = []
+        self.sshd = None
+        tls_repo = work / "mover-tls"
+        fp = subprocess.run(ferry("mover", "init", "--repo", tls_repo), check=True, cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+        token = subprocess.run(ferry("mover", "token", "add", "--repo", tls_repo, "--job",
+                                     "Cfull_tls"), check=True, cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        os.environ[TOKEN_ENV] = token
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen(ferry("mover", "--listen", f"127.0.0.1:{port}", "--repo",
+                                      tls_repo), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(proc)
+        proc.stdout.readline()  # "listening": the port is open
+        self.targets["full_tls"] = (f'mover = "tls://127.0.0.1:{port}"\nfingerprint = "{fp}"\n'
+                                    f'token_env = "{TOKEN_ENV}"\n')
+        self.repos["full_tls"] = tls_repo
+        sys.path.insert(0, str(ROOT / "tests"))
+        from mover import sshd  # the tests' throw-away sshd
+
+        self.ssh_skipped = sshd.why_not()
+        if self.ssh_skipped is None:
+            ssh_repo = work / "mover-ssh"
+            self.sshd = sshd.start(work / "sshd", f"{sys.executable} -m engine.cli mover "
+                                   f"--stdio --repo {ssh_repo}")
+            os.environ["FERRY_SSH"] = f"ssh -F {self.sshd.config}"
+            self.targets["full_ssh"] = (f'mover = "ssh://{self.sshd.user}@127.0.0.1:'
+                                        f'{self.sshd.port}{ssh_repo}"\n')
+            self.repos["full_ssh"] = ssh_repo
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.terminate()
+            p.wait(timeout=30)
+        if self.sshd is not None:
+            self.sshd.stop()
+
+
+def copy_once(work: Path, size: int, run: int, remotes: Remotes | None = None) -> dict:
     src, disk = work / "src", work / "disk.img"
     out = {}
+    for label, target in (remotes.targets.items() if remotes else ()):
+        job = job_file(work / f"{label}.toml", f"C{label}", src, work / f"local-{label}",
+                       "auto", target=target)
+        m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+        if m.returncode:
+            raise SystemExit(m.stdout.decode() + m.stderr.decode())
+        task = json.loads(m.stdout)["tasks"][0]
+        out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
+                      "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+        shutil.rmtree(remotes.repos[label] / f"C{label}")
+        shutil.rmtree(work / f"local-{label}", ignore_errors=True)
     for label, comp in (("full_auto", "auto"), ("full_encrypted", "auto"), ("full_high", "high")):
         dst = work / f"dr-{label}-{run}"
         job = job_file(work / f"{label}.toml", f"C{label}", src, dst, comp,
@@ -117,13 +189,19 @@ def restic_copy(work: Path, disk: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def bench_size(size: int, runs: int, work: Path, ceilings: bool) -> dict:
+def bench_size(size: int, runs: int, work: Path, ceilings: bool, remote: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     disk = work / "disk.img"
     vmdata.write_disk(disk, size, "bench-copy", "bench-os")
     subprocess.run(ferry("backup", "--repo", work / "src", "--job", "Bench", "--machine", "vm01",
                          "--disk", disk, "--at", T0.isoformat()), check=True, cwd=ROOT)
-    res = {"size": size, "runs": [copy_once(work, size, r) for r in range(runs)]}
+    remotes = Remotes(work) if remote else None
+    try:
+        res = {"size": size, "runs": [copy_once(work, size, r, remotes) for r in range(runs)]}
+    finally:
+        if remotes is not None:
+            remotes.close()
+    res["ssh_skipped"] = remotes.ssh_skipped if remotes else None
     if ceilings:
         res["ceil1"] = measure_ceilings(disk, 1 << 20, 1, work, runs=runs)
         res["ceil3"] = measure_ceilings(disk, 1 << 20, 3, work, runs=runs, read_file=False)
@@ -157,6 +235,15 @@ def report(results: list[dict]) -> None:
     print(f"  full, encrypted (AES-256-GCM, keyed digests):  {mbps / fe:8,.0f} MB/s  "
           f"{fe:.2f} s  = {fa / fe:.0%} of the unencrypted full's throughput (goal >= 80 %); "
           f"peak RSS {rss_enc:.0f} MiB vs {rss_plain:.0f} MiB")
+    for label, what in (("full_tls", "TLS mover (tls://, pinned cert, token)"),
+                        ("full_ssh", "SSH mover (ssh://, forced command)")):
+        if label in runs[0]:
+            t = med([r[label]["s"] for r in runs])
+            print(f"  full through a {what} on loopback: {mbps / t:8,.0f} MB/s  {t:.2f} s  = "
+                  f"{fa / t:.0%} of the in-process full (goal >= 70 %); bottleneck "
+                  f"{runs[0][label]['bottleneck']}")
+    if main.get("ssh_skipped"):
+        print(f"  ssh:// not measured: {main['ssh_skipped']}")
     print(f"  full, recompress at high (zstd 3):             {mbps / fh:8,.0f} MB/s  "
           f"{fh:.2f} s  = {mbps / fh / c3.cpu2.median:.0%} of the 2-thread zstd-3 ceiling")
     r0 = runs[0]["increment"]
@@ -303,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="2GiB")
     ap.add_argument("--also", default="1GiB", help="a second size to show RSS is flat")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-remote", action="store_true", help="skip the TLS and SSH copies")
     ap.add_argument("--s3-size", default="512MiB", help="the S3 copy's image (0: skip)")
     ap.add_argument("--only-s3", action="store_true", help="only the S3 part")
     args = ap.parse_args(argv)
@@ -311,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(PW_ENV, "bench password")  # the encrypted full's job reads it
     try:
         if not args.only_s3:
-            results = [bench_size(parse_size(args.size), args.runs, out / "a", True)]
+            results = [bench_size(parse_size(args.size), args.runs, out / "a", True,
+                                  remote=not args.no_remote)]
             if args.also:
                 results.append(bench_size(parse_size(args.also), 1, out / "b", False))
             report(results)

@@ -24,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 
+from console import format as fmt
 from console.backend import Backend
 from console.clock import Clock, SystemClock
 from console.commands import FerryCommands
@@ -38,7 +39,7 @@ from console.messages import (
     RunEnded,
 )
 from console.records import JobEntry, MachineInfo
-from console.run_model import as_status
+from console.run_model import TaskState, as_status
 from console.run_session import RunSession
 from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
@@ -328,7 +329,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         self._states[key] = self.state_of(key)
         return session
 
-    def start_job(self, key: str) -> None:
+    def start_job(self, key: str, only: list[str] | None = None) -> None:
+        """Start a run of the job (`only`: just those machines, a retry)."""
         spec = self._spec(key)
         if spec is None:
             return
@@ -349,7 +351,8 @@ class FerryConsole(App[int], inherit_bindings=False):
             result: SessionResult | None = None
             error = ""
             try:
-                result = self.backend.run_job(spec, session.sink, control)
+                result = self.backend.run_job(spec, session.sink, control, only=only) \
+                    if only else self.backend.run_job(spec, session.sink, control)
             except Exception as exc:  # noqa: BLE001 - said in the console, not a traceback
                 error = str(exc) or type(exc).__name__
             finally:
@@ -361,7 +364,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         session.thread = threading.Thread(target=run, name=f"ferry-run-{session.job}",
                                           daemon=False)
         session.thread.start()
-        self.notify(f"{session.job}: started", title="Run")
+        what = f" (retry: {', '.join(only)})" if only else ""
+        self.notify(f"{session.job}: started{what}", title="Run")
         self.job_changed(key)
         self.open_live(key)
 
@@ -424,6 +428,13 @@ class FerryConsole(App[int], inherit_bindings=False):
         from console.remote_run import follow
 
         for info in infos:
+            if not info.alive and info.session not in self._live_ids:
+                self._live_ids.add(info.session)  # said once
+                self.notify(f"{info.job}: the run started {info.snapshot.get('started', '?')} "
+                            f"by {info.snapshot.get('started_by', '?')} was interrupted (its "
+                            "process is gone); its next run records it in the history",
+                            title="Interrupted", severity="warning", timeout=15)
+                continue
             if not info.alive or info.session in self._live_ids or \
                     info.snapshot.get("pid") == os.getpid():
                 continue
@@ -462,6 +473,18 @@ class FerryConsole(App[int], inherit_bindings=False):
             return None
         return session
 
+    def _run_machine(self, session: RunSession, machine: str, verb: str) -> bool:
+        """True when `machine` is a machine of the run still going (else says why)."""
+        row = session.model.rows.get(machine)
+        if row is None:
+            self.notify(f"{machine} is not part of this run of {session.job}", severity="warning")
+            return False
+        if row.state == TaskState.DONE:
+            self.notify(f"{machine} has finished ({row.status}): nothing to {verb}",
+                        severity="warning")
+            return False
+        return True
+
     def _act(self, session: RunSession, action: Callable[[], None]) -> bool:
         """Run a control action; a run of another process may refuse or be gone."""
         try:
@@ -472,14 +495,19 @@ class FerryConsole(App[int], inherit_bindings=False):
         return True
 
     def hold_job(self, key: str, machine: str | None = None) -> None:
+        """Hold the run, or only `machine` of it (it pauses at its next block)."""
         session = self._active(key, "hold")
         if session is None or session.control is None:
             return
         control = session.control
         if machine:
+            if not self._run_machine(session, machine, "hold"):
+                return
             if self._act(session, lambda: control.hold("operator", machine)):
-                self.notify(f"{session.job} / {machine}: on hold (operator) at its next block",
-                            title="Hold")
+                self.notify(f"{session.job} · {machine}: on hold (operator) at its next block; "
+                            "the others go on; r resumes it", title="Hold")
+                self.job_changed(key)
+                self._sync_live(session)
             return
         if session.held_by_operator:
             self.notify(f"{session.job} is already on hold", severity="warning")
@@ -491,13 +519,17 @@ class FerryConsole(App[int], inherit_bindings=False):
         self._sync_live(session)
 
     def resume_job(self, key: str, machine: str | None = None) -> None:
+        """Resume `machine` if it is held on its own, else the whole run."""
         session = self._active(key, "resume")
         if session is None or session.control is None:
             return
         control = session.control
-        if machine:
-            if self._act(session, lambda: control.resume(machine)):
-                self.notify(f"{session.job} / {machine}: resumed", title="Resume")
+        if machine and not session.held_by_operator:  # one machine (harmless if not held)
+            if self._run_machine(session, machine, "resume") and \
+                    self._act(session, lambda: control.resume(machine)):
+                self.notify(f"{session.job} · {machine}: resumed", title="Resume")
+                self.job_changed(key)
+                self._sync_live(session)
             return
         held = session.model.held_rows()
         operator_held = [r for r in held if r.hold_by == "operator"]
@@ -513,8 +545,11 @@ class FerryConsole(App[int], inherit_bindings=False):
         self._sync_live(session)
 
     def stop_job(self, key: str, machine: str | None = None) -> None:
+        """Stop the run, or only `machine` (after asking)."""
         session = self._active(key, "stop")
         if session is None or session.control is None:
+            return
+        if machine is not None and not self._run_machine(session, machine, "stop"):
             return
         control = session.control
 
@@ -523,17 +558,84 @@ class FerryConsole(App[int], inherit_bindings=False):
                 return
             if machine:
                 if self._act(session, lambda: control.stop(machine=machine)):
-                    self.notify(f"{session.job} / {machine}: stopping…", title="Stop",
+                    self.notify(f"{session.job} · {machine}: stopping…", title="Stop",
                                 severity="warning")
+                    self.job_changed(key)
+                    self._sync_live(session)
                 return
             if self._act(session, control.stop):
                 session.model.stop_requested = True
                 self.notify(f"{session.job}: stopping…", title="Stop", severity="warning")
-                self.job_changed(key)
-                self._sync_live(session)
+            self.job_changed(key)
+            self._sync_live(session)
 
-        title = f"Stop {session.job}" + (f" / {machine}?" if machine else "?")
-        self.push_screen(ConfirmModal(title, STOP_WORDS, yes="Stop run"), answer)
+        if machine:
+            self.push_screen(ConfirmModal(f"Stop {machine} of {session.job}?",
+                                          STOP_MACHINE_WORDS.format(machine=machine),
+                                          yes="Stop machine"), answer)
+            return
+        self.push_screen(ConfirmModal(f"Stop {session.job}?", STOP_WORDS, yes="Stop run"),
+                         answer)
+
+    def failed_machines(self, key: str) -> list[str]:
+        """The machines that ended Failed in the job's newest run (this console's, else the
+        history's)."""
+        session = self.sessions.get(key)
+        if session is not None and not session.active and session.model.rows:
+            return sorted(m for m, r in session.model.rows.items()
+                          if r.status == Status.FAILED)
+        last = self.store.last_runs.get(key)
+        if last is None:
+            return []
+        return sorted(t.machine for t in last.tasks if t.status == Status.FAILED)
+
+    def retry_job(self, key: str, machine: str | None = None) -> None:
+        """Run `machine` again, or every machine that failed in the newest run."""
+        session = self.sessions.get(key)
+        if session is not None and session.active:
+            self.notify(f"{session.job} is running: retry when it has ended", severity="warning")
+            return
+        machines = [machine] if machine else self.failed_machines(key)
+        if not machines:
+            self.notify(f"{self.store.name(key)}: no machine failed in its last run; select a "
+                        "machine to copy it again", severity="warning")
+            return
+        self.start_job(key, only=machines)
+
+    def active_full(self, key: str, machine: str | None = None) -> None:
+        """"Active full now": the next copy of `machine` (or of every machine) is a full."""
+        spec = self._spec(key)
+        if spec is None:
+            return
+        names = [machine] if machine else [m.name for m in self.store.machines.get(key, [])]
+        if not names:
+            self.notify(f"{spec.name} has no machines yet", severity="warning")
+            return
+        size = sum(i.source_points[-1].logical_size for i in self.store.machines.get(key, [])
+                   if i.name in names and i.source_points)
+        who = names[0] if len(names) == 1 else f"all {len(names)} machines"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._request_full(key, spec, names)
+
+        self.push_screen(ConfirmModal(
+            f"Active full for {who} of {spec.name}?",
+            f"The next run copies {who} as a full: every block is read from the source "
+            f"and sent again (about {fmt.size(size)} before compression) and starts a new "
+            "chain on the target; the older points age out by retention. Nothing starts now.",
+            yes="Request full"), answer)
+
+    @work(thread=True, group="active-full", exit_on_error=False)
+    def _request_full(self, key: str, spec: JobSpec, names: list[str]) -> None:
+        try:
+            self.backend.request_active_full(spec, names)
+        except Exception as exc:
+            self.post_message(JobSaved(key, None, "", error=f"{spec.name}: {exc}"))
+            return
+        what = names[0] if len(names) == 1 else f"{len(names)} machines"
+        self.post_message(JobSaved(key, spec, f"{spec.name}: the next run copies a full of "
+                                              f"{what}", title="Active full"))
 
     def _sync_live(self, session: RunSession) -> None:
         for screen in self.screen_stack:
@@ -574,14 +676,15 @@ class FerryConsole(App[int], inherit_bindings=False):
         if message.error:
             self.notify(message.error, title="Not saved", severity="error", timeout=10)
         else:
-            self._job_saved(message.job_key, message.spec, message.text)
+            self._job_saved(message.job_key, message.spec, message.text, message.title)
 
-    def _job_saved(self, key: str, spec: JobSpec | None, text: str) -> None:
+    def _job_saved(self, key: str, spec: JobSpec | None, text: str,
+                   title: str = "Saved") -> None:
         entry = self.jobs.get(key)
         if entry is not None and spec is not None:
             entry.spec, entry.error, entry.errors = spec, "", []
             self.load_job_data(key, spec)
-        self.notify(text, title="Saved")
+        self.notify(text, title=title)
         self.job_changed(key)
 
     # ---- navigation --------------------------------------------------------------------------
@@ -675,6 +778,11 @@ def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5) -> None:
     time.sleep(grace)
     os._exit(0)
 
+
+STOP_MACHINE_WORDS = (
+    "{machine} stops at its next block and ends Failed ('stopped by operator'), without "
+    "retries; the other machines go on. Its restore points already copied stay; the next "
+    "run continues from there.")
 
 STOP_WORDS = (
     "Each running machine stops at its next block and ends Failed ('stopped by "

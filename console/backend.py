@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
+from console.records import (
+    JobEntry,
+    LastRun,
+    LogRecord,
+    MachineInfo,
+    SessionRecord,
+    TaskRecord,
+)
 from engine import jobfile, jobsave, preview_cli, restore
 from engine import schedule as sched
 from engine import simulate as sim
+from engine.copy import active_full
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
@@ -28,7 +36,7 @@ from engine.keys import KeyRing
 from engine.live import paths as live_paths
 from engine.live.client import Attachment, RemoteControl, SessionInfo, list_sessions
 from engine.model import RetentionPolicy
-from engine.objstore.open import open_repository
+from engine.objstore.open import target_repository
 from engine.password import Password
 from engine.repository.repository import Repository
 
@@ -103,8 +111,14 @@ class Backend:
                     info.source = source.load(job_dir, machine)
                 except Exception as exc:  # damaged metadata: show it, don't crash
                     info.error = f"source: {exc}"
-        target = Repository(spec.target_repository)
-        for job_dir, machine in target.machines(spec.name):
+        target = target_repository(spec)  # a folder or the job's bucket
+        try:
+            pairs = target.machines(spec.name)
+        except Exception as exc:  # noqa: BLE001 - an unreachable bucket: say so per machine
+            pairs = []
+            for info in found.values():
+                info.error = f"target: {exc}"
+        for job_dir, machine in pairs:
             if wanted and machine not in wanted:
                 continue
             info = found.setdefault(machine, MachineInfo(machine))
@@ -114,6 +128,9 @@ class Backend:
                 info.error = f"target: {exc}"
         for machine in wanted - set(found):
             found[machine] = MachineInfo(machine, error="no restore points in the source")
+        for machine in active_full.pending(spec):
+            if machine in found:
+                found[machine].full_requested = True
         return [found[k] for k in sorted(found)]
 
     # ---- history -----------------------------------------------------------------------------
@@ -124,9 +141,9 @@ class Backend:
     def tasks(self, spec: JobSpec, session_id: str) -> list[TaskRecord]:
         return [TaskRecord.from_row(r) for r in History(history_path(spec)).tasks(session_id)]
 
-    def session_log(self, spec: JobSpec, session: SessionRecord) -> list[str]:
-        """The timestamped log lines kept for a past session (none kept yet: [])."""
-        return []
+    def session_log(self, spec: JobSpec, session: SessionRecord) -> list[LogRecord]:
+        """The timestamped log lines kept with a past session (older sessions: none)."""
+        return [LogRecord.from_row(r) for r in History(history_path(spec)).log(session.id)]
 
     def last_run(self, spec: JobSpec) -> LastRun | None:
         """The job's newest copy session with its task results; None when it never ran
@@ -145,20 +162,26 @@ class Backend:
 
     # ---- retention what-if -------------------------------------------------------------------
     def simulate(self, spec: JobSpec, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing, *, skip: frozenset[date] = frozenset(),
+                 sizing: Sizing | None, *, skip: frozenset[date] = frozenset(),
                  no_new_point: frozenset[date] = frozenset(), policy_from: date | None = None,
                  today: date | None = None) -> sim.PreviewResult:
         """`ferry preview`'s own path (`preview_cli.build_preview`): the job's schedule,
-        missed runs (`skip`), runs without a new source point, and `policy` from the day
-        `policy_from` on (the job's current policy before it; from the start when None);
-        the notes say what the real chains keep of a cycle `policy` switches off."""
-        model = sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
+        sizes from its real chains unless a sizing model is given, missed runs (`skip`),
+        runs without a new source point, and `policy` from the day `policy_from` on (the
+        job's current policy before it; from the start when None); the notes say what the
+        real chains keep of a cycle `policy` switches off."""
+        model = (sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
+                 if sizing is not None else None)
         base, changes = ((spec.retention, [(policy_from, policy)]) if policy_from is not None
                          else (policy, []))
         what = preview_cli.WhatIf(policy=base, start=start, days=days, sizing=model,
                                   skip=frozenset(skip), no_new_point=frozenset(no_new_point),
                                   changes=changes, today=today)
         return preview_cli.build_preview(spec, what)
+
+    def real_sizing(self, spec: JobSpec) -> sim.Sizing | None:
+        """The full and increment sizes the preview takes from the real chains."""
+        return preview_cli.sizing_from_repositories(spec)
 
     def preview_start(self, spec: JobSpec, now: datetime) -> datetime:
         """The first simulated run, as `ferry preview` picks it: the job's next scheduled
@@ -177,11 +200,12 @@ class Backend:
         """Blocking: write the point's disks under `out` (`ferry export`). `password` is
         used for this call only; the engine opens the chain key before writing anything."""
         keys = KeyRing(password=Password(password)) if password is not None else None
-        return restore.export_point(spec.target_repository, spec.name, machine, point_ref, out, keys)
+        return restore.export_point(target_repository(spec), spec.name, machine, point_ref, out,
+                                    keys)
 
     def check_deep(self, spec: JobSpec, machine: str, password: bytes) -> CheckResult:
         """Blocking: `ferry check --deep --all` of one machine of the job's target."""
-        repo = open_repository(spec.target_repository)
+        repo = target_repository(spec)
         return check_machine(repo, spec.name, machine, all_points=True,
                              keys=KeyRing(password=Password(password)))
 
@@ -189,9 +213,19 @@ class Backend:
     def make_control(self) -> RunControl:
         return RunControl()
 
-    def run_job(self, spec: JobSpec, sink: Sink, control: RunControl) -> SessionResult:
-        """Blocking: one run of the job. Call from a thread worker."""
-        return run_job(spec, sink=sink, control=control, started_by="console")
+    def run_job(self, spec: JobSpec, sink: Sink, control: RunControl,
+                only: list[str] | None = None) -> SessionResult:
+        """Blocking: one run of the job (`only`: just those machines, a retry). Call from a
+        thread worker."""
+        return run_job(spec, sink=sink, control=control, started_by="console", only=only)
+
+    def request_active_full(self, spec: JobSpec, machines: list[str]) -> None:
+        """"Active full now": each machine's next copy is a full (`engine.copy.active_full`)."""
+        for machine in machines:
+            active_full.request(spec, machine)
+
+    def active_full_pending(self, spec: JobSpec) -> list[str]:
+        return active_full.pending(spec)
 
     # ---- runs of other processes (engine.live) -----------------------------------------------
     def live_sessions(self, specs: list[JobSpec]) -> list[SessionInfo]:

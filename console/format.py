@@ -11,6 +11,7 @@ from datetime import datetime
 
 from engine.jobfile import JobSpec, StorageSpec, TransportSpec
 from engine.model import RetentionPolicy
+from engine.rpo import human_age
 
 STAGE_ORDER = ("Source", "Read", "Compress", "Stream", "Network", "Target", "Write")
 BAR_FULL = "█"
@@ -139,6 +140,8 @@ def schedule_text(spec: JobSpec) -> str:
         text += f" on {', '.join(sched.days)}"
     if sched.window:
         text += f" · window {', '.join(sched.window)}"
+    if sched.rpo is not None:
+        text += f" · RPO {human_age(sched.rpo)}"
     if not spec.enabled:
         text += " · disabled"
     return text

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from textual.message import Message
 
-from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
+from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine.copy.runner import SessionResult
 from engine.jobfile import JobSpec
 from engine.live.client import SessionInfo
@@ -66,12 +66,23 @@ class TasksLoaded(Message):
 
 
 @dataclass
+class SessionLoaded(Message):
+    """A past session's task rows and its kept log lines (the session detail)."""
+
+    session_id: str
+    tasks: list[TaskRecord]
+    log: list[LogRecord]
+    error: str = ""
+
+
+@dataclass
 class PreviewReady(Message):
     """A retention what-if finished."""
 
     generation: int
     result: PreviewResult | None
     error: str = ""
+    sizing: str = ""  # where the sizes came from, in words
 
 
 @dataclass
@@ -82,6 +93,7 @@ class JobSaved(Message):
     spec: JobSpec | None
     text: str
     error: str = ""
+    title: str = "Saved"
 
 
 @dataclass

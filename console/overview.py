@@ -15,6 +15,7 @@ from console import format as fmt
 from console.records import MachineInfo
 from console.run_model import TaskState
 from console.store import Health, JobStateKind, Store, status_health, worst
+from engine import rpo as rpo_mod
 from engine.model import Status
 
 
@@ -62,6 +63,25 @@ def _status_text(status: Status | None) -> str:
     return str(status) if status is not None else "never"
 
 
+def job_rpo(store: Store, key: str, now: datetime) -> rpo_mod.RpoCheck:
+    """The job's RPO verdict from the chains in the store (`engine.rpo`'s rule)."""
+    entry = store.jobs.get(key)
+    if entry is None or entry.spec is None or entry.spec.schedule.rpo is None:
+        return rpo_mod.RpoCheck(None)
+    newest: dict[str, datetime | None] = {}
+    for info in store.machines.get(key, []):
+        copy = info.newest_copy
+        if copy is not None:
+            newest[info.name] = max(p.time for p in info.target_points)
+        elif info.source_points:
+            newest[info.name] = None
+    return rpo_mod.check(entry.spec.schedule.rpo, newest, now)
+
+
+def _rpo_cell(verdict: rpo_mod.RpoCheck) -> str:
+    return "-" if not verdict.enabled else verdict.short
+
+
 def job_rows(store: Store, key: str, now: datetime) -> list[OverviewRow]:
     """The job's row and, after it, its machines' rows."""
     entry = store.jobs[key]
@@ -89,21 +109,37 @@ def job_rows(store: Store, key: str, now: datetime) -> list[OverviewRow]:
     else:
         when = fmt.ago(ended, now)
     error = store.machine_errors.get(key, "")
+    verdict = job_rpo(store, key, now)
     reason = error or (last.session.message if last is not None else "")
+    if verdict.late:
+        health = worst(health, Health.WARNING)
+        reason = "; ".join(r for r in (verdict.summary, reason) if r)
     upcoming = store.next_runs.get(key)
     name = f"{entry.name} \N{LOCK}" if entry.spec.storage.encryption else entry.name
     rows = [OverviewRow(
         key, key, "", name, state_text, _status_text(status), when,
         fmt.ago(upcoming, now) if upcoming else ("off" if not entry.spec.enabled else "-"),
-        "-", str(behind) if machines else "-", fmt.size(size) if machines else "-", reason,
+        _rpo_cell(verdict), str(behind) if machines else "-",
+        fmt.size(size) if machines else "-", reason,
         worst(health, Health.FAILED) if error else health,
         sort_last=ended.timestamp() if ended else 0.0, sort_behind=behind, sort_size=size)]
+    late = {m.machine: m for m in verdict.late}
     for info in machines:
-        rows.append(_machine_row(store, key, info, now))
+        rpo, why = "", ""
+        if verdict.enabled:
+            rpo = "late" if info.name in late else "ok"
+            if info.name in late:
+                m = late[info.name]
+                why = (f"no copy yet (RPO {rpo_mod.human_age(verdict.rpo_s or 0)})"
+                       if m.age_s is None else
+                       f"newest copy {rpo_mod.human_age(m.age_s)} old "
+                       f"(RPO {rpo_mod.human_age(verdict.rpo_s or 0)})")
+        rows.append(_machine_row(store, key, info, now, rpo, why))
     return rows
 
 
-def _machine_row(store: Store, key: str, info: MachineInfo, now: datetime) -> OverviewRow:
+def _machine_row(store: Store, key: str, info: MachineInfo, now: datetime,
+                 rpo: str = "", rpo_why: str = "") -> OverviewRow:
     last = store.last_runs.get(key)
     task = last.task(info.name) if last is not None else None
     session = store.sessions.get(key)
@@ -120,11 +156,14 @@ def _machine_row(store: Store, key: str, info: MachineInfo, now: datetime) -> Ov
     reason = info.error or (task.message if task is not None else "")
     if info.error:
         health = Health.FAILED
+    elif rpo == "late":
+        health = worst(health, Health.WARNING)
+        reason = "; ".join(r for r in (rpo_why, reason) if r)
     newest = info.newest_copy
     return OverviewRow(
         machine_row_key(key, info.name), key, info.name, info.name, state,
         _status_text(status) if task is not None else "-",
-        f"copy {fmt.ago(newest.time, now)}" if newest is not None else "no copy", "", "",
+        f"copy {fmt.ago(newest.time, now)}" if newest is not None else "no copy", "", rpo,
         str(info.behind), fmt.size(info.target_size), reason, health,
         sort_behind=info.behind, sort_size=info.target_size)
 

@@ -45,6 +45,7 @@ class MachineInfo:
     source: MachineMeta | None = None
     target: MachineMeta | None = None
     error: str = ""
+    full_requested: bool = False  # "active full now" is pending for the next copy
 
     @property
     def target_points(self) -> list[RestorePoint]:
@@ -160,6 +161,41 @@ class TaskRecord:
                    bottleneck=str(row.get("bottleneck", "") or ""),
                    message=str(row.get("message", "") or ""),
                    attempts=_int(row.get("attempts")) or 1)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of a past session's log (`engine.session_log`)."""
+
+    time: datetime | None
+    level: str
+    text: str
+    machine: str = ""
+    kind: str = "log"  # "retention" for a retention action
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> LogRecord:
+        return cls(time=_time(row.get("time")), level=str(row.get("level", "") or "info"),
+                   text=str(row.get("text", "") or ""), machine=str(row.get("machine", "") or ""),
+                   kind=str(row.get("kind", "") or "log"))
+
+
+def log_lines(records: list[LogRecord]) -> list[str]:
+    """`22:00:03 web01: ...` lines, the date written out when it changes (first line too);
+    warnings and errors marked in words, never by colour alone."""
+    out: list[str] = []
+    day = None
+    for r in records:
+        if r.time is None:
+            stamp = "--:--:--"
+        elif r.time.date() != day:
+            day = r.time.date()
+            stamp = r.time.strftime("%Y-%m-%d %H:%M:%S")
+        else:
+            stamp = r.time.strftime("%H:%M:%S")
+        level = "" if r.level == "info" else f"[{r.level}] "
+        out.append(f"{stamp} {level}{r.text}")
+    return out
 
 
 @dataclass

@@ -106,22 +106,26 @@ class MachineRow:
     hold_by: str = ""
     bottleneck: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    to_read: int = 0  # raw bytes the task reads in all (from the engine, once planned)
+    disks: dict[str, float] = field(default_factory=dict)  # disk -> share covered
 
     @property
     def fraction(self) -> float:
-        if self.state == DONE and self.status == Status.SUCCESS:
+        if self.state == DONE:
             return 1.0
-        return self.processed / self.total if self.total else 0.0
+        return min(1.0, self.processed / self.total) if self.total else 0.0
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left, from the engine's read rate and this task's processed/read ratio."""
-        if self.state != RUNNING or not self.total or self.rate <= 0 or not self.read:
+        """Seconds left: the bytes still to read over the engine's read rate (a stream
+        without `to_read` falls back to the processed/read ratio)."""
+        if self.state != RUNNING or self.rate <= 0:
             return None
-        processed_rate = self.rate * self.processed / self.read
-        if processed_rate <= 0:
+        if self.to_read:
+            return max(0.0, (self.to_read - self.read) / self.rate)
+        if not self.total or not self.read or not self.processed:
             return None
-        return max(0.0, (self.total - self.processed) / processed_rate)
+        return max(0.0, (self.total - self.processed) / (self.rate * self.processed / self.read))
 
     @property
     def state_text(self) -> str:
@@ -160,6 +164,7 @@ class RunModel:
         self.changed = False  # anything at all changed since the last take_changes()
         self.stop_requested = False  # the operator stopped the run (set by the App)
         self.samples_changed = False
+        self._fraction = 0.0  # the header's share done: never goes backwards
 
     # ---- applying events ---------------------------------------------------------------------
     def apply_all(self, events: Iterable[ev.Event], now: float) -> None:
@@ -174,7 +179,8 @@ class RunModel:
             self.dry_run = event.dry_run
             for name in event.machines:
                 self._row(name)
-            self._log.append(f"run {event.session} started: {len(event.machines)} machines"
+            self._log.append(f"run {event.session} started: "
+                             f"{fmt.plural(len(event.machines), 'machine')}"
                              + (" (dry run)" if event.dry_run else ""))
         elif isinstance(event, ev.RunFinished):
             self.finished_at = now
@@ -203,6 +209,9 @@ class RunModel:
             self._set_stats(row, event.stats.processed, event.stats.read,
                             event.stats.transferred)
             row.rate = event.rate
+            row.to_read = max(row.to_read, event.to_read)
+            if event.disks:
+                row.disks = dict(event.disks)
             if event.bottleneck:
                 row.bottleneck = dict(event.bottleneck)
             self._dirty.add(event.machine)
@@ -317,7 +326,11 @@ class RunModel:
         return sum(r.rate for r in self.rows.values() if r.state == RUNNING)
 
     def fraction(self) -> float:
-        if not self.size_total:
-            done = self.counts()[DONE]
-            return done / len(self.rows) if self.rows else 0.0
-        return min(1.0, self.processed_total / self.size_total)
+        """The run's share done: the mean of its machines' shares (a queued machine counts
+        0, a finished one 1), so a machine starting with a large total does not pull the
+        header back; and it never goes backwards."""
+        if not self.rows:
+            return self._fraction
+        now = sum(r.fraction for r in self.rows.values()) / len(self.rows)
+        self._fraction = max(self._fraction, min(1.0, now))
+        return self._fraction

@@ -9,6 +9,7 @@ overwrites go to a new rollback file placed before it).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,8 @@ from engine.units import now
 
 MIN_BLOCK, MAX_BLOCK = 256 << 10, 8 << 20
 DEFAULT_BLOCK = 1 << 20  # a new chain without --block-size
+
+_Written = tuple[RestorePoint, int, int]  # the new point, bytes read, bytes written
 
 
 class BackupError(FerryError):
@@ -156,8 +159,9 @@ def _sweep_committed(repo: Repository, job: str, machine: str) -> None:
         repo.sweep(meta, job, machine)
 
 
-def _scan_into(w: ContainerWriter, disks: list[Path], infos: list[DiskInfo], comp, pool,
-               previous: dict[str, dict[int, bytes]] | None, stats: ScanStats):
+def _scan_into(w: ContainerWriter, disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+               pool: ThreadPoolExecutor, previous: dict[str, dict[int, bytes]] | None,
+               stats: ScanStats) -> None:
     """Scan each disk and store what changed against `previous` into `w`."""
     bs = w.block_size
     for path, info in zip(disks, infos, strict=True):
@@ -184,7 +188,9 @@ def _info(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: str,
     return point_record(meta, _new_point(meta, pid, when, kind, file, infos, 0))
 
 
-def _write_full(folder, meta, pid, when, disks, infos, comp, pool):
+def _write_full(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                pool: ThreadPoolExecutor) -> _Written:
     name = point_file_name(meta.machine, when, pid, Kind.FULL)
     w = ContainerWriter(folder / name, "full", meta.block_size)
     stats = ScanStats()
@@ -197,7 +203,9 @@ def _write_full(folder, meta, pid, when, disks, infos, comp, pool):
     return _new_point(meta, pid, when, Kind.FULL, name, infos, size), stats.read, w.written
 
 
-def _write_increment(folder, meta, pid, when, disks, infos, comp, pool):
+def _write_increment(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                     disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                     pool: ThreadPoolExecutor) -> _Written:
     with PointView(folder, meta, meta.points[-1]) as view:
         previous = {d.name: view.digests(d.name) for d in infos}
     name = point_file_name(meta.machine, when, pid, Kind.INCREMENTAL)
@@ -212,7 +220,9 @@ def _write_increment(folder, meta, pid, when, disks, infos, comp, pool):
     return _new_point(meta, pid, when, Kind.INCREMENTAL, name, infos, size), stats.read, w.written
 
 
-def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
+def _write_reverse(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                   disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                   pool: ThreadPoolExecutor) -> _Written:
     """Inject changed blocks into the full; their old versions go to a new rollback."""
     full = meta.points[-1]
     bs = meta.block_size
@@ -230,11 +240,11 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
         fw = ContainerWriter(folder / full.file, "full", bs, base=base)
         try:
             new_names = {i.name for i in infos}
-            for old in base.disks.values():  # keep the old state of disks that went away
-                rb.set_disk(old.name, old.size)
-                if old.name not in new_names:
-                    for b, e in old.blocks.items():
-                        keep_old(old.name, b, e)
+            for kept in base.disks.values():  # keep the old state of disks that went away
+                rb.set_disk(kept.name, kept.size)
+                if kept.name not in new_names:
+                    for b, e in kept.blocks.items():
+                        keep_old(kept.name, b, e)
             for path, info in zip(disks, infos, strict=True):
                 old = base.disks.get(info.name)
                 old_blocks = old.blocks if old else {}
@@ -251,9 +261,9 @@ def _write_reverse(folder, meta, pid, when, disks, infos, comp, pool):
                     if blk.flags == UNCHANGED or (blk.flags == FLAG_ZERO and blk.index not in prev):
                         continue
                     if old is not None and blk.index * bs < old.size:
-                        e = old_blocks.get(blk.index)
-                        if e is not None:
-                            keep_old(info.name, blk.index, e)
+                        was = old_blocks.get(blk.index)
+                        if was is not None:
+                            keep_old(info.name, blk.index, was)
                         else:
                             rb.put(info.name, blk.index, blk.digest, blk.raw_len, FLAG_ZERO)
                     if blk.flags == FLAG_ZERO:

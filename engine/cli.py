@@ -57,6 +57,15 @@ def version() -> str:
         return "unknown"
 
 
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked (importlib.metadata costs ~0.1 s a start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"ferry {version()}")
+        parser.exit()
+
+
 def repo_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """`--repo DIR`, defaulting to $FERRY_REPO (then not required)."""
     default = os.environ.get("FERRY_REPO")
@@ -111,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.model import Method
 
     p = _Parser(prog="ferry", description="Backup copy jobs for VM restore points.")
-    p.add_argument("--version", action="version", version=f"ferry {version()}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show Ferry's version and exit")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     # handled by console.entry before this parser runs; listed so --help names them
     sub.add_parser("console", help="the operations console (Textual): ferry console [--jobs DIR]")

@@ -4,6 +4,7 @@ inventory."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from engine.jobsdir import default_jobs
 from engine.jsonout import emit
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
+from engine.rpo import RpoCheck
 from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
 
 
@@ -98,8 +100,40 @@ def add_commands(sub, time_type, size_type) -> None:
                    help="file holding the new password (mode 0600)")
 
     m = sub.add_parser("mover", help="serve a target repository to remote copy jobs")
-    m.add_argument("--listen", required=True)
-    m.add_argument("--repo", type=Path, required=True)
+    m.add_argument("--listen", metavar="HOST:PORT", help="serve TLS (after `ferry mover init`)")
+    m.add_argument("--plain", action="store_true",
+                   help="with --listen on a loopback address: no TLS, no tokens")
+    m.add_argument("--stdio", action="store_true",
+                   help="serve one stream on stdin/stdout (an SSH forced command)")
+    m.add_argument("--repo", type=Path)
+    m.add_argument("--job", help="--stdio: the only job this stream may touch")
+    m.add_argument("--append-only", action="store_true",
+                   help="--stdio: add points only, never merge or delete")
+    m.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
+                   help="retention floor: points a client can never go below (>= 2)")
+    m.add_argument("--idle-timeout", type=arg_type(duration_between(1, 86400, "from 1s to 1d")),
+                   default=600.0)
+    m.add_argument("--max-connections", type=arg_type(int_between(1, 1024)), default=16)
+    msub = m.add_subparsers(dest="mover_command", metavar="ACTION")
+    mi = msub.add_parser("init", help="create the mover's TLS key and certificate")
+    mi.add_argument("--repo", type=Path, required=True, dest="sub_repo")
+    mt = msub.add_parser("token", help="job tokens of a TLS mover")
+    tsub = mt.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    ta = tsub.add_parser("add", help="a new token for a job (printed once)")
+    ta.add_argument("--repo", type=Path, required=True, dest="sub_repo")
+    ta.add_argument("--job", required=True, dest="sub_job")
+    ta.add_argument("--append-only", action="store_true", dest="sub_append_only")
+    tl = tsub.add_parser("list", help="the tokens (never their values)")
+    tl.add_argument("--repo", type=Path, required=True, dest="sub_repo")
+    tl.add_argument("--json", action="store_true")
+    tr = tsub.add_parser("revoke", help="revoke a token by its id")
+    tr.add_argument("--repo", type=Path, required=True, dest="sub_repo")
+    tr.add_argument("id")
+    mr = msub.add_parser("retain", help="run a job's retention on the mover host")
+    mr.add_argument("--repo", type=Path, required=True, dest="sub_repo")
+    mr.add_argument("--job", required=True, dest="sub_job")
+    mr.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
+                    dest="sub_min_points")
 
 
 def load(path: Path):
@@ -318,10 +352,11 @@ def cmd_history(args: argparse.Namespace) -> int:
             rows.append(s)
     rows.sort(key=lambda s: s["started"], reverse=True)
     rows = rows[: args.limit]
+    rpo = _rpo_verdicts(args)
     if args.json:
         for s in rows:
             s["started"], s["finished"] = rfc3339(s["started"]), rfc3339(s["finished"])
-        emit({"sessions": rows})
+        emit({"sessions": rows, "rpo": [v.to_json(job) for job, v in rpo]})
         return 0
     t = Table(title="sessions", title_justify="left")
     for col in ("started", "job", "kind", "status", "duration", "processed", "transferred",
@@ -332,8 +367,31 @@ def cmd_history(args: argparse.Namespace) -> int:
                   fmt_duration(s["duration_s"] or 0), fmt_size(s["processed"] or 0),
                   fmt_size(s["transferred"] or 0),
                   ", ".join(f"{x['machine']} {x['status']}" for x in s["tasks"]))
-    Console().print(t)
+    con = Console()
+    con.print(t)
+    for job, verdict in rpo:
+        con.print(f"{'Warning' if verdict.late else 'RPO'} · {job}: {verdict.summary}",
+                  style="yellow" if verdict.late else None, markup=False, highlight=False)
     return 0
+
+
+def _rpo_verdicts(args: argparse.Namespace) -> list[tuple[str, RpoCheck]]:
+    """The RPO monitor of each job with an `rpo` (jobs folder only: `--repo` has no job
+    files, so no RPO to compare with)."""
+    from engine.jobfile import discover_jobs
+    from engine.rpo import check_job
+
+    if args.repo:
+        return []
+    out = []
+    for _, spec in discover_jobs(args.jobs or default_jobs()):
+        if isinstance(spec, Exception) or spec.schedule.rpo is None:
+            continue
+        if args.job and spec.name != args.job:
+            continue
+        out.append((spec.name, check_job(spec)))
+    return out
+
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -423,9 +481,69 @@ def _prompt_new_password():
 
 
 def cmd_mover(args: argparse.Namespace) -> int:
-    from engine.copy.server import serve_mover
+    from engine.copy import moverauth
+    from engine.copy.guard import Floor
+    from engine.copy.server import serve_mover, serve_stdio
 
-    return serve_mover(args.listen, args.repo)
+    sub = getattr(args, "mover_command", None)
+    try:
+        if sub is not None:
+            return _mover_admin(args, sub)
+        if args.min_points < 2:
+            raise ValueError("--min-points must be at least 2")
+        floor = Floor(args.min_points)
+        if args.repo is None:
+            raise ValueError("ferry mover: --repo DIR is needed")
+        if args.stdio:
+            return serve_stdio(args.repo, job=args.job, append_only=args.append_only,
+                               idle=args.idle_timeout, floor=floor)
+        if not args.listen:
+            raise ValueError("ferry mover: give --listen HOST:PORT or --stdio")
+        return serve_mover(args.listen, args.repo, plain=args.plain, idle=args.idle_timeout,
+                           max_connections=max(1, args.max_connections), floor=floor)
+    except moverauth.AuthError as exc:
+        print(f"ferry mover: {exc}", file=sys.stderr)
+        return 2
+
+
+def _mover_admin(args: argparse.Namespace, sub: str) -> int:
+    """init, token add|list|revoke, retain: run by the admin on the mover host."""
+    from engine.copy import moverauth
+    from engine.copy.guard import Floor, retain_job
+    from engine.copy.server import setup_logging
+    from engine.repository.repository import Repository
+
+    repo = args.sub_repo
+    if sub == "init":
+        print(moverauth.init(repo))
+        return 0
+    if sub == "retain":
+        setup_logging(repo)
+        done = retain_job(Repository(repo), args.sub_job, Floor(max(2, args.sub_min_points)))
+        for a in done:
+            print(f"{a['machine']}: {a['action']} {a.get('point', '')} {a.get('detail', '')}"
+                  .rstrip())
+        return 1 if any(a["action"] == "refused" for a in done) else 0
+    cmd = args.token_command
+    if cmd == "add":
+        tid, token = moverauth.add_token(repo, args.sub_job, args.sub_append_only)
+        print(token)
+        print(f"token {tid} for job {args.sub_job}{' (append-only)' if args.sub_append_only else ''}"
+              f": shown once, only its hash is kept", file=sys.stderr)
+        return 0
+    if cmd == "list":
+        rows = moverauth.list_tokens(repo)
+        if args.json:
+            print(json.dumps(rows))
+        for r in rows if not args.json else []:
+            print(f"{r['id']}  {r['job']}  {'append-only' if r['append_only'] else 'full'}  "
+                  f"{r['created']}")
+        return 0
+    if not moverauth.revoke_token(repo, args.id):
+        print(f"ferry mover token revoke: no token {args.id}", file=sys.stderr)
+        return 2
+    print(f"token {args.id} revoked")
+    return 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -53,16 +53,25 @@ def _specs(folder: Path) -> list:
 def cmd_sessions(args: argparse.Namespace) -> int:
     from engine.live import paths
     from engine.live.client import list_sessions
+    from engine.rpo import check_job
 
     folder = _jobs_dir(args)
-    infos = list_sessions(paths.search_dirs(folder, _specs(folder)))
+    specs = _specs(folder)
+    infos = list_sessions(paths.search_dirs(folder, specs))
+    # the RPO monitor of each job that sets one (`[schedule] rpo`), as `ferry history`
+    rpo = [(spec.name, check_job(spec)) for spec in specs if spec.schedule.rpo is not None]
     if args.json:
-        emit({"sessions": [i.to_json() for i in infos]})
+        emit({"sessions": [i.to_json() for i in infos],
+              "rpo": [verdict.to_json(job) for job, verdict in rpo]})
         return 0
+    con = Console()
+    for job, verdict in rpo:
+        if verdict.late:
+            con.print(f"Warning · {job}: {verdict.summary}", style="yellow", markup=False,
+                      highlight=False)
     if not infos:
         print("no sessions running")
         return 0
-    con = Console()
     for info in infos:
         s = info.to_json()
         t = Table(title=f"{s['job']}  {s['state']}  (session {s['session']}, pid {s['pid']}, "

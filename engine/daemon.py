@@ -20,14 +20,19 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.logs import job_logger
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
+from engine.rpo import RpoWatch, check_job
 from engine.schedule import in_window, next_run
 from engine.units import now as wall_now
+
+if TYPE_CHECKING:
+    from engine.jobfile import JobSpec
 
 LOG = job_logger("daemon")
 
@@ -39,14 +44,23 @@ def last_run(spec) -> datetime | None:
 
 
 def has_new_source_point(spec) -> bool:
-    """True when some machine's newest source point is newer than its copy."""
+    """True when some machine's newest source point is newer than its copy.
+
+    With a remote mover the chains are on the mover's host: the job's history says
+    which source point each machine's last copy took (else every pass would run)."""
     src, dst = Repository(spec.source_repository), target_repository(spec)
+    copied = History(history_path(spec)).copied(spec.name) \
+        if getattr(spec, "target_mover", None) else None
     for job in spec.source_jobs:
         for _, machine in src.machines(job):
             if spec.machines and machine not in spec.machines:
                 continue
             try:
                 s = src.load(job, machine)
+                if copied is not None:
+                    if s.points and copied.get(machine) != s.points[-1].id:
+                        return True
+                    continue
                 t = dst.try_load(spec.name, machine)
             except Exception:  # noqa: BLE001 - a damaged chain is the run's to report
                 return True
@@ -83,6 +97,8 @@ class Daemon:
         self.retain = retain
         self._retained: dict[str, date] = {}  # job -> day of its last background pass here
         self.control = None  # the run going on now (its notes tell of a hang-up)
+        self.rpo = RpoWatch()
+        self._rpo_checked: dict[str, float] = {}
 
     def run_options(self) -> dict:
         """Extra arguments for the real `run_job` (a test's stand-in takes none)."""
@@ -94,6 +110,18 @@ class Daemon:
 
         self.control = RunControl()
         return {"started_by": "daemon", "control": self.control}
+
+    def watch_rpo(self, spec: JobSpec, now: datetime, every: float = 300.0) -> str | None:
+        """Log when a job starts (or stops) missing its `rpo`; at most every `every` s per
+        job, since a check reads every machine's metadata (over the network for s3)."""
+        if spec.schedule.rpo is None:
+            return None
+        tick = time.monotonic()
+        last = self._rpo_checked.get(spec.name)
+        if last is not None and tick - last < every:
+            return None
+        self._rpo_checked[spec.name] = tick
+        return self.rpo.observe(spec.name, check_job(spec, now))
 
     def pass_once(self) -> list[tuple[str, str]]:
         """Run every due job once; returns (job, status) for each run made."""
@@ -111,6 +139,7 @@ class Daemon:
                 continue
             now = self.clock()
             try:
+                self.watch_rpo(spec, now)
                 if not is_due(spec, now, last_run(spec)):
                     continue
                 LOG.info("%s: due, starting a session", spec.name)
@@ -118,6 +147,8 @@ class Daemon:
                 ran.append((spec.name, res.status))
                 LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
                         "%s: %s", spec.name, res.status)
+                self._rpo_checked.pop(spec.name, None)  # a run changes the answer: look again
+                self.watch_rpo(spec, self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
                 LOG.error("%s: %s", path.name, one_line(exc))
                 ran.append((getattr(spec, "name", path.name), "Failed"))

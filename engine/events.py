@@ -64,6 +64,8 @@ class TaskProgress(Event):
     total: int
     rate: float  # bytes read per second of transfer time
     bottleneck: dict[str, float] = field(default_factory=dict)  # stage -> busy share 0..1
+    to_read: int = 0  # raw bytes the task reads in all (known once digests are exchanged)
+    disks: dict[str, float] = field(default_factory=dict)  # disk -> share covered 0..1
 
 
 @dataclass(frozen=True)

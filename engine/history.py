@@ -22,7 +22,12 @@ CREATE TABLE IF NOT EXISTS tasks (
   read INTEGER, transferred INTEGER, written INTEGER, duration_s REAL, held_s REAL,
   bottleneck TEXT, message TEXT, attempts INTEGER DEFAULT 1);
 CREATE INDEX IF NOT EXISTS sessions_job ON sessions(job, started);
+CREATE TABLE IF NOT EXISTS log (
+  session_id TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, level TEXT NOT NULL,
+  machine TEXT, kind TEXT, text TEXT NOT NULL, PRIMARY KEY (session_id, seq));
 """
+LOG_KEYS = ("time", "level", "machine", "kind", "text")
+MAX_LOG_ROWS = 10000  # read bound: a damaged or foreign database can't flood the console
 SESSION_KEYS = ("id", "job", "status", "started", "finished", "duration_s", "processed", "read",
                 "transferred", "written", "message", "dry_run", "kind")
 # what a session was: a copy run, or a background retention pass (`ferry retain`, the daemon)
@@ -58,7 +63,9 @@ class History:
         _add_kind_column(con)
         return con
 
-    def record(self, session: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
+    def record(self, session: dict[str, Any], tasks: list[dict[str, Any]],
+               log: list[dict[str, Any]] | None = None) -> None:
+        """One session, its task rows and its log lines (`engine.session_log`), at once."""
         with self._connect() as con:
             con.execute(f"INSERT INTO sessions ({','.join(SESSION_KEYS)}) VALUES "
                         f"({','.join('?' * len(SESSION_KEYS))})",
@@ -67,6 +74,19 @@ class History:
             con.executemany(f"INSERT INTO tasks (session_id,{','.join(TASK_KEYS)}) VALUES "
                             f"(?,{','.join('?' * len(TASK_KEYS))})",
                             [[session["id"]] + [t.get(k) for k in TASK_KEYS] for t in tasks])
+            con.executemany(f"INSERT INTO log (session_id,seq,{','.join(LOG_KEYS)}) VALUES "
+                            f"(?,?,{','.join('?' * len(LOG_KEYS))})",
+                            [[session["id"], i] + [line.get(k) for k in LOG_KEYS]
+                             for i, line in enumerate(log or [])])
+
+    def log(self, session_id: str, limit: int = MAX_LOG_ROWS) -> list[dict[str, Any]]:
+        """A session's log lines in order (none for sessions recorded before logs were kept)."""
+        if not self.path.exists():
+            return []
+        with self._connect() as con:
+            rows = con.execute(f"SELECT {','.join(LOG_KEYS)} FROM log WHERE session_id = ? "
+                               "ORDER BY seq LIMIT ?", [session_id, max(0, int(limit))])
+            return [dict(r) for r in rows]
 
     def sessions(self, job: str | None = None, limit: int = 100,
                  kind: str | None = None) -> list[dict[str, Any]]:
@@ -94,6 +114,17 @@ class History:
                                "ON s.id = t.session_id WHERE s.job = ? ORDER BY t.machine",
                                [job])
             return [r[0] for r in rows]
+
+    def copied(self, job: str) -> dict[str, str]:
+        """machine -> the source point its latest copy (not Failed) copied."""
+        if not self.path.exists():
+            return {}
+        with self._connect() as con:
+            rows = con.execute("SELECT t.machine, t.source_point FROM tasks t JOIN sessions s "
+                               "ON s.id = t.session_id WHERE s.job = ? AND t.status != 'Failed' "
+                               "AND COALESCE(t.source_point, '') != '' "
+                               "ORDER BY s.started, s.rowid", [job])
+            return {r[0]: r[1] for r in rows}
 
     def tasks(self, session_id: str) -> list[dict[str, Any]]:
         if not self.path.exists():

@@ -120,7 +120,9 @@ class JobSpec:
     transport: TransportSpec = field(default_factory=TransportSpec)
     inventory: dict[str, Any] | None = None
     history: Path | None = None
-    target_mover: str | None = None  # extension: [target] mover = "host:port"
+    target_mover: str | None = None  # extension: [target] mover (engine.copy.links)
+    target_fingerprint: str | None = None  # tls:// mover: its pinned certificate
+    target_token_env: str | None = None  # tls:// mover: the variable holding the job token
     # object storage target ([target] repository = "s3://..."); target_repository is then
     # the repository's local state folder (job lock, history, block index cache)
     target_s3: S3Location | None = None
@@ -380,10 +382,11 @@ class _Checker:
             raw_paths["history"] = top.history
         s = t["schedule"]
         if top.mode == "immediate":
-            schedule = ScheduleSpec(daily_at=None, every=None, window=s.window)
+            schedule = ScheduleSpec(daily_at=None, every=None, window=s.window, rpo=s.rpo)
         else:
             daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
-            schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window)
+            schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window,
+                                    rpo=s.rpo)
         inv = t.get("inventory")
         s3 = None
         if is_s3_url(t["target"].repository):
@@ -401,6 +404,7 @@ class _Checker:
             inventory=inv.settings() if inv is not None else None,
             history=paths.get("history"), raw_paths=raw_paths,
             target_mover=t["target"].mover, target_s3=s3,
+            target_fingerprint=t["target"].fingerprint, target_token_env=t["target"].token_env,
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import jobtext as jt
 from engine import schedule as sched
@@ -19,8 +19,11 @@ from engine.model import RetentionPolicy
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT
 
+if TYPE_CHECKING:  # imported where used: plain folder jobs never load the S3 code
+    from engine.objstore.location import S3Location
 
-def _s3_target(loc) -> dict[str, str]:
+
+def _s3_target(loc: S3Location) -> dict[str, str]:
     """`[target]` of an object storage job: the URL and the options that differ from the defaults."""
     from engine.objstore.location import S3Location
 
@@ -100,7 +103,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
         out["target"] = _s3_target(spec.target_s3)
     if spec.target_mover:
         out["target"]["mover"] = spec.target_mover
-    s, schedule = spec.schedule, {}
+    s = spec.schedule
+    schedule: dict[str, Any] = {}
     if spec.mode != "immediate":
         if s.every is not None:
             schedule["every"] = jt.fmt_duration(s.every)
@@ -110,6 +114,8 @@ def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any
             schedule["days"] = list(s.days)
     if s.window:
         schedule["window"] = window_value(s.window)
+    if s.rpo is not None:
+        schedule["rpo"] = jt.fmt_duration(s.rpo)
     if schedule:
         out["schedule"] = schedule
     out["retention"] = _retention_dict(spec.retention)

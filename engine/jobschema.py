@@ -16,7 +16,14 @@ import re
 from datetime import time
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    field_validator,
+    model_validator,
+)
 
 from engine import schedule as sched
 from engine.repository.repository import BadName, safe_name
@@ -153,6 +160,21 @@ def _every(value: Any) -> float:
     seconds = _duration(value)
     if not 60 <= seconds <= 86400:
         raise ValueError(f"every must be between 1m and 24h, got {describe(value)}")
+    return seconds
+
+
+MAX_RPO = 366 * 86400.0
+
+
+def _rpo(value: Any) -> float | None:
+    """"26h" (RPO monitor: Warning when the newest copied point is older), "off" or "0"."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    seconds = _duration(value)
+    if seconds == 0:
+        return None
+    if not 60 <= seconds <= MAX_RPO:
+        raise ValueError(f'rpo must be between 1m and 366d (or "off"), got {describe(value)}')
     return seconds
 
 
@@ -306,7 +328,11 @@ class Source(_Table):
 
 class Target(_Table):
     repository: NonEmpty  # a folder, or "s3://bucket/prefix" (object storage)
-    mover: str | None = None  # "host:port" of a `ferry mover` serving the target repository
+    # a `ferry mover` serving the target repository: "tls://host:port" (with fingerprint
+    # and token_env), "ssh://user@host[:port]/abs/repo", or "host:port" on loopback only
+    mover: str | None = None
+    fingerprint: str | None = None  # tls:// only: "sha256:<hex>" of the mover's certificate
+    token_env: Annotated[str, AfterValidator(_env_name)] | None = None  # tls:// only
     # object storage only: endpoint URL (default $AWS_ENDPOINT_URL), region, and the
     # names of the variables holding the keys (default AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)
     endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
@@ -323,10 +349,26 @@ class Target(_Table):
     def _mover(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        host, _, port = v.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT of a ferry mover, got {v!r}")
+        from engine.copy.links import parse_mover
+
+        parse_mover(v)
         return v
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", v):
+            raise ValueError("expected sha256:<64 hex digits> (printed by ferry mover init)")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_needs(self):
+        tls = bool(self.mover and self.mover.startswith("tls://"))
+        if tls and (self.fingerprint is None or self.token_env is None):
+            raise ValueError("a tls:// mover needs fingerprint and token_env")
+        if not tls and (self.fingerprint is not None or self.token_env is not None):
+            raise ValueError("fingerprint and token_env are for a tls:// mover only")
+        return self
 
 
 class GfsWeekly(_Table):
@@ -364,6 +406,7 @@ class Schedule(_Table):
     every: Annotated[float, BeforeValidator(_every)] | None = None
     days: Annotated[list[str], AfterValidator(_weekday_list)] = []
     window: Annotated[list[str], BeforeValidator(_window_list)] = []
+    rpo: Annotated[float | None, BeforeValidator(_rpo)] = None
 
 
 class Storage(_Table):

@@ -313,6 +313,7 @@ repository = {v(target)}
 daily_at = "22:00"                 # or every = "4h"; days = ["mon", "tue", ...]
 # window = ["20:00-06:00"]         # copy window; transforms ignore it
 # window = {{ mon = ["20:00-06:00"], sat = ["00:00-24:00"] }}   # or per weekday
+# rpo = "26h"                      # Warning when the newest copied point is older
 
 [retention]
 keep = 7                           # restore points (minimum 2)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 
@@ -13,9 +16,28 @@ from engine.model import RetentionPolicy
 from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
-from engine.schedule import next_run
+from engine.schedule import ScheduleSpec, next_run
 from engine.simulate import PreviewResult, Sizing, simulate, sizing_from_model
 from engine.units import now as wall_now
+
+
+class PreviewJob(Protocol):
+    """What a preview reads of a job (a JobSpec; read-only, so frozen specs fit)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def source_repository(self) -> Path | str: ...
+    @property
+    def source_jobs(self) -> Sequence[str]: ...
+    @property
+    def target_repository(self) -> Path | str: ...
+    @property
+    def retention(self) -> RetentionPolicy: ...
+    @property
+    def schedule(self) -> ScheduleSpec: ...
 
 
 def default_days(policy: RetentionPolicy) -> int:
@@ -32,7 +54,7 @@ def default_days(policy: RetentionPolicy) -> int:
     return days
 
 
-def sizing_from_repositories(spec) -> Sizing | None:
+def sizing_from_repositories(spec: PreviewJob) -> Sizing | None:
     """The job's size per run from its real chains (target, else source): for each
     machine the average full and increment, summed over the machines."""
     for repo, jobs in ((target_repository(spec), [spec.name]),
@@ -54,7 +76,7 @@ def sizing_from_repositories(spec) -> Sizing | None:
     return None
 
 
-def first_run(spec, start: datetime | None) -> datetime:
+def first_run(spec: PreviewJob, start: datetime | None) -> datetime:
     if start is not None:
         return start
     base = wall_now()
@@ -107,7 +129,7 @@ class WhatIf:
     today: date | None = None  # for what the real chains keep (the console's clock)
 
 
-def build_preview(spec, what: WhatIf) -> PreviewResult:
+def build_preview(spec: PreviewJob, what: WhatIf) -> PreviewResult:
     """The preview of a job: its schedule, its real chains' sizes, the what-if on top.
 
     The one code path behind `ferry preview` and the console's what-if screen.
@@ -130,7 +152,7 @@ def build_preview(spec, what: WhatIf) -> PreviewResult:
     return result
 
 
-def real_chain_notes(spec, policy: RetentionPolicy, today: date | None = None) -> list[str]:
+def real_chain_notes(spec: PreviewJob, policy: RetentionPolicy, today: date | None = None) -> list[str]:
     """What the job's real target chains keep that `policy` no longer makes: for each GFS
     cycle switched off, "3 weekly fulls stay until 2026-03-01" over all machines."""
     from engine.retention import kept_after_switch_off, points_from_chain, switched_off_text
@@ -149,10 +171,10 @@ def real_chain_notes(spec, policy: RetentionPolicy, today: date | None = None) -
     return [f"real chains: {line}" for line in switched_off_text(total)]
 
 
-def run_preview(args, spec) -> int:
+def run_preview(args: argparse.Namespace, spec: PreviewJob) -> int:
     sizing = (sizing_from_model(args.used, args.change, args.reduction)
               if args.used is not None else None)
-    changes = []
+    changes: list[tuple[date, RetentionPolicy]] = []
     for when, path in args.policy_from or []:
         from engine.jobfile import load_job
 

@@ -7,6 +7,7 @@ used for styles only (no Textual), so the CLI and the console can both call it.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,11 +24,11 @@ LEGEND = (("F", "full"), ("i", "increment"), ("W", "weekly"), ("M", "monthly"),
           ("Y", "yearly"), ("·", "no run"))
 
 
-def preview_json(result: PreviewResult) -> dict:
+def preview_json(result: PreviewResult) -> dict[str, Any]:
     """CONTRACT's `ferry preview --json` shape, plus work_space, actions and notes."""
-    seen: dict[int, dict] = {}  # PreviewPoints are shared between days: share their dicts
+    seen: dict[int, dict[str, Any]] = {}  # PreviewPoints are shared between days: share their dicts
 
-    def point(p: PreviewPoint) -> dict:
+    def point(p: PreviewPoint) -> dict[str, Any]:
         d = seen.get(id(p))
         if d is None:
             d = seen[id(p)] = {"time": rfc3339(p.time), "kind": p.kind,

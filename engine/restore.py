@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.blockio import make_pool
 from engine.errors import FerryError
 from engine.keys import KeyRing
 from engine.objstore.open import open_repository
 from engine.repository.repository import safe_name
-from engine.repository.resolve import PointView
+from engine.repository.resolve import Located, PointView
 
 
 class RestoreError(FerryError):
@@ -32,7 +34,7 @@ def export_point(repo_path: Path | str, job: str, machine: str, point_ref: str, 
     repo = open_repository(repo_path)
     if not repo.has(job, machine):
         raise RestoreError(f"no machine {machine!r} in job {job!r} of {repo_path}")
-    written = []
+    written: list[Path] = []
     with repo.lock(job, machine, exclusive=False):
         meta = repo.load(job, machine)
         try:
@@ -50,13 +52,14 @@ def export_point(repo_path: Path | str, job: str, machine: str, point_ref: str, 
     return written
 
 
-def _write_disk(view: PointView, disk: str, size: int, target: Path, pool) -> None:
+def _write_disk(view: PointView, disk: str, size: int, target: Path,
+                pool: ThreadPoolExecutor) -> None:
     bs = view.block_size
     blocks = view.blocks(disk)
-    def decode(b: int, loc):
+    def decode(b: int, loc: Located) -> bytes:
         """Decode and verify one block: export never hands back bytes that are not the disk."""
         data, problem = view.read_verified(loc)
-        if problem:
+        if data is None:  # then `problem` says why
             raise RestoreError(f"corrupt block {b} of disk {disk} in {view.where(loc)}: "
                                f"{problem} (run ferry check)")
         return data
@@ -64,7 +67,7 @@ def _write_disk(view: PointView, disk: str, size: int, target: Path, pool) -> No
     tmp = target.with_name(target.name + ".part")
     try:
         with open(tmp, "wb") as f:
-            pending: deque = deque()
+            pending: deque[tuple[int, Future[bytes]]] = deque()
             for b in sorted(blocks):
                 pending.append((b, pool.submit(decode, b, blocks[b])))
                 if len(pending) > 8:
@@ -82,7 +85,7 @@ def _write_disk(view: PointView, disk: str, size: int, target: Path, pool) -> No
     os.rename(tmp, target)
 
 
-def _emit(f, bs: int, b: int, fut) -> None:
+def _emit(f: BinaryIO, bs: int, b: int, fut: Future[bytes]) -> None:
     data = fut.result()
     f.seek(b * bs)
     f.write(data)

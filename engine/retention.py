@@ -403,7 +403,8 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
     actions = [Action("expire-flag", point=points[i].id, flag=f, reason=why)
                for i, f, why in expired]
     # index of the oldest kept point: short-term, widened by immutability
-    boundary = min(n - short_term_count(points, policy, now), immutable_from(points, policy, now))
+    locked = immutable_from(points, policy, now)
+    boundary = min(n - short_term_count(points, policy, now), locked)
     starts = _chain_starts(points)
     ends = starts[1:] + [n]
     for a, b in zip(starts[:-1], ends[:-1], strict=True):
@@ -418,9 +419,11 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
     if gfs is None and merges:
         a = starts[-1]
         if points[a].kind == FULL and not live[a]:
+            # an immutable increment is never merged (its file must stay as it is): the
+            # full below the oldest one stays as that point's base
             actions.extend(Action("merge", point=points[j].id,
                                   reason=f"over short-term retention ({_st_reason(policy)})")
-                           for j in range(a + 1, boundary + 1))
+                           for j in range(a + 1, min(boundary, locked - 1) + 1))
     return actions
 
 
@@ -545,7 +548,8 @@ def reasons(points: list[PointView], policy: RetentionPolicy, now: datetime) -> 
     for i in range(max(boundary, 0), n):
         text = label(points[i], n - i, policy, today)
         own[i] = f"{text}, {own[i]}" if own[i] else text
-    for i in range(immutable_from(points, policy, now), n):
+    locked = immutable_from(points, policy, now)
+    for i in range(locked, n):
         text = f"immutable until {immutable_until(points[i], policy).date().isoformat()}"
         own[i] = f"{own[i]}, {text}" if own[i] else text
     out = dict(zip([p.id for p in points], own, strict=True))
@@ -561,7 +565,9 @@ def reasons(points: list[PointView], policy: RetentionPolicy, now: datetime) -> 
         for j in range(a, b):
             if own[j]:
                 continue
-            if merging and j == a:
+            if merging and j == a and j + 1 >= locked:
+                out[points[j].id] = "needed by a later point (the immutable increment after it)"
+            elif merging and j == a:
                 out[points[j].id] = "not kept: the next retention run moves this full forward"
             elif merging:
                 out[points[j].id] = "not kept: the next retention run merges it into the full"

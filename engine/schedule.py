@@ -45,13 +45,15 @@ class ScheduleSpec:
     job runs daily at 22:00 (the usual after-hours slot of the source backups), which is
     also the dataclass default. `days` holds 3-letter weekday names ("mon"); empty means
     every day. `window` holds "HH:MM-HH:MM" ranges when data may be transferred, each
-    every day or, prefixed by a weekday ("sat 00:00-24:00"), on that day only.
+    every day or, prefixed by a weekday ("sat 00:00-24:00"), on that day only. `rpo`
+    (seconds, None = off) is the RPO monitor of both modes (`engine.rpo`).
     """
 
     daily_at: str | None = DEFAULT_DAILY_AT
     every: float | None = None
     days: list[str] = field(default_factory=list)
     window: list[str] = field(default_factory=list)
+    rpo: float | None = None  # seconds: Warning when the newest copied point is older
 
 
 # ---------------------------------------------------------------------------------------

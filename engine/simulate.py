@@ -27,7 +27,7 @@ and ten years of daily runs stay well under half a second (`bench/preview_bench.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -305,7 +305,7 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
               max_work: int = MAX_WORK) -> PreviewResult:
     daily = interval >= timedelta(days=1) if interval is not None else (
         mode == "immediate" or schedule is None or schedule.every is None)
-    fmt_when = (lambda t: t.date().isoformat()) if daily else (
+    fmt_when: Callable[[datetime], str] = (lambda t: t.date().isoformat()) if daily else (
         lambda t: t.strftime("%Y-%m-%d %H:%M"))
     out: list[PreviewDay] = []
     chain: list[PointView] = []
@@ -377,7 +377,8 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
 
 
 def _snapshot(day: date, chain: list[PointView], policy: RetentionPolicy, now: datetime,
-              lines: list[str], cache: dict) -> PreviewDay:
+              lines: list[str], cache: dict[str, tuple[PointView, str, PreviewPoint]]
+              ) -> PreviewDay:
     why = reasons(chain, policy, now)
     points = []
     get = cache.get
@@ -398,7 +399,7 @@ def _snapshot(day: date, chain: list[PointView], policy: RetentionPolicy, now: d
     return PreviewDay(day, points, total, work_space(biggest), lines)
 
 
-def _names(flags: list[str] | dict) -> str:
+def _names(flags: Iterable[str]) -> str:
     return "+".join(FLAG_NAMES[f] for f in flags)
 
 

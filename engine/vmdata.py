@@ -33,9 +33,11 @@ import os
 import random
 import sys
 from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 PAGE = 4096
 UNIT = 1 << 20  # default unit of layout and of mutation (match the backup block size)
@@ -54,7 +56,7 @@ class Mix:
     random: float = 0.30
     zero_regions: float = 0.75
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         total = self.zero + self.text + self.random
         if abs(total - 1.0) > 1e-6 or min(self.zero, self.text, self.random) < 0:
             raise ValueError(f"page shares must be >= 0 and add up to 1, got {total}")
@@ -221,7 +223,8 @@ def _template_unit(shared_seed: str, index: int, nbytes: int, mix: Mix,
 
 def iter_disk(size: int, seed: str | int, shared_seed: str | int | None = None, *,
               shared: float = 0.25, diverge: float = 0.1, unit: int = UNIT,
-              mix: Mix = DEFAULT_MIX, stats: DiskStats | None = None):
+              mix: Mix = DEFAULT_MIX, stats: DiskStats | None = None
+              ) -> Iterator[tuple[int, list[memoryview] | None]]:
     """Yield (offset, buffers or None for an all-zero unit) for each unit of a disk, in order.
 
     The first `shared` fraction of the units is the template ("OS image") of
@@ -229,11 +232,12 @@ def iter_disk(size: int, seed: str | int, shared_seed: str | int | None = None, 
     """
     if size < 0 or unit <= 0 or unit % PAGE:
         raise ValueError("size must be >= 0 and unit a positive multiple of 4 KiB")
-    seed, shared_seed = str(seed), None if shared_seed is None else str(shared_seed)
+    seed = str(seed)
+    template = None if shared_seed is None else str(shared_seed)
     rng = random.Random(f"ferry-vmdata-disk:{seed}")
     pool = pools(seed)
     nunits = -(-size // unit)
-    template_units = int(nunits * shared) if shared_seed is not None else 0
+    template_units = int(nunits * shared) if template is not None else 0
     region_left, region_zero = 0, False
     for i in range(nunits):
         off = i * unit
@@ -244,8 +248,9 @@ def iter_disk(size: int, seed: str | int, shared_seed: str | int | None = None, 
             region_zero = rng.random() < mix.unit_zero
         region_left -= 1
         diverged = rng.random() < diverge
-        if i < template_units and not diverged:
-            parts = _template_unit(shared_seed, i, n, mix, kinds)
+        parts: list[memoryview] | None
+        if template is not None and i < template_units and not diverged:
+            parts = _template_unit(template, i, n, mix, kinds)
             if stats is not None:
                 stats.shared += n
         elif region_zero:
@@ -254,7 +259,7 @@ def iter_disk(size: int, seed: str | int, shared_seed: str | int | None = None, 
                 kinds[0] += n
         else:
             parts = _compose(rng, pool, n, mix, kinds)
-        if stats is not None:
+        if stats is not None and kinds is not None:  # kinds is counted exactly when stats is
             stats.size += n
             stats.zero += kinds[0]
             stats.text += kinds[1]
@@ -262,7 +267,7 @@ def iter_disk(size: int, seed: str | int, shared_seed: str | int | None = None, 
         yield off, parts
 
 
-def _pwrite_all(fd: int, parts: list, offset: int) -> None:
+def _pwrite_all(fd: int, parts: Sequence[bytes | bytearray | memoryview], offset: int) -> None:
     """pwritev the buffers at offset, coping with short writes and IOV_MAX."""
     parts = list(parts)
     while parts:
@@ -274,7 +279,7 @@ def _pwrite_all(fd: int, parts: list, offset: int) -> None:
             parts = parts[512:]
             continue
         # short write: drop what was written and go on from there
-        rest = []
+        rest: list[bytes | bytearray | memoryview] = []
         for p in parts:
             if done >= len(p):
                 done -= len(p)
@@ -312,7 +317,7 @@ def write_disk(path: str | Path, size: int, seed: str | int,
 
 
 def disk_bytes(size: int, seed: str | int, shared_seed: str | int | None = None,
-               **kw) -> bytes:
+               **kw: Any) -> bytes:
     """The whole content as bytes (small disks only: tests)."""
     out = bytearray(size)
     for off, parts in iter_disk(size, seed, shared_seed, **kw):

@@ -18,6 +18,14 @@ Block size 256 KiB, compression "optimal". Linux machines share the blocks of on
 cross-machine duplicates. Everything is deterministic: two builds give the same
 chains, times, sizes of disks and block digests; only the (random) point ids differ.
 
+`--history` (run by `make run` once) then gives the copy jobs a past: "DR copy"
+and "Offsite GFS" each run once as if it were yesterday evening (`run_job(at=...)`:
+the sessions and their logs are dated yesterday, the copied points keep their
+source times), into `dr/`, so the console's first screen is not empty. The
+"Throttled copy" job is left for the newcomer: its first run copies three fulls
+at 128 KiB/s and lasts about a minute, long enough to watch it, hold a machine
+and resume it.
+
 The disk images are kept, as they are after the last day, in `primary/.disks/<job>/
 <machine>/` (ignored by the repository: its folder starts with a dot), so a demo or
 test can take further points of the same machines. The build happens in a sibling
@@ -164,20 +172,52 @@ def build(out: Path, days: int = DAYS, *, quiet: bool = False) -> dict:
     return summary
 
 
+# copy jobs that get a session "yesterday" (file name, start time yesterday)
+HISTORY_JOBS = (("dr-copy.toml", 23, 0), ("offsite-gfs.toml", 23, 30))
+HISTORY_MARK = ".sample-history"
+
+
+def make_history(jobs_dir: Path, now: datetime | None = None, *, quiet: bool = False) -> Path:
+    """Run the HISTORY_JOBS of `jobs_dir` once each, yesterday evening; returns the mark
+    file written into the target's `.ferry/` when they are done."""
+    from engine.copy.runner import run_job
+    from engine.history import history_path
+    from engine.jobfile import load_job
+
+    day = (now or datetime.now()).date() - timedelta(days=1)
+    mark = None
+    for name, hour, minute in HISTORY_JOBS:
+        spec = load_job(Path(jobs_dir) / name)
+        res = run_job(spec, at=datetime.combine(day, datetime.min.time()).replace(
+            hour=hour, minute=minute))
+        if not quiet:
+            print(f"  {spec.name}: ran {day} {hour:02d}:{minute:02d}: {res.status}", flush=True)
+        mark = history_path(spec).parent / HISTORY_MARK
+    assert mark is not None
+    mark.write_text(f"{day}\n")
+    return mark
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build the sample source repository.")
     ap.add_argument("--out", type=Path, default=ROOT,
                     help="folder that receives primary/ (default: sample_repos)")
     ap.add_argument("--days", type=int, default=DAYS, help="daily points per machine")
     ap.add_argument("--force", action="store_true", help="rebuild even if already built")
+    ap.add_argument("--history", action="store_true",
+                    help="then run the sample copy jobs once, as if yesterday evening")
+    ap.add_argument("--jobs", type=Path, default=ROOT / "jobs",
+                    help="job files for --history (default: sample_repos/jobs)")
     args = ap.parse_args(argv)
     if args.days < 1:
         print("generate.py: --days must be at least 1", file=sys.stderr)
         return 2
     if (args.out / "primary" / ".built").is_file() and not args.force:
         print(f"{args.out / 'primary'} is already built (use --force to rebuild)")
-        return 0
-    build(args.out, args.days)
+    else:
+        build(args.out, args.days)
+    if args.history:
+        make_history(args.jobs)
     return 0
 
 

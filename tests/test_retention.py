@@ -343,10 +343,12 @@ def test_immutable_points_are_neither_merged_nor_deleted() -> None:
     now = at(9) + timedelta(minutes=30)
     acts = plan_retention(chain, policy, now)
     left = apply(chain, acts)
-    # d4 + 5 days < now: d5..d9 are immutable, d4 is the oldest point that may move
-    assert [p.id for p in left] == ["d5", "d6", "d7", "d8", "d9"]
+    # d4 + 5 days < now: d5..d9 are immutable; an immutable increment is never merged,
+    # so the full moves forward to d4, the base of d5
+    assert [p.id for p in left] == ["d4", "d5", "d6", "d7", "d8", "d9"]
     assert left[0].kind == "full" and {a.kind for a in acts} == {"merge"}
     why = reasons(left, policy, now)
+    assert why["d4"] == "needed by a later point (the immutable increment after it)"
     assert why["d5"] == f"immutable until {(at(5) + timedelta(days=5)).date()}"
     assert why["d9"].startswith("short-term 1/2, immutable until ")
     # GFS chain: an old chain whose points are still immutable is not deleted

@@ -166,7 +166,7 @@ TABLES = {
     "source": {"repository", "jobs", "machines"},
     "target": {"repository"},
     "retention": {"keep", "unit", "deleted_items_days", "gfs"},
-    "schedule": {"daily_at", "every", "days", "window"},
+    "schedule": {"daily_at", "every", "days", "window", "rpo"},
     "storage": {"compression", "health_check", "compact"},
     "transport": {"wan_acceleration", "parallel_tasks", "rate_limit", "retries", "retry_wait"},
 }
@@ -220,6 +220,35 @@ def test_job_files_load_with_the_engine(built: Path, tmp_path: Path):
         shutil.copy(p, tmp_path / "jobs" / p.name)
         spec = jobfile.load_job(tmp_path / "jobs" / p.name)
         assert spec.name == tomllib.loads(p.read_text())["name"]
+
+
+def test_history_from_yesterday_and_a_throttled_job(built: Path, tmp_path: Path):
+    """`make run`'s console is not empty (sessions from yesterday evening, with logs) and
+    one job's first run lasts about a minute at its rate limit."""
+    from engine import jobfile
+    from engine.copy.runner import run_job
+    from engine.history import History, history_path
+
+    shutil.copytree(built, tmp_path / "primary", ignore=shutil.ignore_patterns(".disks"))
+    (tmp_path / "jobs").mkdir()
+    for p in JOB_FILES:
+        shutil.copy(p, tmp_path / "jobs" / p.name)
+    now = datetime(2026, 12, 2, 9, 0)
+    mark = gen.make_history(tmp_path / "jobs", now, quiet=True)
+    assert mark.is_file()
+    for name, hour, minute in gen.HISTORY_JOBS:
+        spec = jobfile.load_job(tmp_path / "jobs" / name)
+        (row,) = History(history_path(spec)).sessions(spec.name)
+        assert row["status"] in ("Success", "Warning") and row["started"].startswith(
+            f"2026-12-01T{hour:02d}:{minute:02d}")
+        assert History(history_path(spec)).log(row["id"])  # the session detail has a log
+    slow = jobfile.load_job(tmp_path / "jobs" / "throttled.toml")
+    plan = run_job(slow, at=now, dry_run=True)
+    assert {t.kind for t in plan.tasks} == {"full"} and len(plan.tasks) == 3
+    read = sum(t.stats.read for t in plan.tasks)
+    assert 15 * MiB <= read <= 18 * MiB, read  # about 10 MiB of it is sent (measured)
+    assert slow.transport.rate_limit == 128 * 1024  # 10 MiB: 40 s per task .. 80 s shared
+    assert not History(history_path(slow)).sessions(slow.name)  # left for the newcomer
 
 
 # ---------------------------------------------------------------- engine.vmdata

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 
 from console import format as fmt
 from console.messages import HistoryLoaded, TasksLoaded
+from console.overview import job_rpo
 from console.records import SessionRecord, TaskRecord
 from console.widgets.filter_bar import FilterBar
 from console.widgets.vim_table import VimDataTable
@@ -51,6 +52,7 @@ class HistoryScreen(Screen[None]):
 
     DEFAULT_CSS = """
     HistoryScreen .history-head { height: 1; padding: 0 1; background: $boost; }
+    HistoryScreen #history-sessions-head { height: auto; max-height: 3; width: 1fr; }
     HistoryScreen #history-sessions { height: 1fr; }
     HistoryScreen #history-tasks { height: 1fr; }
     """
@@ -167,6 +169,10 @@ class HistoryScreen(Screen[None]):
             words.append("no matches")
         if error:
             words.append(error)
+        late = [self.ferry.store.name(k) + ": " + v.summary for k in self._keys()
+                if (v := job_rpo(self.ferry.store, k, self.ferry.clock.now())).late]
+        if late:  # the RPO monitor: Warning here too, in the same words as the overview
+            words.append("Warning · " + "; ".join(late))
         self.query_one("#history-sessions-head", Label).update(" · ".join(words))
         self._shown_session = None
         if table.row_count:

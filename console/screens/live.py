@@ -39,6 +39,8 @@ class LiveRunScreen(Screen[None]):
     LiveRunScreen #run-summary.-held { color: $warning; }
     LiveRunScreen #run-summary.-failed { color: $error; }
     LiveRunScreen #run-bottleneck { color: $text-muted; }
+    LiveRunScreen #run-disks { height: 1; padding: 0 1; color: $text-muted; display: none; }
+    LiveRunScreen #run-disks.-shown { display: block; }
     LiveRunScreen ThroughputChart { padding: 0 1; }
     LiveRunScreen MachineTable { height: 2fr; }
     LiveRunScreen LogPane { height: 1fr; min-height: 5; }
@@ -51,6 +53,11 @@ class LiveRunScreen(Screen[None]):
         Binding("p", "hold", "Hold", id="run.hold"),
         Binding("r", "resume", "Resume", id="run.resume"),
         Binding("x", "stop", "Stop", id="run.stop"),
+        Binding("P", "hold_machine", "Hold machine", show=False, id="run.hold-machine"),
+        Binding("R", "resume_machine", "Resume machine", show=False, id="run.resume-machine"),
+        Binding("X", "stop_machine", "Stop machine", show=False, id="run.stop-machine"),
+        Binding("f", "retry", "Retry failed", show=False, id="run.retry"),
+        Binding("a", "active_full", "Active full", show=False, id="run.active-full"),
         Binding("c", "chain", "Chains", id="run.chain"),
         Binding("slash", "filter", "Filter", id="run.filter"),
         Binding("L", "focus_log", "Log", id="run.log"),
@@ -72,6 +79,7 @@ class LiveRunScreen(Screen[None]):
         yield Header(show_clock=False, icon="≡")
         yield Label("", id="run-summary")
         yield Label("", id="run-bottleneck")
+        yield Label("", id="run-disks")
         yield FilterBar(id="run-filter", placeholder="filter machines…")
         yield FilterBar(id="log-search", placeholder="search the log…")
         yield MachineTable(id="machines")
@@ -122,6 +130,7 @@ class LiveRunScreen(Screen[None]):
         self.query_one("#run-bottleneck", Label).update(
             f"Bottleneck {fmt.bottleneck_of(model.bottleneck()) or '-'} · "
             f"{fmt.bottleneck_line(model.bottleneck())}")
+        self._update_disks()
         if model.samples_changed or force:
             model.samples_changed = False
             self.query_one(ThroughputChart).set_samples(list(model.read_samples),
@@ -159,6 +168,17 @@ class LiveRunScreen(Screen[None]):
             self._controls = controls
             self.refresh_bindings()
 
+    def _update_disks(self) -> None:
+        """The highlighted machine's progress per disk (shown while it has any)."""
+        name = self.highlighted_machine()
+        row = self.session.model.rows.get(name) if name else None
+        label = self.query_one("#run-disks", Label)
+        shown = row is not None and bool(row.disks) and row.state != DONE
+        label.set_class(shown, "-shown")
+        if shown and row is not None:
+            label.update(f"{row.name} disks: " + " · ".join(
+                f"{disk} {fmt.percent(share).strip()}" for disk, share in row.disks.items()))
+
     @on(FilterBar.Applied, "#run-filter")
     def _filter(self, event: FilterBar.Applied) -> None:
         self.query_one(MachineTable).set_filter(self.session.model, event.text)
@@ -188,6 +208,32 @@ class LiveRunScreen(Screen[None]):
 
     def action_stop(self) -> None:
         self.ferry.stop_job(self.job_key)
+
+    def _machine(self, verb: str) -> str | None:
+        machine = self.highlighted_machine()
+        if machine is None:
+            self.notify(f"no machine selected to {verb}", severity="warning")
+        return machine
+
+    def action_hold_machine(self) -> None:
+        if (machine := self._machine("hold")) is not None:
+            self.ferry.hold_job(self.job_key, machine)
+
+    def action_resume_machine(self) -> None:
+        if (machine := self._machine("resume")) is not None:
+            self.ferry.resume_job(self.job_key, machine)
+
+    def action_stop_machine(self) -> None:
+        if (machine := self._machine("stop")) is not None:
+            self.ferry.stop_job(self.job_key, machine)
+
+    def action_retry(self) -> None:
+        """After the run: run its failed machines again (a new run of just those)."""
+        self.ferry.retry_job(self.job_key)
+
+    def action_active_full(self) -> None:
+        if (machine := self._machine("copy as a full")) is not None:
+            self.ferry.active_full(self.job_key, machine)
 
     def action_chain(self) -> None:
         self.ferry.open_chain(self.job_key, self.highlighted_machine())

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 
 from console.encrypted_reads import deep_check_flow, export_flow
 from console.messages import JobChanged, JobsChanged
-from console.overview import OverviewRow, SortKey, overview_rows
+from console.overview import OverviewRow, SortKey, job_rpo, overview_rows
 from console.store import Health, JobStateKind
 from console.widgets.details import DetailsPane
 from console.widgets.filter_bar import FilterBar
@@ -42,6 +42,8 @@ class OverviewScreen(Screen[None]):
         Binding("p", "hold", "Hold", show=False, id="job.hold"),
         Binding("r", "resume", "Resume", show=False, id="job.resume"),
         Binding("x", "stop", "Stop", show=False, id="job.stop"),
+        Binding("f", "retry", "Retry failed", show=False, id="job.retry"),
+        Binding("a", "active_full", "Active full", show=False, id="job.active-full"),
         Binding("c", "chain", "Chains", id="job.chain"),
         Binding("w", "whatif", "What-if", id="job.whatif"),
         Binding("e", "edit", "Edit", id="job.edit"),
@@ -158,7 +160,8 @@ class OverviewScreen(Screen[None]):
             return
         if row.is_job:
             details.show_job(entry, store.state_of(row.job_key), store.last_status(row.job_key),
-                             store.sessions.get(row.job_key), store.last_runs.get(row.job_key))
+                             store.sessions.get(row.job_key), store.last_runs.get(row.job_key),
+                             job_rpo(store, row.job_key, self.ferry.clock.now()))
             return
         info = store.machine_info(row.job_key, row.machine)
         if info is not None:
@@ -214,6 +217,18 @@ class OverviewScreen(Screen[None]):
         key = self.selected_job()
         if key is not None:
             self.ferry.stop_job(key, self.selected_machine())
+
+    def action_retry(self) -> None:
+        """On a machine row: copy that machine again; on a job row: its failed machines."""
+        key = self.selected_job()
+        if key is not None:
+            self.ferry.retry_job(key, self.selected_machine())
+
+    def action_active_full(self) -> None:
+        """The next copy is a full: of the selected machine, or of every machine of a job."""
+        key = self.selected_job()
+        if key is not None:
+            self.ferry.active_full(key, self.selected_machine())
 
     def action_export(self) -> None:
         """Export the selected machine's newest copied point (asks the password if sealed)."""

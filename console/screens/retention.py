@@ -57,7 +57,7 @@ class RetentionScreen(Screen[None]):
     RetentionScreen #whatif-worst, RetentionScreen #whatif-day {
         height: 1; padding: 0 1; background: $boost;
     }
-    RetentionScreen #whatif-worst { color: $warning; text-style: bold; }
+    RetentionScreen #whatif-worst { color: $warning; text-style: bold; height: auto; width: 1fr; }
     RetentionScreen #whatif-actions {
         width: 1fr; height: auto; max-height: 3; padding: 0 1; color: $text-muted;
     }
@@ -70,13 +70,18 @@ class RetentionScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="whatif.back"),
         Binding("ctrl+s,f2", "save", "Save", id="whatif.save", priority=True),
-        Binding("left_square_bracket,pageup", "day(-1)", "Prev day", id="whatif.prev-day"),
-        Binding("right_square_bracket,pagedown", "day(1)", "Next day", id="whatif.next-day"),
+        # priority: no field takes these characters, and a focused field must not eat them
+        Binding("left_square_bracket,pageup", "day(-1)", "Prev day", id="whatif.prev-day",
+                priority=True, key_display="["),
+        Binding("right_square_bracket,pagedown", "day(1)", "Next day", id="whatif.next-day",
+                priority=True, key_display="]"),
         Binding("left_curly_bracket", "day(-30)", "30 days back", show=False,
-                id="whatif.prev-month"),
+                id="whatif.prev-month", priority=True),
         Binding("right_curly_bracket", "day(30)", "30 days on", show=False,
-                id="whatif.next-month"),
-        Binding("W", "worst", "Worst day", id="whatif.worst"),
+                id="whatif.next-month", priority=True),
+        Binding("W", "worst", "Worst day", id="whatif.worst", priority=True),
+        Binding("question_mark", "app.help", "Help", id="whatif.help",
+                priority=True),  # the App's `?` never reaches it past a focused field
     ]
 
     def __init__(self, job_key: str, debounce: float = 0.15) -> None:
@@ -89,6 +94,7 @@ class RetentionScreen(Screen[None]):
         self.day_index: int | None = None
         self._jump_to: Any | None = None  # a day to show once its result is in
         self._timer: Timer | None = None
+        self.sizing_words = ""
 
     @property
     def ferry(self) -> FerryConsole:
@@ -144,15 +150,23 @@ class RetentionScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="whatif", exit_on_error=False)
     def simulate(self, generation: int, values: FormValues, start: Any) -> None:
+        backend = self.ferry.backend
         try:
-            result = self.ferry.backend.simulate(
+            result = backend.simulate(
                 self.spec, values.policy, start, values.days, values.sizing,
                 skip=values.skip, no_new_point=values.no_new_point,
                 policy_from=values.policy_from, today=self.ferry.clock.now().date())
+            if values.sizing is not None:
+                words = "sizing model"
+            else:
+                real = backend.real_sizing(self.spec)
+                words = (f"real chains: full {fmt.size(real.full)}, increment "
+                         f"{fmt.size(real.incremental)}" if real is not None
+                         else "no chains yet: sizes 0 (give Used)")
         except Exception as exc:
             self.post_message(PreviewReady(generation, None, error=str(exc)))
             return
-        self.post_message(PreviewReady(generation, result))
+        self.post_message(PreviewReady(generation, result, sizing=words))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         if message.generation != self.generation:
@@ -162,6 +176,7 @@ class RetentionScreen(Screen[None]):
             self.notify(message.error, title="What-if", severity="error")
             return
         self.result = message.result
+        self.sizing_words = message.sizing
         days = list(_get(self.result, "days", []) or [])
         if self._jump_to is not None:
             found = [i for i, d in enumerate(days) if _get(d, "date") == self._jump_to]
@@ -190,7 +205,8 @@ class RetentionScreen(Screen[None]):
         if worst is not None:
             wd = days[worst]
             worst_label.update(f"Worst day {_get(wd, 'date')}: {fmt.size(_get(wd, 'total_size'))}"
-                               f" · {len(_get(wd, 'points', []) or [])} points")
+                               f" · {fmt.plural(len(_get(wd, 'points', []) or []), 'point')}"
+                               + (f" · {self.sizing_words}" if self.sizing_words else ""))
         else:
             worst_label.update("No days simulated")
         self.query_one(SizeChart).show([_get(d, "total_size", 0) for d in days], worst,
@@ -212,7 +228,7 @@ class RetentionScreen(Screen[None]):
         day = days[self.day_index]
         points = sorted(_get(day, "points", []) or [], key=lambda p: _get(p, "time"))
         label.update(f"Day {self.day_index + 1}/{len(days)} {_get(day, 'date')} · "
-                     f"{len(points)} points · {fmt.size(_get(day, 'total_size'))}")
+                     f"{fmt.plural(len(points), 'point')} · {fmt.size(_get(day, 'total_size'))}")
         actions = [_short(a) for a in _get(day, "actions", []) or []]
         self.query_one("#whatif-actions", Label).update(
             " · ".join(actions) if actions else "no run this day")

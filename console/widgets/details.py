@@ -18,6 +18,7 @@ from console.run_model import TaskState
 from console.run_session import RunSession
 from console.store import JobState
 from engine.model import RestorePoint, Status
+from engine.rpo import RpoCheck
 
 Cell = str | Text
 
@@ -35,9 +36,11 @@ class DetailsPane(VerticalScroll):
     DetailsPane > .details--key { color: $text-muted; }
     DetailsPane > .details--title { color: $primary; text-style: bold; }
     DetailsPane > .details--bad { color: $error; }
+    DetailsPane > .details--warn { color: $warning; }
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"details--key", "details--title", "details--bad"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"details--key", "details--title", "details--bad",
+                                             "details--warn"}
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -48,6 +51,9 @@ class DetailsPane(VerticalScroll):
 
     def _bad(self, text: str) -> Text:
         return Text(text, style=self.get_component_rich_style("details--bad", partial=True))
+
+    def _warn(self, text: str) -> Text:
+        return Text(text, style=self.get_component_rich_style("details--warn", partial=True))
 
     def _grid(self, title: str, rows: Sequence[tuple[str, Cell]]) -> Table:
         key_style = self.get_component_rich_style("details--key", partial=True)
@@ -65,7 +71,8 @@ class DetailsPane(VerticalScroll):
         self.body.update(Text(text))
 
     def show_job(self, entry: JobEntry, state: JobState, status: Status | None,
-                 session: RunSession | None, last: LastRun | None = None) -> None:
+                 session: RunSession | None, last: LastRun | None = None,
+                 rpo: RpoCheck | None = None) -> None:
         if entry.spec is None:
             self.body.update(self._grid(entry.name, [
                 ("file", str(entry.path)), ("problem", self._bad(entry.error)),
@@ -89,6 +96,8 @@ class DetailsPane(VerticalScroll):
                 rows.append(("", s.message))
         else:
             rows.append(("last run", status or "never"))
+        if rpo is not None and rpo.enabled:
+            rows.append(("rpo", self._warn(rpo.summary) if rpo.late else rpo.summary))
         rows += [
             ("schedule", fmt.schedule_text(spec)),
             ("source", f"{spec.source_repository} · jobs {', '.join(spec.source_jobs)}"),
@@ -121,6 +130,8 @@ class DetailsPane(VerticalScroll):
                                f"{fmt.size(sum(p.size for p in points))}"))
             if points:
                 rows.append(("", f"newest {point_text(points[-1])}"))
+        if info.full_requested:
+            rows.append(("next copy", "a full (active full requested)"))
         if info.source_job:
             rows.append(("source job", info.source_job))
         if info.error:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select
@@ -27,7 +28,7 @@ class FormError(ValueError):
 @dataclass
 class FormValues:
     policy: Any  # engine.model.RetentionPolicy
-    sizing: Sizing
+    sizing: Sizing | None  # None: sizes from the job's real chains (as `ferry preview`)
     days: int
     skip: frozenset[date] = field(default_factory=frozenset)  # days without a run
     no_new_point: frozenset[date] = field(default_factory=frozenset)  # runs finding nothing
@@ -39,8 +40,28 @@ def _select(options: list[str], value: str, id: str) -> Select[str]:
                   allow_blank=False, compact=True, id=id)
 
 
+# the what-if screen's keys and `?` (help): no field of the form (numbers, sizes) takes
+# these characters
+SCREEN_KEYS = frozenset("W[]{}?")
+
+
+class FormInput(Input):
+    """An Input that leaves the what-if screen's own keys to the screen (Textual hides
+    every binding of a printable key from the screen while an Input has the focus)."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        if character is not None and character in SCREEN_KEYS:
+            return False
+        return super().check_consume_key(key, character)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.character is not None and event.character in SCREEN_KEYS:
+            return  # not typed: the key goes on to the screen's and the App's bindings
+        await super()._on_key(event)
+
+
 def _input(value: str, id: str, width: int | str = 6, placeholder: str = "") -> Input:
-    box = Input(value, id=id, compact=True, placeholder=placeholder)
+    box = FormInput(value, id=id, compact=True, placeholder=placeholder)
     box.styles.width = width
     return box
 
@@ -107,10 +128,10 @@ class RetentionForm(VerticalScroll):
             yield Label("Method", classes="form-label")
             yield _select(["synthetic", "active"], getattr(gfs, "method", "synthetic"),
                           "f-method")
-        yield Label("Sizing model", classes="form-head")
+        yield Label("Sizing (empty: real chains)", classes="form-head")
         with Horizontal():
             yield Label("Used", classes="form-label")
-            yield _input("100GiB", "f-used", width=12)
+            yield _input("", "f-used", width=12, placeholder="real chains")
         with Horizontal():
             yield Label("Change %", classes="form-label")
             yield _input("5", "f-change")
@@ -177,12 +198,14 @@ class RetentionForm(VerticalScroll):
                                  min_points_days_mode=getattr(self._policy,
                                                               "min_points_days_mode", 3),
                                  immutable_days=getattr(self._policy, "immutable_days", 0))
-        try:
-            used = parse_size(self._text("f-used"))
-        except ValueError as exc:
-            raise FormError(f"used: {exc}") from None
-        sizing = Sizing(used, self._float("f-change", "change %"),
-                        self._float("f-reduction", "reduction %"))
+        sizing = None
+        if self._text("f-used"):  # a sizing model instead of the real chains
+            try:
+                used = parse_size(self._text("f-used"))
+            except ValueError as exc:
+                raise FormError(f"used: {exc}") from None
+            sizing = Sizing(used, self._float("f-change", "change %"),
+                            self._float("f-reduction", "reduction %"))
         days = self._int("f-days", "days", 1, 3660)
         return FormValues(policy, sizing, days, self._dates("f-skip", "skip"),
                           self._dates("f-nonew", "no new"), self._day("f-from", "from"))

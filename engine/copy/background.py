@@ -133,13 +133,22 @@ def _one(spec, dst, machine: str, now: datetime, retention: list[dict],
     end = th = None
     try:
         end, th = connect_target(spec, dst)
-        end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": spec.name,
-                                "machine": machine})
+        from engine.copy.links import token_of
+
+        hello = {"version": t.PROTOCOL_VERSION, "job": spec.name, "machine": machine}
+        token = token_of(spec)  # a tls:// mover's job token
+        if token is not None:
+            hello["token"] = token
+        end.send_json(t.HELLO, hello)
         if end.expect(t.HELLO, timeout=60).json().get("version") != t.PROTOCOL_VERSION:
             raise t.StreamError("the target mover speaks another protocol version")
         end.send_json(t.SWEEP, {"now": now.isoformat(), "policy": policy_to_dict(spec.retention),
                                 "lock_wait": LOCK_WAIT})
-        actions = end.expect(t.SWEEP).json()["actions"]
+        answer = end.expect(t.SWEEP).json()
+        actions = answer.get("actions") or []
+        if isinstance(answer.get("refused"), str):  # the target decides (engine.copy.guard)
+            res.status = Status.WARNING.value
+            res.message = f"retention refused by the target: {answer['refused'][:300]}"
     except Exception as exc:  # noqa: BLE001 - one machine must not stop the pass
         res.status = Status.FAILED.value
         res.message = one_line(exc)

@@ -29,11 +29,13 @@ class PlanItem:
 
 
 def plan_machine(src: MachineMeta, target: dict | None, mode: str,
-                 encrypted: bool = False) -> list[PlanItem]:
+                 encrypted: bool = False, active_full: bool = False) -> list[PlanItem]:
     """The points to copy, oldest first; empty when the target is up to date.
 
     Turning `encrypted` on or off starts a new chain: the first point copied after
-    the switch is a full (the old chain ages out by retention).
+    the switch is a full (the old chain ages out by retention). So does an operator's
+    `active_full` request ("active full now"), which is also how a chain changes its
+    block size; with no new point it plans nothing (the caller re-reads the latest).
     """
     points = [p for p in src.points if p.complete]
     if not points:
@@ -48,7 +50,7 @@ def plan_machine(src: MachineMeta, target: dict | None, mode: str,
         return []
     if mode == "periodic":
         new = new[-1:]
-    want = target.get("block_size")
+    want = None if active_full else target.get("block_size")
     for p in new:
         size = p.block_size or src.block_size
         if want and size != want:
@@ -56,6 +58,6 @@ def plan_machine(src: MachineMeta, target: dict | None, mode: str,
                             f"({size} bytes, the copy uses {want}); run an active full of the "
                             f"copy job to change it")
     items = [PlanItem(p, "incremental") for p in new]
-    if bool(last.get("key")) != encrypted:
+    if bool(last.get("key")) != encrypted or active_full:
         items[0].kind = "full"
     return items

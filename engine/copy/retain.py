@@ -21,13 +21,15 @@ the next run finishes the job:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from engine import retention as rules
+from engine.errors import FerryError, one_line
 from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RestorePoint, RetentionPolicy
 from engine.repository.container import DATA_START, FLAG_ZERO, Container
 from engine.repository.damage import DamagedBlocks, add_records
@@ -82,6 +84,29 @@ class ChainOps:
     compact: Callable[[Any, MachineMeta, RetentionPolicy, str, datetime], list[dict]]
 
 
+class RetentionFailed(FerryError):
+    """A retention step could not be done (a full file system, an I/O error) after the
+    copy. Every step commits through the metadata file, so the chain is as the last
+    committed step left it: each point it names reads exactly, and the next run
+    plans the step again."""
+
+
+@contextmanager
+def _step(what: str) -> Iterator[None]:
+    """Name the step in the one line of a file-system failure (not only "No space
+    left on device"): the admin sees what was not done and that nothing is lost."""
+    try:
+        yield
+    except OSError as exc:
+        raise RetentionFailed(f"{what} failed: {one_line(exc)}; the copied points are "
+                              "intact and the next run tries again") from exc
+
+
+def _when(meta: MachineMeta, point_id: str) -> str:
+    p = next((p for p in meta.points if p.id == point_id), None)
+    return f"{p.time:%Y-%m-%d %H:%M}" if p is not None else point_id
+
+
 def apply_retention(repo: Repository, job: str, machine: str, request: dict,
                     ops: ChainOps | None = None) -> list[dict]:
     """Run GFS and short-term retention (then a due compact) for one machine under its
@@ -95,7 +120,46 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
     done: list[dict] = []
     with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
         try:
-            _apply(repo, job, machine, request, ops, now, policy, done)
+            meta = repo.try_load(job, machine)
+            if meta is None or not meta.points:
+                return done
+            method = request.get("gfs_method") or "synthetic"
+            pending = meta.facts.get("gfs_pending")
+            gfs_on = policy.gfs is not None and policy.gfs.enabled
+            if gfs_on and isinstance(pending, dict) and \
+                    any(p.id == pending.get("point") for p in meta.points):
+                # a GFS full a killed run began: finish it first
+                on = pending.get("assigned") or now.date().isoformat()
+                with _step(f"the GFS full of the {_when(meta, pending['point'])} point"):
+                    done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
+                                          pending.get("method") or method, ops, policy,
+                                          date.fromisoformat(on), resumed=True))
+            elif pending is not None:
+                # its point is gone, or GFS was switched off since: nothing to finish
+                meta.facts.pop("gfs_pending", None)
+                repo.save(meta)
+            flags = _not_made(meta, request.get("gfs_full") or {})
+            point_id = request.get("point")
+            if flags and point_id:
+                with _step(f"the GFS full of the {_when(meta, point_id)} point"):
+                    done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy,
+                                          now.date()))
+            views = rules.points_from_chain(meta.points)
+            actions = rules.plan_retention(views, policy, now)
+            expected = rules.apply(views, actions)
+            for act in actions:
+                with _step(_what(meta, act)):
+                    done.append(_execute(repo, meta, act, ops))
+            meta.facts["last_run"] = now.isoformat()
+            if request.get("health_checked"):
+                meta.facts["last_health_check"] = now.isoformat()
+            repo.save(meta)
+            got = [(p.id, p.kind.value, sorted(p.gfs)) for p in meta.points]
+            want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
+            if got != want:
+                raise RuntimeError(f"retention left {got}, the rules planned {want}")
+            with _step("the compact of the full"):
+                done.extend(ops.compact(repo, meta, policy, request.get("compact") or "off", now))
         except DamagedBlocks as exc:  # nothing of that transform was committed
             meta = repo.load(job, machine)
             add_records(meta, exc.blocks)  # the next run (or `check --repair`) re-fetches them
@@ -104,44 +168,15 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
     return done
 
 
-def _apply(repo: Repository, job: str, machine: str, request: dict, ops: ChainOps,
-           now: datetime, policy: RetentionPolicy, done: list[dict]) -> None:
-    """apply_retention's steps, under the exclusive chain lock."""
-    meta = repo.try_load(job, machine)
-    if meta is None or not meta.points:
-        return
-    method = request.get("gfs_method") or "synthetic"
-    pending = meta.facts.get("gfs_pending")
-    gfs_on = policy.gfs is not None and policy.gfs.enabled
-    if gfs_on and isinstance(pending, dict) and \
-            any(p.id == pending.get("point") for p in meta.points):
-        # a GFS full a killed run began: finish it first
-        on = pending.get("assigned") or now.date().isoformat()
-        done.append(_gfs_full(repo, meta, pending["point"], pending["flags"],
-                              pending.get("method") or method, ops, policy,
-                              date.fromisoformat(on), resumed=True))
-    elif pending is not None:
-        # its point is gone, or GFS was switched off since: nothing to finish
-        meta.facts.pop("gfs_pending", None)
-        repo.save(meta)
-    flags = _not_made(meta, request.get("gfs_full") or {})
-    point_id = request.get("point")
-    if flags and point_id:
-        done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy, now.date()))
-    views = rules.points_from_chain(meta.points)
-    actions = rules.plan_retention(views, policy, now)
-    expected = rules.apply(views, actions)
-    for act in actions:
-        done.append(_execute(repo, meta, act, ops))
-    meta.facts["last_run"] = now.isoformat()
-    if request.get("health_checked"):
-        meta.facts["last_health_check"] = now.isoformat()
-    repo.save(meta)
-    got = [(p.id, p.kind.value, sorted(p.gfs)) for p in meta.points]
-    want = [(p.id, p.kind, sorted(p.gfs)) for p in expected]
-    if got != want:
-        raise RuntimeError(f"retention left {got}, the rules planned {want}")
-    done.extend(ops.compact(repo, meta, policy, request.get("compact") or "off", now))
+def _what(meta: MachineMeta, act: rules.Action) -> str:
+    """A retention action in words, for a failure's one line."""
+    if act.kind == "merge":
+        return f"the merge of the {_when(meta, act.point)} point into the full"
+    if act.kind == "delete-chain":
+        return f"the deletion of the chain of {_when(meta, act.points[0])}"
+    return f"the {act.kind} of the {_when(meta, act.point)} point"
+
+
 def background_retention(repo: Repository, job: str, machine: str, now: datetime,
                          policy: RetentionPolicy, ops: ChainOps | None = None,
                          lock_wait: float = COPY_LOCK_WAIT) -> list[dict]:
@@ -279,7 +314,10 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
         return []
     folder = repo.machine_dir(meta.job, meta.machine)
     done = []
-    for full in [p for p in meta.points if p.kind == Kind.FULL and not p.gfs]:
+    from engine.repository.immutable import immutable_now
+
+    for full in [p for p in meta.points if p.kind == Kind.FULL and not p.gfs
+                 and not immutable_now(meta, p.id)]:
         before, live = full_usage(folder / full.file, full.id)
         if before <= live:
             continue

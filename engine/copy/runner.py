@@ -37,8 +37,9 @@ from engine.repository.damage import DamagedBlocks
 from engine.repository.locks import ChainLock, LockBusy
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
+from engine.session_log import SessionLog
+from engine.units import fmt_duration, rfc3339
 from engine.units import now as wall_now
-from engine.units import rfc3339
 
 LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
@@ -168,19 +169,26 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     return refs, problems
 
 
-def record_session(spec, dst, res: SessionResult, upload: bool = True) -> str:
-    """Write a finished session into the job's history; "" or why it could not be.
-    `upload=False`: an object storage target refused the run, so nothing goes there."""
+def session_row(res: SessionResult) -> dict:
+    """A finished session as the history stores it."""
     tot = Stats()
     for tr in res.tasks:
         tot.add(tr.stats)
-    session = {"id": res.session, "job": res.job, "status": res.status,
-               "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-               "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-               "transferred": tot.transferred, "written": tot.written,
-               "message": res.message, "dry_run": 0, "kind": res.kind}
+    return {"id": res.session, "job": res.job, "status": res.status,
+            "started": res.started.isoformat(), "finished": res.finished.isoformat(),
+            "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
+            "transferred": tot.transferred, "written": tot.written,
+            "message": res.message, "dry_run": 0, "kind": res.kind}
+
+
+def record_session(spec, dst, res: SessionResult, upload: bool = True,
+                   log: list[dict] | None = None) -> str:
+    """Write a finished session (and its log lines, `engine.session_log`) into the job's
+    history; "" or why it could not be. `upload=False`: an object storage target refused
+    the run, so nothing goes there."""
+    session = session_row(res)
     try:
-        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks])
+        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks], log)
         if upload and not isinstance(dst, Repository):
             from engine.objstore.history import upload_history
 
@@ -191,10 +199,13 @@ def record_session(spec, dst, res: SessionResult, upload: bool = True) -> str:
 
 
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
-    """A stream to the target mover: in-process by default, TCP when `[target] mover` is set."""
+    """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
+    TCP: engine.copy.links) when `[target] mover` is set."""
     address = getattr(spec, "target_mover", None)
     if address:
-        return t.SocketEndpoint.connect(address), None
+        from engine.copy.links import connect
+
+        return connect(spec), None
     s3 = getattr(spec, "target_s3", None) is not None
     # an S3 target hands frames straight to its upload pool, which bounds what it holds
     # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
@@ -214,13 +225,14 @@ class Runner:
     """Runs one session of a job (see `run_job`)."""
 
     def __init__(self, spec, *, at: datetime | None, dry_run: bool, sink: ev.Sink,
-                 control: RunControl, hold_timeout: float, respect_window: bool):
+                 control: RunControl, hold_timeout: float, respect_window: bool,
+                 only: list[str] | None = None):
         self.spec = spec
+        self.only = set(only) if only else None  # a retry of some machines (see run_job)
         self.at = at
         self.respect_window = respect_window
         self.dry_run = dry_run
         self.repair_only = False  # `ferry check --repair`: only the repair exchange
-        self.only_machine: str | None = None
         self.sink = sink
         self.control = control
         self.hold_timeout = hold_timeout
@@ -228,11 +240,13 @@ class Runner:
         self.src = Repository(spec.source_repository)
         self.dst = target_repository(spec)
         self.retention: list[dict] = []
+        self.remote = None  # the job stream of a remote run (engine.copy.jobsession)
         self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
         self.keys = KeyRing(spec.storage.password_source)
         self._t0 = time.monotonic()
+        self.journal = SessionLog(self.clock)  # the timestamped log kept in the history
         # `[transport] rate_limit` is the job's: one bucket shared by all its tasks
         self.rate = RateLimit(int(spec.transport.rate_limit or 0))
         control.listeners.append(self._control_changed)
@@ -258,6 +272,7 @@ class Runner:
         return self.at or wall_now()
 
     def emit(self, event: ev.Event) -> None:
+        self.journal.add(event)
         try:
             self.sink(event)
         except Exception:  # noqa: BLE001 - a broken UI must not break a copy
@@ -273,8 +288,10 @@ class Runner:
     def run(self) -> SessionResult:
         started, t0 = self.task_clock(), time.monotonic()
         refs, problems = find_machines(self.spec)
-        if self.only_machine:
-            refs = [r for r in refs if r.machine == self.only_machine]
+        if self.only is not None:
+            problems += [f"{m}: not a machine of this job" for m in
+                         sorted(self.only - {r.machine for r in refs})]
+            refs = [r for r in refs if r.machine in self.only]
         self.facts: dict[str, dict] = {}
         gone: list[str] = []
         if getattr(self.spec, "inventory", None) and not self.repair_only:
@@ -299,8 +316,13 @@ class Runner:
         else:
             with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
                 results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if not self.dry_run and not self.repair_only and not self.control.stopped and \
-                isinstance(self.dst, Repository):
+        if self.remote is not None and not self.control.stopped and self.only is None \
+                and not self.repair_only:
+            problems += self._remote_cleanup([r.machine for r in refs if r.machine not in gone],
+                                             started)
+        elif not self.dry_run and not self.repair_only and not self.control.stopped and \
+                isinstance(self.dst, Repository) and self.only is None and \
+                not getattr(self.spec, "target_mover", None):
             from engine.copy.maintenance import after_session
 
             try:
@@ -365,9 +387,30 @@ class Runner:
         return res
 
     def record(self, res: SessionResult) -> None:
-        error = record_session(self.spec, self.dst, res, upload=not self.refusal)
+        error = record_session(self.spec, self.dst, res, upload=not self.refusal,
+                               log=self.journal.rows(ev.RunFinished(
+                                   res.job, res.session, res.status, res.duration_s,
+                                   res.message)))
         if error:
             self.log("warning", f"history not recorded: {error}")
+        if self.remote is not None:
+            try:
+                self.remote.history(session_row(res), [tr.to_json() for tr in res.tasks])
+            except Exception as exc:  # noqa: BLE001 - history must not fail the copy
+                self.log("warning", f"history not recorded on the mover: {one_line(exc)}")
+
+    def _remote_cleanup(self, seen: list[str], started: datetime) -> list[str]:
+        """Deleted-items cleanup on the mover's repository (engine.copy.jobsession)."""
+        try:
+            answer = self.remote.maintain(seen, started)
+        except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
+            return [f"maintenance: {one_line(exc)}"]
+        for a in answer.get("actions") or []:
+            self.retention.append(a)
+            self.emit(ev.RetentionAction(self.spec.name, a.get("machine", ""), a.get("action", ""),
+                                         a.get("point", ""), a.get("detail", "")))
+        refused = answer.get("refused")
+        return [f"cleanup refused by the target: {refused}"] if isinstance(refused, str) else []
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
@@ -382,7 +425,7 @@ class Runner:
                 break
             wait = float(self.spec.transport.retry_wait)
             self.log("warning", f"{ref.machine}: {res.message}; retry {attempt} of {retries} in "
-                     f"{wait:.0f}s", ref.machine)
+                     f"{fmt_duration(wait)}", ref.machine)
             if self._sleep(wait, ref.machine):
                 break
         self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
@@ -472,29 +515,51 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
             hold_timeout: float = 3600.0, respect_window: bool | None = None,
             started_by: str = "cli", live: bool = True,
-            repair_only: bool = False, machine: str | None = None) -> SessionResult:
+            only: list[str] | None = None, repair_only: bool = False,
+            machine: str | None = None) -> SessionResult:
     """Run one session of a copy job (blocking). See CONTRACT `ferry run`.
 
     The copy window binds scheduled runs (the daemon) and replays (`at` given); an
     operator's "run now" on the wall clock is honoured outside it (with a log line).
+    `only` copies just those machines (the console's "retry"): deleted-items
+    bookkeeping is left to the next whole session, which sees every machine.
     A real run publishes itself (`engine.live`: `ferry sessions`, attach, control
     from other processes) unless `live` is False; `started_by` says who started it.
     """
     if respect_window is None:
         respect_window = at is not None
     runner = Runner(spec, at=at, dry_run=dry_run, sink=sink, control=control or RunControl(),
-                    hold_timeout=hold_timeout, respect_window=respect_window)
-    runner.repair_only, runner.only_machine = repair_only, machine  # `ferry check --repair`
+                    hold_timeout=hold_timeout, respect_window=respect_window,
+                    only=[machine] if machine else only)
+    runner.repair_only = repair_only  # `ferry check --repair`
     if dry_run:
         return runner.run()
     Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
     with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
+        runner.remote = _remote_job(spec)
         publisher = _publish(runner, started_by) if live else None
         try:
             return runner.run()
         finally:
             if publisher is not None:
                 publisher.close()
+            if runner.remote is not None:
+                runner.remote.close()
+
+
+def _remote_job(spec):
+    """The job stream of a remote run (the mover's job lock), or None when local.
+    A mover that is unreachable now is left to the tasks (they report it, with retries)."""
+    if not getattr(spec, "target_mover", None):
+        return None
+    from engine.copy.jobsession import JobBusy, RemoteJob
+
+    try:
+        return RemoteJob(spec)
+    except JobBusy as exc:
+        raise RunError(str(exc), 3) from None
+    except t.StreamError:
+        return None
 
 
 def _publish(runner: Runner, started_by: str):

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from engine import events as ev
+from engine.copy import active_full
 from engine.copy import transport as t
 from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.source import Busy, SourceMover, request_state
@@ -15,16 +16,19 @@ from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
 
-STAGES = ("Source", "Compress", "Stream", "Target")
+STAGES = ("Source", "Compress", "Stream", "Target", "Throttled")
+PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
 
 
 def bottleneck(busy: Busy, elapsed: float) -> tuple[str, dict[str, float]]:
     """Busy-time share per stage; the primary bottleneck is the busiest stage."""
     elapsed = max(elapsed, 1e-9)
     load = {"Source": busy.source, "Compress": busy.compress, "Stream": busy.stream,
-            "Target": busy.target}
+            "Target": busy.target, "Throttled": busy.throttled}
     load = {k: round(min(1.0, v / elapsed), 3) for k, v in load.items()}
-    return max(STAGES, key=lambda k: load[k]), load
+    if not load["Throttled"]:
+        del load["Throttled"]  # said only when the job's rate limit held the stream back
+    return max(load, key=lambda k: load[k]), load
 
 
 class MachineCopy:
@@ -53,11 +57,18 @@ class MachineCopy:
                             on_hold=lambda by: self.r.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
+        self.mover = mover
         self.left_uncopied = False
+        if getattr(spec, "target_mover", None):
+            from engine.copy.links import token_of
+
+            # a remote target is not trusted: it proves it holds what it says it has
+            mover.prove, mover.token = PROVE_SAMPLE, token_of(spec)
         mover.hello(job, machine)
         state = request_state(self.end)
+        wants_full = active_full.requested(spec, machine)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
-                             encrypted=spec.storage.encryption)
+                             encrypted=spec.storage.encryption, active_full=wants_full)
         now = self.r.task_clock()
         outside = not in_window(spec.schedule, now)
         if outside and items and not self.r.respect_window:
@@ -88,16 +99,21 @@ class MachineCopy:
                 items[-1].kind = "full"
             elif not blocked:
                 items = self._reread(state.latest)
+        if wants_full and not blocked:
+            items = self._active_full(items, state.latest)
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             self.r.log("info", f"{machine}: up to date", machine)
-        total = items[-1].source.logical_size if items else 0
+        total = sum(i.source.logical_size for i in items)  # what `processed` grows to
+        self.total = total
         self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
         self.previous = state.digests if state.latest else None
         self.base = state.latest["id"] if state.latest else None
         self.state = state
         self.chain_key = state.latest.get("key", "") if state.latest else ""
         self._send(mover, items)
+        if wants_full and not self.r.dry_run and items and items[0].kind == "full":
+            active_full.clear(spec, machine)  # committed: the request is done
         if items and not self.r.dry_run:
             gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
         res.held_s += mover.held
@@ -140,6 +156,20 @@ class MachineCopy:
         gfs = self.spec.retention.gfs
         return gfs is not None and gfs.enabled and gfs.method == "active"
 
+    def _active_full(self, items: list[PlanItem], latest: dict | None) -> list[PlanItem]:
+        """The operator asked for a full: the planner made the next point one; without a
+        new point the latest copied point is read whole again (as an active GFS full)."""
+        machine = self.ref.machine
+        if not items:
+            items = self._reread(latest)
+        if items:
+            self.r.log("info", f"{machine}: active full requested by the operator: "
+                       f"copying a full", machine)
+        else:
+            self.r.log("info", f"{machine}: active full requested: the newest copy already "
+                       f"is a full; the request waits for the next new restore point", machine)
+        return items
+
     def _reread(self, latest: dict | None) -> list[PlanItem]:
         """An active GFS full without a new source point: the latest copied point read
         whole from the source again, replacing its increment (notes 6: "copies the latest
@@ -165,8 +195,8 @@ class MachineCopy:
                 envelope = self._point_key(mover, self.state, item, self.base, self.chain_key)
                 plan = mover.plan_blocks(view, prev, self.repair)
                 repaired, self.repair = sorted(self.repair), set()
-                res.stats.processed += item.source.logical_size
                 if self.r.dry_run:
+                    res.stats.processed += item.source.logical_size
                     self._dry(item, view, plan)
                     continue
                 begin = {"kind": item.kind, "point": item.replaces or new_point_id(),
@@ -185,7 +215,8 @@ class MachineCopy:
                             if spec.storage.immutable_days else {}),
                          "facts": {"source_job": self.ref.source_job,
                                    **self.r.facts.get(machine, {})}}
-                done = mover.send_point(view, begin, plan, res.stats)
+                done = mover.send_point(view, begin, plan, res.stats,
+                                        item.source.logical_size)
                 self.previous = mover.target_digests(view)
             self.base = done["point"]
             self.chain_key = mover.key.key_id if mover.key is not None else ""
@@ -260,8 +291,10 @@ class MachineCopy:
         elapsed = time.monotonic() - t0
         _, load = bottleneck(busy, elapsed)
         rate = stats.read / elapsed if elapsed > 0 else 0.0
+        mover = self.mover
         self.r.emit(ev.TaskProgress(self.spec.name, self.ref.machine,
-                                    Stats(**asdict(stats)), self.res.stats.processed, rate, load))
+                                    Stats(**asdict(stats)), self.total, rate, load,
+                                    mover.to_read, dict(mover.disks)))
 
     def _dry(self, item, view: PointView, plan) -> None:
         raw = sum(loc.entry.raw for _, _, loc in plan if loc is not None)
@@ -323,7 +356,14 @@ class MachineCopy:
                 from engine.repository.damage import DamagedBlocks
 
                 raise DamagedBlocks(answer["damaged"])
-        actions = answer["actions"]
+        actions = answer.get("actions") or []
+        refused = answer.get("refused")
+        if isinstance(refused, str) and refused:
+            text = f"retention refused by the target: {refused[:300]}"
+            self.r.log("warning", f"{self.ref.machine}: {text}", self.ref.machine)
+            if self.res.status == "Success":
+                self.res.status = "Warning"
+            self.res.message = "; ".join(x for x in (self.res.message, text) if x)
         for a in actions:
             a = {"machine": self.ref.machine, **a}
             self.r.retention.append(a)

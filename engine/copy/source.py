@@ -10,6 +10,8 @@ differs from the source's, and sent in order.
 from __future__ import annotations
 
 import json
+import secrets
+import struct
 import threading
 import time
 from collections import deque
@@ -27,6 +29,7 @@ from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_bl
 from engine.repository.resolve import PointView
 
 BATCH = 8192
+_PROOF = struct.Struct("<IB")  # as engine.copy.target answers PROVE
 
 
 class SourceCorrupt(FerryError):
@@ -67,8 +70,9 @@ class Busy:
 
     source: float = 0.0
     compress: float = 0.0
-    stream: float = 0.0
+    stream: float = 0.0  # sending frames (not rate-limit waits: those are `throttled`)
     target: float = 0.0
+    throttled: float = 0.0  # waiting for the job's rate limit
 
 
 class RateLimit:
@@ -118,8 +122,13 @@ class SourceMover:
         self.busy = Busy()
         self.held = 0.0  # seconds held by the operator
         self.throttled = 0.0  # seconds waiting for the rate limit
+        self.to_read = 0  # raw bytes this task reads in all (grows as each point is planned)
+        self.disks: dict[str, float] = {}  # disk -> share of its blocks covered, this point
         self.deadline: float | None = None  # monotonic end of the copy window
         self.key: ChainKey | None = None  # seals the blocks of the point being sent
+        self.prove = 0  # blocks a remote target must prove it holds, per point (0: trusted)
+        self.token: str | None = None  # the job's mover token (tls://), sent in HELLO
+        self.append_only = False  # the target said this credential cannot delete
 
     def target_digest(self, e: Entry) -> bytes:
         """The digest the target knows a block by: keyed when the point is encrypted."""
@@ -131,11 +140,14 @@ class SourceMover:
                          for b, loc in view.blocks(d.name).items()} for d in view.disks}
 
     def hello(self, job: str, machine: str) -> None:
-        self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": job,
-                                     "machine": machine})
+        hello = {"version": t.PROTOCOL_VERSION, "job": job, "machine": machine}
+        if self.token is not None:
+            hello["token"] = self.token
+        self.end.send_json(t.HELLO, hello)
         reply = self.end.expect(t.HELLO, timeout=60).json()
         if reply.get("version") != t.PROTOCOL_VERSION:
             raise t.StreamError(f"target mover speaks protocol {reply.get('version')}")
+        self.append_only = reply.get("append_only") is True
 
     def plan_blocks(self, view: PointView, previous: dict[str, dict[int, bytes]] | None,
                     repair: set[tuple[str, int]] = frozenset()):
@@ -155,11 +167,18 @@ class SourceMover:
             out += [(i, b, None) for b in sorted(prev) if b < nblocks and b not in blocks]
         return out
 
-    def send_point(self, view: PointView, begin: dict, plan, stats: Stats) -> dict:
-        """Stream one point; returns the target's DONE answer."""
+    def send_point(self, view: PointView, begin: dict, plan, stats: Stats,
+                   logical: int = 0) -> dict:
+        """Stream one point; returns the target's DONE answer.
+
+        `stats.processed` advances from its value now by `logical` (the point's
+        logical size) as the plan is worked through, so progress is continuous.
+        """
         sent0 = self.end.sent
+        base = stats.processed
         self.end.send_json(t.BEGIN, begin)
         missing = []
+        positions: list[int] = []
         for start in range(0, len(plan), BATCH):
             batch = plan[start:start + BATCH]
             packed = []
@@ -171,23 +190,74 @@ class SourceMover:
                     packed.append(pack_digest(i, b, e.raw, e.flags, self.target_digest(e)))
             self.end.send(t.encode(t.DIGESTS, b"".join(packed)))
             have = self.end.expect(t.HAVE).payload
-            missing += [x for x, h in zip(batch, have, strict=True) if not h]
+            for n, (x, h) in enumerate(zip(batch, have, strict=True)):
+                if not h:
+                    missing.append(x)
+                    positions.append(start + n)
         self.end.send(t.encode(t.DIGESTS, b""))
         stats.blocks += len(plan)
-        self._stream(view, missing, stats)
+        self.to_read += sum(loc.entry.raw for _, _, loc in missing if loc is not None)
+        self._coverage = _Coverage(view, plan, base, logical)
+        self._stream(view, missing, positions, stats)
+        stats.processed = base + logical
+        self.disks = dict.fromkeys((d.name for d in view.disks), 1.0)
         self.end.send(t.encode(t.COMMIT, b""))
         done = self.end.expect(t.DONE).json()
+        if self.prove:
+            sent = {(i, b) for i, b, _ in missing}
+            self._check_proof(view, done.get("point"), sent)
         stats.transferred += self.end.sent - sent0
         stats.written += done["written"]
         self.busy.target += done.get("busy", 0.0)
-        self.busy.stream = self.end.busy + self.throttled
+        self.busy.stream, self.busy.throttled = self.end.busy, self.throttled
         return done
 
-    def _stream(self, view: PointView, missing, stats: Stats) -> None:
+    def _check_proof(self, view: PointView, point: object, sent: set) -> None:
+        """Ask the target for a random sample of the blocks it did not receive in this
+        stream (it answered HAVE, or already held them) and check each against the
+        source's own digest: a target that lies about holding data fails the run."""
+        have = [(i, b, loc) for i, d in enumerate(view.disks)
+                for b, loc in view.blocks(d.name).items()
+                if loc.entry.flags != FLAG_ZERO and (i, b) not in sent]
+        if not have:
+            return
+        sample = secrets.SystemRandom().sample(have, min(self.prove, len(have)))
+        self.end.send_json(t.PROVE, {"point": point, "blocks": [[i, b] for i, b, _ in sample]})
+        proof = memoryview(self.end.expect(t.PROVE).payload)
+        pos = 0
+        for i, b, loc in sample:
+            e = loc.entry
+            try:
+                n, flags = _PROOF.unpack_from(proof, pos)
+                stored = proof[pos + _PROOF.size:pos + _PROOF.size + n]
+                pos += _PROOF.size + n
+                if len(stored) != n:
+                    raise ValueError("short")
+                ok = self._proven(stored, flags, e)
+            except Exception:  # noqa: BLE001 - any malformed answer is a failed proof
+                ok = False
+            if not ok:
+                raise SourceCorrupt(f"the target mover could not prove it holds block {b} of "
+                                    f"disk {view.disks[i].name}: the copy is not trusted")
+
+    def _proven(self, stored: memoryview, flags: int, e: Entry) -> bool:
+        if flags == FLAG_ZERO:
+            return False
+        if flags & FLAG_SEALED:
+            if self.key is None:
+                return False
+            base = flags & ~FLAG_SEALED
+            stored = memoryview(self.key.open(stored, self.key.digest(e.digest, e.raw), e.raw,
+                                              base))
+            flags = base
+        data = decode_block(stored, Entry(0, len(stored), e.raw, flags, e.digest), decompressor())
+        return len(data) == e.raw and digest(data) == e.digest
+
+    def _stream(self, view: PointView, missing, positions: list[int], stats: Stats) -> None:
         depth = 8
         pending: deque = deque()
-        last = time.monotonic()
-        for item in missing:
+        self._last_progress = time.monotonic()
+        for item, pos in zip(missing, positions, strict=True):
             held = self.control.checkpoint(self.on_hold)
             if held:
                 self.held += held
@@ -195,22 +265,25 @@ class SourceMover:
                     self.on_resume()
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 raise Stopped("the copy window closed before the transfer finished")
-            pending.append(self.pool.submit(self._prepare, view, item))
+            pending.append((pos, self.pool.submit(self._prepare, view, item)))
             if len(pending) >= depth:
-                self._send_one(pending.popleft().result(), stats)
-            if time.monotonic() - last > 0.1:
-                last = time.monotonic()
-                self.progress(stats, self.busy)
+                self._send_one(*pending.popleft(), stats)
         while pending:
-            self._send_one(pending.popleft().result(), stats)
+            self._send_one(*pending.popleft(), stats)
         self.progress(stats, self.busy)
 
-    def _send_one(self, prepared, stats: Stats) -> None:
-        frame, raw = prepared
+    def _send_one(self, pos: int, future, stats: Stats) -> None:
+        frame, raw = future.result()
         self.throttled += self.rate.take(len(frame))
         self.end.send(frame)
         stats.read += raw
         stats.blocks_sent += 1
+        stats.processed = self._coverage.processed(pos)
+        self.disks = self._coverage.disks
+        self.busy.stream, self.busy.throttled = self.end.busy, self.throttled
+        if time.monotonic() - self._last_progress > 0.1:  # about 10 events/s per task
+            self._last_progress = time.monotonic()
+            self.progress(stats, self.busy)
 
     def _prepare(self, view: PointView, item) -> tuple[bytes, int]:
         """Read, verify and (re)compress one block: runs in the block pool."""
@@ -238,6 +311,28 @@ class SourceMover:
         self.busy.source += t1 - t0
         self.busy.compress += t2 - t1
         return frame, e.raw
+
+
+class _Coverage:
+    """How much of a point the plan has covered up to a position: processed bytes and
+    each disk's share (blocks the target already had count as covered too)."""
+
+    def __init__(self, view: PointView, plan, base: int, logical: int):
+        self.base, self.logical, self.n = base, logical, max(1, len(plan))
+        self.names = [d.name for d in view.disks]
+        self.per_disk = [0] * len(self.names)
+        self.index: list[tuple[int, int]] = []  # plan position -> (disk, its count so far)
+        for i, _, _ in plan:
+            self.per_disk[i] += 1
+            self.index.append((i, self.per_disk[i]))
+        self.disks = dict.fromkeys(self.names, 0.0)
+
+    def processed(self, pos: int) -> int:
+        disk, count = self.index[pos]
+        self.disks[self.names[disk]] = count / self.per_disk[disk]
+        for d in range(disk):  # the plan is in disk order: earlier disks are done
+            self.disks[self.names[d]] = 1.0
+        return self.base + self.logical * (pos + 1) // self.n
 
 
 def _raw_len(view: PointView, disk: int, block: int) -> int:

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from engine.copy import frames as fr
 from engine.copy import transport as t
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
@@ -113,39 +118,86 @@ def _partial_name(marker: Path) -> str | None:
     return name
 
 
-class TargetMover:
-    """Serves one stream: a HELLO, then any number of points, then BYE."""
+@dataclass
+class Grant:
+    """What the peer of a stream may do (from its token, or the forced command)."""
+    job: str | None = None  # None: any job (in-process, loopback plain, unrestricted ssh)
+    append_only: bool = False
+    who: str = "local"  # for the log: token id, "ssh", "loopback"
 
-    def __init__(self, repo: Repository, end: t.Endpoint):
+
+class TargetMover:
+    """Serves one stream: a HELLO, then any number of points, then BYE.
+
+    `remote`: the peer is another host (`ferry mover`): its errors are scrubbed of
+    server paths, and `grant` bounds what it may touch. `authorize` (remote TLS) turns
+    the HELLO's token into a grant, or refuses it."""
+
+    def __init__(self, repo: Repository, end: t.Endpoint, *, remote: bool = False,
+                 grant: Grant | None = None, authorize=None, policy=None,
+                 hello_timeout: float = 30.0):
         self.repo = repo
         self.end = end
+        self.remote = remote
+        self.grant = grant or Grant()
+        self.authorize = authorize
+        self.hello_timeout = hello_timeout
+        self.policy = policy  # the mover's retention floor (engine.copy.guard), remote only
         self.busy = 0.0  # seconds spent writing (the 'target' stage)
         self._cache: DigestCache | None = None  # WAN global cache, built on first use
 
     def serve(self) -> None:
+        self.job = self.machine = ""
         try:
-            hello = self.end.expect(t.HELLO).json()
-            if hello.get("version") != t.PROTOCOL_VERSION:
-                raise t.StreamError(f"protocol version {hello.get('version')} not supported")
-            self.job, self.machine = hello["job"], hello["machine"]
-            self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION})
+            hello = self.end.expect(t.HELLO, timeout=self.hello_timeout if self.remote else None)
+            obj = fr.json_payload(hello.payload, "HELLO")
+            if obj.get("version") != t.PROTOCOL_VERSION:
+                raise fr.Refused(f"protocol version {obj.get('version')} not supported")
+            session = obj.get("session") is True and self.remote
+            if session:  # the job stream of a remote run (engine.copy.jobsession)
+                self.job = fr.name(obj.get("job"), "job name")
+            else:
+                self.job, self.machine = fr.hello(obj)
+            if self.authorize is not None:
+                self.grant = self.authorize(obj.get("token"), self.job)
+            if self.grant.job is not None and self.grant.job != self.job:
+                raise fr.Refused(f"this credential is for job {self.grant.job!r}, "
+                                 f"not {self.job!r}")
+            if session:
+                from engine.copy.jobsession import serve_session
+
+                serve_session(self)
+                return
+            if self.remote:
+                log.info("session: job %s machine %s (%s%s)", self.job, self.machine,
+                         self.grant.who, ", append-only" if self.grant.append_only else "")
+            self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION,
+                                         "append_only": self.grant.append_only})
             while True:
                 f = self.end.recv()
                 if f.type == t.BYE:
                     return
                 handler = {t.BEGIN: self._point, t.STATE: self._state, t.RETAIN: self._retain,
                            t.CHECK: self._check, t.SWEEP: self._sweep,
-                           t.REPAIR: self._repair}.get(f.type)
+                           t.PROVE: self._prove, t.REPAIR: self._repair}.get(f.type)
                 if handler is None:
-                    raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
-                handler(f.json())
-        except t.StreamError:
+                    raise fr.Refused(f"unexpected frame {t.NAMES.get(f.type, f.type)}")
+                handler(fr.json_payload(f.payload, t.NAMES[f.type]))
+        except t.StreamError as exc:
+            if self.remote:
+                log.info("stream of %s/%s ended: %s", self.job or "-", self.machine or "-",
+                         fr.scrub(str(exc), self.repo.path))
             return
         except Exception as exc:  # noqa: BLE001 - reported to the source side, then end
-            try:
-                from engine.errors import one_line
+            from engine.errors import one_line
 
-                self.end.send_json(t.ERROR, {"message": one_line(exc)})
+            msg = one_line(exc)
+            if self.remote:
+                msg = fr.scrub(msg, self.repo.path)
+                level = logging.WARNING if isinstance(exc, fr.Refused) else logging.ERROR
+                log.log(level, "refused %s/%s: %s", self.job or "-", self.machine or "-", msg)
+            try:
+                self.end.send_json(t.ERROR, {"message": msg})
             except t.StreamError:
                 pass
         finally:  # wakes a source blocked on this stream (no wait outlives its peer)
@@ -182,13 +234,23 @@ class TargetMover:
     def _retain(self, request: dict) -> None:
         from engine.copy.retain import apply_retention
 
+        self._attributes(lift=True)
         try:
+            if self.remote:
+                from engine.copy.guard import guarded_retain
+
+                answer = guarded_retain(self, request, background=False)
+                self._attributes(lift=False)
+                self.end.send_json(t.RETAIN, answer)
+                return
             actions = apply_retention(self.repo, self.job, self.machine,
                                       {**request, "background": False})
         except DamagedBlocks as exc:  # recorded: the source may still have them
+            self._attributes(lift=False)
             self.end.send_json(t.RETAIN, {"actions": [], "damaged": exc.blocks,
                                           "message": str(exc)})
             return
+        self._attributes(lift=False)
         if request.get("sweep") in ("all", "keep-partial"):
             sweep_leftovers(self.repo, self.job, self.machine,
                             keep_partial=request["sweep"] == "keep-partial")
@@ -198,8 +260,17 @@ class TargetMover:
         """Background retention (`engine.copy.background`): expired flags, freed files."""
         from engine.copy.retain import apply_retention
 
+        self._attributes(lift=True)
+        if self.remote:
+            from engine.copy.guard import guarded_retain
+
+            answer = guarded_retain(self, request, background=True)
+            self._attributes(lift=False)
+            self.end.send_json(t.SWEEP, answer)
+            return
         actions = apply_retention(self.repo, self.job, self.machine,
                                   {**request, "background": True})
+        self._attributes(lift=False)
         self.end.send_json(t.SWEEP, {"actions": actions})
 
     def _repair(self, request: dict) -> None:
@@ -207,6 +278,55 @@ class TargetMover:
 
         answer = target_repair(self.repo, self.job, self.machine, self.end, request)
         self.end.send_json(t.REPAIR, answer)
+
+    def _attributes(self, lift: bool) -> None:
+        """The immutable attribute (engine.repository.immutable) of points that record an
+        immutability: lifted when it passed before retention, set after it."""
+        from engine.repository import immutable
+        from engine.repository.locks import LockBusy
+
+        try:  # never waits: a busy chain is the retention pass's to report
+            with self.repo.lock(self.job, self.machine, exclusive=True, wait=0):
+                try:
+                    meta = self.repo.try_load(self.job, self.machine)
+                except MetadataError:
+                    return
+                if meta is None or not meta.facts.get("immutable_until"):
+                    return
+                folder = self.repo.machine_dir(self.job, self.machine)
+                if lift:
+                    immutable.lift_expired(folder, meta)
+                else:
+                    immutable.hold(folder, meta)
+        except LockBusy:
+            return
+
+    def _prove(self, request: dict) -> None:
+        """The stored payloads of a few blocks of a committed point: the source checks
+        them against its own digests, so a target cannot answer HAVE for data it lacks."""
+        pid = fr.point_id(request.get("point"))
+        asks = request.get("blocks")
+        if not isinstance(asks, list) or len(asks) > fr.MAX_PROVE:
+            raise fr.Refused(f"PROVE: at most {fr.MAX_PROVE} blocks")
+        meta = self.repo.try_load(self.job, self.machine)
+        point = next((p for p in meta.points if p.id == pid), None) if meta else None
+        if point is None:
+            raise fr.Refused("PROVE: no such point")
+        folder = self.repo.machine_dir(self.job, self.machine)
+        parts = []
+        with self.repo.lock(self.job, self.machine, exclusive=False, wait=COPY_LOCK_WAIT), \
+                PointView(folder, meta, point) as view:
+            for ask in asks:
+                if not (isinstance(ask, list) and len(ask) == 2 and isinstance(ask[0], int)
+                        and isinstance(ask[1], int) and 0 <= ask[0] < len(view.disks)):
+                    raise fr.Refused("PROVE: a block is not [disk index, block]")
+                loc = view.blocks(view.disks[ask[0]].name).get(ask[1])
+                if loc is None or loc.entry.flags == FLAG_ZERO:
+                    parts.append(_PROOF.pack(0, FLAG_ZERO))
+                    continue
+                stored = view.read_stored(loc)
+                parts += [_PROOF.pack(len(stored), loc.entry.flags), bytes(stored)]
+        self.end.send(t.encode(t.PROVE, b"".join(parts)))
 
     def _check(self, _: dict) -> None:
         from engine.health import check_machine
@@ -228,9 +348,27 @@ class TargetMover:
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict) -> None:
         repo, job, machine = self.repo, self.job, self.machine
+        fr.begin(begin)
+        if begin.get("replaces") and self.grant.append_only:
+            raise fr.Refused("an append-only credential cannot replace a point")
         folder = repo.machine_dir(job, machine)
+        made = [d for d in (folder.parent, folder) if not d.exists()]
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._point_in(begin, folder)
+        except fr.Refused:
+            for d in reversed(made):  # a refused stream leaves no trace, not even folders
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+            raise
+
+    def _point_in(self, begin: dict, folder: Path) -> None:
+        repo, job, machine = self.repo, self.job, self.machine
         meta = repo.try_load(job, machine)
+        if not begin.get("replaces") and meta and any(p.id == begin["point"] for p in meta.points):
+            raise fr.Refused("BEGIN: the chain already has that point id")
         base = begin.get("base")
         latest = meta.points[-1].id if meta and meta.points else None
         if base != latest:
@@ -251,14 +389,19 @@ class TargetMover:
                     writer.dedup.setdefault(e.digest, e)
         cache = self._wan_cache() if begin.get("wan") else DigestCache()
         stats = {"local": 0, "resumed": 0}
+        rules = fr.BlockRules([d.size for d in disks], bs)
         try:
             suspect = {(d, b) for d, b in begin.get("repaired", [])}
-            self._digests(writer, names, have_blocks, cache.view(key), stats, suspect)
-            self._blocks(writer, names)
+            wanted: dict[tuple[int, int], tuple[int, bytes]] = {}
+            self._digests(writer, names, have_blocks, cache.view(key), stats, suspect,
+                          rules, wanted)
+            self._blocks(writer, names, wanted)
             size = writer.commit(state=point_id, info=self._info(meta, begin, point_id, when,
                                                                   kind, name, disks, key))
-        except BaseException:
-            if not writer.abort(keep_partial=True):  # a failed write: nothing to resume
+        except BaseException as exc:
+            # a failed write leaves nothing to resume, nor does a refused (hostile) stream
+            keep = not isinstance(exc, fr.Refused)
+            if not writer.abort(keep_partial=keep):
                 (folder / RESUME).unlink(missing_ok=True)
             raise
         with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
@@ -297,6 +440,9 @@ class TargetMover:
             repo.sweep(meta, job, machine)
         if self._cache is not None:  # the next point of this stream may reuse these blocks
             self._cache.add_container(folder / name, point_id, key)
+        if self.remote:
+            log.info("point committed: %s/%s %s %s (%d bytes written)", job, machine, kind.value,
+                     point_id, writer.written)
         self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size,
                                     "written": writer.written, "local": stats["local"],
                                     "resumed": stats["resumed"], "busy": self.busy})
@@ -348,16 +494,21 @@ class TargetMover:
         return w, set(), name, point_id
 
     def _digests(self, writer: ContainerWriter, names: list[str], have_blocks: set,
-                 cache: dict[bytes, tuple[Path, Entry]], stats: dict, suspect: set) -> None:
-        """Answer DIGESTS batches with HAVE bitmaps until the empty batch."""
+                 cache: dict[bytes, tuple[Path, Entry]], stats: dict, suspect: set,
+                 rules: fr.BlockRules, wanted: dict) -> None:
+        """Answer DIGESTS batches with HAVE bitmaps until the empty batch; `wanted`
+        collects the blocks answered 0 (the only BLOCK frames the point accepts)."""
         readers: dict[Path, Container] = {}
         try:
             while True:
                 f = self.end.expect(t.DIGESTS)
                 if not f.payload:
                     return
+                if len(f.payload) % _DIG.size:
+                    raise fr.Refused("DIGESTS: not a whole number of entries")
                 bits = bytearray()
                 for disk, block, raw, flags, digest in _DIG.iter_unpack(f.payload):
+                    rules.entry(disk, block, raw, flags)
                     name = names[disk]
                     if flags == FLAG_ZERO:
                         writer.put(name, block, digest, raw, FLAG_ZERO)
@@ -380,6 +531,7 @@ class TargetMover:
                                         "%s; fetched from the source", self.job, self.machine,
                                         block, name, path.name, problem)
                             del cache[digest]
+                            wanted[(disk, block)] = (raw, digest)
                             bits.append(0)
                             continue
                         writer.put(name, block, digest, e.raw, e.flags, payload)
@@ -387,25 +539,78 @@ class TargetMover:
                         stats["local"] += 1
                         bits.append(1)
                     else:
+                        wanted[(disk, block)] = (raw, digest)
                         bits.append(0)
                 self.end.send(t.encode(t.HAVE, bytes(bits)))
         finally:
             for c in readers.values():
                 c.close()
 
-    def _blocks(self, writer: ContainerWriter, names: list[str]) -> None:
-        while True:
-            f = self.end.recv()
-            if f.type == t.COMMIT:
-                return
-            if f.type == t.ABORT:
-                raise t.StreamError("source aborted the point")
-            if f.type != t.BLOCK:
-                raise t.StreamError(f"unexpected frame {t.NAMES.get(f.type)}")
-            disk, block, raw, flags, digest, payload = t.decode_block(f.payload)
-            t0 = time.perf_counter()
-            writer.put(names[disk], block, digest, raw, flags, payload)
-            self.busy += time.perf_counter() - t0
+    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: dict) -> None:
+        """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
+        only a block answered missing, with the digest announced, that matches it).
+
+        A remote mover checks up to VERIFY_AHEAD blocks in a small pool (zstd and xxh3
+        release the GIL) while it receives the next ones; each is written, in order,
+        only after its check passed."""
+        pending: deque = deque()
+        try:
+            while True:
+                f = self.end.recv()
+                if f.type == t.COMMIT:
+                    while pending:
+                        self._write_checked(writer, *pending.popleft())
+                    if wanted:
+                        raise fr.Refused(f"COMMIT: {len(wanted)} block(s) answered missing "
+                                         f"were never sent")
+                    return
+                if f.type in (t.ABORT, t.BYE):  # stopped or killed: the partial stays
+                    raise t.StreamError("source aborted the point")
+                if f.type != t.BLOCK:
+                    raise fr.Refused(f"unexpected frame {t.NAMES.get(f.type, f.type)}")
+                if len(f.payload) < _DIG.size:
+                    raise fr.Refused("BLOCK: frame too short")
+                disk, block, raw, flags, digest, payload = t.decode_block(f.payload)
+                if wanted.pop((disk, block), None) != (raw, digest):
+                    raise fr.Refused(f"BLOCK: block {block} of disk {disk} was not asked for "
+                                     f"with that digest")
+                if flags == FLAG_ZERO or flags not in fr._FLAGS:
+                    raise fr.Refused(f"BLOCK: block {block}: bad flags {flags:#x}")
+                item = (names[disk], block, digest, raw, flags, payload)
+                if not self.remote:
+                    fr.verify_block(payload, raw, flags, digest)
+                    self._write_checked(writer, *item, None)
+                    continue
+                pending.append((*item, _verify_pool().submit(fr.verify_block, payload, raw,
+                                                             flags, digest)))
+                if len(pending) >= VERIFY_AHEAD:
+                    self._write_checked(writer, *pending.popleft())
+        finally:
+            for *_, fut in pending:  # a failed point: let the checks end, write nothing
+                if fut is not None:
+                    fut.cancel()
+
+    def _write_checked(self, writer: ContainerWriter, name: str, block: int, digest: bytes,
+                       raw: int, flags: int, payload, fut) -> None:
+        if fut is not None:
+            fut.result()  # raises Refused: the block does not match its digest
+        t0 = time.perf_counter()
+        writer.put(name, block, digest, raw, flags, payload)
+        self.busy += time.perf_counter() - t0
+
+
+VERIFY_AHEAD = 8
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _verify_pool() -> ThreadPoolExecutor:
+    """The block checks of a mover's streams (2 threads: one per core here)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(2, "ferry-verify")
+        return _POOL
 
 
 def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
@@ -430,6 +635,7 @@ def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
 
 
 _NONE = Entry(0, 0, 0, FLAG_ZERO, b"")
+_PROOF = struct.Struct("<IB")  # stored length, flags; then the stored payload
 
 
 def pack_digest(disk: int, block: int, raw: int, flags: int, digest: bytes) -> bytes:

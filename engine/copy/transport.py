@@ -9,8 +9,11 @@ same bytes as on a socket) or over TCP to `ferry mover`.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import queue
+import select
 import socket
 import struct
 import threading
@@ -28,11 +31,19 @@ STATE_ENTRY = struct.Struct("<HQ16s")  # disk index, block, digest of the target
 HELLO, BEGIN, DIGESTS, HAVE, BLOCK, STATE, COMMIT, DONE, ERROR, ABORT, BYE = range(1, 12)
 RETAIN, CHECK = 12, 13
 SWEEP = 14  # background retention of one machine: expired flags and the files they freed
-REPAIR = 15  # damaged blocks of the target re-fetched from the source (engine/copy/repair.py)
+PROVE = 15  # a remote target proves it holds a sample of blocks (stored payloads)
+HISTORY, MAINTAIN = 16, 17  # the job stream of a remote run (engine.copy.jobsession)
+REPAIR = 18  # damaged blocks of the target re-fetched from the source (engine/copy/repair.py)
 NAMES = {v: k for k, v in dict(HELLO=HELLO, BEGIN=BEGIN, DIGESTS=DIGESTS, HAVE=HAVE, BLOCK=BLOCK,
                                 STATE=STATE, COMMIT=COMMIT, DONE=DONE, ERROR=ERROR, ABORT=ABORT,
-                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK,
-                                SWEEP=SWEEP, REPAIR=REPAIR).items()}
+                                BYE=BYE, RETAIN=RETAIN, CHECK=CHECK, SWEEP=SWEEP,
+                                PROVE=PROVE, HISTORY=HISTORY, MAINTAIN=MAINTAIN,
+                                REPAIR=REPAIR).items()}
+# the largest frame a source accepts from a target (a STATE answer lists every block of
+# the latest point: 26 bytes each, so 1 GiB is ~40 M blocks); a mover accepts far less
+# (engine.copy.frames.MAX_FRAME): a frame header is never trusted to size a buffer
+SOURCE_MAX_FRAME = 1 << 30
+PIPE_SIZE = 1 << 20  # pipes of `--stdio` / ssh (Linux default 64 KiB)
 
 
 class StreamError(FerryError):
@@ -201,11 +212,13 @@ class SocketEndpoint(Endpoint):
 
     FRAME_TIMEOUT = 300.0  # once a frame has begun, the rest must arrive within this
 
-    def __init__(self, sock: socket.socket, timeout: float | None = None):
+    def __init__(self, sock: socket.socket, timeout: float | None = None,
+                 max_frame: int = SOURCE_MAX_FRAME):
         self.sock = sock
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _keepalive(sock)
         self.timeout = timeout
+        self.max_frame = max_frame
         self.sent, self.busy = 0, 0.0
         self._file = sock.makefile("rb", buffering=1 << 20)
 
@@ -238,6 +251,8 @@ class SocketEndpoint(Endpoint):
             if len(head) < _HEAD.size:
                 raise StreamError("peer closed the stream")
             ftype, n = _HEAD.unpack(head)
+            if n > self.max_frame:
+                raise StreamError(f"a frame of {n} bytes is over the limit of {self.max_frame}")
             self.sock.settimeout(self.FRAME_TIMEOUT)
             payload = self._file.read(n)
             if len(payload) < n:
@@ -253,6 +268,88 @@ class SocketEndpoint(Endpoint):
             self.sock.close()
         except OSError:
             pass
+
+
+class FdEndpoint(Endpoint):
+    """A side of the stream over two pipes: `ferry mover --stdio` (its stdin and stdout)
+    and the `ssh` client running it. Non-blocking descriptors and `select`, so every
+    wait is bounded like a socket's (`timeout` between frames, FRAME_TIMEOUT within)."""
+
+    FRAME_TIMEOUT = SocketEndpoint.FRAME_TIMEOUT
+    CHUNK = 1 << 20
+
+    def __init__(self, rfd: int, wfd: int, timeout: float | None = None,
+                 max_frame: int = SOURCE_MAX_FRAME, on_close=None):
+        self.rfd, self.wfd = rfd, wfd
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        for fd in (rfd, wfd):  # a block frame in one write, not sixteen 64 KiB ones
+            try:
+                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+            except OSError:
+                pass  # not a pipe (a socket, a file), or over /proc/sys/fs/pipe-max-size
+        self.timeout, self.max_frame = timeout, max_frame
+        self.sent, self.busy = 0, 0.0
+        self._buf = bytearray()
+        self._on_close = on_close
+        self._closed = False
+
+    def _fill(self, need: int, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._buf) < need:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise StreamError("timed out waiting for the peer")
+            ready, _, _ = select.select([self.rfd], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.rfd, max(self.CHUNK, need - len(self._buf)))
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise StreamError(f"stream broke: {exc}") from None
+            if not chunk:
+                raise StreamError("peer closed the stream")
+            self._buf += chunk
+
+    def recv(self, timeout: float | None = None) -> Frame:
+        self._fill(_HEAD.size, timeout if timeout is not None else self.timeout)
+        ftype, n = _HEAD.unpack_from(self._buf, 0)
+        if n > self.max_frame:
+            raise StreamError(f"a frame of {n} bytes is over the limit of {self.max_frame}")
+        self._fill(_HEAD.size + n, self.FRAME_TIMEOUT)
+        payload = bytes(self._buf[_HEAD.size:_HEAD.size + n])
+        del self._buf[:_HEAD.size + n]
+        return Frame(ftype, payload)
+
+    def send(self, data: bytes) -> None:
+        t0 = time.perf_counter()
+        view = memoryview(data)
+        deadline = time.monotonic() + (self.timeout or self.FRAME_TIMEOUT)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StreamError("timed out sending to the peer")
+            _, ready, _ = select.select([], [self.wfd], [], left)
+            if not ready:
+                continue
+            try:
+                n = os.write(self.wfd, view)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise StreamError(f"stream broke: {exc}") from None
+            view = view[n:]
+        self.busy += time.perf_counter() - t0
+        self.sent += len(data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_close is not None:
+            self._on_close()
 
 
 def _keepalive(sock: socket.socket) -> None:

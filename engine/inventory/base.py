@@ -212,10 +212,10 @@ def match_machines(
     matched: dict[str, VmInfo] = {}
     claimed: set[int] = set()
     for name, stable_id in known.items():
-        vm = by_id.get(stable_id) if stable_id else None
-        if vm is not None and id(vm) not in claimed:
-            matched[name] = vm
-            claimed.add(id(vm))
+        hit = by_id.get(stable_id) if stable_id else None
+        if hit is not None and id(hit) not in claimed:
+            matched[name] = hit
+            claimed.add(id(hit))
 
     by_name: dict[str, list[VmInfo]] = {}
     for vm in found:

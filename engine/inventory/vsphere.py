@@ -59,7 +59,7 @@ def _disconnect(si: Any, log_out: bool) -> None:
     close the sockets; skip the logout round trips when the host stopped answering."""
     try:
         if log_out:
-            Disconnect(si)
+            Disconnect(si)  # type: ignore[no-untyped-call]  # pyvmomi ships py.typed but no annotations
         else:
             si._stub.DropConnections()
     except Exception:  # noqa: BLE001 - a failed logout must not mask the result
@@ -115,7 +115,9 @@ def _api_version(settings: InventorySettings, context: ssl.SSLContext | None) ->
             continue
         offered.add(namespace.findtext("version") or "")
         offered.update(v.text or "" for v in namespace.findall("priorVersions/version"))
-    for candidate in VmomiSupport.GetServiceVersions("vim25"):
+    # pyvmomi ships py.typed but no annotations: say what it returns
+    ours: list[str] = VmomiSupport.GetServiceVersions("vim25")  # type: ignore[no-untyped-call]
+    for candidate in ours:
         if VmomiSupport.versionIdMap.get(candidate) in offered:
             return candidate
     raise InventoryError(
@@ -130,7 +132,7 @@ def _login(
 ) -> Any:
     port = settings.effective_port
     try:
-        return Connect(
+        return Connect(  # type: ignore[no-untyped-call]  # pyvmomi ships py.typed but no annotations
             host=settings.host,
             port=port if context is not None else -port,  # pyvmomi: negative port = plain http
             user=settings.user,
@@ -228,7 +230,8 @@ def _collect(si: Any) -> list[VmInfo]:
 
 def _retrieve(collector: Any, view: Any) -> list[tuple[Any, dict[str, Any]]]:
     """All objects of the view with their properties, following result pages."""
-    pc = vmodl.query.PropertyCollector
+    # pyvmomi makes its managed types at run time; its py.typed carries no annotations
+    pc: Any = vmodl.query.PropertyCollector
     traversal = pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view", skip=False)
     spec = pc.FilterSpec(
         objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traversal])],

@@ -10,7 +10,7 @@ connect (SO_PEERCRED). A connection sends one request line (bounded, 5 s):
     {"op": "attach"}                         -> {"snapshot": {...}} then {"events": [...]}
                                                 lines, {"end": true} when the run is over
 
-An attached watcher gets its events batched every 0.2 s with progress coalesced
+An attached watcher gets its events batched every 0.1 s with progress coalesced
 to the newest per machine, so a slow console never slows the copy; one that falls
 more than MAX_PENDING events behind is dropped (it can attach again).
 """
@@ -33,7 +33,7 @@ log = logging.getLogger("ferry.live")
 
 MAX_REQUEST = 64 << 10
 REQUEST_WAIT = 5.0
-BATCH_EVERY = 0.2
+BATCH_EVERY = 0.1
 MAX_PENDING = 50_000
 
 
@@ -62,7 +62,7 @@ class Watcher:
     def __init__(self, conn: socket.socket):
         self.conn = conn
         self.cond = threading.Condition()
-        self.pending: list[dict[str, Any] | None] = []
+        self.pending: list[ev.Event] = []  # encoded by the sender, outside the engine's path
         self.progress_at: dict[str, int] = {}
         self.closed = False
         self.ended = False
@@ -74,7 +74,7 @@ class Watcher:
             if isinstance(event, ev.TaskProgress):
                 at = self.progress_at.get(event.machine)
                 if at is not None:
-                    self.pending[at] = codec.to_dict(event)
+                    self.pending[at] = event
                     return
                 self.progress_at[event.machine] = len(self.pending)
             elif getattr(event, "machine", ""):
@@ -82,7 +82,7 @@ class Watcher:
             if len(self.pending) >= MAX_PENDING:
                 self.closed = True  # too slow: drop it rather than grow without bound
             else:
-                self.pending.append(codec.to_dict(event))
+                self.pending.append(event)
             if isinstance(event, ev.RunFinished):
                 self.ended = True
                 self.cond.notify_all()
@@ -102,7 +102,7 @@ class Watcher:
                     batch, self.pending = self.pending, []
                     self.progress_at.clear()
                     done = self.ended or self.closed
-                events = [e for e in batch if e is not None]
+                events = [codec.to_dict(e) for e in batch]
                 if events:
                     self.conn.sendall(codec.encode({"events": events}))
                 if done:
@@ -140,6 +140,12 @@ class ControlServer:
 
     def close(self) -> None:
         self._closing.set()
+        try:  # a connection wakes the accept() at once, instead of its 0.5 s poll running out
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                wake.settimeout(0.5)
+                wake.connect("\0" + self.name)
+        except OSError:
+            pass
         self.thread.join(timeout=2)
         self.sock.close()
 

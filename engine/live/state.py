@@ -35,6 +35,9 @@ class LiveState:
         self.lock = threading.RLock()
         self.head = dict(head)  # job, session, pid, start, started_by, started, ...
         self.machines: dict[str, dict[str, Any]] = {}
+        # the newest progress event per machine, kept as is: applying one costs a dict
+        # store (the hot path: ~10 per second per task); snapshot() unpacks it
+        self.progress: dict[str, ev.TaskProgress] = {}
         self.control: dict[str, Any] = {"held": False, "held_by": "", "stopping": "",
                                         "held_machines": {}, "stopping_machines": {}}
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_TAIL)
@@ -44,6 +47,9 @@ class LiveState:
     def apply(self, event: ev.Event, at: str = "") -> None:
         with self.lock:
             self.version += 1
+            if type(event) is ev.TaskProgress:
+                self.progress[event.machine] = event
+                return
             self._apply(event, at)
 
     def _apply(self, e: ev.Event, at: str) -> None:
@@ -70,17 +76,12 @@ class LiveState:
             row["state"] = QUEUED
         elif isinstance(e, ev.TaskStarted):
             row.update(state=RUNNING, kind=e.kind, total=e.total)
-        elif isinstance(e, ev.TaskProgress):
-            if row["state"] == QUEUED:
-                row["state"] = RUNNING
-            row.update(total=e.total or row["total"], processed=e.stats.processed,
-                       read=e.stats.read, transferred=e.stats.transferred,
-                       written=e.stats.written, rate=e.rate, bottleneck=dict(e.bottleneck))
         elif isinstance(e, ev.TaskOnHold):
             row.update(state=ON_HOLD, held_by=e.by, hold_reason=e.reason, rate=0.0)
         elif isinstance(e, ev.TaskResumed):
             row.update(state=RUNNING, held_by="", hold_reason="")
         elif isinstance(e, ev.TaskFinished):
+            self.progress.pop(name, None)
             row.update(state=e.status, kind=e.kind or row["kind"], held_by="", hold_reason="",
                        rate=0.0, message=e.message, processed=e.stats.processed,
                        read=e.stats.read, transferred=e.stats.transferred,
@@ -111,12 +112,25 @@ class LiveState:
                                              "held_machines": dict(self.control["held_machines"]),
                                              "stopping_machines": dict(
                                                  self.control["stopping_machines"])},
-                    "machines": [{**m, "bottleneck": dict(m["bottleneck"])}
-                                 for m in self.machines.values()],
+                    "machines": [self._row(m) for m in self.machines.values()],
                     "finished": self.finished}
             if log:
                 snap["log"] = list(self.log)
             return snap
+
+
+    def _row(self, m: dict[str, Any]) -> dict[str, Any]:
+        row = {**m, "bottleneck": dict(m["bottleneck"])}
+        p = self.progress.get(m["machine"])
+        if p is not None:
+            if row["state"] == QUEUED:
+                row["state"] = RUNNING
+            row.update(total=p.total or row["total"], processed=p.stats.processed,
+                       read=p.stats.read, transferred=p.stats.transferred,
+                       written=p.stats.written, rate=0.0 if row["state"] == ON_HOLD
+                       else p.rate, bottleneck=dict(p.bottleneck), to_read=p.to_read,
+                       disks=dict(p.disks))
+        return row
 
 
 def replay(snap: dict[str, Any]) -> list[ev.Event]:
@@ -150,10 +164,14 @@ def replay(snap: dict[str, Any]) -> list[ev.Event]:
             continue
         out.append(ev.TaskStarted(job, name, kind, total))
         bottleneck = m.get("bottleneck") or {}
+        disks = m.get("disks") or {}
         out.append(ev.TaskProgress(job, name, stats, total, codec.number(m.get("rate", 0.0)),
                                    {codec.text(k): codec.number(v)
                                     for k, v in bottleneck.items()}
-                                   if isinstance(bottleneck, dict) else {}))
+                                   if isinstance(bottleneck, dict) else {},
+                                   codec.count(m.get("to_read", 0)),
+                                   {codec.text(k): codec.number(v) for k, v in disks.items()}
+                                   if isinstance(disks, dict) else {}))
         if state == ON_HOLD:
             out.append(ev.TaskOnHold(job, name, codec.text(m.get("hold_reason", "")),
                                      codec.text(m.get("held_by", "")) or "operator"))

@@ -8,8 +8,14 @@ from engine.objstore.location import is_s3_url, parse_s3_url
 from engine.repository.repository import Repository
 
 
-def open_repository(ref: str | Path):
-    """A `Repository` for a folder, an `S3Repository` for an s3:// URL (env endpoint/keys)."""
+def open_repository(ref):
+    """A `Repository` for a folder, an `S3Repository` for an s3:// URL (env endpoint/keys);
+    an already open repository (e.g. a job's `target_repository`, with its own endpoint
+    and key variables) is returned as it is."""
+    from engine.objstore.repo import S3Repository
+
+    if isinstance(ref, Repository | S3Repository):
+        return ref
     if is_s3_url(ref):
         from engine.objstore.repo import S3Repository
 

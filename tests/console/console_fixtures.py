@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from console.backend import Backend, Sizing
-from console.records import JobEntry, LastRun, MachineInfo, SessionRecord, TaskRecord
+from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine import events as ev
 from engine.jobfile import JobFileError, JobSpec, StorageSpec
 from engine.model import (
@@ -27,6 +27,7 @@ from engine.model import (
     Stats,
 )
 from engine.simulate import PreviewDay, PreviewPoint, PreviewResult
+from engine.simulate import Sizing as SimSizing
 
 JOBS_DIR = Path("/srv/ferry/jobs")
 T0 = datetime(2026, 11, 1, 22, 0)
@@ -123,6 +124,31 @@ SESSIONS = [
 ]
 
 
+def _log(time: str, text: str, level: str = "info", machine: str = "",
+         kind: str = "log") -> dict[str, Any]:
+    return {"time": f"2026-11-24T{time}", "level": level, "machine": machine, "kind": kind,
+            "text": text}
+
+
+SESSION_LOG: dict[str, list[dict[str, Any]]] = {"3": [
+    _log("22:00:00", "session 3 started: 3 machines"),
+    _log("22:00:01", "db01: copying incremental (40.0 GiB)", machine="db01"),
+    _log("22:00:01", "web01: copying incremental (40.0 GiB)", machine="web01"),
+    _log("22:00:02", "web02: on hold (source lock): source chain is locked by the source job",
+         "warning", "web02"),
+    _log("22:10:00", "db01: Success · incremental · took 10m00s · read 5.0 GiB · sent 2.0 GiB",
+         machine="db01"),
+    _log("22:10:01", "db01: retention: merge db00001", machine="db01", kind="retention"),
+    _log("22:11:00", "web01: Success · incremental · took 11m00s · read 6.0 GiB · sent 3.0 GiB",
+         machine="web01"),
+    _log("22:12:02", "web02: resumed", machine="web02"),
+    _log("22:41:09", "web02: Warning · incremental · took 12m00s · read 7.0 GiB · sent 4.0 GiB"
+         ": web02: source chain locked for 12m", "warning", "web02"),
+    _log("22:41:10", "session ended Warning after 41m10s: web02: source chain locked for 12m",
+         "warning"),
+]}
+
+
 def tasks(session_id: Any) -> list[dict[str, Any]]:
     if int(session_id) == 4:
         return [{"machine": "sql01", "status": "Success", "kind": "incremental",
@@ -168,6 +194,10 @@ def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
         out.append(PreviewDay(now.date(), points, total + work, work))
     worst = max(out, key=lambda day: day.total_size) if out else None
     return PreviewResult(job, out, worst, [])
+
+
+# what the fixture's "real chains" give (the what-if's default, as `ferry preview`'s)
+REAL_CHAINS = Sizing(24 * GIB, 5.0, 50.0)
 
 
 class StaticBackend(Backend):
@@ -232,6 +262,9 @@ class StaticBackend(Backend):
     def tasks(self, spec: JobSpec, session_id: str) -> list[TaskRecord]:
         return [TaskRecord.from_row(r) for r in tasks(session_id)]
 
+    def session_log(self, spec: JobSpec, session: SessionRecord) -> list[LogRecord]:
+        return [LogRecord.from_row(r) for r in SESSION_LOG.get(str(session.id), [])]
+
     def last_run(self, spec: JobSpec) -> LastRun | None:
         rows = self.sessions(spec, 1)
         return LastRun(rows[0], self.tasks(spec, rows[0].id)) if rows else None
@@ -243,9 +276,12 @@ class StaticBackend(Backend):
         return 60
 
     def simulate(self, spec: Any, policy: Any, start: datetime, days: int,
-                 sizing: Sizing, **what: Any) -> Any:
+                 sizing: Sizing | None, **what: Any) -> Any:
         self.what_ifs.append(what)
-        return fake_preview(spec.name, policy, start, days, sizing)
+        return fake_preview(spec.name, policy, start, days, sizing or REAL_CHAINS)
+
+    def real_sizing(self, spec: Any) -> Any:
+        return SimSizing(full=REAL_CHAINS.used // 2, incremental=REAL_CHAINS.used // 40)
 
 
 JOB_TEXT = """\

@@ -21,8 +21,15 @@ def make_app(**kwargs: object) -> FerryConsole:
 
 async def ready(pilot: object) -> None:
     """Wait until start-up workers (job discovery) have posted their results."""
+    from textual.worker import WorkerCancelled
+
     app = pilot.app  # type: ignore[attr-defined]
-    await app.workers.wait_for_complete()
+    for _ in range(5):  # an exclusive worker (the live scan) replaced meanwhile: wait again
+        try:
+            await app.workers.wait_for_complete()
+            break
+        except WorkerCancelled:
+            continue
     await pilot.pause()  # type: ignore[attr-defined]
     await pilot.pause()  # type: ignore[attr-defined]
 

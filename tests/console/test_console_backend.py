@@ -64,3 +64,30 @@ def test_real_backend_reads_chains_and_history(tmp_path: Path) -> None:
     last = backend.last_run(entry.spec)
     assert last is not None and last.session.status == Status.SUCCESS
     assert sorted(t.machine for t in last.tasks) == ["db01", "web01", "web02"]
+
+
+def test_whatif_defaults_to_the_real_chains_like_ferry_preview(tmp_path: Path) -> None:
+    """The console's what-if and `ferry preview` are one code path: with no sizing model
+    both size from the real chains, day by day the same."""
+    from datetime import datetime
+
+    from console_real_repos import build
+
+    from engine.cli import main
+    from engine.preview_cli import WhatIf, build_preview
+    from engine.preview_render import preview_json
+
+    jobs = build(tmp_path)
+    backend = Backend(jobs)
+    (entry,) = backend.discover()
+    assert entry.spec is not None
+    assert main(["run", str(jobs / "dr-copy.toml")]) == 0
+    spec = entry.spec
+    start = datetime(2026, 11, 25, 22, 0)
+    console = backend.simulate(spec, spec.retention, start, 20, None)
+    cli = build_preview(spec, WhatIf(start=start, days=20))
+    assert preview_json(console) == preview_json(cli)
+    real = backend.real_sizing(spec)
+    assert real is not None and real.full > 0
+    assert console.days[0].total_size >= real.full  # real sizes, not a 100 GiB model
+    assert console.days[0].total_size < 100 * 1024**3 * 0.5

@@ -428,3 +428,53 @@ def test_thread_safety_of_sink_under_load() -> None:
             assert app.screen.query_one(MachineTable).row_count == 50
 
     run(body)
+
+
+def test_whatif_keys_are_not_typed_into_the_focused_field() -> None:
+    """`W`, `[`, `]`, `{`, `}` move through the days while a form field has the focus;
+    the sizes default to the real chains (no sizing model given to the backend)."""
+    from console.screens.retention import RetentionScreen
+    from console.widgets.size_chart import nice_ticks
+
+    class Recording(StaticBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizings: list[Any] = []
+
+        def simulate(self, spec: Any, policy: Any, start: Any, days: int, sizing: Any,
+                     **what: Any) -> Any:
+            self.sizings.append(sizing)
+            return super().simulate(spec, policy, start, days, sizing, **what)
+
+    async def body() -> None:
+        backend = Recording()
+        app = make_app(backend=backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            app.open_whatif(DR_KEY)
+            await wait_until(pilot, lambda: isinstance(app.screen, RetentionScreen)
+                             and app.screen.result is not None, what="preview")
+            screen = app.screen
+            keep = screen.query_one("#f-keep")
+            assert keep.has_focus and backend.sizings == [None]
+            last = screen.day_index
+            await pilot.press("left_square_bracket", "left_square_bracket")
+            assert screen.day_index == last - 2
+            await pilot.press("right_square_bracket")
+            assert screen.day_index == last - 1
+            await pilot.press("W")
+            worst = screen._worst_index(list(screen.result.days))
+            assert screen.day_index == worst != last
+            await pilot.press("left_curly_bracket")
+            assert screen.day_index == max(0, worst - 30)
+            assert keep.value == "7"  # nothing was typed into the field
+            assert "real chains: full 12.0 GiB" in screen_text(app)
+            assert "? Help" in screen_text(app).splitlines()[-1]  # the footer at 80x24
+            await pilot.press("question_mark")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "HelpScreen",
+                             what="help over the what-if")
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is screen, what="back")
+            assert keep.value == "7"
+    run(body)
+    assert nice_ticks(7.7) == [0, 2, 4, 6, 8] and nice_ticks(26.4) == [0, 10, 20, 30]

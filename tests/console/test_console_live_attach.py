@@ -27,7 +27,7 @@ MACHINES = ("db01", "web01", "web02")
 
 
 def build(root: Path, rate: str) -> Path:
-    """Three machines of 3 MiB (incompressible, 256 KiB blocks) and a rate-limited job."""
+    """Three machines of 6 MiB (incompressible, 256 KiB blocks) and a rate-limited job."""
     import contextlib
     import io
 
@@ -35,7 +35,7 @@ def build(root: Path, rate: str) -> Path:
     (root / "disks").mkdir(parents=True)
     for machine in MACHINES:
         disk = root / "disks" / f"{machine}.img"
-        disk.write_bytes(rng.randbytes(3 << 20))
+        disk.write_bytes(rng.randbytes(6 << 20))
         with contextlib.redirect_stdout(io.StringIO()):
             assert ferry_main(["backup", "--repo", str(root / "primary"), "--job", "Daily",
                                "--machine", machine, "--disk", str(disk), "--block-size",
@@ -72,7 +72,9 @@ def outside_run(jobs: Path) -> subprocess.Popen:
 
 
 def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path: Path) -> None:
-    jobs = build(tmp_path, "768KiB/s")
+    # 18 MiB at 256 KiB/s: a run of about 70 s, which the test stops long before its end
+    # even on a loaded machine, while each machine still moves a block every ~3 s
+    jobs = build(tmp_path, "256KiB/s")
     key = str(jobs / "dr-copy.toml")
     run = outside_run(jobs)
 
@@ -95,6 +97,8 @@ def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path:
             app.resume_job(key, machine)
             await wait_until(pilot, lambda: rows[machine].state != ON_HOLD and
                              rows[machine].read > read, timeout=15, what="resumed")
+            app.hold_job(key)  # the whole job: nothing finishes while the test goes on
+            await wait_until(pilot, lambda: session.held_by_operator, timeout=15, what="job held")
             # Start on a job running elsewhere opens that run
             app.start_job(key)
             await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
@@ -113,3 +117,26 @@ def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path:
     assert "stopped by operator" in result["message"]
     row = History(tmp_path / "dr" / ".ferry" / "history.sqlite").sessions("DR copy")[0]
     assert row["id"] == result["session"] and "stopped by operator" in row["message"]
+
+
+def test_console_says_a_dead_run_was_interrupted(tmp_path: Path) -> None:
+    jobs = build(tmp_path, "0")
+    folder = paths.jobs_sessions_dir(jobs) / "deadbeef0001"
+    folder.mkdir(parents=True)
+    # a session whose process is gone: this pid exists, but not with that start time
+    (folder / "state.json").write_text(json.dumps({
+        "job": "DR copy", "session": "deadbeef0001", "pid": 1, "pid_start": -1,
+        "started_by": "daemon", "started": "2026-12-01T22:00:00Z", "socket": "x",
+        "machines": [{"machine": "db01", "state": "running"}]}))
+
+    async def body() -> None:
+        app = FerryConsole(jobs, pump_interval=0.05, watch_hangup=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_until(pilot, lambda: any(
+                "was interrupted" in n.message for n in app._notifications), timeout=15,
+                what="the interrupted notice")
+            assert str(jobs / "dr-copy.toml") not in app.sessions  # not shown as running
+            await pilot.pause(1.5)  # the next scans say it no more
+            assert sum("was interrupted" in n.message for n in app._notifications) == 1
+
+    asyncio.run(body())

@@ -128,3 +128,22 @@ def test_formatting() -> None:
                                 "Compress": 0.2}) == \
         "Source 45% > Compress 20% > Stream 10% > Target 80%"
     assert fmt.bottleneck_of({"Target": 0.8, "Source": 0.45}) == "Target"
+
+
+def test_header_share_never_goes_backwards_and_eta_comes_from_bytes_left() -> None:
+    model = RunModel(JOB)
+    model.apply(ev.RunStarted(JOB, "s1", ["a", "b"]), 0.0)
+    model.apply(ev.TaskStarted(JOB, "a", "full", 100), 0.0)
+    model.apply(ev.TaskProgress(JOB, "a", Stats(processed=80, read=40), 100, rate=10.0,
+                                to_read=60, disks={"disk0": 0.8}), 1.0)
+    before = model.fraction()
+    assert before == 0.4  # a at 80 %, b queued at 0
+    row = model.rows["a"]
+    assert row.eta_s == 2.0  # (60 - 40) bytes left to read at 10 B/s
+    assert row.disks == {"disk0": 0.8}
+    model.apply(ev.TaskStarted(JOB, "b", "full", 10_000), 2.0)  # a large total arrives
+    assert model.fraction() >= before
+    model.apply(ev.TaskFinished(JOB, "a", "Failed", Stats(processed=80)), 3.0)
+    model.apply(ev.TaskProgress(JOB, "b", Stats(processed=5_000, read=5_000), 10_000,
+                                rate=1.0, to_read=10_000), 3.0)
+    assert model.fraction() == 0.75  # a finished (even Failed, it is done), b half

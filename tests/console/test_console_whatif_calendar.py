@@ -25,8 +25,10 @@ from console.clock import ManualClock
 # Sunday 11-29 missed (its weekly full is made Monday), no new point on 12-01, and
 # from 12-10 on the weekly cycle off (monthly stays): the fixture job keeps 7 points,
 # weekly 4 weeks on Sunday, monthly 12 months in the first week.
+# The fixture's target does not exist, so sizes come from the sizing model here
+# (with Used empty the what-if sizes from the real chains, as `ferry preview` does).
 FIELDS = {"#f-days": "30", "#f-skip": "2026-11-29", "#f-nonew": "2026-12-01",
-          "#f-weekly": "0", "#f-from": "2026-12-10"}
+          "#f-weekly": "0", "#f-from": "2026-12-10", "#f-used": "100GiB"}
 
 
 class EngineWhatIf(StaticBackend):

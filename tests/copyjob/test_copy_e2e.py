@@ -207,7 +207,7 @@ def test_remote_target_mover_over_tcp(tmp_path, source):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mover = subprocess.Popen([sys.executable, "-m", "engine.cli", "mover", "--listen",
+    mover = subprocess.Popen([sys.executable, "-m", "engine.cli", "mover", "--plain", "--listen",
                               f"127.0.0.1:{port}", "--repo", str(tmp_path / "remote")],
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -93,10 +93,16 @@ def test_operator_hold_resume_and_stop(tmp_path):
     # stop: the next session ends Failed with the operator's reason, nothing half visible
     src.backup(T0 + timedelta(days=1), mutate=40)
     control = RunControl()
+    started = threading.Event()  # stop once blocks flow (an event, not a guess of time)
+
+    def sink(e: ev.Event) -> None:
+        if isinstance(e, ev.TaskProgress):
+            started.set()
+
     th = threading.Thread(target=lambda: out.__setitem__(
-        "res2", run_job(job, at=T0 + timedelta(days=1), control=control)))
+        "res2", run_job(job, at=T0 + timedelta(days=1), control=control, sink=sink)))
     th.start()
-    time.sleep(0.3)
+    assert started.wait(60), "no task of the second session started"
     control.stop()
     th.join(timeout=60)
     assert out["res2"].status == "Failed"
@@ -120,3 +126,68 @@ def test_operator_run_now_outside_the_window_copies_and_says_so(tmp_path, source
     scheduled = run_job(job, respect_window=True)  # what the daemon does: no transfer now
     assert scheduled.status == "Warning" and {t.kind for t in scheduled.tasks} == {"none"}
     assert all("copy window" in t.message for t in scheduled.tasks)
+
+
+def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_operator_holds_and_stops_one_machine(tmp_path):
+    """`hold/resume/stop(machine=...)`: that machine pauses or ends Failed, the others go
+    on; a machine stopped is not retried (no retry_wait) and one stopped while queued
+    never starts."""
+    from .conftest import BS, Source
+
+    src = Source(tmp_path, methods=("forward", "reverse"), size=96 * BS)
+    src.backup(T0)
+    job = load_job(write_job(tmp_path / "j.toml", "H", src.repo, ["Daily", "Reverse"],
+                             tmp_path / "dr", extra='[transport]\nrate_limit = "8MiB/s"\n'
+                                                    'parallel_tasks = 2\n'))
+    control = RunControl()
+    seen: list[ev.Event] = []
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.setdefault(
+        "res", run_job(job, at=T0, sink=seen.append, control=control)))
+    th.start()
+
+    def progress(m: str) -> int:
+        return sum(isinstance(e, ev.TaskProgress) and e.machine == m for e in list(seen))
+
+    _wait_for(lambda: progress("vm-forward") > 0, "progress")
+    control.hold(machine="vm-forward")
+    assert control.is_held("vm-forward") and not control.held
+    _wait_for(lambda: any(isinstance(e, ev.TaskOnHold) and e.machine == "vm-forward"
+                          for e in list(seen)), "the hold to land")
+    n = progress("vm-forward")
+    _wait_for(lambda: any(isinstance(e, ev.TaskFinished) and e.machine == "vm-reverse"
+                          for e in list(seen)), "the other machine to finish")
+    assert progress("vm-forward") <= n + 1  # paused while the other one finished
+    control.resume(machine="vm-forward")
+    th.join(timeout=60)
+    res = out["res"]
+    assert res.status == "Success" and [t.status for t in res.tasks] == ["Success"] * 2
+    assert {e.machine for e in seen if isinstance(e, ev.TaskResumed)} == {"vm-forward"}
+
+    src.backup(T0 + timedelta(days=1), mutate=40)
+    control, seen = RunControl(), []
+    th = threading.Thread(target=lambda: out.__setitem__(
+        "res2", run_job(job, at=T0 + timedelta(days=1), sink=seen.append, control=control)))
+    th.start()
+    _wait_for(lambda: progress("vm-reverse") > 0, "progress")
+    control.stop(machine="vm-reverse")
+    th.join(timeout=60)  # retries = 3, retry_wait = 10m: a retry would not end in time
+    assert not th.is_alive()
+    by = {t.machine: t for t in out["res2"].tasks}
+    assert by["vm-reverse"].status == "Failed" and by["vm-reverse"].attempts == 1
+    assert "stopped by operator" in by["vm-reverse"].message
+    assert by["vm-forward"].status == "Success"
+
+    control = RunControl()
+    control.stop(machine="vm-reverse")  # stopped before it was ever started
+    res3 = run_job(job, at=T0 + timedelta(days=1, hours=1), control=control)
+    by = {t.machine: t for t in res3.tasks}
+    assert by["vm-reverse"].status == "Failed" and by["vm-reverse"].stats.processed == 0
+    assert by["vm-forward"].status == "Success"

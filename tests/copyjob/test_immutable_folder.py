@@ -24,11 +24,56 @@ def test_folder_target_keeps_immutable_points_and_shows_until(tmp_path):
         res = run_job(job, at=T0 + timedelta(days=day, hours=1))
         assert res.status == "Success", [t.message for t in res.tasks]
     meta = Repository(dst).load("Imm", m.name)
-    # keep = 2 alone would leave 2 points; days 2, 3 and 4 are younger than 3 days
-    assert [p.time for p in meta.points] == [T0 + timedelta(days=d) for d in (2, 3, 4)]
+    # keep = 2 alone would leave 2 points; days 2, 3 and 4 are younger than 3 days, and
+    # day 1 stays as the full they build on (an immutable increment is never merged)
+    assert [p.time for p in meta.points] == [T0 + timedelta(days=d) for d in (1, 2, 3, 4)]
     points = chain_json(dst, "Imm", m.name)["chains"][0]["points"]
     for p, shown in zip(meta.points, points, strict=True):
         want = (p.time + timedelta(days=3)).astimezone().isoformat(timespec="seconds")
         assert shown["immutable_until"] == want
         assert exported(dst, "Imm", m.name, p.id, tmp_path / "x" / p.id) == m.states[
             p.source_point]
+
+
+def test_immutable_attribute_on_point_files_as_root(tmp_path):
+    """As root on ext4/xfs the point files get FS_IMMUTABLE_FL: not even root's unlink
+    works until Ferry lifts it, which it does once the point's immutability passed."""
+    import os
+    from datetime import datetime
+
+    import pytest
+
+    from engine.repository import immutable
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    if not immutable.set_immutable(probe, True):
+        pytest.skip("the immutable attribute needs root and ext4/xfs/btrfs/tmpfs>=6.0 here")
+    immutable.set_immutable(probe, False)
+    src = Source(tmp_path, methods=("forward",))
+    m = src.machines["vm-forward"]
+    dst = tmp_path / "dr"
+    job = load_job(write_job(tmp_path / "j.toml", "Imm", src.repo, ["Daily"], dst, keep=2,
+                             extra="[storage]\nimmutable_days = 2\n"))
+    now = datetime.now().replace(microsecond=0) - timedelta(hours=2)
+    folder = Repository(dst).machine_dir("Imm", m.name)
+    try:
+        for hour in range(2):
+            src.backup(now + timedelta(hours=hour))
+            res = run_job(job, at=now + timedelta(hours=hour, minutes=5))
+            assert res.status == "Success", [t.message for t in res.tasks]
+        meta = Repository(dst).load("Imm", m.name)
+        files = [folder / p.file for p in meta.points]
+        assert len(files) == 2 and all(immutable.is_immutable(f) for f in files)
+        with pytest.raises(PermissionError):
+            os.unlink(files[0])
+        with pytest.raises(PermissionError):
+            files[0].open("r+b")
+        # once the immutability passed (here: recorded as passed), the next pass lifts it
+        for pid in list(meta.facts["immutable_until"]):
+            meta.facts["immutable_until"][pid] = (now - timedelta(days=1)).isoformat()
+        assert immutable.lift_expired(folder, meta) == 2
+        assert not any(immutable.is_immutable(f) for f in files)
+    finally:
+        for f in folder.glob("*"):
+            immutable.set_immutable(f, False)

@@ -182,3 +182,4 @@ def test_hangup_lets_go_of_the_terminal_and_the_run_finishes(tmp_path, source):
     assert run.returncode == 0
     row = History(tmp_path / "dr" / ".ferry" / "history.sqlite").sessions("DR copy")[0]
     assert row["status"] == "Success" and "terminal hung up at" in row["message"]
+

@@ -133,7 +133,7 @@ def test_killed_tcp_target_mover_mid_stream_fails_the_run_in_bounded_time(tmp_pa
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     remote = tmp_path / "remote"
-    mover = subprocess.Popen([sys.executable, "-m", "engine.cli", "mover", "--listen",
+    mover = subprocess.Popen([sys.executable, "-m", "engine.cli", "mover", "--plain", "--listen",
                               f"127.0.0.1:{port}", "--repo", str(remote)],
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

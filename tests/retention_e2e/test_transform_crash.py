@@ -1,10 +1,14 @@
 """kill -9 of `ferry run` during a merge and during a GFS synthetic full.
 
-The run is a real subprocess (`python -m engine.cli run JOB --at ...`) on a 32 MiB
-disk so each transform takes a measurable time, killed at random moments inside the
-transform across many attempts. After every kill each point the target metadata
-names exports exactly the source point it was copied from; a rerun finishes the
-transform and leaves the chain the rules (and `ferry preview`) say.
+The run is a real subprocess (`ferry run JOB --at ...`) killed inside the transform:
+`paused_run.py` stops it at a chosen step of the merge or synthesis (before the k-th
+block written, after the new data is committed but not named, after the metadata
+names it but before the replaced file is deleted) and the test kills it there, so
+every kill lands inside the transform by construction, on a loaded machine too (the
+counts are of kills, not of wall-clock luck). The steps are drawn from a seeded
+random generator. After every kill each point the target metadata names exports
+exactly the source point it was copied from; a rerun finishes the transform and
+leaves the chain the rules (and `ferry preview`) say, and no leftover file.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from engine.simulate import Sizing, simulate
 
 from .replaykit import START, Lab, shape
 
-BLOCKS = 128  # 32 MiB
-CHANGED = 300  # random block writes per day: ~90% of the blocks, ~29 MiB increments
+BLOCKS = 16  # 4 MiB: the kills are placed by step, so the transforms need not be slow
+CHANGED = 40  # random block writes per day: ~90% of the blocks change
+PAUSED_RUN = Path(__file__).with_name("paused_run.py")
 
 
 def _launch(job: Path, when) -> subprocess.Popen:
@@ -45,23 +50,21 @@ def _finish(job: Path, when) -> dict:
     return json.loads(out)
 
 
-def _kill(p: subprocess.Popen) -> bool:
-    """SIGKILL; True when the process was still running (the kill interrupted it)."""
-    alive = p.poll() is None
+def _kill_at(job: Path, when, op: str, step: str, marker: Path) -> str:
+    """Run the job in a process that stops at `step` of the `op` transform, and kill -9
+    it there. Returns where it stood (the marker's text)."""
+    marker.unlink(missing_ok=True)
+    p = subprocess.Popen([sys.executable, str(PAUSED_RUN), op, step, str(marker), "--",
+                          "run", str(job), "--json", "--at", when.isoformat()], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not marker.exists() and p.poll() is None and time.monotonic() < end:
+        time.sleep(0.005)
+    reached = marker.exists()
     p.send_signal(signal.SIGKILL)
-    p.communicate()
-    return alive
-
-
-def _wait_for(cond, p: subprocess.Popen, timeout: float = 60.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        if p.poll() is not None:
-            return cond()
-        time.sleep(0.002)
-    raise AssertionError("the run neither reached the transform nor ended")
+    out, err = p.communicate(timeout=30)
+    assert reached, f"the run never reached {op} step {step} (exit {p.returncode}): {err}"
+    return marker.read_text()
 
 
 def _check_all(lab: Lab, job: str) -> list:
@@ -74,69 +77,62 @@ def _check_all(lab: Lab, job: str) -> list:
     return points
 
 
+def _only_named(lab: Lab, job: str) -> None:
+    """The machine folder holds what the metadata names and nothing else."""
+    meta = Repository(lab.dst).load(job, "vm1")
+    folder = Repository(lab.dst).machine_dir(job, "vm1")
+    named = {"lock", "vm1.fbm"} | {p.file for p in meta.points}
+    assert {f.name for f in folder.iterdir()} == named
+
+
+def _steps(rng: random.Random, blocks: int, n: int) -> list[str]:
+    """Two kills for the `n`-th transform: inside its block writes, then in turn after
+    the commit of its data, after the metadata save ("saved" ends the transform, so it
+    can only be last) and inside the block writes again."""
+    return [str(rng.randrange(blocks)), ("commit", "saved", str(rng.randrange(blocks)))[n % 3]]
+
+
 def test_kill_9_during_merge(tmp_path):
-    """keep = 2 points: every run after the second merges a ~29 MiB increment into the
-    full. Kill the run soon after its new point is committed (the merge starts right
-    then), and the reruns (which have only the merge left) once the merge has begun to
-    append to the full; until enough kills landed inside a merge."""
+    """keep = 2 points: every run after the second merges a ~90% increment into the
+    full. Each day's run is killed inside its merge, then its rerun (which has only the
+    merge left) inside the merge again; a third run finishes it."""
     rng = random.Random(2)
     lab = Lab(tmp_path, blocks=BLOCKS, full_every=1000)
     job = lab.job("M", keep=2)
     spec = load_job(job)
-    repo = Repository(lab.dst)
-    fbm = repo.meta_path("M", "vm1")
+    marker = tmp_path / "paused"
     for d in range(2):
         lab.backup(START + timedelta(days=d), mutate=CHANGED)
         assert run_job(spec, at=START + timedelta(days=d)).status == "Success"
-    kills = mid_merge = 0
-    outcomes = []
-    for d in range(2, 20):
+    kills = []
+    days = 4
+    for d in range(2, 2 + days):
         t = START + timedelta(days=d)
         lab.backup(t, mutate=CHANGED)
-        before = lab.chain("M")
-        full_path = repo.machine_dir("M", "vm1") / before[0].file
-        for attempt in range(3):
-            ino, mtime = fbm.stat().st_ino, full_path.stat().st_mtime_ns
-            p = _launch(job, t)
-            if attempt == 0:
-                _wait_for(lambda ino=ino: fbm.stat().st_ino != ino, p)
-                time.sleep(rng.uniform(0.0, 0.12))
-            else:
-                _wait_for(lambda f=full_path, m=mtime: f.stat().st_mtime_ns != m, p)
-                time.sleep(rng.uniform(0.0, 0.1))
-            alive = _kill(p)
-            kills += alive
-            points = _check_all(lab, "M")
-            ids = [x.source_point for x in points]
-            assert ids in ([x.source_point for x in before] + [ids[-1]],
-                           [before[-1].source_point, ids[-1]]), ids
-            # data (maybe a header slot) written into the full, the metadata not replaced
-            # (a merge reuses dead space, so the file need not grow: look at its mtime)
-            inside = len(points) == 3 and full_path.stat().st_mtime_ns != mtime
-            mid_merge += inside
-            outcomes.append((d, attempt, alive, inside))
-            if len(points) == 2:
-                break  # merged: nothing left to interrupt
+        before = [x.source_point for x in lab.chain("M")]
+        for step in _steps(rng, 8, d):  # a ~90% increment writes more than 8 blocks
+            kills.append(_kill_at(job, t, "merge", step, marker))
+            ids = [x.source_point for x in _check_all(lab, "M")]
+            if step == "saved":  # merged and named: only the increment's file is left over
+                assert ids == [before[-1], ids[-1]], ids
+            else:  # not committed: the chain is as before, plus the day's new point
+                assert ids[:-1] == before and len(ids) == 3, ids
         res = _finish(job, t)
         assert res["status"] == "Success"
         chain = lab.chain("M")
         assert [(x.kind.value, x.source_point) for x in chain] == \
-            [("full", before[-1].source_point), ("incremental", chain[-1].source_point)]
+            [("full", before[-1]), ("incremental", chain[-1].source_point)]
         assert lab.states[chain[-1].source_point] == bytes(lab.disks["vm1"].data)
         _check_all(lab, "M")
-        if mid_merge >= 8 and d >= 5:
-            break
-    assert mid_merge >= 5, f"only {mid_merge} kills landed inside a merge: {outcomes}"
-    folder = repo.machine_dir("M", "vm1")
-    assert not list(folder.glob("*.part"))
-    print(f"merge: {kills} kills of a running process, {mid_merge} inside a merge, "
-          f"{d - 1} days")
+        _only_named(lab, "M")
+    assert len(kills) == 2 * days and all(k.startswith("merge") for k in kills), kills
+    print(f"merge: {len(kills)} kills inside a merge: {kills}")
 
 
 def test_kill_9_during_gfs_synthetic_full(tmp_path):
     """Weekly GFS (synthetic): each Sunday's run copies the increment, then synthesizes
-    a 32 MiB full. Kill it, and then each rerun (which resumes the interrupted full),
-    at a random moment after the new full's file appears."""
+    a full. Kill it inside the synthesis, and its rerun (which resumes the interrupted
+    full) inside the synthesis again; a third run finishes it."""
     rng = random.Random(3)
     lab = Lab(tmp_path, blocks=BLOCKS, full_every=1000)
     job = lab.job("G", keep=3, retention="""
@@ -145,53 +141,39 @@ weekly = { keep_weeks = 2, day = "sunday" }
 """)
     spec = load_job(job)
     repo = Repository(lab.dst)
-    folder = repo.machine_dir("G", "vm1")
-    kills = mid_synth = 0
-    outcomes = []
+    marker = tmp_path / "paused"
+    kills = []
     days = 29  # GFS Sundays 7, 14, 21, 28 after the first full
     for d in range(days):
         t = START + timedelta(days=d)
-        lab.backup(t, mutate=CHANGED if t.weekday() == 5 else 8)
+        lab.backup(t, mutate=CHANGED if t.weekday() == 5 else 2)
         if d == 0 or t.weekday() != 6:
             assert run_job(spec, at=t).status == "Success"
             continue
-        for attempt in range(6):
-            started = time.time_ns()
-
-            def synthesizing(started=started) -> bool:
-                return any(f.stat().st_mtime_ns >= started for f in folder.glob("*.fbk.part"))
-
-            p = _launch(job, t)
-            _wait_for(synthesizing, p)
-            time.sleep(rng.uniform(0.0, 0.1))  # a 32 MiB synthesis takes ~0.15-0.3 s
-            alive = _kill(p)
-            kills += alive
+        for step in _steps(rng, BLOCKS - 2, d // 7):  # the full: every non-zero block
+            kills.append(_kill_at(job, t, "synthesize", step, marker))
             points = _check_all(lab, "G")
             new = points[-1]
             assert new.time == t, "the copied point is committed before the synthesis"
+            # the intent is durable, so the next run finishes the full
             pending = repo.load("G", "vm1").facts.get("gfs_pending")
-            inside = new.kind.value == "incremental"
-            if inside:  # the intent is durable, so the next run finishes the full
-                assert pending == {"point": new.id, "flags": {"W": t.date().isoformat()},
-                                   "method": "synthetic", "assigned": t.date().isoformat()}
-            mid_synth += inside
-            outcomes.append((d, attempt, alive, inside))
-            if pending is None:
-                break  # the GFS full is done: nothing left to interrupt
+            assert pending == {"point": new.id, "flags": {"W": t.date().isoformat()},
+                               "method": "synthetic", "assigned": t.date().isoformat()}
+            assert new.kind.value == ("full" if step == "saved" else "incremental")
         res = _finish(job, t)
         finished = [a for a in res["retention"] if "interrupted" in a["detail"]]
-        assert len(finished) == (pending is not None)
+        assert len(finished) == 1, res["retention"]
         new = lab.chain("G")[-1]
         assert (new.time, new.kind.value, new.gfs, new.gfs_dates, new.gfs_assigned) == \
             (t, "full", ["W"], {"W": t.date().isoformat()}, {"W": t.date().isoformat()})
         assert "gfs_pending" not in repo.load("G", "vm1").facts
         _check_all(lab, "G")
-    assert mid_synth >= 4, f"only {mid_synth} kills landed inside a synthesis: {outcomes}"
-    assert not list(folder.glob("*.part"))
+        _only_named(lab, "G")
+    assert len(kills) == 8 and all(k.startswith("synthesize") for k in kills), kills
     # after all the kills and reruns the chain is what the preview shows
     sim = simulate("G", spec.retention, spec.mode, START, days, Sizing(10, 1))
     assert shape(lab.chain("G")) == shape(sim.days[-1].points)
-    print(f"GFS: {kills} kills of a running process, {mid_synth} inside a synthesis")
+    print(f"GFS: {len(kills)} kills inside a synthesis: {kills}")
 
 
 def test_interrupted_gfs_full_is_finished_by_the_next_days_run_once(tmp_path, monkeypatch):

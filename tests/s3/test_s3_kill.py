@@ -122,7 +122,7 @@ def test_kill9_during_copy_merge_and_gc_loses_no_point(tmp_path, bucket):
         when = T0 + timedelta(days=day)
         src.backup(when, keep=3)
         want_source = list(m.states)[-1]
-        for _attempt in range(rng.randint(2, 4)):
+        for _attempt in range(rng.randint(3, 5)):
             k = rng.randint(1, requests + requests // 3)
             killed, code = _run(spec, when + timedelta(minutes=30), counts, k,
                                 rng.choice((0.0, 0.0, 0.002, 0.01)))

@@ -1,0 +1,175 @@
+"""The copy job's side of a remote mover: `[target] mover` addresses and how to reach them.
+
+* `tls://host:port`: TLS 1.3; the mover's certificate must have the pinned
+  `fingerprint` (no CA, no host name check: the pin is the identity); the job token
+  from `token_env` goes in the HELLO.
+* `ssh://user@host[:port]/abs/repo`: the OpenSSH client runs
+  `ferry mover --stdio --repo /abs/repo` on the far side (an authorized_keys forced
+  command usually fixes that command); `$FERRY_SSH` replaces `ssh` (e.g.
+  `ssh -F /path/config`), like borg's BORG_RSH.
+* `host:port`: plain frames, loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import socket
+import ssl
+import subprocess
+import threading
+from dataclasses import dataclass
+
+from engine.copy import transport as t
+
+_SSH = re.compile(r"ssh://(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>[A-Za-z0-9.-]+|"
+                  r"\[[0-9A-Fa-f:]+\])(?::(?P<port>\d+))?(?P<path>/[^\s]*)")
+_HOSTPORT = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d+)")
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class MoverAddress:
+    scheme: str  # "tls", "ssh" or "plain"
+    host: str
+    port: int | None
+    user: str | None = None
+    path: str | None = None
+
+
+def parse_mover(text: str) -> MoverAddress:
+    """A `[target] mover` value, checked (ValueError with the forms it takes)."""
+    forms = ("expected tls://HOST:PORT, ssh://USER@HOST[:PORT]/ABS/REPO or (loopback only) "
+             "HOST:PORT")
+    if text.startswith("ssh://"):
+        m = _SSH.fullmatch(text)
+        if not m or ".." in m["path"].split("/"):
+            raise ValueError(f"{forms}, got {text!r}")
+        port = int(m["port"]) if m["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"{forms}, got {text!r}")
+        return MoverAddress("ssh", m["host"].strip("[]"), port, m["user"], m["path"])
+    scheme = "tls" if text.startswith("tls://") else "plain"
+    m = _HOSTPORT.fullmatch(text.removeprefix("tls://"))
+    if not m or not 0 < int(m["port"]) < 65536:
+        raise ValueError(f"{forms}, got {text!r}")
+    host = m["host"].strip("[]")
+    if scheme == "plain":
+        from engine.copy.server import is_loopback
+
+        if not is_loopback(host):
+            raise ValueError(f"a plain mover address is allowed on loopback only, not {host}: "
+                             f"use tls://{text} (or ssh://) across hosts")
+    return MoverAddress(scheme, host, int(m["port"]))
+
+
+def connect(spec) -> t.Endpoint:
+    """A stream to the job's remote mover."""
+    addr = parse_mover(spec.target_mover)
+    if addr.scheme == "plain":
+        return t.SocketEndpoint.connect(f"{addr.host}:{addr.port}")
+    if addr.scheme == "tls":
+        return connect_tls(addr, spec.target_fingerprint)
+    return connect_ssh(addr)
+
+
+def token_of(spec) -> str | None:
+    """The job's mover token (tls:// only), from its environment variable."""
+    if not spec.target_mover or not spec.target_mover.startswith("tls://"):
+        return None
+    name = spec.target_token_env
+    value = os.environ.get(name or "")
+    if not value:
+        raise t.StreamError(f"the mover token variable {name} is not set")
+    return value.strip()
+
+
+def connect_tls(addr: MoverAddress, fingerprint: str | None) -> t.SocketEndpoint:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the pin below is the check (self-signed mover)
+    where = f"{addr.host}:{addr.port}"
+    try:
+        raw = socket.create_connection((addr.host, addr.port), timeout=CONNECT_TIMEOUT)
+        sock = ctx.wrap_socket(raw)
+    except (OSError, ssl.SSLError) as exc:
+        raise t.StreamError(f"cannot reach target mover tls://{where}: {exc}") from None
+    der = sock.getpeercert(binary_form=True) or b""
+    got = "sha256:" + hashlib.sha256(der).hexdigest()
+    if got != fingerprint:
+        sock.close()
+        raise t.StreamError(f"target mover tls://{where} presents certificate {got}, not the "
+                            f"pinned {fingerprint}: refusing to talk to it")
+    sock.settimeout(None)
+    return t.SocketEndpoint(sock)
+
+
+class SshEndpoint(t.FdEndpoint):
+    """The stream through an `ssh` child; its stderr names why a login failed."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self._err: list[bytes] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True, name="ferry-ssh-err")
+        self._reader.start()
+        super().__init__(proc.stdout.fileno(), proc.stdin.fileno(), on_close=self._stop)
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            if len(self._err) < 50:
+                self._err.append(line)
+
+    def _why(self, exc: t.StreamError) -> t.StreamError:
+        try:  # the stream ended: ssh is on its way out (a live one means a peer's fault)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return exc
+        self._reader.join(timeout=1)
+        lines = [x.decode(errors="replace").strip() for x in self._err if x.strip()]
+        return t.StreamError(f"{exc}: ssh exited {self.proc.returncode}"
+                             + (f": {lines[-1]}" if lines else ""))
+
+    def recv(self, timeout: float | None = None) -> t.Frame:
+        try:
+            return super().recv(timeout)
+        except t.StreamError as exc:
+            raise self._why(exc) from None
+
+    def send(self, data: bytes) -> None:
+        try:
+            super().send(data)
+        except t.StreamError as exc:
+            raise self._why(exc) from None
+
+    def _stop(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def ssh_command(addr: MoverAddress) -> list[str]:
+    base = shlex.split(os.environ.get("FERRY_SSH", "ssh"))
+    target = f"{addr.user}@{addr.host}" if addr.user else addr.host
+    port = ["-p", str(addr.port)] if addr.port else []
+    remote = f"ferry mover --stdio --repo {shlex.quote(addr.path or '')}"
+    return [*base, *port, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}",
+            "--", target, remote]
+
+
+def connect_ssh(addr: MoverAddress) -> SshEndpoint:
+    try:
+        proc = subprocess.Popen(ssh_command(addr), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, bufsize=0)
+    except OSError as exc:
+        raise t.StreamError(f"cannot run ssh for the target mover: {exc}") from None
+    return SshEndpoint(proc)
