@@ -217,7 +217,7 @@ def test_pass_through_a_remote_tcp_mover_finds_machines_from_the_history(work):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mover = subprocess.Popen([sys.executable, "-m", "engine.cli", "mover", "--listen",
-                              f"127.0.0.1:{port}", "--repo", str(remote)],
+                              f"127.0.0.1:{port}", "--plain", "--repo", str(remote)],
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert "listening" in mover.stdout.readline()
