@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--repair", metavar="JOBFILE", type=Path,
                    help="check the copy job's target and re-fetch what is damaged from its "
                         "source now (otherwise the job's next run does it)")
+    k.add_argument("--rebuild", action="store_true",
+                   help="rewrite damaged metadata (.fbm) from its copy, or rebuild it from "
+                        "the backup files")
     k.add_argument("--job", help="only this job")
     k.add_argument("--machine", help="only this machine")
     k.add_argument("--all", action="store_true", help="every point, not only the latest")

@@ -59,6 +59,7 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
         except MetadataError as exc:
             res.errors.append(str(exc))
             return res
+        res.errors += _metadata_copies(repo, job, machine)
         points = meta.points if all_points else meta.points[-1:]
         seen: dict[tuple[str, int], str] = {}  # stored block -> problem ("" = fine)
         reported: set[tuple[str, int, str]] = set()  # (disk, block, file) named once
@@ -126,3 +127,22 @@ def _problem(view, loc, deep: bool) -> str:
         return "stored checksum mismatch (object damaged)"
     except S3Error as exc:
         return "object missing" if isinstance(exc, ObjectMissing) else f"unreadable ({exc})"
+
+
+def _metadata_copies(repo, job: str, machine: str) -> list[str]:
+    """A damaged copy of the metadata (the other one serves): said, so it gets rewritten."""
+    if not isinstance(repo, Repository):
+        return []
+    from engine.repository.metadata import copy_path, read_one
+
+    path = repo.meta_path(job, machine)
+    out = []
+    for p in (path, copy_path(path)):
+        if not p.exists() and p is not path:
+            continue  # no copy yet: written by the next save (repositories made before it)
+        try:
+            read_one(p)
+        except MetadataError as exc:
+            out.append(f"{exc}; its other copy serves (the next run or `ferry check "
+                       f"--rebuild` rewrites it)")
+    return out

@@ -112,6 +112,7 @@ def _remove_folder(target: Repository, job: str, machine: str) -> None:
     makes the machine disappear), then delete the renamed folder. Exclusive lock held."""
     folder = target.machine_dir(job, machine)
     trash = f"{TRASH_PREFIX}{uuid.uuid4().hex[:12]}"
+    target.drop_meta_copy(job, machine)  # it lives in the job folder
     folder.rename(folder.parent / trash)
     target.delete_machine(job, trash)
 

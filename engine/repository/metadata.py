@@ -8,6 +8,7 @@ named here is never read. Replacement is write-temp, fsync, rename, fsync-dir.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from engine.errors import FerryError
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 
 FORMAT = 1
+log = logging.getLogger("ferry.metadata")
 
 
 class MetadataError(FerryError):
@@ -34,6 +36,11 @@ def _point_to_dict(p: RestorePoint) -> dict:
         **({"gfs_until": p.gfs_until} if p.gfs_until else {}),
         **({"key": p.key} if p.key else {}),
     }
+
+
+def point_from_dict(d: dict) -> RestorePoint:
+    """A point record (as in the .fbm, or as a backup file's index keeps it)."""
+    return _point_from_dict(d)
 
 
 def _point_from_dict(d: dict) -> RestorePoint:
@@ -97,11 +104,35 @@ def _keys(value: object) -> dict[str, dict]:
     return dict(value)
 
 
+COPIES = ".fbm-copies"  # <job>/.fbm-copies/<machine>.fbm: the second copy of each .fbm
+
+
+def copy_path(path: Path) -> Path:
+    """Where the second copy of the metadata file `path` lives: in the job folder, not
+    the machine folder (another directory, other sectors; one bad sector loses one)."""
+    path = Path(path)
+    return path.parent.parent / COPIES / path.name
+
+
 def write_meta(path: Path, meta: MachineMeta) -> None:
-    """Atomically replace `path` with `meta` (durable when this returns)."""
+    """Atomically replace `path` with `meta`, then its copy (both durable on return).
+
+    The file `path` is the commit point; the copy follows it (a crash in between
+    leaves a copy one commit behind, and the next save rewrites it)."""
     body = json.dumps(meta_to_dict(meta), indent=1, sort_keys=True)
     doc = json.dumps({"format": FORMAT, "checksum": xxhash.xxh3_64_hexdigest(body.encode()),
                       "body": body})
+    _replace(path, doc)
+    copy = copy_path(path)
+    try:
+        copy.parent.mkdir(exist_ok=True)
+        _replace(copy, doc)
+    except BaseException:
+        copy.with_name(copy.name + ".tmp").unlink(missing_ok=True)
+        raise
+
+
+def _replace(path: Path, doc: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(doc)
@@ -115,8 +146,31 @@ def write_meta(path: Path, meta: MachineMeta) -> None:
         os.close(fd)
 
 
-def read_meta(path: Path) -> MachineMeta:
-    """Load and verify a metadata file; MetadataError names the file and the problem."""
+def read_meta(path: Path, folder_files: set[str] | None = None) -> MachineMeta:
+    """Load and verify a metadata file, falling back to its copy when it is damaged or
+    missing; MetadataError (naming `path`) when neither is sound.
+
+    A copy is used for a missing file only when the backup files it names are all in
+    the machine folder (`folder_files`), so a stale copy never adopts a new machine.
+    """
+    try:
+        return read_one(path)
+    except MetadataError as first:
+        try:
+            meta = read_one(copy_path(path))
+        except MetadataError:
+            raise first from None
+        if not Path(path).exists():
+            files = folder_files if folder_files is not None else set()
+            if not meta.points or any(p.file not in files for p in meta.points):
+                raise first from None
+        log.warning("%s; its copy %s is used (the next save or `ferry check --rebuild` "
+                    "rewrites it)", first, copy_path(path))
+        return meta
+
+
+def read_one(path: Path) -> MachineMeta:
+    """Load and verify one metadata file; MetadataError names the file and the problem."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         body = doc["body"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.errors import FerryError
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
-from engine.repository.metadata import MetadataError, read_meta, write_meta
+from engine.repository.metadata import MetadataError, copy_path, read_meta, write_meta
 from engine.repository.resolve import PointView
 
 BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
@@ -76,22 +76,38 @@ class Repository:
             if not jdir.is_dir():
                 continue
             for m in sorted(jdir.iterdir()):
-                if (m / f"{m.name}.fbm").is_file():
+                if m.name.startswith("."):
+                    continue
+                if (m / f"{m.name}.fbm").is_file() or copy_path(m / f"{m.name}.fbm").is_file():
                     out.append((j, m.name))
         return out
 
     def has(self, job: str, machine: str) -> bool:
-        return self.meta_path(job, machine).is_file()
+        path = self.meta_path(job, machine)
+        return path.is_file() or copy_path(path).is_file()
 
     def load(self, job: str, machine: str) -> MachineMeta:
-        return read_meta(self.meta_path(job, machine))
+        path = self.meta_path(job, machine)
+        return read_meta(path, self._files(path))
 
     def try_load(self, job: str, machine: str) -> MachineMeta | None:
         """The machine's metadata, or None when it has none yet (damage still raises)."""
         path = self.meta_path(job, machine)
-        if not path.exists():
+        if not path.exists() and not copy_path(path).exists():
             return None
-        return read_meta(path)
+        try:
+            return read_meta(path, self._files(path))
+        except MetadataError:
+            if not path.exists():
+                return None  # a stale copy of another machine of that name: not this one
+            raise
+
+    @staticmethod
+    def _files(path: Path) -> set[str] | None:
+        """The machine folder's backup files (only needed when the .fbm itself is gone)."""
+        if path.exists() or not path.parent.is_dir():
+            return None
+        return {f.name for f in path.parent.iterdir() if f.suffix in BACKUP_SUFFIXES}
 
     def save(self, meta: MachineMeta) -> None:
         """Commit a chain change. Caller holds the exclusive chain lock."""
@@ -104,6 +120,8 @@ class Repository:
             # a failed save (ENOSPC, EIO) leaves the old metadata in force; its half-written
             # temp file is this run's leftover, not the next run's
             path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+            copy = copy_path(path)
+            copy.with_name(copy.name + ".tmp").unlink(missing_ok=True)
             raise
 
     def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
@@ -133,8 +151,13 @@ class Repository:
                 removed.append(f.name)
         return removed
 
+    def drop_meta_copy(self, job: str, machine: str) -> None:
+        """Remove the second copy of a machine's metadata (its machine is being deleted)."""
+        copy_path(self.meta_path(job, machine)).unlink(missing_ok=True)
+
     def delete_machine(self, job: str, machine: str) -> None:
         """Remove a machine's folder entirely (deleted-items retention)."""
+        self.drop_meta_copy(job, machine)
         folder = self.machine_dir(job, machine)
         for f in folder.iterdir():
             if f.name != "lock":

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine.backup import take_backup
+from engine.repository.metadata import copy_path
 from engine.repository.repository import Repository
 
 from .conftest import BS, ROOT, T0, Source, exported, ferry, write_job
@@ -180,6 +181,7 @@ def test_retries_failed_machines(tmp_path, source):
                     extra='[transport]\nretries = 2\nretry_wait = "0.1s"\n')
     fbm = source.repo / "Daily" / "vm-forward" / "vm-forward.fbm"
     fbm.write_text("{broken")
+    copy_path(fbm).write_text("{broken")  # both copies (one alone loses nothing)
     proc = ferry("run", job, "--json")
     assert proc.returncode == 2
     task = json.loads(proc.stdout)["tasks"][0]

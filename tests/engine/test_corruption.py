@@ -24,6 +24,7 @@ from enginekit import (
 )
 
 from engine.repository.container import FLAG_ZERO, MIRROR, SLOT_SIZE, Container
+from engine.repository.metadata import copy_path
 from engine.repository.repository import Repository
 
 
@@ -197,6 +198,7 @@ def test_damaged_metadata(repo, ferry, make_machine, tmp_path, how):
     folder, _results, m = _forward(repo, make_machine)
     fbm = folder / f"{MACHINE}.fbm"
     _damage_meta(fbm, how)
+    _damage_meta(copy_path(fbm), how)  # both copies: one alone loses nothing (tests/integrity)
     commands = [["check", "--repo", repo, "--json"],
                 ["export", "--repo", repo, "--job", JOB, "--machine", MACHINE,
                  "--out", tmp_path / "o"],
