@@ -103,7 +103,8 @@ def find_running(args: argparse.Namespace):
     else:
         folder = _jobs_dir(args)
         name, dirs = args.job, paths.search_dirs(folder, _specs(folder))
-    live = [i for i in list_sessions(dirs, fresh=False) if i.job == name and i.alive]
+    # fresh: the machines come from the run itself (its state file may lag by a write)
+    live = [i for i in list_sessions(dirs, fresh=True) if i.job == name and i.alive]
     if not live:
         raise NothingRuns(f"ferry {args.command}: nothing of job {name!r} is running")
     if args.machine and not any(m.get("machine") == args.machine for i in live
