@@ -28,8 +28,9 @@ def _latest(app: FerryConsole, key: str, machine: str) -> RestorePoint | None:
     return target.points[-1] if target is not None and target.points else None
 
 
-def _target(app: FerryConsole, key: str, machine: str | None) -> tuple[JobSpec, str] | None:
-    """The job's spec and a machine with copied points, or None (after saying why)."""
+def _target(app: FerryConsole, key: str,
+            machine: str | None) -> tuple[JobSpec, str, RestorePoint] | None:
+    """The job's spec, the machine and its newest copied point, or None (after saying why)."""
     entry = app.store.jobs.get(key)
     spec = entry.spec if entry is not None else None
     if spec is None:
@@ -38,10 +39,11 @@ def _target(app: FerryConsole, key: str, machine: str | None) -> tuple[JobSpec, 
     if machine is None:
         app.notify("Select a machine (under its job) first", severity="warning")
         return None
-    if _latest(app, key, machine) is None:
+    point = _latest(app, key, machine)
+    if point is None:
         app.notify(f"{machine}: no copied restore point yet", severity="warning")
         return None
-    return spec, machine
+    return spec, machine, point
 
 
 def _ask_password(app: FerryConsole, spec: JobSpec, then: object) -> None:
@@ -54,9 +56,7 @@ def export_flow(app: FerryConsole, key: str, machine: str | None) -> None:
     found = _target(app, key, machine)
     if found is None:
         return
-    spec, name = found
-    point = _latest(app, key, name)
-    assert point is not None
+    spec, name, point = found
     default = str(Path.cwd() / f"{name}-{point.id}")
 
     def where(answer: str | None) -> None:
@@ -99,9 +99,8 @@ def deep_check_flow(app: FerryConsole, key: str, machine: str | None) -> None:
     found = _target(app, key, machine)
     if found is None:
         return
-    spec, name = found
-    point = _latest(app, key, name)
-    if point is not None and not point.encrypted:
+    spec, name, point = found
+    if not point.encrypted:
         app.notify(f"{name}: not encrypted; `ferry check` verifies it without a password",
                    severity="warning")
         return
