@@ -130,9 +130,14 @@ class RetentionScreen(Screen[None]):
     def _changed(self) -> None:
         if self._timer is not None:
             self._timer.stop()
-        self._timer = self.set_timer(self.debounce, self.recompute)
+        self._timer = self.set_timer(self.debounce, self._recompute_if_changed)
 
-    def recompute(self) -> None:
+    def _recompute_if_changed(self) -> None:
+        """A field's Changed event also comes for the value it was mounted with: no second
+        preview for a form that says what the last one said."""
+        self.recompute(only_if_changed=True)
+
+    def recompute(self, only_if_changed: bool = False) -> None:
         form = self.query_one(RetentionForm)
         try:
             values = form.values()
@@ -140,6 +145,8 @@ class RetentionScreen(Screen[None]):
             form.show_error(str(exc))
             return
         form.show_error("")
+        if only_if_changed and values == self.values:
+            return
         if values.policy_from is not None and (
                 self.values is None or self.values.policy_from != values.policy_from):
             self._jump_to = values.policy_from  # show the day the policy changes
