@@ -14,6 +14,7 @@ from rich.table import Table
 
 from engine.jobsdir import default_jobs
 from engine.jsonout import emit
+from engine.model import Status
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
 from engine.rpo import RpoCheck
@@ -168,8 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         emit(res.to_json())
     else:
         _print_session(res)
-    if res.status == "Failed":
-        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+    if res.status == Status.FAILED:
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks
+                            if t.status == Status.FAILED)
         print(f"ferry run: {spec.name}: Failed: {reasons or res.message}", file=sys.stderr)
     return res.exit_code
 
@@ -194,10 +196,11 @@ def cmd_retain(args: argparse.Namespace) -> int:
     for a in res.retention:
         con.print(f"retention: {a['machine']}: {a['action']} {a.get('detail', '')}")
     for tr in res.tasks:
-        if tr.status != "Success":
+        if tr.status != Status.SUCCESS:
             con.print(f"{tr.machine}: {tr.status}: {tr.message}")
-    if res.status == "Failed":
-        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+    if res.status == Status.FAILED:
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks
+                            if t.status == Status.FAILED)
         print(f"ferry retain: {spec.name}: Failed: {reasons}", file=sys.stderr)
     return res.exit_code
 
@@ -292,7 +295,7 @@ def _print_session(res) -> None:
         for tr in res.tasks:
             for p in tr.plan or [None]:
                 if p is None:
-                    t.add_row(tr.machine, "nothing" if tr.status != "Failed" else "Failed",
+                    t.add_row(tr.machine, "nothing" if tr.status != Status.FAILED else tr.status,
                               "", "", "", "")
                     continue
                 t.add_row(tr.machine, p["kind"], p["time"].replace("T", " ")[:16],

@@ -20,15 +20,16 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.logs import job_logger
+from engine.model import Status
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
 from engine.rpo import RpoWatch, check_job
-from engine.schedule import in_window, next_run
+from engine.schedule import in_window, run_due
 from engine.units import now as wall_now
 
 if TYPE_CHECKING:
@@ -69,16 +70,14 @@ def has_new_source_point(spec) -> bool:
     return False
 
 
-def is_due(spec, now: datetime, last: datetime | None) -> bool:
+def job_due(spec: Any, last: datetime | None, now: datetime) -> bool:
+    """Whether the daemon starts `spec` at `now`: enabled, inside its copy window, and a
+    new source point (immediate) or a scheduled start since `last` (periodic)."""
     if not getattr(spec, "enabled", True):
         return False
-    if not in_window(spec.schedule, now):
-        return False
     if spec.mode == "immediate":
-        return has_new_source_point(spec)
-    if last is None:
-        return True
-    return next_run(spec.schedule, last) <= now
+        return in_window(spec.schedule, now) and has_new_source_point(spec)
+    return run_due(spec.schedule, last, now)
 
 
 class Daemon:
@@ -140,18 +139,18 @@ class Daemon:
             now = self.clock()
             try:
                 self.watch_rpo(spec, now)
-                if not is_due(spec, now, last_run(spec)):
+                if not job_due(spec, last_run(spec), now):
                     continue
                 LOG.info("%s: due, starting a session", spec.name)
                 res = self.run(spec, at=None, respect_window=True, **self.run_options())
                 ran.append((spec.name, res.status))
-                LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+                LOG.log(logging.INFO if res.status == Status.SUCCESS else logging.WARNING,
                         "%s: %s", spec.name, res.status)
                 self._rpo_checked.pop(spec.name, None)  # a run changes the answer: look again
                 self.watch_rpo(spec, self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
                 LOG.error("%s: %s", path.name, one_line(exc))
-                ran.append((getattr(spec, "name", path.name), "Failed"))
+                ran.append((getattr(spec, "name", path.name), Status.FAILED))
         return ran
 
     def background(self, path: Path, spec) -> str | None:
@@ -171,10 +170,10 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
             LOG.error("%s: background retention: %s", path.name, one_line(exc))
             self._retained[spec.name] = now.date()
-            return "Failed"
+            return Status.FAILED
         self._retained[spec.name] = now.date()
         if res.tasks:
-            LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+            LOG.log(logging.INFO if res.status == Status.SUCCESS else logging.WARNING,
                     "%s: background retention %s: %d action(s)", spec.name, res.status,
                     len(res.retention))
         return res.status
@@ -200,4 +199,4 @@ class Daemon:
             return 130  # the shell's code for SIGINT, as every other command
 
 
-__all__ = ["Daemon", "is_due"]
+__all__ = ["Daemon", "job_due"]

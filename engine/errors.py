@@ -24,9 +24,11 @@ class ExitCode(IntEnum):
     def of_status(cls, status: str, gave_up_waiting: bool = False) -> ExitCode:
         """A finished session's code: its status, or BUSY when it failed only because a
         machine gave up waiting for a lock."""
-        if status == "Failed" and gave_up_waiting:
+        from engine.model import Status
+
+        if status == Status.FAILED and gave_up_waiting:
             return cls.BUSY
-        return {"Success": cls.OK, "Warning": cls.WARNING}.get(status, cls.FAILED)
+        return {Status.SUCCESS: cls.OK, Status.WARNING: cls.WARNING}.get(status, cls.FAILED)
 
 
 class FerryError(Exception):

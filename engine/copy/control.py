@@ -52,10 +52,6 @@ class RunControl:
         with self._cond:
             return dict(self._held_machines)
 
-    def stopped_machines(self) -> dict[str, str]:
-        with self._cond:
-            return dict(self._stopped_machines)
-
     def is_held(self, machine: str) -> bool:
         return self._held or machine in self._held_machines
 
