@@ -42,7 +42,7 @@ from console.records import JobEntry, LastRun, MachineInfo  # noqa: E402
 from console.screens.live import LiveRunScreen  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.copy.control import RunControl  # noqa: E402
-from engine.jobfile import JobSpec  # noqa: E402
+from engine.jobs.load import JobSpec  # noqa: E402
 from engine.model import Stats  # noqa: E402
 
 JOB = "Bench copy"

@@ -20,7 +20,7 @@ from console.records import (
     SessionRecord,
     TaskRecord,
 )
-from engine import jobfile, jobsave, preview_cli, restore
+from engine import preview_cli, restore
 from engine import schedule as sched
 from engine import simulate as sim
 from engine.copy import active_full
@@ -29,7 +29,9 @@ from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
 from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
-from engine.jobfile import JobFileError, JobSpec
+from engine.jobs import load as jobfile
+from engine.jobs import save as jobsave
+from engine.jobs.load import JobFileError, JobSpec
 from engine.jobsdir import default_jobs
 from engine.keys import KeyRing
 from engine.live import paths as live_paths

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from engine.jobfile import JobSpec, StorageSpec, TransportSpec
+from engine.jobs.load import JobSpec, StorageSpec, TransportSpec
 from engine.model import RetentionPolicy
 from engine.rpo import human_age
 

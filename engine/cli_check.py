@@ -20,7 +20,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     spec = None
     if args.repair is not None:
-        from engine.jobfile import load_job
+        from engine.jobs.load import load_job
 
         spec = load_job(args.repair)
         if args.job and args.job != spec.name:

@@ -138,7 +138,7 @@ def add_commands(sub, time_type, size_type) -> None:
 
 
 def load(path: Path):
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     return load_job(path)
 
@@ -180,7 +180,7 @@ def cmd_retain(args: argparse.Namespace) -> int:
     """`ferry retain JOBFILE`: one background retention pass (engine.copy.background)."""
     from engine.copy.background import retain_job
     from engine.copy.runner import RunError
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     spec = load_job(args.jobfile, need_source=False)  # the pass needs only the target
     try:
@@ -322,7 +322,7 @@ def _print_session(res) -> None:
 def _history_dbs(args) -> list[Path]:
     from engine.cli import UsageError
     from engine.history import history_path
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
 
     if args.repo:
         if is_s3_url(args.repo):
@@ -381,7 +381,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _rpo_verdicts(args: argparse.Namespace) -> list[tuple[str, RpoCheck]]:
     """The RPO monitor of each job with an `rpo` (jobs folder only: `--repo` has no job
     files, so no RPO to compare with)."""
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
     from engine.rpo import check_job
 
     if args.repo:

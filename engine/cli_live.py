@@ -45,7 +45,7 @@ def _jobs_dir(args: argparse.Namespace) -> Path:
 
 
 def _specs(folder: Path) -> list:
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
 
     return [spec for _, spec in discover_jobs(folder) if not isinstance(spec, Exception)]
 
@@ -92,7 +92,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 def find_running(args: argparse.Namespace):
     """The live sessions of JOB (name or file); one line and exit 2 when none runs."""
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
     from engine.live import paths
     from engine.live.client import list_sessions
 

@@ -33,7 +33,7 @@ from engine.schedule import in_window, run_due
 from engine.units import now as wall_now
 
 if TYPE_CHECKING:
-    from engine.jobfile import JobSpec
+    from engine.jobs.load import JobSpec
 
 LOG = job_logger("daemon")
 
@@ -124,7 +124,7 @@ class Daemon:
 
     def pass_once(self) -> list[tuple[str, str]]:
         """Run every due job once; returns (job, status) for each run made."""
-        from engine.jobfile import discover_jobs
+        from engine.jobs.load import discover_jobs
 
         ran = []
         for path, spec in discover_jobs(self.folder, need_source=False):

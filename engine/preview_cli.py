@@ -176,7 +176,7 @@ def run_preview(args: argparse.Namespace, spec: PreviewJob) -> int:
               if args.used is not None else None)
     changes: list[tuple[date, RetentionPolicy]] = []
     for when, path in args.policy_from or []:
-        from engine.jobfile import load_job
+        from engine.jobs.load import load_job
 
         changes.append((parse_dates_one(when), load_job(Path(path)).retention))
     what = WhatIf(start=args.start, days=args.days, sizing=sizing,

@@ -19,7 +19,7 @@ from engine.units import now as wall_now
 from engine.units import rfc3339
 
 if TYPE_CHECKING:
-    from engine.jobfile import JobSpec
+    from engine.jobs.load import JobSpec
 
 log = logging.getLogger("ferry.rpo")
 

@@ -11,8 +11,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.jobfile import JobFileError, JobSpec, discover_jobs, load_job, validate_text
-from engine.jobsave import job_to_dict, save_job, template, update_retention
+from engine.jobs.load import JobFileError, JobSpec, discover_jobs, load_job, validate_text
+from engine.jobs.save import job_to_dict, save_job, template, update_retention
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.schedule import ScheduleSpec
 

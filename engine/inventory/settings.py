@@ -1,6 +1,6 @@
 """From a job file's `[inventory]` table to `InventorySettings`.
 
-`engine.jobfile` validates the table and fills its defaults (kind, host, port,
+`engine.jobs.load` validates the table and fills its defaults (kind, host, port,
 protocol, verify_tls, user or None, password_env or None, timeout in seconds);
 this only maps that plain dict onto the dataclass the backends take. The table
 never holds a password (the job file refuses a `password` key): only the name of

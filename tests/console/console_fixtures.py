@@ -14,7 +14,7 @@ from typing import Any
 from console.backend import Backend
 from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine import events as ev
-from engine.jobfile import JobFileError, JobSpec, StorageSpec
+from engine.jobs.load import JobFileError, JobSpec, StorageSpec
 from engine.model import (
     DiskInfo,
     GfsCycle,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from console.backend import Backend, EngineUnavailable
-from engine.jobtext import atomic_write, set_top_level_key
+from engine.jobs.text import atomic_write, set_top_level_key
 from engine.model import Status
 
 

@@ -122,7 +122,7 @@ def test_sizes_accept_pib():
 
 
 def test_job_file_rate_in_mbit(tmp_path):
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     (tmp_path / "src").mkdir()
     job = tmp_path / "job.toml"

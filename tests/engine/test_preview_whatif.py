@@ -9,7 +9,7 @@ from pathlib import Path
 
 from enginekit import assert_ok, assert_one_line_failure, run_ferry
 
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.model import RetentionPolicy
 from engine.retention import RetentionPoint, short_term_count
 

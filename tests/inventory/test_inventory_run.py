@@ -26,7 +26,7 @@ from engine.copy.inventory_step import check_inventory
 from engine.copy.runner import run_job
 from engine.inventory.base import list_machines
 from engine.inventory.settings import settings_from_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 from engine.restore import export_point
 

@@ -12,7 +12,7 @@ from engine.copy.jobsession import JobBusy, RemoteJob
 from engine.copy.runner import RunError, run_job
 from engine.daemon import Daemon
 from engine.history import History
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .conftest import JOB, tls_job

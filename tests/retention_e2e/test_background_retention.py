@@ -19,7 +19,7 @@ from engine.copy.background import pass_due, retain_job
 from engine.copy.runner import JobLock, RunError
 from engine.daemon import Daemon, last_run
 from engine.history import History, history_path
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.locks import ChainLock
 from engine.repository.repository import Repository
 

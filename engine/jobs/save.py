@@ -3,7 +3,7 @@
 Every write is validated before it atomically replaces the file (temp, fsync,
 rename), so Ferry never leaves a job file invalid on disk; the edits that touch one
 table or one key (`update_retention`, `set_enabled`) keep the rest, comments
-included. Reading and validating is `engine.jobfile`.
+included. Reading and validating is `engine.jobs.load`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import jobtext as jt
 from engine import schedule as sched
-from engine.jobfile import JobFileError, JobSpec, _check, _read, validate_text
+from engine.jobs import text as jt
+from engine.jobs.load import JobFileError, JobSpec, _check, _read, validate_text
 from engine.model import RetentionPolicy
 from engine.repository.repository import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT

@@ -3,11 +3,11 @@
 Nothing runs on an invalid file, and every mistake is one line naming the file, the
 line and the dotted key (`JobFileError`). `validate_text` collects every error (for an
 editor that marks lines); `load_job` raises the first one. Writing is
-`engine.jobsave`: validated, atomic, so Ferry never leaves a job file invalid on disk.
+`engine.jobs.save`: validated, atomic, so Ferry never leaves a job file invalid on disk.
 
-Split: `engine.jobschema` holds the pydantic model of each table (types, unknown keys,
+Split: `engine.jobs.schema` holds the pydantic model of each table (types, unknown keys,
 value ranges); this module adds the checks across tables and against the file system
-and builds the `JobSpec`; `engine.jobtext` finds the line of a key and writes TOML.
+and builds the `JobSpec`; `engine.jobs.text` finds the line of a key and writes TOML.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from engine import jobschema as js
-from engine import jobtext as jt
 from engine.errors import FerryError
+from engine.jobs import schema as js
+from engine.jobs import text as jt
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
 from engine.password import PasswordSource, SourceKind

@@ -2,7 +2,7 @@
 
 Only what can be checked from the values themselves lives here: types, unknown keys and
 value ranges. Checks that need several tables or the file system (repository folders,
-mode vs schedule, GFS vs compact) are in `engine.jobfile`, which also turns pydantic's
+mode vs schedule, GFS vs compact) are in `engine.jobs.load`, which also turns pydantic's
 errors into one-line `JobFileError`s. Every validator returns the *normalized* value
 (lower case, "HH:MM", seconds, bytes) so that a spec saved and loaded again is equal.
 

@@ -295,7 +295,7 @@ def replace_table(text: str, table: str, block: str) -> str:
 
 
 def template_text(name: str, source: str, target: str, source_jobs: list[str]) -> str:
-    """The commented text of a new job file (see `engine.jobsave.template`)."""
+    """The commented text of a new job file (see `engine.jobs.save.template`)."""
     v = toml_value
     return f"""\
 name = {v(name)}
