@@ -46,7 +46,7 @@ class TaskContext:
     """What one machine's copy needs from its session (`engine.copy.runner.Runner`),
     and nothing more: the task cannot reach the other tasks or the session's state."""
 
-    spec: Any  # the job (engine.jobfile.JobSpec)
+    spec: Any  # the job (engine.jobs.JobSpec)
     source_job: str
     machine: str
     folder: Path  # the machine's folder in the source repository
