@@ -15,14 +15,13 @@ as a job's last run.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import one_line
+from engine.errors import CommandError, one_line
 from engine.history import History, history_path
 from engine.logs import job_logger
 from engine.model import Status
@@ -96,6 +95,7 @@ class Daemon:
         self.retain = retain
         self._retained: dict[str, date] = {}  # job -> day of its last background pass here
         self.control = None  # the run going on now (its notes tell of a hang-up)
+        self.interrupted: list[bool] = []  # non-empty after Ctrl-C: no further job starts
         self.rpo = RpoWatch()
         self._rpo_checked: dict[str, float] = {}
 
@@ -128,6 +128,8 @@ class Daemon:
 
         ran = []
         for path, spec in discover_jobs(self.folder, need_source=False):
+            if self.interrupted:
+                break
             if isinstance(spec, Exception):
                 LOG.error("%s", spec)
                 continue
@@ -142,7 +144,10 @@ class Daemon:
                 if not job_due(spec, last_run(spec), now):
                     continue
                 LOG.info("%s: due, starting a session", spec.name)
-                res = self.run(spec, at=None, respect_window=True, **self.run_options())
+                try:
+                    res = self.run(spec, at=None, respect_window=True, **self.run_options())
+                finally:
+                    self.control = None
                 ran.append((spec.name, res.status))
                 LOG.log(logging.INFO if res.status == Status.SUCCESS else logging.WARNING,
                         "%s: %s", spec.name, res.status)
@@ -180,23 +185,28 @@ class Daemon:
 
     def serve(self, once: bool = False) -> int:
         if not self.folder.is_dir():
-            print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
-            return 2
+            raise CommandError(f"ferry daemon: jobs folder not found: {self.folder}")
         LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
         from engine.live.hangup import keep_running_on_hangup
 
         self.control = None
         keep_running_on_hangup(lambda: [self.control] if self.control else [], "terminal")
-        if once:
-            self.pass_once()
-            return 0
-        try:
-            while True:
-                self.pass_once()
-                time.sleep(self.poll)
+        from engine.copy.control import stop_on_interrupt
+
+        try:  # Ctrl-C stops the run going on (recorded), then the daemon; idle: at once
+            with stop_on_interrupt(lambda: self.control) as interrupted:
+                self.interrupted = interrupted
+                while True:
+                    self.pass_once()
+                    if once or interrupted:
+                        break
+                    time.sleep(self.poll)
         except KeyboardInterrupt:
+            interrupted = [True]
+        if interrupted:
             LOG.info("daemon interrupted")
-            return 130  # the shell's code for SIGINT, as every other command
+            raise KeyboardInterrupt  # engine.cli.main: "interrupted", exit 130
+        return 0
 
 
 __all__ = ["Daemon", "job_due"]

@@ -38,6 +38,15 @@ class FerryError(Exception):
     exit_code: ExitCode = ExitCode.FAILED
 
 
+class CommandError(FerryError):
+    """A command refuses or fails as a whole; its text already names the command
+    ("ferry run: job 'x' is already running"), so `engine.cli.main` prints it as is."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def exit_code(exc: BaseException) -> ExitCode:
     """The exit code for an error that ends a command."""
     if isinstance(exc, KeyboardInterrupt):

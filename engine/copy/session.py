@@ -25,6 +25,7 @@ from engine.model import Kind, MachineMeta, Stats, Status
 from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
+from engine.units import rfc3339
 
 STAGES = ("Source", "Compress", "Stream", "Target", "Throttled")
 PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
@@ -333,7 +334,7 @@ class MachineCopy:
         self.res.kind = item.kind
         self.res.source_point = item.source.id
         self.res.stats.read += raw
-        self.res.plan.append({"source_point": item.source.id, "time": item.source.time.isoformat(),
+        self.res.plan.append({"source_point": item.source.id, "time": rfc3339(item.source.time),
                               "kind": item.kind, "blocks": len(plan), "bytes": raw,
                               "bytes_after_dedup": stored})
 
