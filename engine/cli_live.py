@@ -8,16 +8,14 @@ JOB is a job's name (looked up in --jobs DIR) or its file.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from engine.errors import CommandError
 from engine.jsonout import emit
 from engine.units import fmt_size
-
-EXIT_NOTHING = 2
 
 
 def add_commands(sub) -> None:
@@ -114,24 +112,18 @@ def find_running(args: argparse.Namespace):
     return live
 
 
-class NothingRuns(Exception):
+class NothingRuns(CommandError):
     """Nothing of that job (or machine) runs: one line, exit 2."""
 
 
 def cmd_control(args: argparse.Namespace) -> int:
     from engine.live.client import LiveError, control
 
-    try:
-        running = find_running(args)
-    except NothingRuns as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_NOTHING
-    for info in running:
+    for info in find_running(args):
         try:
             control(info, args.command, args.machine)
         except LiveError as exc:
-            print(f"ferry {args.command}: {exc}", file=sys.stderr)
-            return EXIT_NOTHING
+            raise CommandError(f"ferry {args.command}: {exc}") from None
         what = f"{info.job}" + (f" / {args.machine}" if args.machine else "")
         done = {"hold": "on hold (operator) at the next block",
                 "resume": "resumed", "stop": "stopping at the next block"}[args.command]

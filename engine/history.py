@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.model import Status
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY, job TEXT NOT NULL, status TEXT NOT NULL, started TEXT NOT NULL,
@@ -121,9 +123,9 @@ class History:
             return {}
         with self._connect() as con:
             rows = con.execute("SELECT t.machine, t.source_point FROM tasks t JOIN sessions s "
-                               "ON s.id = t.session_id WHERE s.job = ? AND t.status != 'Failed' "
+                               "ON s.id = t.session_id WHERE s.job = ? AND t.status != ? "
                                "AND COALESCE(t.source_point, '') != '' "
-                               "ORDER BY s.started, s.rowid", [job])
+                               "ORDER BY s.started, s.rowid", [job, str(Status.FAILED)])
             return {r[0]: r[1] for r in rows}
 
     def tasks(self, session_id: str) -> list[dict[str, Any]]:

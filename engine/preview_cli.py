@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from rich.console import Console
 
 from engine.jsonout import emit
-from engine.model import RetentionPolicy
+from engine.model import Kind, RetentionPolicy
 from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
@@ -82,8 +82,8 @@ def sizing_from_repositories(spec: PreviewJob) -> Sizing | None:
                     points = repo.load(j, m).points
                 except Exception:  # noqa: BLE001 - a damaged chain just gives no sample
                     continue
-                fulls = [p.size for p in points if p.kind.value == "full"]
-                incs = [p.size for p in points if p.kind.value != "full"]
+                fulls = [p.size for p in points if p.kind == Kind.FULL]
+                incs = [p.size for p in points if p.kind != Kind.FULL]
                 if fulls:
                     full += sum(fulls) // len(fulls)
                     inc += sum(incs) // len(incs) if incs else sum(fulls) // len(fulls) // 10

@@ -50,6 +50,7 @@ from engine.copy.runner import (
     SessionResult,
     TaskResult,
     connect_target,
+    disconnect,
     record_session,
 )
 from engine.errors import one_line
@@ -160,13 +161,7 @@ def _one(spec, dst, machine: str, now: datetime, retention: list[dict],
         actions = []
     finally:
         if end is not None:
-            try:
-                end.send_json(t.BYE, {})
-            except t.StreamError:
-                pass
-            end.close()
-        if th is not None:
-            th.join(timeout=30)
+            disconnect(end, th)
     for a in actions:
         a = {"machine": machine, **a}
         retention.append(a)

@@ -137,6 +137,18 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     return src_end, th
 
 
+def disconnect(end: t.Endpoint, mover: threading.Thread | None) -> None:
+    """Say goodbye on a stream from `connect_target` and close it; an in-process mover
+    gets 30 s to finish its last frame."""
+    try:
+        end.send_json(t.BYE, {})
+    except t.StreamError:
+        pass
+    end.close()
+    if mover is not None:
+        mover.join(timeout=30)
+
+
 class Runner:
     """Runs one session of a job (see `run_job`): finds the machines, runs a task per
     machine (`engine.copy.session.MachineCopy`, given a `TaskContext`), then the
@@ -225,8 +237,7 @@ class Runner:
                             results, self.retention, duration, self.dry_run, msg)
         bucket = getattr(self.dst, "bucket", None)
         if bucket is not None:
-            with bucket._count_lock:
-                res.requests = dict(sorted(bucket.requests.items()))
+            res.requests = bucket.request_counts()
         if not self.dry_run:
             self.record(res)
         self.emit(ev.RunFinished(self.spec.name, self.session, status, duration, msg))
@@ -463,13 +474,7 @@ class Runner:
         try:
             MachineCopy(self.context(ref), src_meta, end, pool, res).run()
         finally:
-            try:
-                end.send_json(t.BYE, {})
-            except t.StreamError:
-                pass
-            end.close()
-            if th is not None:
-                th.join(timeout=30)
+            disconnect(end, th)
 
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
@@ -552,4 +557,4 @@ def _publish(runner: Runner, started_by: str):
 
 
 __all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",
-           "connect_target", "record_session"]
+           "connect_target", "disconnect", "record_session"]

@@ -21,10 +21,11 @@ from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.results import TaskResult
 from engine.copy.source import Busy, RateLimit, SourceMover, request_state
 from engine.keys import KeyRing
-from engine.model import MachineMeta, Stats, Status
+from engine.model import Kind, MachineMeta, Stats, Status
 from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
+from engine.units import rfc3339
 
 STAGES = ("Source", "Compress", "Stream", "Target", "Throttled")
 PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
@@ -130,7 +131,7 @@ class MachineCopy:
         gfs_flags = self._gfs_plan(state, now) if (items or state.latest) else {}
         if gfs_flags and self._active():
             if items:
-                items[-1].kind = "full"
+                items[-1].kind = Kind.FULL
             elif not blocked:
                 items = self._reread(state.latest)
         if wants_full and not blocked:
@@ -146,7 +147,7 @@ class MachineCopy:
         self.state = state
         self.chain_key = state.latest.get("key", "") if state.latest else ""
         self._send(mover, items)
-        if wants_full and not ctx.dry_run and items and items[0].kind == "full":
+        if wants_full and not ctx.dry_run and items and items[0].kind == Kind.FULL:
             active_full.clear(spec, machine)  # committed: the request is done
         if items and not ctx.dry_run:
             gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
@@ -208,7 +209,7 @@ class MachineCopy:
         whole from the source again, replacing its increment (notes 6: "copies the latest
         available point"). Nothing to do when it already is a full; when its source
         point is gone the full is synthesized on the target instead."""
-        if not latest or latest.get("kind") == "full":
+        if not latest or latest.get("kind") == Kind.FULL:
             return []
         src = next((p for p in self.src_meta.points if p.id == latest.get("source_point")), None)
         if src is None:
@@ -216,7 +217,7 @@ class MachineCopy:
                          f"{latest.get('source_point')} is gone; the active GFS full is "
                          f"synthesized on the target")
             return []
-        return [PlanItem(src, "full", replaces=latest["id"])]
+        return [PlanItem(src, Kind.FULL, replaces=latest["id"])]
 
     def _send(self, mover: SourceMover, items: list[PlanItem]) -> None:
         """Stream each planned point; `self.base` ends as the target's latest point."""
@@ -224,7 +225,7 @@ class MachineCopy:
         machine, level = ctx.machine, spec.storage.compression
         for item in items:
             with PointView(self.folder, self.src_meta, item.source) as view:
-                prev = None if item.kind == "full" else self.previous
+                prev = None if item.kind == Kind.FULL else self.previous
                 envelope = self._point_key(mover, self.state, item, self.base, self.chain_key)
                 plan = mover.plan_blocks(view, prev, self.repair)
                 repaired, self.repair = sorted(self.repair), set()
@@ -278,7 +279,7 @@ class MachineCopy:
                 f"{started:%Y-%m-%d %H:%M}) was still transferring; it is made after the transfer")
         self.ctx.log("warning", f"{self.ctx.machine}: {text}")
         self.res.warn(text)
-        if self._active() and self.res.kind != "full":
+        if self._active() and self.res.kind != Kind.FULL:
             latest = {"id": self.base, "kind": self.res.kind, "source_point": self.res.source_point}
             self._send(mover, self._reread(latest))
         return {**flags, **later}, end
@@ -295,7 +296,7 @@ class MachineCopy:
         if not self.spec.storage.encryption:
             return {}
         keys = self.ctx.keys
-        if item.kind == "full":
+        if item.kind == Kind.FULL:
             pending = state.resume or {}
             plan = pending.get("plan") or {}
             if pending.get("key") and plan.get("source_point") == item.source.id and \
@@ -333,20 +334,20 @@ class MachineCopy:
         self.res.kind = item.kind
         self.res.source_point = item.source.id
         self.res.stats.read += raw
-        self.res.plan.append({"source_point": item.source.id, "time": item.source.time.isoformat(),
+        self.res.plan.append({"source_point": item.source.id, "time": rfc3339(item.source.time),
                               "kind": item.kind, "blocks": len(plan), "bytes": raw,
                               "bytes_after_dedup": stored})
 
     def _health_repair(self, state, now: datetime) -> list[dict]:
         """Run the scheduled health check; corrupt blocks are re-sent in this increment."""
-        from engine.schedule import is_due, parse_health_check
+        from engine.schedule import check_due, parse_health_check
 
         sched = parse_health_check(self.spec.storage.health_check)
         if sched is None or not state.latest:
             return []
         facts = state.meta.get("facts", {})
         last = facts.get("last_health_check")
-        if not is_due(sched, datetime.fromisoformat(last) if last else None, now):
+        if not check_due(sched, datetime.fromisoformat(last) if last else None, now):
             return []
         self.end.send_json(t.CHECK, {"now": now.isoformat()})
         answer = self.end.expect(t.CHECK).json()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from console.backend import Backend, Sizing
+from console.backend import Backend
 from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine import events as ev
 from engine.jobs.load import JobFileError
@@ -28,8 +28,7 @@ from engine.model import (
     RetentionPolicy,
     Stats,
 )
-from engine.simulate import PreviewDay, PreviewPoint, PreviewResult
-from engine.simulate import Sizing as SimSizing
+from engine.simulate import PreviewDay, PreviewPoint, PreviewResult, Sizing, SizingModel
 
 JOBS_DIR = Path("/srv/ferry/jobs")
 T0 = datetime(2026, 11, 1, 22, 0)
@@ -172,7 +171,7 @@ def tasks(session_id: Any) -> list[dict[str, Any]]:
 
 
 def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing) -> PreviewResult:
+                 sizing: SizingModel) -> PreviewResult:
     """A simple, deterministic stand-in for engine.simulate (keep-N forever-forward)."""
     full = int(sizing.used * sizing.reduction_pct / 100)
     inc = int(sizing.used * sizing.change_pct / 100 * sizing.reduction_pct / 100)
@@ -200,7 +199,7 @@ def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
 
 
 # what the fixture's "real chains" give (the what-if's default, as `ferry preview`'s)
-REAL_CHAINS = Sizing(24 * GIB, 5.0, 50.0)
+REAL_CHAINS = SizingModel(24 * GIB, 5.0, 50.0)
 
 
 class StaticBackend(Backend):
@@ -277,12 +276,12 @@ class StaticBackend(Backend):
         return 60
 
     def simulate(self, spec: Any, policy: Any, start: datetime, days: int,
-                 sizing: Sizing | None, **what: Any) -> Any:
+                 sizing: SizingModel | None, **what: Any) -> Any:
         self.what_ifs.append(what)
         return fake_preview(spec.name, policy, start, days, sizing or REAL_CHAINS)
 
     def real_sizing(self, spec: Any) -> Any:
-        return SimSizing(full=REAL_CHAINS.used // 2, incremental=REAL_CHAINS.used // 40)
+        return Sizing(full=REAL_CHAINS.used // 2, incremental=REAL_CHAINS.used // 40)
 
 
 JOB_TEXT = """\
