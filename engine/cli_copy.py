@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -252,7 +253,7 @@ def _run_json_lines(spec, args: argparse.Namespace) -> int:
 
     lock = threading.Lock()
 
-    def write(obj: dict) -> None:
+    def write(obj: dict[str, Any]) -> None:
         with lock:
             sys.stdout.write(line(obj) + "\n")
             sys.stdout.flush()

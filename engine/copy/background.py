@@ -40,6 +40,7 @@ import uuid
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
+from typing import Any
 
 from engine import events as ev
 from engine.copy import transport as t
@@ -95,7 +96,7 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
     if not machines:
         return SessionResult(spec.name, session, Status.SUCCESS, now, now, [], [],
                              kind=KIND, message="no chains on the target")
-    retention: list[dict] = []
+    retention: list[dict[str, Any]] = []
     tasks: list[TaskResult] = []
     lock_root = Path(spec.target.repository)
     with JobLock(lock_root, spec.name), run_log(lock_root, spec.name):
@@ -126,7 +127,7 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
     return res
 
 
-def _one(spec, dst, machine: str, now: datetime, retention: list[dict],
+def _one(spec, dst, machine: str, now: datetime, retention: list[dict[str, Any]],
          sink: ev.Sink) -> TaskResult:
     """One machine's pass over its own mover stream (in-process, or `[target] mover`)."""
     res = TaskResult(machine, kind=KIND)

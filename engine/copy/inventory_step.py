@@ -38,7 +38,7 @@ REASON_WORDS = {
 @dataclass
 class InventoryOutcome:
     warnings: list[str] = field(default_factory=list)
-    facts: dict[str, dict] = field(default_factory=dict)  # machine -> JSON-serialisable facts
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> JSON-serialisable facts
     gone: list[str] = field(default_factory=list)  # machines the host no longer has
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
@@ -68,7 +69,7 @@ def serve_session(mover) -> None:
         log.info("job session of %s ended", job)
 
 
-def _history(mover, obj: dict) -> None:
+def _history(mover, obj: dict[str, Any]) -> None:
     from engine.history import History
 
     session, tasks = obj.get("session"), obj.get("tasks")
@@ -83,7 +84,7 @@ def _history(mover, obj: dict) -> None:
     mover.end.send_json(t.HISTORY, {"ok": True})
 
 
-def _maintain(mover, obj: dict) -> None:
+def _maintain(mover, obj: dict[str, Any]) -> None:
     from engine.copy.maintenance import after_session
     from engine.copy.retain import policy_from_dict
 
@@ -137,14 +138,14 @@ class RemoteJob:
             raise
         self.end.timeout = SESSION_TIMEOUT
 
-    def maintain(self, seen: list[str], started: datetime) -> dict:
+    def maintain(self, seen: list[str], started: datetime) -> dict[str, Any]:
         from engine.copy.retain import policy_to_dict
 
         self.end.send_json(t.MAINTAIN, {"seen": seen, "started": started.isoformat(),
                                         "policy": policy_to_dict(self.spec.retention)})
         return self.end.expect(t.MAINTAIN, timeout=3600).json()
 
-    def history(self, session: dict, tasks: list[dict]) -> None:
+    def history(self, session: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
         self.end.send_json(t.HISTORY, {"session": session, "tasks": tasks})
         self.end.expect(t.HISTORY, timeout=300)
 

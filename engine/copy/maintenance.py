@@ -30,6 +30,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from engine import retention as rules
 from engine.repository.locks import LockBusy
@@ -41,14 +42,14 @@ LOCK_WAIT = 10.0  # seconds to wait for a machine's chain lock before leaving it
 
 
 def after_session(spec, machines_seen: list[str], target: Repository,
-                  now: datetime) -> list[dict]:
+                  now: datetime) -> list[dict[str, Any]]:
     """Actions done (dicts with machine, action, point, detail); see the module docstring."""
     job = spec.name
     _sweep_trash(target, job)
     seen = set(machines_seen)
     policy = spec.retention
     keep_days = int(policy.deleted_items_days)
-    done: list[dict] = []
+    done: list[dict[str, Any]] = []
     for _, machine in target.machines(job):
         lock = target.lock(job, machine, exclusive=True)
         try:
@@ -92,7 +93,7 @@ def after_session(spec, machines_seen: list[str], target: Repository,
 
 
 def _expire_flags(target: Repository, meta, policy, now: datetime,
-                  machine: str) -> list[dict]:
+                  machine: str) -> list[dict[str, Any]]:
     """Drop the flags the job's GFS policy says have expired (same rule as a run)."""
     views = rules.points_from_chain(meta.points)
     out = []

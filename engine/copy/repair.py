@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from engine.blockio import decompressor, digest
 from engine.copy import transport as t
@@ -46,8 +47,8 @@ MAX_EXCHANGE_BYTES = 512 << 20
 
 # --------------------------------------------------------------------------- source side
 
-def source_repair(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_meta: dict,
-                  records: list[dict], keys) -> tuple[int, list[dict]]:
+def source_repair(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_meta: dict[str, Any],
+                  records: list[dict[str, Any]], keys) -> tuple[int, list[dict[str, Any]]]:
     """Send verified source copies of the target's damaged blocks; (fixed, still damaged)."""
     fixed, left = 0, []
     for start in range(0, len(records), PER_EXCHANGE):
@@ -58,7 +59,7 @@ def source_repair(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_m
     return fixed, left
 
 
-def _exchange(end, folder, src_meta, target_meta, records, keys) -> tuple[int, list[dict]]:
+def _exchange(end, folder, src_meta, target_meta, records, keys) -> tuple[int, list[dict[str, Any]]]:
     file_key = {p["file"]: p.get("key", "") for p in target_meta.get("points", [])}
     want: dict[tuple[str, bytes], list[int]] = {}
     for i, r in enumerate(records):
@@ -95,7 +96,7 @@ def _exchange(end, folder, src_meta, target_meta, records, keys) -> tuple[int, l
 
 
 def _frames(view: PointView, loc, ck: ChainKey | None, dg: bytes, idx: list[int],
-            records: list[dict]) -> list[bytes] | None:
+            records: list[dict[str, Any]]) -> list[bytes] | None:
     """BLOCK frames carrying a verified copy of one source block (None: it is rotten too)."""
     e = loc.entry
     payload = view.read_stored(loc)
@@ -122,7 +123,7 @@ def _frames(view: PointView, loc, ck: ChainKey | None, dg: bytes, idx: list[int]
 # --------------------------------------------------------------------------- target side
 
 def target_repair(repo: Repository, job: str, machine: str, end: t.Endpoint,
-                  request: dict) -> dict:
+                  request: dict[str, Any]) -> dict[str, Any]:
     """Receive the source's copies of recorded damaged blocks and rewrite their files."""
     records = request.get("records")
     if not isinstance(records, list) or len(records) > PER_EXCHANGE:
@@ -167,7 +168,7 @@ def target_repair(repo: Repository, job: str, machine: str, end: t.Endpoint,
 
 
 def _rewrite(repo: Repository, meta: MachineMeta,
-             blocks: list[tuple[dict, tuple[int, int, bytes]]]) -> set[tuple[str, str, int]]:
+             blocks: list[tuple[dict[str, Any], tuple[int, int, bytes]]]) -> set[tuple[str, str, int]]:
     """Each damaged file rewritten in place with its fresh payloads; the (file, disk,
     block)s now sound. Updates the points' sizes in `meta` (the caller saves)."""
     folder = repo.machine_dir(meta.job, meta.machine)

@@ -119,7 +119,7 @@ class MachineCopy:
         mover.deadline = self._window_deadline(now)
         blocked = outside and ctx.respect_window
         self.checked = False
-        self.damaged_left: list[dict] = []
+        self.damaged_left: list[dict[str, Any]] = []
         if not ctx.dry_run:
             found = self._health_repair(state, now)
             self._repair_damaged(state, found)
@@ -158,7 +158,7 @@ class MachineCopy:
         self._fail_if_damaged()
         return res
 
-    def _repair_damaged(self, state, found: list[dict] | None = None) -> None:
+    def _repair_damaged(self, state, found: list[dict[str, Any]] | None = None) -> None:
         """Re-fetch the target's recorded damaged blocks from the source (Warning when
         repaired; what the source no longer has fails the task at the end, named)."""
         from engine.copy.repair import source_repair
@@ -190,7 +190,7 @@ class MachineCopy:
         gfs = self.spec.retention.gfs
         return gfs is not None and gfs.enabled and gfs.method == "active"
 
-    def _active_full(self, items: list[PlanItem], latest: dict | None) -> list[PlanItem]:
+    def _active_full(self, items: list[PlanItem], latest: dict[str, Any] | None) -> list[PlanItem]:
         """The operator asked for a full: the planner made the next point one; without a
         new point the latest copied point is read whole again (as an active GFS full)."""
         machine = self.ctx.machine
@@ -204,7 +204,7 @@ class MachineCopy:
                          f"is a full; the request waits for the next new restore point")
         return items
 
-    def _reread(self, latest: dict | None) -> list[PlanItem]:
+    def _reread(self, latest: dict[str, Any] | None) -> list[PlanItem]:
         """An active GFS full without a new source point: the latest copied point read
         whole from the source again, replacing its increment (notes 6: "copies the latest
         available point"). Nothing to do when it already is a full; when its source
@@ -285,7 +285,7 @@ class MachineCopy:
         return {**flags, **later}, end
 
     def _point_key(self, mover: SourceMover, state, item, base: str | None,
-                   chain_key: str) -> dict:
+                   chain_key: str) -> dict[str, Any]:
         """Set the mover's chain key for this point; the envelope to send with it.
 
         An encrypted full starts a chain with a new random key (or the key of the
@@ -338,7 +338,7 @@ class MachineCopy:
                               "kind": item.kind, "blocks": len(plan), "bytes": raw,
                               "bytes_after_dedup": stored})
 
-    def _health_repair(self, state, now: datetime) -> list[dict]:
+    def _health_repair(self, state, now: datetime) -> list[dict[str, Any]]:
         """Run the scheduled health check; corrupt blocks are re-sent in this increment."""
         from engine.schedule import check_due, parse_health_check
 

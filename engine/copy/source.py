@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
@@ -40,12 +41,12 @@ class SourceCorrupt(FerryError):
 class TargetState:
     """What the target holds of this machine (from a STATE answer)."""
 
-    meta: dict | None
+    meta: dict[str, Any] | None
     digests: dict[str, dict[int, bytes]] = field(default_factory=dict)
-    resume: dict | None = None  # a killed run's partial point: its plan and chain key
+    resume: dict[str, Any] | None = None  # a killed run's partial point: its plan and chain key
 
     @property
-    def latest(self) -> dict | None:
+    def latest(self) -> dict[str, Any] | None:
         return self.meta["points"][-1] if self.meta and self.meta["points"] else None
 
 
@@ -167,8 +168,8 @@ class SourceMover:
             out += [(i, b, None) for b in sorted(prev) if b < nblocks and b not in blocks]
         return out
 
-    def send_point(self, view: PointView, begin: dict, plan, stats: Stats,
-                   logical: int = 0) -> dict:
+    def send_point(self, view: PointView, begin: dict[str, Any], plan, stats: Stats,
+                   logical: int = 0) -> dict[str, Any]:
         """Stream one point; returns the target's DONE answer.
 
         `stats.processed` advances from its value now by `logical` (the point's

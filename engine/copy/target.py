@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
@@ -203,7 +204,7 @@ class TargetMover:
         finally:  # wakes a source blocked on this stream (no wait outlives its peer)
             self.end.close()
 
-    def _state(self, _: dict) -> None:
+    def _state(self, _: dict[str, Any]) -> None:
         """The machine's chain and its latest point's digests (for the planner)."""
         meta = self.repo.try_load(self.job, self.machine)
         head = meta_to_dict(meta) if meta else {}
@@ -220,7 +221,7 @@ class TargetMover:
                         parts.append(t.STATE_ENTRY.pack(i, b, dg))
         self.end.send(t.encode(t.STATE, b"".join(parts)))
 
-    def _pending_key(self) -> dict | None:
+    def _pending_key(self) -> dict[str, Any] | None:
         """The plan and wrapped chain key of a partial point (resume.json), if any."""
         marker = self.repo.machine_dir(self.job, self.machine) / RESUME
         try:
@@ -231,7 +232,7 @@ class TargetMover:
             return None
         return {"plan": old.get("plan"), "key": old["key"], "envelope": old.get("envelope")}
 
-    def _retain(self, request: dict) -> None:
+    def _retain(self, request: dict[str, Any]) -> None:
         from engine.copy.retain import apply_retention
 
         self._attributes(lift=True)
@@ -256,7 +257,7 @@ class TargetMover:
                             keep_partial=request["sweep"] == "keep-partial")
         self.end.send_json(t.RETAIN, {"actions": actions})
 
-    def _sweep(self, request: dict) -> None:
+    def _sweep(self, request: dict[str, Any]) -> None:
         """Background retention (`engine.copy.background`): expired flags, freed files."""
         from engine.copy.retain import apply_retention
 
@@ -273,7 +274,7 @@ class TargetMover:
         self._attributes(lift=False)
         self.end.send_json(t.SWEEP, {"actions": actions})
 
-    def _repair(self, request: dict) -> None:
+    def _repair(self, request: dict[str, Any]) -> None:
         from engine.copy.repair import target_repair
 
         answer = target_repair(self.repo, self.job, self.machine, self.end, request)
@@ -301,7 +302,7 @@ class TargetMover:
         except LockBusy:
             return
 
-    def _prove(self, request: dict) -> None:
+    def _prove(self, request: dict[str, Any]) -> None:
         """The stored payloads of a few blocks of a committed point: the source checks
         them against its own digests, so a target cannot answer HAVE for data it lacks."""
         pid = fr.point_id(request.get("point"))
@@ -328,7 +329,7 @@ class TargetMover:
                 parts += [_PROOF.pack(len(stored), loc.entry.flags), bytes(stored)]
         self.end.send(t.encode(t.PROVE, b"".join(parts)))
 
-    def _check(self, _: dict) -> None:
+    def _check(self, _: dict[str, Any]) -> None:
         from engine.health import check_machine
 
         res = check_machine(self.repo, self.job, self.machine)
@@ -346,7 +347,7 @@ class TargetMover:
                                                  if c.digest and c.point]})
 
     # -- one point -------------------------------------------------------------------
-    def _point(self, begin: dict) -> None:
+    def _point(self, begin: dict[str, Any]) -> None:
         repo, job, machine = self.repo, self.job, self.machine
         fr.begin(begin)
         if begin.get("replaces") and self.grant.append_only:
@@ -364,7 +365,7 @@ class TargetMover:
                     pass
             raise
 
-    def _point_in(self, begin: dict, folder: Path) -> None:
+    def _point_in(self, begin: dict[str, Any], folder: Path) -> None:
         repo, job, machine = self.repo, self.job, self.machine
         meta = repo.try_load(job, machine)
         if not begin.get("replaces") and meta and any(p.id == begin["point"] for p in meta.points):
@@ -447,8 +448,8 @@ class TargetMover:
                                     "written": writer.written, "local": stats["local"],
                                     "resumed": stats["resumed"], "busy": self.busy})
 
-    def _info(self, meta: MachineMeta | None, begin: dict, point_id: str, when: datetime,
-              kind: Kind, name: str, disks: list[DiskInfo], key: str) -> dict:
+    def _info(self, meta: MachineMeta | None, begin: dict[str, Any], point_id: str, when: datetime,
+              kind: Kind, name: str, disks: list[DiskInfo], key: str) -> dict[str, Any]:
         """The point's record for its file's index (`ferry check --rebuild`)."""
         m = MachineMeta(self.job, self.machine, begin["block_size"],
                         meta.method if meta else Method.FOREVER_FORWARD,
@@ -458,7 +459,7 @@ class TargetMover:
                          block_size=begin["block_size"], key=key)
         return point_record(m, p)
 
-    def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+    def _point_key(self, meta: MachineMeta | None, begin: dict[str, Any], kind: Kind) -> str:
         return point_key(meta, begin, kind)
 
     def _wan_cache(self) -> DigestCache:
@@ -467,7 +468,7 @@ class TargetMover:
             self._cache = DigestCache.of_job(self.repo, self.job)
         return self._cache
 
-    def _open_writer(self, folder: Path, begin: dict, kind: Kind, when: datetime,
+    def _open_writer(self, folder: Path, begin: dict[str, Any], kind: Kind, when: datetime,
                      names: list[str], bs: int):
         """A new file, or the partial one a killed run of the same plan left."""
         marker = folder / RESUME
@@ -494,8 +495,8 @@ class TargetMover:
         return w, set(), name, point_id
 
     def _digests(self, writer: ContainerWriter, names: list[str], have_blocks: set,
-                 cache: dict[bytes, tuple[Path, Entry]], stats: dict, suspect: set,
-                 rules: fr.BlockRules, wanted: dict) -> None:
+                 cache: dict[bytes, tuple[Path, Entry]], stats: dict[str, Any], suspect: set,
+                 rules: fr.BlockRules, wanted: dict[str, Any]) -> None:
         """Answer DIGESTS batches with HAVE bitmaps until the empty batch; `wanted`
         collects the blocks answered 0 (the only BLOCK frames the point accepts)."""
         readers: dict[Path, Container] = {}
@@ -546,7 +547,7 @@ class TargetMover:
             for c in readers.values():
                 c.close()
 
-    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: dict) -> None:
+    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: dict[str, Any]) -> None:
         """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
         only a block answered missing, with the digest announced, that matches it).
 
@@ -613,7 +614,7 @@ def _verify_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+def point_key(meta: MachineMeta | None, begin: dict[str, Any], kind: Kind) -> str:
     """The chain key id a point is sealed with ("" = plaintext), checked.
 
     The target cannot open keys; it only keeps a chain consistent: an increment
