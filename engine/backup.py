@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.blockio import (
     LEVELS,
@@ -181,7 +182,7 @@ def _new_point(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: st
 
 
 def _info(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: str,
-          infos: list[DiskInfo]) -> dict:
+          infos: list[DiskInfo]) -> dict[str, Any]:
     """The point's record for its file's index (`ferry check --rebuild`)."""
     return point_record(meta, _new_point(meta, pid, when, kind, file, infos, 0))
 

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -239,7 +240,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict:
+def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict[str, Any]:
     from engine.objstore.open import open_repository
     from engine.repository.damage import damaged_points
 

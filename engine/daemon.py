@@ -99,7 +99,7 @@ class Daemon:
         self.rpo = RpoWatch()
         self._rpo_checked: dict[str, float] = {}
 
-    def run_options(self) -> dict:
+    def run_options(self) -> dict[str, Any]:
         """Extra arguments for the real `run_job` (a test's stand-in takes none)."""
         from engine.copy.runner import run_job
 

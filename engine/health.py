@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.keys import KeyRing
 from engine.objstore.manifest import ManifestError
@@ -24,7 +25,7 @@ class CorruptBlock:
     digest: str = ""  # hex, as the target knows it (keyed when encrypted)
     raw: int = 0
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """As kept in `facts["damaged"]` (engine.repository.damage)."""
         return {"file": self.file, "point": self.point, "disk": self.disk, "block": self.block,
                 "digest": self.digest, "raw": self.raw, "reason": self.reason}
