@@ -16,10 +16,12 @@ import os
 import struct
 from collections import deque
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import xxhash
 import zstandard
 
+from engine.model import Kind
 from engine.repository.fileformat import (
     DATA_START,
     FLAG_RAW,
@@ -159,12 +161,13 @@ class ContainerWriter:
     so a half-written file never carries the final name.
     """
 
-    def __init__(self, path: Path, kind: str, block_size: int, *, base: Container | None = None,
+    def __init__(self, path: Path, kind: Kind | str, block_size: int, *,
+                 base: Container | None = None,
                  reopen: bool = False):
         """`base`: append a new state to that file in place; `reopen`: continue the
         `.part` file a killed run left (see `resume`); otherwise a new `.part` file."""
         self.path = Path(path)
-        self.kind = KIND_CODES[kind]
+        self.kind = KIND_CODES[Kind(kind)]  # copy/ passes the value
         self.block_size = block_size
         self.disks: dict[str, DiskIndex] = {}
         self.dedup: dict[bytes, Entry] = {}
@@ -174,6 +177,7 @@ class ContainerWriter:
         self._base = base
         self._gaps: deque[tuple[int, int]] = deque()  # reusable dead space (in place only)
         self._resumed: list[tuple[str, int, Entry]] = []
+        self._tmp: Path | None
         if base is None:
             self._tmp = self.path.with_name(self.path.name + ".part")
             self._f = open(self._tmp, "r+b" if reopen else "w+b")
@@ -197,7 +201,7 @@ class ContainerWriter:
         self._buf: list[bytes] = []
         self._buffered = 0
         self._io = BackgroundWriter(self._f.fileno())
-        self._journal = None  # see enable_journal
+        self._journal: BinaryIO | None = None  # see enable_journal
         self._journal_pending: list[bytes] = []
         self.journal_every = 16 << 20
         self._since_sync = 0
@@ -217,6 +221,7 @@ class ContainerWriter:
         base file is re-read and checked before it is reused: a rotten copy is never
         kept over the verified one being put (the fresh payload is stored instead).
         """
+        e: Entry | None
         if flags == FLAG_ZERO:
             e = Entry(0, 0, raw_len, FLAG_ZERO, digest)
         else:
@@ -289,6 +294,7 @@ class ContainerWriter:
         never points at data that is not on disk.
         """
         self._disk_names = list(disk_names)
+        assert self._tmp is not None, "only a new (.part) file is journaled"
         jpath = self._tmp.with_name(self._tmp.name + ".journal")
         self._journal = open(jpath, "ab")
         if self._journal.tell() == 0:
@@ -308,6 +314,7 @@ class ContainerWriter:
         pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
         journal, fd = self._journal, self._f.fileno()
+        assert journal is not None, "called only with a journal open"
 
         def sync() -> None:
             os.fsync(fd)
@@ -318,7 +325,8 @@ class ContainerWriter:
         self._io.call(sync)
 
     @classmethod
-    def resume(cls, path: Path, kind: str, block_size: int) -> tuple[ContainerWriter, set]:
+    def resume(cls, path: Path, kind: Kind | str,
+               block_size: int) -> tuple[ContainerWriter, set[tuple[str, int]]]:
         """Reopen `<path>.part` with the entries its journal proves durable.
 
         Every journaled payload is read back and checked against its digest
@@ -377,7 +385,7 @@ class ContainerWriter:
         if self._journal is not None and self._since_sync >= self.journal_every:
             self._sync_journal()
 
-    def commit(self, state: str, info: dict | None = None) -> int:
+    def commit(self, state: str, info: dict[str, Any] | None = None) -> int:
         """Write the index (twice) and the header slot (twice) durably; return the file's size.
 
         `info`: the point's record, kept in the index for `ferry check --rebuild`."""
