@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +16,9 @@ from engine.errors import CommandError, ExitCode, exit_code, one_line
 from engine.jsonout import emit
 from engine.objstore.open import repo_arg
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
+
+if TYPE_CHECKING:
+    from engine.keys import KeyRing
 
 EXIT_OK, EXIT_FAILED = ExitCode.OK, ExitCode.FAILED
 MAX_KEEP = 9999  # as a job file's keep (engine.jobs.schema.MAX_KEEP)
@@ -44,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: usage: {message}")
 
 
@@ -92,7 +95,7 @@ def password_options(parser: argparse.ArgumentParser) -> None:
                    help="file holding the password (mode 0600)")
 
 
-def key_ring(args: argparse.Namespace):
+def key_ring(args: argparse.Namespace) -> KeyRing:
     """The KeyRing of a read path's --password-env/--password-file (read only if needed)."""
     from engine.keys import KeyRing
     from engine.password import cli_source
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code(exc)
 
 
-def _copy_handler(name: str):
+def _copy_handler(name: str) -> Callable[[argparse.Namespace], int]:
     from engine import cli_copy, cli_live
 
     return cli_live.COMMANDS.get(name) or cli_copy.COMMANDS[name]
