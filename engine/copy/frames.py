@@ -74,7 +74,7 @@ def block_size(value: object) -> int:
     return value
 
 
-def json_payload(payload: bytes, what: str) -> dict[str, Any]:
+def json_payload(payload: bytes | bytearray, what: str) -> dict[str, Any]:
     if len(payload) > MAX_JSON:
         raise Refused(f"{what} frame is too large")
     try:

@@ -147,7 +147,7 @@ class SshEndpoint(t.FdEndpoint):
         except t.StreamError as exc:
             raise self._why(exc) from None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         try:
             super().send(data)
         except t.StreamError as exc:
