@@ -74,7 +74,7 @@ def block_size(value: object) -> int:
     return value
 
 
-def json_payload(payload: bytes, what: str) -> dict[str, Any]:
+def json_payload(payload: bytes | bytearray, what: str) -> dict[str, Any]:
     if len(payload) > MAX_JSON:
         raise Refused(f"{what} frame is too large")
     try:
@@ -93,7 +93,7 @@ def hello(obj: dict[str, Any]) -> tuple[str, str]:
 def begin(obj: dict[str, Any]) -> dict[str, Any]:
     """A BEGIN frame, checked field by field (raises Refused)."""
     try:
-        Kind(obj.get("kind"))
+        Kind(str(obj.get("kind")))  # None and non-strings are no kind either
     except ValueError:
         raise Refused("BEGIN: unknown point kind") from None
     point_id(obj.get("point"))

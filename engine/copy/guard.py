@@ -24,12 +24,15 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.gfs import expiry_for
 from engine.repository.repository import Repository
 from engine.units import now as wall_now
+
+if TYPE_CHECKING:
+    from engine.copy.target import TargetMover
 
 log = logging.getLogger("ferry.mover")
 FLAGS = "WMY"
@@ -92,7 +95,7 @@ def check_request(repo: Repository, job: str, machine: str, request: dict[str, A
     return None
 
 
-def guarded_retain(mover, request: dict[str, Any], background: bool = False) -> dict[str, Any]:
+def guarded_retain(mover: TargetMover, request: dict[str, Any], background: bool = False) -> dict[str, Any]:
     """Run a remote RETAIN (or background SWEEP) within the mover's rules (module doc)."""
     from engine.copy.retain import apply_retention
 

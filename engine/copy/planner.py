@@ -42,7 +42,7 @@ def plan_machine(src: MachineMeta, target: dict[str, Any] | None, mode: str,
     if not points:
         return []
     last = target["points"][-1] if target and target["points"] else None
-    if last is None:
+    if not target or last is None:
         return [PlanItem(points[-1], Kind.FULL)]
     copied_at = datetime.fromisoformat(last["time"])
     copied = {p["source_point"] for p in target["points"]}

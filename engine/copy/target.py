@@ -15,11 +15,12 @@ import struct
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
@@ -37,6 +38,9 @@ from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.metadata import MetadataError, meta_to_dict, point_record
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
+
+if TYPE_CHECKING:
+    from engine.copy.guard import Floor
 
 RESUME = "resume.json"
 log = logging.getLogger("ferry.target")
@@ -127,6 +131,11 @@ class Grant:
     who: str = "local"  # for the log: token id, "ssh", "loopback"
 
 
+Wanted = dict[tuple[int, int], tuple[int, bytes]]  # (disk, block) -> (raw size, digest) asked for
+# a received block waiting for its check: disk name, block, digest, raw, flags, payload, check
+_Checked = tuple[str, int, bytes, int, int, memoryview, "Future[None] | None"]
+
+
 class TargetMover:
     """Serves one stream: a HELLO, then any number of points, then BYE.
 
@@ -135,7 +144,9 @@ class TargetMover:
     the HELLO's token into a grant, or refuses it."""
 
     def __init__(self, repo: Repository, end: t.Endpoint, *, remote: bool = False,
-                 grant: Grant | None = None, authorize=None, policy=None,
+                 grant: Grant | None = None,
+                 authorize: Callable[[object, str], Grant] | None = None,
+                 policy: Floor | None = None,
                  hello_timeout: float = 30.0):
         self.repo = repo
         self.end = end
@@ -311,7 +322,7 @@ class TargetMover:
             raise fr.Refused(f"PROVE: at most {fr.MAX_PROVE} blocks")
         meta = self.repo.try_load(self.job, self.machine)
         point = next((p for p in meta.points if p.id == pid), None) if meta else None
-        if point is None:
+        if meta is None or point is None:
             raise fr.Refused("PROVE: no such point")
         folder = self.repo.machine_dir(self.job, self.machine)
         parts = []
@@ -393,7 +404,7 @@ class TargetMover:
         rules = fr.BlockRules([d.size for d in disks], bs)
         try:
             suspect = {(d, b) for d, b in begin.get("repaired", [])}
-            wanted: dict[tuple[int, int], tuple[int, bytes]] = {}
+            wanted: Wanted = {}
             self._digests(writer, names, have_blocks, cache.view(key), stats, suspect,
                           rules, wanted)
             self._blocks(writer, names, wanted)
@@ -469,7 +480,8 @@ class TargetMover:
         return self._cache
 
     def _open_writer(self, folder: Path, begin: dict[str, Any], kind: Kind, when: datetime,
-                     names: list[str], bs: int):
+                     names: list[str], bs: int
+                     ) -> tuple[ContainerWriter, set[tuple[str, int]], str, str]:
         """A new file, or the partial one a killed run of the same plan left."""
         marker = folder / RESUME
         plan = {k: begin[k] for k in ("source_point", "kind", "base", "block_size")}
@@ -494,9 +506,10 @@ class TargetMover:
         w.enable_journal(names)
         return w, set(), name, point_id
 
-    def _digests(self, writer: ContainerWriter, names: list[str], have_blocks: set,
-                 cache: dict[bytes, tuple[Path, Entry]], stats: dict[str, Any], suspect: set,
-                 rules: fr.BlockRules, wanted: dict[str, Any]) -> None:
+    def _digests(self, writer: ContainerWriter, names: list[str],
+                 have_blocks: set[tuple[str, int]], cache: dict[bytes, tuple[Path, Entry]],
+                 stats: dict[str, int], suspect: set[tuple[int, int]],
+                 rules: fr.BlockRules, wanted: Wanted) -> None:
         """Answer DIGESTS batches with HAVE bitmaps until the empty batch; `wanted`
         collects the blocks answered 0 (the only BLOCK frames the point accepts)."""
         readers: dict[Path, Container] = {}
@@ -547,14 +560,14 @@ class TargetMover:
             for c in readers.values():
                 c.close()
 
-    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: dict[str, Any]) -> None:
+    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: Wanted) -> None:
         """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
         only a block answered missing, with the digest announced, that matches it).
 
         A remote mover checks up to VERIFY_AHEAD blocks in a small pool (zstd and xxh3
         release the GIL) while it receives the next ones; each is written, in order,
         only after its check passed."""
-        pending: deque = deque()
+        pending: deque[_Checked] = deque()
         try:
             while True:
                 f = self.end.recv()
@@ -592,7 +605,8 @@ class TargetMover:
                     fut.cancel()
 
     def _write_checked(self, writer: ContainerWriter, name: str, block: int, digest: bytes,
-                       raw: int, flags: int, payload, fut) -> None:
+                       raw: int, flags: int, payload: bytes | memoryview,
+                       fut: Future[None] | None) -> None:
         if fut is not None:
             fut.result()  # raises Refused: the block does not match its digest
         t0 = time.perf_counter()
@@ -620,8 +634,8 @@ def point_key(meta: MachineMeta | None, begin: dict[str, Any], kind: Kind) -> st
     The target cannot open keys; it only keeps a chain consistent: an increment
     uses its full's key, and a new key comes with its envelope (bounded in size).
     """
-    key = begin.get("key", "")
-    if key and not valid_key_id(key):
+    key = begin.get("key") or ""  # absent or null: plaintext
+    if not isinstance(key, str) or (key and not valid_key_id(key)):
         raise t.StreamError("BEGIN: bad chain key id")
     env = begin.get("envelope")
     if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):

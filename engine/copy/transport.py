@@ -69,7 +69,7 @@ def error_of(f: Frame) -> StreamError:
 @dataclass
 class Frame:
     type: int
-    payload: bytes
+    payload: bytes | bytearray  # an in-process stream passes a sealed block's buffer as is
 
     def json(self) -> dict[str, Any]:
         """The payload as a JSON object (its fields are checked where they are used)."""
@@ -105,7 +105,7 @@ def block_frame(disk: int, block: int, raw: int, flags: int, digest: bytes,
     return buf, memoryview(buf)[_HEAD.size + len(head):]
 
 
-def decode_block(payload: bytes) -> tuple[int, int, int, int, bytes, memoryview]:
+def decode_block(payload: bytes | bytearray) -> tuple[int, int, int, int, bytes, memoryview]:
     disk, block, raw, flags, digest = _BLOCK.unpack_from(payload, 0)
     return disk, block, raw, flags, digest, memoryview(payload)[_BLOCK.size:]
 
@@ -117,7 +117,7 @@ class Endpoint:
     busy: float = 0.0
     timeout: float | None = None  # default wait between frames (None = until the peer fails)  # seconds spent blocked in send (the 'stream' stage of the bottleneck)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         raise NotImplementedError
 
     def recv(self, timeout: float | None = None) -> Frame:
@@ -150,14 +150,14 @@ class QueueEndpoint(Endpoint):
     `timeout` (None = until the peer fails) bounds each wait besides.
     """
 
-    def __init__(self, out: queue.Queue[bytes | None], inbox: queue.Queue[bytes | None], mine: threading.Event,
+    def __init__(self, out: queue.Queue[bytes | bytearray | None], inbox: queue.Queue[bytes | bytearray | None], mine: threading.Event,
                  peer: threading.Event, timeout: float | None = None):
         self.out, self.inbox = out, inbox
         self._mine, self._peer = mine, peer
         self.timeout = timeout
         self.sent, self.busy = 0, 0.0
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
@@ -207,8 +207,8 @@ class QueueEndpoint(Endpoint):
 
 def pipe(depth: int = 16, timeout: float | None = None) -> tuple[QueueEndpoint, QueueEndpoint]:
     """Two connected in-process endpoints (source side, target side)."""
-    a: queue.Queue[bytes | None] = queue.Queue(depth)
-    b: queue.Queue[bytes | None] = queue.Queue(depth)
+    a: queue.Queue[bytes | bytearray | None] = queue.Queue(depth)
+    b: queue.Queue[bytes | bytearray | None] = queue.Queue(depth)
     src_closed, dst_closed = threading.Event(), threading.Event()
     return (QueueEndpoint(a, b, src_closed, dst_closed, timeout),
             QueueEndpoint(b, a, dst_closed, src_closed, timeout))
@@ -239,7 +239,7 @@ class SocketEndpoint(Endpoint):
         sock.settimeout(None)
         return cls(sock)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
         try:
             self.sock.settimeout(self.timeout or self.FRAME_TIMEOUT)
@@ -331,7 +331,7 @@ class FdEndpoint(Endpoint):
         del self._buf[:_HEAD.size + n]
         return Frame(ftype, payload)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
         view = memoryview(data)
         deadline = time.monotonic() + (self.timeout or self.FRAME_TIMEOUT)
