@@ -46,9 +46,9 @@ def policy_from_dict(d: dict[str, Any]) -> RetentionPolicy:
     g = d.get("gfs")
     gfs = None
     if g:
-        gfs = GfsPolicy(*(GfsCycle(**g[k]) if g.get(k) else None
-                          for k in ("weekly", "monthly", "yearly")), method=g.get("method",
-                                                                                 "synthetic"))
+        weekly, monthly, yearly = (GfsCycle(**g[k]) if g.get(k) else None
+                                   for k in ("weekly", "monthly", "yearly"))
+        gfs = GfsPolicy(weekly, monthly, yearly, method=g.get("method", "synthetic"))
     return RetentionPolicy(keep=d["keep"], unit=d["unit"], gfs=gfs,
                            deleted_items_days=d.get("deleted_items_days", 30),
                            min_points_days_mode=d.get("min_points_days_mode", 3),
@@ -68,7 +68,7 @@ def gfs_flags_for_run(meta: dict[str, Any] | None, policy: RetentionPolicy, now:
         m = meta_from_dict(meta)
         points = rules.points_from_chain(m.points)
         lr = m.facts.get("last_run")
-        last_run = datetime.fromisoformat(lr) if lr else None
+        last_run = datetime.fromisoformat(str(lr)) if lr else None
     dates = rules.plan_gfs_dates(points, policy, now, mode, last_run)
     return {f: d.isoformat() for f, d in dates.items()}
 
@@ -250,7 +250,7 @@ def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[st
     return {"action": "gfs-full", "point": p.id, "detail": detail}
 
 
-def _execute(repo: Repository, meta, act: rules.Action, ops: ChainOps) -> dict[str, Any]:
+def _execute(repo: Repository, meta: MachineMeta, act: rules.Action, ops: ChainOps) -> dict[str, Any]:
     if act.kind == "expire-flag":
         next(p for p in meta.points if p.id == act.point).drop_flag(act.flag)
         repo.save(meta)
@@ -310,7 +310,7 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
         meta.facts["compact_since"] = now.isoformat()
         repo.save(meta)
         return []
-    if not check_due(sched, datetime.fromisoformat(last), now):
+    if not check_due(sched, datetime.fromisoformat(str(last)), now):
         return []
     folder = repo.machine_dir(meta.job, meta.machine)
     done = []

@@ -167,7 +167,7 @@ class ContainerWriter:
         """`base`: append a new state to that file in place; `reopen`: continue the
         `.part` file a killed run left (see `resume`); otherwise a new `.part` file."""
         self.path = Path(path)
-        self.kind = KIND_CODES[Kind(kind)]  # copy/ passes the value
+        self.kind = KIND_CODES[Kind(kind)]
         self.block_size = block_size
         self.disks: dict[str, DiskIndex] = {}
         self.dedup: dict[bytes, Entry] = {}
@@ -177,7 +177,7 @@ class ContainerWriter:
         self._base = base
         self._gaps: deque[tuple[int, int]] = deque()  # reusable dead space (in place only)
         self._resumed: list[tuple[str, int, Entry]] = []
-        self._tmp: Path | None
+        self._tmp: Path | None  # the `.part` file of a new file; None when appending in place
         if base is None:
             self._tmp = self.path.with_name(self.path.name + ".part")
             self._f = open(self._tmp, "r+b" if reopen else "w+b")
@@ -221,18 +221,19 @@ class ContainerWriter:
         base file is re-read and checked before it is reused: a rotten copy is never
         kept over the verified one being put (the fresh payload is stored instead).
         """
-        e: Entry | None
         if flags == FLAG_ZERO:
             e = Entry(0, 0, raw_len, FLAG_ZERO, digest)
         else:
-            e = self.dedup.get(digest)
-            if e is not None and e.offset in self._unverified and not self._sound(e):
+            found = self.dedup.get(digest)
+            if found is not None and found.offset in self._unverified and not self._sound(found):
                 del self.dedup[digest]
-                e = None
+                found = None
                 if not payload:
                     raise ContainerError(f"{self.path.name}: the stored copy of block {block} "
                                          f"of disk {disk} is damaged and no other was given")
-            if e is None or e.raw != raw_len:
+            if found is not None and found.raw == raw_len:
+                e = found
+            else:
                 check = stored_check(payload)
                 offset = self._take_gap(len(payload))
                 if offset is None:
@@ -294,11 +295,11 @@ class ContainerWriter:
         never points at data that is not on disk.
         """
         self._disk_names = list(disk_names)
-        assert self._tmp is not None, "only a new (.part) file is journaled"
+        assert self._tmp is not None, "only a new file's writes are journaled (not in place)"
         jpath = self._tmp.with_name(self._tmp.name + ".journal")
-        self._journal = open(jpath, "ab")
-        if self._journal.tell() == 0:
-            self._journal.write(json.dumps({"journal": JOURNAL_FORMAT,
+        journal = self._journal = open(jpath, "ab")
+        if journal.tell() == 0:
+            journal.write(json.dumps({"journal": JOURNAL_FORMAT,
                                             "disks": self._disk_names}).encode() + b"\n")
 
     def _disk_no(self, disk: str) -> int:
@@ -314,7 +315,7 @@ class ContainerWriter:
         pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
         journal, fd = self._journal, self._f.fileno()
-        assert journal is not None, "called only with a journal open"
+        assert journal is not None, "called only while journaling"
 
         def sync() -> None:
             os.fsync(fd)
@@ -325,7 +326,7 @@ class ContainerWriter:
         self._io.call(sync)
 
     @classmethod
-    def resume(cls, path: Path, kind: Kind | str,
+    def resume(cls, path: Path, kind: str,
                block_size: int) -> tuple[ContainerWriter, set[tuple[str, int]]]:
         """Reopen `<path>.part` with the entries its journal proves durable.
 
@@ -360,9 +361,9 @@ class ContainerWriter:
         w._pos = end
         w._resumed = entries
         w._disk_names = names
-        w._journal = open(jpath, "r+b")
-        w._journal.truncate(len(first) + 1 + usable)
-        w._journal.seek(0, 2)
+        journal = w._journal = open(jpath, "r+b")
+        journal.truncate(len(first) + 1 + usable)
+        journal.seek(0, 2)
         return w, {(name, block) for name, block, _ in entries}
 
     def resumed_entries(self) -> list[tuple[str, int, Entry]]:

@@ -22,7 +22,7 @@ import json
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import xxhash
 import zstandard
@@ -206,7 +206,7 @@ def _parse_slot(buf: bytes) -> Slot | None:
     return Slot(gen, off, length, dig, name, kind, bs, ver, fields[9] if ver >= 2 else 0)
 
 
-def read_slots(f: IO[bytes]) -> list[Slot | None]:
+def read_slots(f: BinaryIO) -> list[Slot | None]:
     """The two header slots (None = unusable), each from its first sound copy."""
     out: list[Slot | None] = []
     for i in range(2):
@@ -221,7 +221,7 @@ def read_slots(f: IO[bytes]) -> list[Slot | None]:
     return out
 
 
-def read_index(f: IO[bytes], slot: Slot, name: str) -> tuple[str, list[DiskIndex], dict[str, Any]]:
+def read_index(f: BinaryIO, slot: Slot, name: str) -> tuple[str, list[DiskIndex], dict[str, Any]]:
     """The index a slot names, from its first copy that passes its checksum."""
     problem = "index is damaged"
     for off in (slot.offset, slot.offset2) if slot.offset2 else (slot.offset,):
