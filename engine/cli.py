@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="ferry", description="Backup copy jobs for VM restore points.")
     p.add_argument("--version", action=_Version, nargs=0, help="show Ferry's version and exit")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = p.add_subparsers(
+        dest="command", parser_class=_Parser, metavar="COMMAND")
     # handled by console.entry before this parser runs; listed so --help names them
     sub.add_parser("console", help="the operations console (Textual): ferry console [--jobs DIR]")
     sub.add_parser("serve", help="the console in a browser page on 127.0.0.1")

@@ -20,12 +20,11 @@ from engine.jsonout import emit
 from engine.units import fmt_size
 
 if TYPE_CHECKING:
-    from engine.cli import _Parser
     from engine.jobs.load import JobSpec
     from engine.live.client import SessionInfo
 
 
-def add_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("sessions", help="the runs going on now on this host, whoever started them")
     s.add_argument("--jobs", type=Path, help="jobs folder (default: $FERRY_JOBS or the samples)")
     s.add_argument("--json", action="store_true", help="print JSON")
