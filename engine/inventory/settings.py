@@ -1,7 +1,8 @@
 """From a job file's `[inventory]` table to `InventorySettings`.
 
 `engine.jobfile` validates the table and fills its defaults (kind, host, port,
-protocol, verify_tls, user or None, password_env or None, timeout in seconds);
+protocol, verify_tls, user or None, password_env or None, timeout in seconds; for
+Hyper-V auth, ca_file (an absolute path) and allow_insecure);
 this only maps that plain dict onto the dataclass the backends take. The table
 never holds a password (the job file refuses a `password` key): only the name of
 the environment variable that does.
@@ -39,6 +40,9 @@ def settings_from_job(d: dict[str, Any]) -> InventorySettings:
         password_env=str(d.get("password_env") or ""),
         timeout=float(timeout) if timeout is not None else _DEFAULT_TIMEOUT,
         protocol=str(d.get("protocol") or ""),
+        auth=str(d.get("auth") or ""),
+        ca_file=str(d.get("ca_file") or ""),
+        allow_insecure=bool(d.get("allow_insecure", False)),
     )
 
 
