@@ -51,7 +51,7 @@ from console.themes import DEFAULT_THEME, NO_COLOR_THEME, THEMES_DIR, load_theme
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult
 from engine.events import LogLine
-from engine.jobfile import JobSpec
+from engine.jobs.load import JobSpec
 from engine.live.client import LiveError, SessionInfo
 from engine.live.hangup import hangup_note, let_go_of_terminal
 from engine.model import Status

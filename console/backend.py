@@ -9,7 +9,6 @@ from thread workers and posts the results back as messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from console.records import (
     SessionRecord,
     TaskRecord,
 )
-from engine import jobfile, jobsave, preview_cli, restore
+from engine import preview_cli, restore
 from engine import schedule as sched
 from engine import simulate as sim
 from engine.copy import active_full
@@ -30,7 +29,9 @@ from engine.copy.runner import SessionResult, run_job
 from engine.events import Sink
 from engine.health import CheckResult, check_machine
 from engine.history import History, history_path
-from engine.jobfile import JobFileError, JobSpec
+from engine.jobs import load as jobfile
+from engine.jobs import save as jobsave
+from engine.jobs.load import JobFileError, JobSpec
 from engine.jobsdir import default_jobs
 from engine.keys import KeyRing
 from engine.live import paths as live_paths
@@ -40,21 +41,12 @@ from engine.objstore.open import target_repository
 from engine.password import Password
 from engine.repository.repository import Repository
 
-__all__ = ["Backend", "EngineUnavailable", "JobEntry", "MachineInfo", "Sizing", "error_line",
+__all__ = ["Backend", "EngineUnavailable", "JobEntry", "MachineInfo", "error_line",
            "error_text"]
 
 
 class EngineUnavailable(RuntimeError):
     """The engine cannot do what the console asked (missing folder, ...): one line."""
-
-
-@dataclass
-class Sizing:
-    """The what-if sizing model (CONTRACT `ferry preview --used --change --reduction`)."""
-
-    used: int = 100 * 1024**3
-    change_pct: float = 5.0
-    reduction_pct: float = 50.0
 
 
 class Backend:
@@ -99,10 +91,10 @@ class Backend:
     # ---- repositories ------------------------------------------------------------------------
     def machines(self, spec: JobSpec) -> list[MachineInfo]:
         """The machines of a job with their source and target chains, sorted by name."""
-        wanted = set(spec.machines)
+        wanted = set(spec.source.machines)
         found: dict[str, MachineInfo] = {}
-        source = Repository(spec.source_repository)
-        for job in spec.source_jobs:
+        source = Repository(spec.source.repository)
+        for job in spec.source.jobs:
             for job_dir, machine in source.machines(job):
                 if wanted and machine not in wanted:
                     continue
@@ -162,7 +154,7 @@ class Backend:
 
     # ---- retention what-if -------------------------------------------------------------------
     def simulate(self, spec: JobSpec, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing | None, *, skip: frozenset[date] = frozenset(),
+                 sizing: sim.SizingModel | None, *, skip: frozenset[date] = frozenset(),
                  no_new_point: frozenset[date] = frozenset(), policy_from: date | None = None,
                  today: date | None = None) -> sim.PreviewResult:
         """`ferry preview`'s own path (`preview_cli.build_preview`): the job's schedule,
@@ -170,8 +162,7 @@ class Backend:
         runs without a new source point, and `policy` from the day `policy_from` on (the
         job's current policy before it; from the start when None); the notes say what the
         real chains keep of a cycle `policy` switches off."""
-        model = (sim.sizing_from_model(sizing.used, sizing.change_pct, sizing.reduction_pct)
-                 if sizing is not None else None)
+        model = sizing.sizes() if sizing is not None else None
         base, changes = ((spec.retention, [(policy_from, policy)]) if policy_from is not None
                          else (policy, []))
         what = preview_cli.WhatIf(policy=base, start=start, days=days, sizing=model,
@@ -223,9 +214,6 @@ class Backend:
         """"Active full now": each machine's next copy is a full (`engine.copy.active_full`)."""
         for machine in machines:
             active_full.request(spec, machine)
-
-    def active_full_pending(self, spec: JobSpec) -> list[str]:
-        return active_full.pending(spec)
 
     # ---- runs of other processes (engine.live) -----------------------------------------------
     def live_sessions(self, specs: list[JobSpec]) -> list[SessionInfo]:

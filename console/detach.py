@@ -42,10 +42,6 @@ def supervise() -> None:
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
-def supervised() -> bool:
-    return _pipe_w is not None
-
-
 def to_background(message: str) -> None:
     """Say `message` on the terminal, let go of it, and give the shell its prompt back."""
     global _pipe_w

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from console.screens.prompt import PromptModal
 from engine.errors import one_line
-from engine.jobfile import JobSpec
+from engine.jobs.load import JobSpec
 from engine.model import RestorePoint
 
 if TYPE_CHECKING:

@@ -22,7 +22,9 @@ def _console_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=Path, default=None,
                         help="folder of job files (default: $FERRY_JOBS, else the bundled "
                              "samples of a source checkout, else ~/.config/ferry/jobs)")
-    parser.add_argument("--theme", default=None, help="theme name (default ferry-dark)")
+    parser.add_argument("--theme", default=None,
+                        help="theme name: ferry-dark, ferry-light, ferry-high-contrast, ferry-mono "
+                             "(default: ferry-dark; ferry-mono with NO_COLOR)")
     return parser
 
 
@@ -69,8 +71,10 @@ def finish_runs(app, jobs: Path) -> None:  # noqa: ANN001 - FerryConsole, import
 def serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ferry serve",
                                      description="the console in a browser (127.0.0.1 only)")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--jobs", type=Path, default=None)
+    parser.add_argument("--port", type=int, default=8000,
+                        help="the port on 127.0.0.1 (default: 8000)")
+    parser.add_argument("--jobs", type=Path, default=None,
+                        help="folder of job files (default: as `ferry console`)")
     args = parser.parse_args(list(argv))
     args.jobs = args.jobs or _jobs_folder()
     try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from engine.jobfile import JobSpec, StorageSpec, TransportSpec
+from engine.jobs.schema import JobSpec, Storage, Transport
 from engine.model import RetentionPolicy
 from engine.rpo import human_age
+from engine.units import fmt_span
 
 STAGE_ORDER = ("Source", "Read", "Compress", "Stream", "Network", "Target", "Write")
 BAR_FULL = "█"
@@ -120,11 +121,7 @@ def ago(then: datetime | None, now: datetime) -> str:
 
 def short_duration(seconds: float) -> str:
     """The largest unit only: `45s`, `12m`, `5h`, `3d`."""
-    s = int(seconds)
-    for unit, size_s in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size_s:
-            return f"{s // size_s}{unit}"
-    return f"{s}s"
+    return fmt_span(seconds, 1)
 
 
 def schedule_text(spec: JobSpec) -> str:
@@ -147,7 +144,7 @@ def schedule_text(spec: JobSpec) -> str:
     return text
 
 
-def transport_text(t: TransportSpec) -> str:
+def transport_text(t: Transport) -> str:
     """`4 parallel tasks · rate limit 1.0 MiB/s · 3 retries, 10m apart · WAN accel.`"""
     parts = [plural(t.parallel_tasks, "parallel task")]
     parts.append(f"rate limit {rate(t.rate_limit)}" if t.rate_limit else "no rate limit")
@@ -158,7 +155,7 @@ def transport_text(t: TransportSpec) -> str:
     return " · ".join(parts)
 
 
-def storage_text(s: StorageSpec) -> str:
+def storage_text(s: Storage) -> str:
     """`compression auto · health check off · compact last sunday 05:00`."""
     return (f"compression {s.compression} · health check {s.health_check} · "
             f"compact {s.compact}")

@@ -14,7 +14,7 @@ from textual.message import Message
 
 from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine.copy.runner import SessionResult
-from engine.jobfile import JobSpec
+from engine.jobs.load import JobSpec
 from engine.live.client import SessionInfo
 from engine.simulate import PreviewResult
 

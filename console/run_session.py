@@ -13,7 +13,7 @@ from console.run_model import EventBuffer, RunModel
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult
 from engine.events import Sink
-from engine.jobfile import JobSpec
+from engine.jobs.load import JobSpec
 from engine.live.client import RemoteControl, SessionInfo
 
 

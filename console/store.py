@@ -126,8 +126,5 @@ class Store:
         last = self.last_runs.get(key)
         return last.session.status if last is not None else None
 
-    def active_sessions(self) -> list[RunSession]:
-        return [s for s in self.sessions.values() if s.active]
-
     def job_keys(self) -> list[str]:
         return sorted(self.jobs, key=lambda k: self.jobs[k].name.lower())

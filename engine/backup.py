@@ -121,15 +121,13 @@ def take_backup(repo_path: Path, job: str, machine: str, disks: list[Path], *,
         pid = new_point_id()
         infos = [DiskInfo(Path(d).name, os.path.getsize(d)) for d in disks]
         with make_pool() as pool:
-            if new_chain:
-                point, read, written = _write_full(folder, meta, pid, when, disks, infos,
-                                                   comp, pool)
-            elif method == Method.REVERSE.value:
+            if method == Method.REVERSE.value and not new_chain:
                 point, read, written = _write_reverse(folder, meta, pid, when, disks, infos,
                                                       comp, pool)
             else:
-                point, read, written = _write_increment(folder, meta, pid, when, disks, infos,
-                                                        comp, pool)
+                point, read, written = _write_forward(folder, meta, pid, when, disks, infos,
+                                                      comp, pool,
+                                                      Kind.FULL if new_chain else Kind.INCREMENTAL)
         if method == Method.REVERSE.value:
             old_full = meta.points[-1] if meta.points and not new_chain else None
             if old_full is not None:
@@ -188,36 +186,25 @@ def _info(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: str,
     return point_record(meta, _new_point(meta, pid, when, kind, file, infos, 0))
 
 
-def _write_full(folder: Path, meta: MachineMeta, pid: str, when: datetime,
-                disks: list[Path], infos: list[DiskInfo], comp: Compressor,
-                pool: ThreadPoolExecutor) -> _Written:
-    name = point_file_name(meta.machine, when, pid, Kind.FULL)
-    w = ContainerWriter(folder / name, "full", meta.block_size)
-    stats = ScanStats()
-    try:
-        _scan_into(w, disks, infos, comp, pool, None, stats)
-        size = w.commit(state=pid, info=_info(meta, pid, when, Kind.FULL, name, infos))
-    except BaseException:
-        w.abort()
-        raise
-    return _new_point(meta, pid, when, Kind.FULL, name, infos, size), stats.read, w.written
-
-
-def _write_increment(folder: Path, meta: MachineMeta, pid: str, when: datetime,
-                     disks: list[Path], infos: list[DiskInfo], comp: Compressor,
-                     pool: ThreadPoolExecutor) -> _Written:
-    with PointView(folder, meta, meta.points[-1]) as view:
-        previous = {d.name: view.digests(d.name) for d in infos}
-    name = point_file_name(meta.machine, when, pid, Kind.INCREMENTAL)
-    w = ContainerWriter(folder / name, "incremental", meta.block_size)
+def _write_forward(folder: Path, meta: MachineMeta, pid: str, when: datetime,
+                   disks: list[Path], infos: list[DiskInfo], comp: Compressor,
+                   pool: ThreadPoolExecutor, kind: Kind) -> _Written:
+    """A new full, or an increment of the blocks whose digest differs from the latest
+    point's."""
+    previous = None
+    if kind == Kind.INCREMENTAL:
+        with PointView(folder, meta, meta.points[-1]) as view:
+            previous = {d.name: view.digests(d.name) for d in infos}
+    name = point_file_name(meta.machine, when, pid, kind)
+    w = ContainerWriter(folder / name, kind, meta.block_size)
     stats = ScanStats()
     try:
         _scan_into(w, disks, infos, comp, pool, previous, stats)
-        size = w.commit(state=pid, info=_info(meta, pid, when, Kind.INCREMENTAL, name, infos))
+        size = w.commit(state=pid, info=_info(meta, pid, when, kind, name, infos))
     except BaseException:
         w.abort()
         raise
-    return _new_point(meta, pid, when, Kind.INCREMENTAL, name, infos, size), stats.read, w.written
+    return _new_point(meta, pid, when, kind, name, infos, size), stats.read, w.written
 
 
 def _write_reverse(folder: Path, meta: MachineMeta, pid: str, when: datetime,
@@ -236,8 +223,8 @@ def _write_reverse(folder: Path, meta: MachineMeta, pid: str, when: datetime,
             if got is not None:
                 rb.put(disk, b, e.digest, got[1].raw, got[1].flags, got[0])
 
-        rb = ContainerWriter(folder / rb_name, "rollback", bs)
-        fw = ContainerWriter(folder / full.file, "full", bs, base=base)
+        rb = ContainerWriter(folder / rb_name, Kind.ROLLBACK, bs)
+        fw = ContainerWriter(folder / full.file, Kind.FULL, bs, base=base)
         try:
             new_names = {i.name for i in infos}
             for kept in base.disks.values():  # keep the old state of disks that went away

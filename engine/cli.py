@@ -11,17 +11,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import ExitCode, FerryError, exit_code, one_line
+from engine.errors import CommandError, ExitCode, exit_code, one_line
 from engine.jsonout import emit
 from engine.objstore.open import repo_arg
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
 
 EXIT_OK, EXIT_FAILED = ExitCode.OK, ExitCode.FAILED
-MAX_KEEP = 9999  # as a job file's keep (engine.jobschema.MAX_KEEP; not imported: pydantic)
+MAX_KEEP = 9999  # as a job file's keep (engine.jobs.schema.MAX_KEEP)
 
 
-class UsageError(FerryError):
-    """Bad input found by the CLI itself."""
+class UsageError(CommandError):
+    """Bad input found by the CLI itself (exit 2, like a Failed run: CONTRACT)."""
 
 
 class _Help(argparse.HelpFormatter):
@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the one-line promise holds for surprises too
-        # UsageError lines already name their command; everything else gets "ferry:"
-        print(str(exc) if isinstance(exc, UsageError) else f"ferry: {one_line(exc)}",
+        # a CommandError names its command already; everything else gets "ferry:"
+        print(str(exc) if isinstance(exc, CommandError) else f"ferry: {one_line(exc)}",
               file=sys.stderr)
         return exit_code(exc)
 

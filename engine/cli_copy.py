@@ -4,7 +4,7 @@ inventory."""
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +12,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.errors import CommandError, ExitCode
 from engine.jobsdir import default_jobs
 from engine.jsonout import emit
+from engine.model import Status
 from engine.objstore.location import is_s3_url
 from engine.objstore.open import repo_arg
 from engine.rpo import RpoCheck
@@ -37,37 +39,48 @@ def add_commands(sub, time_type, size_type) -> None:
     poll = arg_type(duration_between(0.1, 3600, "from 0.1s to 1h"))
     interval = arg_type(duration_between(60, 366 * 86400, "from 1m to 366d"))
     r = sub.add_parser("run", help="one run of a backup copy job")
-    r.add_argument("jobfile", type=Path)
-    r.add_argument("--at", type=time_type)
-    r.add_argument("--dry-run", action="store_true")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("jobfile", type=Path, help="the copy job's file (TOML)")
+    r.add_argument("--at", type=time_type, metavar="TIME",
+                   help="as if the clock showed TIME (replays: schedule, window, retention)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="plan and print what would be copied; change nothing")
+    r.add_argument("--json", action="store_true", help="print the session as JSON at the end")
     r.add_argument("--json-progress", action="store_true",
                    help="stream one JSON message per line while the run goes (events, then "
                         "a summary line with the --json shape), like restic --json")
-    r.add_argument("--hold-timeout", type=hold, default=3600.0)
+    r.add_argument("--hold-timeout", type=hold, default="1h", metavar="DURATION",
+                   help="a machine whose source chain stays locked fails after this")
 
     rt = sub.add_parser("retain", help="background retention now: expired GFS flags and the "
                         "files they freed, without a copy run (the daemon does it daily)")
-    rt.add_argument("jobfile", type=Path)
-    rt.add_argument("--at", type=time_type, help="as if the clock showed TIME")
-    rt.add_argument("--json", action="store_true")
+    rt.add_argument("jobfile", type=Path, help="the copy job's file (TOML)")
+    rt.add_argument("--at", type=time_type, metavar="TIME", help="as if the clock showed TIME")
+    rt.add_argument("--json", action="store_true", help="print the pass as JSON")
 
     h = sub.add_parser("history", help="past sessions and per-machine task results")
-    h.add_argument("--job")
-    h.add_argument("--json", action="store_true")
-    h.add_argument("--jobs", type=Path, help="jobs folder whose histories to read")
+    h.add_argument("--job", help="only this job's sessions")
+    h.add_argument("--json", action="store_true", help="print JSON")
+    h.add_argument("--jobs", type=Path,
+                   help="jobs folder whose histories to read (default: $FERRY_JOBS or the "
+                        "samples)")
     h.add_argument("--repo", type=repo_arg,
                    help="a target repository's history instead (a folder or s3://bucket/prefix)")
-    h.add_argument("--limit", type=arg_type(int_between(1, 100_000)), default=50)
+    h.add_argument("--limit", type=arg_type(int_between(1, 100_000)), default=50,
+                   help="the newest N sessions")
 
     p = sub.add_parser("preview", help="what-if retention, day by day")
-    p.add_argument("jobfile", type=Path)
-    p.add_argument("--days", type=arg_type(int_between(1, MAX_RANGE_DAYS)), default=None)
-    p.add_argument("--from", dest="start", type=time_type)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--used", type=size_type)
-    p.add_argument("--change", type=_pct, default=10.0)
-    p.add_argument("--reduction", type=_pct, default=50.0)
+    p.add_argument("jobfile", type=Path, help="the copy job's file (TOML)")
+    p.add_argument("--days", type=arg_type(int_between(1, MAX_RANGE_DAYS)), default=None,
+                   help="days to show (default: until the longest GFS cycle turns over)")
+    p.add_argument("--from", dest="start", type=time_type, metavar="TIME",
+                   help="the first run (default: the job's next scheduled run)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--used", type=size_type, metavar="SIZE",
+                   help="sizing model instead of the real chains: the machines' used data")
+    p.add_argument("--change", type=_pct, default=10.0, metavar="PCT",
+                   help="with --used: data changed per run, in percent")
+    p.add_argument("--reduction", type=_pct, default=50.0, metavar="PCT",
+                   help="with --used: data left after compression and dedup, in percent")
     p.add_argument("--interval", type=interval, default=None,
                    help="a run every DURATION instead of the job's [schedule]")
     p.add_argument("--skip", type=_dates, metavar="DATES",
@@ -81,18 +94,22 @@ def add_commands(sub, time_type, size_type) -> None:
                         "(expired flags go on days without a run too)")
 
     i = sub.add_parser("inventory", help="machines the job's hypervisor reports")
-    i.add_argument("jobfile", type=Path)
-    i.add_argument("--json", action="store_true")
+    i.add_argument("jobfile", type=Path, help="the copy job's file (TOML)")
+    i.add_argument("--json", action="store_true", help="print JSON")
 
     d = sub.add_parser("daemon", help="run every job in a folder on its own schedule")
-    d.add_argument("--jobs", type=Path, required=True)
+    jobs_env = os.environ.get("FERRY_JOBS")
+    d.add_argument("--jobs", type=Path, required=not jobs_env,
+                   default=Path(jobs_env) if jobs_env else None,
+                   help="the folder of job files to run (default: $FERRY_JOBS)")
     d.add_argument("--once", action="store_true", help="one pass over the due jobs, then exit")
-    d.add_argument("--poll", type=poll, default=30.0)
+    d.add_argument("--poll", type=poll, default="30s", metavar="DURATION",
+                   help="how often the jobs folder is looked at")
 
     k = sub.add_parser("key", help="encryption keys of a job")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     kc = ksub.add_parser("change", help="re-wrap the job's chain keys with a new password")
-    kc.add_argument("jobfile", type=Path)
+    kc.add_argument("jobfile", type=Path, help="the encrypted copy job's file (TOML)")
     g = kc.add_mutually_exclusive_group()
     g.add_argument("--new-password-env", metavar="NAME",
                    help="environment variable holding the new password")
@@ -105,72 +122,90 @@ def add_commands(sub, time_type, size_type) -> None:
                    help="with --listen on a loopback address: no TLS, no tokens")
     m.add_argument("--stdio", action="store_true",
                    help="serve one stream on stdin/stdout (an SSH forced command)")
-    m.add_argument("--repo", type=Path)
+    m.add_argument("--repo", type=Path, help="the target repository the mover serves")
     m.add_argument("--job", help="--stdio: the only job this stream may touch")
     m.add_argument("--append-only", action="store_true",
                    help="--stdio: add points only, never merge or delete")
     m.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
                    help="retention floor: points a client can never go below (>= 2)")
     m.add_argument("--idle-timeout", type=arg_type(duration_between(1, 86400, "from 1s to 1d")),
-                   default=600.0)
-    m.add_argument("--max-connections", type=arg_type(int_between(1, 1024)), default=16)
+                   default="10m", metavar="DURATION",
+                   help="a connection silent this long is closed")
+    m.add_argument("--max-connections", type=arg_type(int_between(1, 1024)), default=16,
+                   help="streams served at once (more wait)")
     msub = m.add_subparsers(dest="mover_command", metavar="ACTION")
     mi = msub.add_parser("init", help="create the mover's TLS key and certificate")
-    mi.add_argument("--repo", type=Path, required=True, dest="sub_repo")
+    mi.add_argument("--repo", type=Path, required=True, dest="sub_repo",
+                    help="the repository the mover serves")
     mt = msub.add_parser("token", help="job tokens of a TLS mover")
     tsub = mt.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     ta = tsub.add_parser("add", help="a new token for a job (printed once)")
-    ta.add_argument("--repo", type=Path, required=True, dest="sub_repo")
-    ta.add_argument("--job", required=True, dest="sub_job")
-    ta.add_argument("--append-only", action="store_true", dest="sub_append_only")
+    ta.add_argument("--repo", type=Path, required=True, dest="sub_repo",
+                    help="the repository the mover serves")
+    ta.add_argument("--job", required=True, dest="sub_job", help="the copy job the token is for")
+    ta.add_argument("--append-only", action="store_true", dest="sub_append_only",
+                    help="the token adds points only, never merges or deletes")
     tl = tsub.add_parser("list", help="the tokens (never their values)")
-    tl.add_argument("--repo", type=Path, required=True, dest="sub_repo")
-    tl.add_argument("--json", action="store_true")
+    tl.add_argument("--repo", type=Path, required=True, dest="sub_repo",
+                    help="the repository the mover serves")
+    tl.add_argument("--json", action="store_true", help="print JSON")
     tr = tsub.add_parser("revoke", help="revoke a token by its id")
-    tr.add_argument("--repo", type=Path, required=True, dest="sub_repo")
-    tr.add_argument("id")
+    tr.add_argument("--repo", type=Path, required=True, dest="sub_repo",
+                    help="the repository the mover serves")
+    tr.add_argument("id", help="the token's id (from `token list`)")
     mr = msub.add_parser("retain", help="run a job's retention on the mover host")
-    mr.add_argument("--repo", type=Path, required=True, dest="sub_repo")
-    mr.add_argument("--job", required=True, dest="sub_job")
+    mr.add_argument("--repo", type=Path, required=True, dest="sub_repo",
+                    help="the repository the mover serves")
+    mr.add_argument("--job", required=True, dest="sub_job", help="the copy job")
     mr.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
-                    dest="sub_min_points")
+                    dest="sub_min_points",
+                    help="retention floor: points never to go below (>= 2)")
 
 
 def load(path: Path):
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     return load_job(path)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from engine.copy.control import RunControl
+def _run(spec, args: argparse.Namespace, sink=None):  # noqa: ANN001, ANN202 - lazy types
+    """One run for `ferry run`: hang-ups leave it running, Ctrl-C stops it (recorded, then
+    exit 130 through `engine.cli.main`); returns the session and whether Ctrl-C came."""
+    from engine.copy.control import RunControl, stop_on_interrupt
     from engine.copy.runner import RunError, run_job
     from engine.live.hangup import keep_running_on_hangup
 
+    control = RunControl()
+    keep_running_on_hangup(lambda: [control], "terminal")
+    try:
+        with stop_on_interrupt(control) as interrupted:
+            res = run_job(spec, at=args.at, dry_run=args.dry_run, hold_timeout=args.hold_timeout,
+                          control=control, **({"sink": sink} if sink is not None else {}))
+    except RunError as exc:
+        raise CommandError(f"ferry run: {exc}", exc.exit_code) from None
+    return res, bool(interrupted)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     spec = load(args.jobfile)
     if args.json_progress:
         return _run_json_lines(spec, args)
     renderer = None if args.json else _LiveRender()
-    control = RunControl()
-    keep_running_on_hangup(lambda: [control], "terminal")
-    try:
-        if renderer:
-            with renderer:
-                res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=renderer.sink,
-                              hold_timeout=args.hold_timeout, control=control)
-        else:
-            res = run_job(spec, at=args.at, dry_run=args.dry_run,
-                          hold_timeout=args.hold_timeout, control=control)
-    except RunError as exc:
-        print(f"ferry run: {exc}", file=sys.stderr)
-        return exc.exit_code
+    if renderer:
+        with renderer:
+            res, interrupted = _run(spec, args, renderer.sink)
+    else:
+        res, interrupted = _run(spec, args)
     if args.json:
         emit(res.to_json())
     else:
         _print_session(res)
-    if res.status == "Failed":
-        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+    if res.status == Status.FAILED:
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks
+                            if t.status == Status.FAILED)
         print(f"ferry run: {spec.name}: Failed: {reasons or res.message}", file=sys.stderr)
+    if interrupted:
+        raise KeyboardInterrupt  # recorded above; main says "interrupted" and exits 130
     return res.exit_code
 
 
@@ -178,14 +213,14 @@ def cmd_retain(args: argparse.Namespace) -> int:
     """`ferry retain JOBFILE`: one background retention pass (engine.copy.background)."""
     from engine.copy.background import retain_job
     from engine.copy.runner import RunError
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     spec = load_job(args.jobfile, need_source=False)  # the pass needs only the target
     try:
         res = retain_job(spec, at=args.at)
     except RunError as exc:
-        print(f"ferry retain: {exc}; its run applies retention", file=sys.stderr)
-        return exc.exit_code
+        raise CommandError(f"ferry retain: {exc}; its run applies retention",
+                           exc.exit_code) from None
     if args.json:
         emit(res.to_json())
         return res.exit_code
@@ -194,10 +229,11 @@ def cmd_retain(args: argparse.Namespace) -> int:
     for a in res.retention:
         con.print(f"retention: {a['machine']}: {a['action']} {a.get('detail', '')}")
     for tr in res.tasks:
-        if tr.status != "Success":
+        if tr.status != Status.SUCCESS:
             con.print(f"{tr.machine}: {tr.status}: {tr.message}")
-    if res.status == "Failed":
-        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks if t.status == "Failed")
+    if res.status == Status.FAILED:
+        reasons = "; ".join(f"{t.machine}: {t.message}" for t in res.tasks
+                            if t.status == Status.FAILED)
         print(f"ferry retain: {spec.name}: Failed: {reasons}", file=sys.stderr)
     return res.exit_code
 
@@ -211,7 +247,6 @@ def _run_json_lines(spec, args: argparse.Namespace) -> int:
     import threading
 
     from engine import events as ev
-    from engine.copy.runner import RunError, run_job
     from engine.jsonout import line
     from engine.units import now, rfc3339
 
@@ -226,13 +261,10 @@ def _run_json_lines(spec, args: argparse.Namespace) -> int:
         kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__).lower()
         write({"message_type": kind, "time": rfc3339(now()), **dataclasses.asdict(e)})
 
-    try:
-        res = run_job(spec, at=args.at, dry_run=args.dry_run, sink=sink,
-                      hold_timeout=args.hold_timeout)
-    except RunError as exc:
-        print(f"ferry run: {exc}", file=sys.stderr)
-        return exc.exit_code
+    res, interrupted = _run(spec, args, sink)
     write({"message_type": "summary", **res.to_json()})
+    if interrupted:
+        raise KeyboardInterrupt
     return res.exit_code
 
 
@@ -292,7 +324,7 @@ def _print_session(res) -> None:
         for tr in res.tasks:
             for p in tr.plan or [None]:
                 if p is None:
-                    t.add_row(tr.machine, "nothing" if tr.status != "Failed" else "Failed",
+                    t.add_row(tr.machine, "nothing" if tr.status != Status.FAILED else tr.status,
                               "", "", "", "")
                     continue
                 t.add_row(tr.machine, p["kind"], p["time"].replace("T", " ")[:16],
@@ -319,7 +351,7 @@ def _print_session(res) -> None:
 def _history_dbs(args) -> list[Path]:
     from engine.cli import UsageError
     from engine.history import history_path
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
 
     if args.repo:
         if is_s3_url(args.repo):
@@ -378,7 +410,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _rpo_verdicts(args: argparse.Namespace) -> list[tuple[str, RpoCheck]]:
     """The RPO monitor of each job with an `rpo` (jobs folder only: `--repo` has no job
     files, so no RPO to compare with)."""
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
     from engine.rpo import check_job
 
     if args.repo:
@@ -402,19 +434,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     from engine.inventory.base import InventoryError, inventory_json, list_machines
-    from engine.inventory.settings import settings_from_job
 
     spec = load(args.jobfile)
     if not spec.inventory:
-        print(f"ferry inventory: {args.jobfile}: the job has no [inventory] table",
-              file=sys.stderr)
-        return 2
-    settings = settings_from_job(spec.inventory)
+        raise CommandError(f"ferry inventory: {args.jobfile}: the job has no [inventory] table")
+    settings = spec.inventory
     try:
         machines = list_machines(settings)
     except InventoryError as exc:
-        print(f"ferry inventory: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"ferry inventory: {exc}", exc.exit_code) from None
     data = inventory_json(settings, machines)
     if args.json:
         emit(data)
@@ -448,7 +476,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     if spec.storage.password_source is None:
         raise ValueError(f"{args.jobfile}: the job has no password source "
                          "([storage] password_env, password_file or password_command)")
-    if spec.target_mover:
+    if spec.target.mover:
         raise ValueError(f"{args.jobfile}: the target is a remote mover; run the key change "
                          "with a job file that names the repository on its host")
     if args.new_password_file is not None:
@@ -502,8 +530,7 @@ def cmd_mover(args: argparse.Namespace) -> int:
         return serve_mover(args.listen, args.repo, plain=args.plain, idle=args.idle_timeout,
                            max_connections=max(1, args.max_connections), floor=floor)
     except moverauth.AuthError as exc:
-        print(f"ferry mover: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"ferry mover: {exc}") from None
 
 
 def _mover_admin(args: argparse.Namespace, sub: str) -> int:
@@ -523,7 +550,7 @@ def _mover_admin(args: argparse.Namespace, sub: str) -> int:
         for a in done:
             print(f"{a['machine']}: {a['action']} {a.get('point', '')} {a.get('detail', '')}"
                   .rstrip())
-        return 1 if any(a["action"] == "refused" for a in done) else 0
+        return ExitCode.WARNING if any(a["action"] == "refused" for a in done) else ExitCode.OK
     cmd = args.token_command
     if cmd == "add":
         tid, token = moverauth.add_token(repo, args.sub_job, args.sub_append_only)
@@ -534,14 +561,13 @@ def _mover_admin(args: argparse.Namespace, sub: str) -> int:
     if cmd == "list":
         rows = moverauth.list_tokens(repo)
         if args.json:
-            print(json.dumps(rows))
+            emit([{**r, "created": rfc3339(r["created"])} for r in rows])
         for r in rows if not args.json else []:
             print(f"{r['id']}  {r['job']}  {'append-only' if r['append_only'] else 'full'}  "
                   f"{r['created']}")
         return 0
     if not moverauth.revoke_token(repo, args.id):
-        print(f"ferry mover token revoke: no token {args.id}", file=sys.stderr)
-        return 2
+        raise CommandError(f"ferry mover token revoke: no token {args.id}")
     print(f"token {args.id} revoked")
     return 0
 

@@ -8,16 +8,14 @@ JOB is a job's name (looked up in --jobs DIR) or its file.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from engine.errors import CommandError
 from engine.jsonout import emit
 from engine.units import fmt_size
-
-EXIT_NOTHING = 2
 
 
 def add_commands(sub) -> None:
@@ -45,7 +43,7 @@ def _jobs_dir(args: argparse.Namespace) -> Path:
 
 
 def _specs(folder: Path) -> list:
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
 
     return [spec for _, spec in discover_jobs(folder) if not isinstance(spec, Exception)]
 
@@ -92,7 +90,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 def find_running(args: argparse.Namespace):
     """The live sessions of JOB (name or file); one line and exit 2 when none runs."""
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
     from engine.live import paths
     from engine.live.client import list_sessions
 
@@ -114,24 +112,18 @@ def find_running(args: argparse.Namespace):
     return live
 
 
-class NothingRuns(Exception):
+class NothingRuns(CommandError):
     """Nothing of that job (or machine) runs: one line, exit 2."""
 
 
 def cmd_control(args: argparse.Namespace) -> int:
     from engine.live.client import LiveError, control
 
-    try:
-        running = find_running(args)
-    except NothingRuns as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_NOTHING
-    for info in running:
+    for info in find_running(args):
         try:
             control(info, args.command, args.machine)
         except LiveError as exc:
-            print(f"ferry {args.command}: {exc}", file=sys.stderr)
-            return EXIT_NOTHING
+            raise CommandError(f"ferry {args.command}: {exc}") from None
         what = f"{info.job}" + (f" / {args.machine}" if args.machine else "")
         done = {"hold": "on hold (operator) at the next block",
                 "resume": "resumed", "stop": "stopping at the next block"}[args.command]

@@ -15,24 +15,24 @@ as a job's last run.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from engine.errors import one_line
+from engine.errors import CommandError, one_line
 from engine.history import History, history_path
 from engine.logs import job_logger
+from engine.model import Status
 from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
 from engine.rpo import RpoWatch, check_job
-from engine.schedule import in_window, next_run
+from engine.schedule import in_window, run_due
 from engine.units import now as wall_now
 
 if TYPE_CHECKING:
-    from engine.jobfile import JobSpec
+    from engine.jobs.load import JobSpec
 
 LOG = job_logger("daemon")
 
@@ -48,12 +48,12 @@ def has_new_source_point(spec) -> bool:
 
     With a remote mover the chains are on the mover's host: the job's history says
     which source point each machine's last copy took (else every pass would run)."""
-    src, dst = Repository(spec.source_repository), target_repository(spec)
+    src, dst = Repository(spec.source.repository), target_repository(spec)
     copied = History(history_path(spec)).copied(spec.name) \
-        if getattr(spec, "target_mover", None) else None
-    for job in spec.source_jobs:
+        if spec.target.mover else None
+    for job in spec.source.jobs:
         for _, machine in src.machines(job):
-            if spec.machines and machine not in spec.machines:
+            if spec.source.machines and machine not in spec.source.machines:
                 continue
             try:
                 s = src.load(job, machine)
@@ -69,16 +69,14 @@ def has_new_source_point(spec) -> bool:
     return False
 
 
-def is_due(spec, now: datetime, last: datetime | None) -> bool:
+def job_due(spec: Any, last: datetime | None, now: datetime) -> bool:
+    """Whether the daemon starts `spec` at `now`: enabled, inside its copy window, and a
+    new source point (immediate) or a scheduled start since `last` (periodic)."""
     if not getattr(spec, "enabled", True):
         return False
-    if not in_window(spec.schedule, now):
-        return False
     if spec.mode == "immediate":
-        return has_new_source_point(spec)
-    if last is None:
-        return True
-    return next_run(spec.schedule, last) <= now
+        return in_window(spec.schedule, now) and has_new_source_point(spec)
+    return run_due(spec.schedule, last, now)
 
 
 class Daemon:
@@ -97,6 +95,7 @@ class Daemon:
         self.retain = retain
         self._retained: dict[str, date] = {}  # job -> day of its last background pass here
         self.control = None  # the run going on now (its notes tell of a hang-up)
+        self.interrupted: list[bool] = []  # non-empty after Ctrl-C: no further job starts
         self.rpo = RpoWatch()
         self._rpo_checked: dict[str, float] = {}
 
@@ -125,33 +124,38 @@ class Daemon:
 
     def pass_once(self) -> list[tuple[str, str]]:
         """Run every due job once; returns (job, status) for each run made."""
-        from engine.jobfile import discover_jobs
+        from engine.jobs.load import discover_jobs
 
         ran = []
         for path, spec in discover_jobs(self.folder, need_source=False):
+            if self.interrupted:
+                break
             if isinstance(spec, Exception):
                 LOG.error("%s", spec)
                 continue
             self.background(path, spec)  # also for a job whose source is gone
-            if not Path(spec.source_repository).is_dir():
+            if not Path(spec.source.repository).is_dir():
                 LOG.error("%s: source repository not found: %s; no copy run", path.name,
-                          spec.source_repository)
+                          spec.source.repository)
                 continue
             now = self.clock()
             try:
                 self.watch_rpo(spec, now)
-                if not is_due(spec, now, last_run(spec)):
+                if not job_due(spec, last_run(spec), now):
                     continue
                 LOG.info("%s: due, starting a session", spec.name)
-                res = self.run(spec, at=None, respect_window=True, **self.run_options())
+                try:
+                    res = self.run(spec, at=None, respect_window=True, **self.run_options())
+                finally:
+                    self.control = None
                 ran.append((spec.name, res.status))
-                LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+                LOG.log(logging.INFO if res.status == Status.SUCCESS else logging.WARNING,
                         "%s: %s", spec.name, res.status)
                 self._rpo_checked.pop(spec.name, None)  # a run changes the answer: look again
                 self.watch_rpo(spec, self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
                 LOG.error("%s: %s", path.name, one_line(exc))
-                ran.append((getattr(spec, "name", path.name), "Failed"))
+                ran.append((getattr(spec, "name", path.name), Status.FAILED))
         return ran
 
     def background(self, path: Path, spec) -> str | None:
@@ -171,33 +175,38 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the daemon
             LOG.error("%s: background retention: %s", path.name, one_line(exc))
             self._retained[spec.name] = now.date()
-            return "Failed"
+            return Status.FAILED
         self._retained[spec.name] = now.date()
         if res.tasks:
-            LOG.log(logging.INFO if res.status == "Success" else logging.WARNING,
+            LOG.log(logging.INFO if res.status == Status.SUCCESS else logging.WARNING,
                     "%s: background retention %s: %d action(s)", spec.name, res.status,
                     len(res.retention))
         return res.status
 
     def serve(self, once: bool = False) -> int:
         if not self.folder.is_dir():
-            print(f"ferry daemon: jobs folder not found: {self.folder}", file=sys.stderr)
-            return 2
+            raise CommandError(f"ferry daemon: jobs folder not found: {self.folder}")
         LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
         from engine.live.hangup import keep_running_on_hangup
 
         self.control = None
         keep_running_on_hangup(lambda: [self.control] if self.control else [], "terminal")
-        if once:
-            self.pass_once()
-            return 0
-        try:
-            while True:
-                self.pass_once()
-                time.sleep(self.poll)
+        from engine.copy.control import stop_on_interrupt
+
+        try:  # Ctrl-C stops the run going on (recorded), then the daemon; idle: at once
+            with stop_on_interrupt(lambda: self.control) as interrupted:
+                self.interrupted = interrupted
+                while True:
+                    self.pass_once()
+                    if once or interrupted:
+                        break
+                    time.sleep(self.poll)
         except KeyboardInterrupt:
+            interrupted = [True]
+        if interrupted:
             LOG.info("daemon interrupted")
-            return 130  # the shell's code for SIGINT, as every other command
+            raise KeyboardInterrupt  # engine.cli.main: "interrupted", exit 130
+        return 0
 
 
-__all__ = ["Daemon", "is_due"]
+__all__ = ["Daemon", "job_due"]

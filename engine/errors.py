@@ -24,9 +24,11 @@ class ExitCode(IntEnum):
     def of_status(cls, status: str, gave_up_waiting: bool = False) -> ExitCode:
         """A finished session's code: its status, or BUSY when it failed only because a
         machine gave up waiting for a lock."""
-        if status == "Failed" and gave_up_waiting:
+        from engine.model import Status
+
+        if status == Status.FAILED and gave_up_waiting:
             return cls.BUSY
-        return {"Success": cls.OK, "Warning": cls.WARNING}.get(status, cls.FAILED)
+        return {Status.SUCCESS: cls.OK, Status.WARNING: cls.WARNING}.get(status, cls.FAILED)
 
 
 class FerryError(Exception):
@@ -34,6 +36,15 @@ class FerryError(Exception):
     (one line, no paths of a remote peer, no secrets) and the class names the exit code."""
 
     exit_code: ExitCode = ExitCode.FAILED
+
+
+class CommandError(FerryError):
+    """A command refuses or fails as a whole; its text already names the command
+    ("ferry run: job 'x' is already running"), so `engine.cli.main` prints it as is."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def exit_code(exc: BaseException) -> ExitCode:

@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.model import Status
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY, job TEXT NOT NULL, status TEXT NOT NULL, started TEXT NOT NULL,
@@ -40,13 +42,13 @@ class _Job(Protocol):
     """What history_path needs of a job spec (JobSpec, or a test's stand-in)."""
 
     @property
-    def target_repository(self) -> Path | str: ...
+    def target(self) -> Any: ...  # engine.jobs.schema.Target: its repository folder
 
 
 def history_path(spec: _Job) -> Path:
     """Where a job's history is kept."""
     explicit = getattr(spec, "history", None)
-    return Path(explicit) if explicit else Path(spec.target_repository) / ".ferry" / "history.sqlite"
+    return Path(explicit) if explicit else Path(spec.target.repository) / ".ferry" / "history.sqlite"
 
 
 class History:
@@ -121,9 +123,9 @@ class History:
             return {}
         with self._connect() as con:
             rows = con.execute("SELECT t.machine, t.source_point FROM tasks t JOIN sessions s "
-                               "ON s.id = t.session_id WHERE s.job = ? AND t.status != 'Failed' "
+                               "ON s.id = t.session_id WHERE s.job = ? AND t.status != ? "
                                "AND COALESCE(t.source_point, '') != '' "
-                               "ORDER BY s.started, s.rowid", [job])
+                               "ORDER BY s.started, s.rowid", [job, str(Status.FAILED)])
             return {r[0]: r[1] for r in rows}
 
     def tasks(self, session_id: str) -> list[dict[str, Any]]:

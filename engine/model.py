@@ -17,7 +17,7 @@ class Kind(StrEnum):
 
     @property
     def extension(self) -> str:
-        return {"full": ".fbk", "incremental": ".fib", "rollback": ".frb"}[self.value]
+        return {Kind.FULL: ".fbk", Kind.INCREMENTAL: ".fib", Kind.ROLLBACK: ".frb"}[self]
 
 
 class Method(StrEnum):
@@ -34,6 +34,11 @@ class Status(StrEnum):
     SUCCESS = "Success"
     WARNING = "Warning"
     FAILED = "Failed"
+
+    @property
+    def level(self) -> str:
+        """The log level a result with this status is reported at."""
+        return {Status.SUCCESS: "info", Status.WARNING: "warning"}.get(self, "error")
 
     @staticmethod
     def worst(statuses: list[Status]) -> Status:

@@ -7,18 +7,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 
 from engine.jsonout import emit
-from engine.model import RetentionPolicy
+from engine.model import Kind, RetentionPolicy
 from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
 from engine.schedule import ScheduleSpec, next_run
 from engine.simulate import PreviewResult, Sizing, simulate, sizing_from_model
 from engine.units import now as wall_now
+
+
+class SourceTable(Protocol):
+    """`[source]` of a job (engine.jobs.schema.Source)."""
+
+    @property
+    def repository(self) -> Path: ...
+    @property
+    def jobs(self) -> Sequence[str]: ...
+
+
+class TargetTable(Protocol):
+    """`[target]` of a job (engine.jobs.schema.Target)."""
+
+    @property
+    def repository(self) -> Path: ...
+    @property
+    def s3(self) -> Any: ...
 
 
 class PreviewJob(Protocol):
@@ -29,11 +47,9 @@ class PreviewJob(Protocol):
     @property
     def mode(self) -> str: ...
     @property
-    def source_repository(self) -> Path | str: ...
+    def source(self) -> SourceTable: ...
     @property
-    def source_jobs(self) -> Sequence[str]: ...
-    @property
-    def target_repository(self) -> Path | str: ...
+    def target(self) -> TargetTable: ...
     @property
     def retention(self) -> RetentionPolicy: ...
     @property
@@ -58,7 +74,7 @@ def sizing_from_repositories(spec: PreviewJob) -> Sizing | None:
     """The job's size per run from its real chains (target, else source): for each
     machine the average full and increment, summed over the machines."""
     for repo, jobs in ((target_repository(spec), [spec.name]),
-                       (Repository(spec.source_repository), list(spec.source_jobs))):
+                       (Repository(spec.source.repository), list(spec.source.jobs))):
         full = inc = 0
         for job in jobs:
             for j, m in repo.machines(job):
@@ -66,8 +82,8 @@ def sizing_from_repositories(spec: PreviewJob) -> Sizing | None:
                     points = repo.load(j, m).points
                 except Exception:  # noqa: BLE001 - a damaged chain just gives no sample
                     continue
-                fulls = [p.size for p in points if p.kind.value == "full"]
-                incs = [p.size for p in points if p.kind.value != "full"]
+                fulls = [p.size for p in points if p.kind == Kind.FULL]
+                incs = [p.size for p in points if p.kind != Kind.FULL]
                 if fulls:
                     full += sum(fulls) // len(fulls)
                     inc += sum(incs) // len(incs) if incs else sum(fulls) // len(fulls) // 10
@@ -176,7 +192,7 @@ def run_preview(args: argparse.Namespace, spec: PreviewJob) -> int:
               if args.used is not None else None)
     changes: list[tuple[date, RetentionPolicy]] = []
     for when, path in args.policy_from or []:
-        from engine.jobfile import load_job
+        from engine.jobs.load import load_job
 
         changes.append((parse_dates_one(when), load_job(Path(path)).retention))
     what = WhatIf(start=args.start, days=args.days, sizing=sizing,

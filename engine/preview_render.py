@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.model import Kind
 from engine.simulate import PreviewDay, PreviewPoint, PreviewResult
 from engine.units import fmt_size, rfc3339
 
@@ -60,7 +61,7 @@ def day_char(day: PreviewDay) -> str:
 
 
 def _point_char(p: PreviewPoint) -> str:
-    if p.kind != "full":
+    if p.kind != Kind.FULL:
         return "i"
     for flag in ("Y", "M", "W"):
         if flag in p.gfs:

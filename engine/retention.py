@@ -1,6 +1,6 @@
 """Retention rules of a backup copy target chain: short-term, forever-forward merge, GFS.
 
-Pure functions over `PointView` lists (no file I/O). The copy runner executes the
+Pure functions over `RetentionPoint` lists (no file I/O). The copy runner executes the
 `Action`s on real backup files; `engine.simulate` replays the very same functions
 for `ferry preview`, so the preview and the engine cannot disagree.
 
@@ -26,7 +26,7 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
   expiry, counted from the day the flag was *assigned* (the run that made the full,
   later than the GFS day for a caught-up full) with the current policy's keep, so
   changing the keep recalculates expiry. A flag whose cycle was switched off (or GFS
-  off) keeps the expiry it was given when assigned (`PointView.until`): unticking a
+  off) keeps the expiry it was given when assigned (`RetentionPoint.until`): unticking a
   cycle for a moment must not discard months of fulls, and nothing in the reference
   product's documentation says it does. A flag without a recorded expiry (metadata
   written before Ferry recorded it) whose cycle is off expires at the next run.
@@ -62,7 +62,7 @@ from engine.model import GfsPolicy, Kind, RestorePoint, RetentionPolicy
 
 __all__ = [
     "Action",
-    "PointView",
+    "RetentionPoint",
     "apply",
     "flag_expiry",
     "gfs_action",
@@ -81,8 +81,6 @@ __all__ = [
     "short_term_count",
 ]
 
-FULL = "full"
-INCREMENTAL = "incremental"
 MODES = ("periodic", "immediate")
 
 
@@ -98,12 +96,12 @@ class _FlagState(NamedTuple):
 
 
 @dataclass(slots=True)
-class PointView:
+class RetentionPoint:
     """What the rules see of one restore point of a target chain (lists are oldest first)."""
 
     id: str
     time: datetime
-    kind: str  # "full" | "incremental"
+    kind: Kind  # full | incremental
     gfs: dict[str, date] = field(default_factory=dict)  # flag -> the GFS day it stands for
     size: int = 0
     # flag -> day it was assigned (absent: its GFS day); expiry counts from it
@@ -111,7 +109,7 @@ class PointView:
     # flag -> expiry given when assigned; it holds once the flag's cycle is off
     until: dict[str, date] = field(default_factory=dict)
     # Expiry dates worked out for this point's flags under one policy (see `_flag_state`).
-    # The rules never change a PointView in place (`apply` makes new ones), so the
+    # The rules never change a RetentionPoint in place (`apply` makes new ones), so the
     # simulator's unchanged points keep it from run to run; it is checked against
     # `gfs` and the policy before use, so a caller that edits `gfs` is still safe.
     _memo: _FlagState | None = field(default=None, init=False, repr=False, compare=False)
@@ -143,7 +141,7 @@ class Action:
     until: dict[str, date] = field(default_factory=dict)
 
 
-def points_from_chain(chain: list[RestorePoint]) -> list[PointView]:
+def points_from_chain(chain: list[RestorePoint]) -> list[RetentionPoint]:
     """Views of a machine's forward chain (metadata order); a flag without a stored
     GFS day is taken as standing for the point's own date, one without an assignment
     date as assigned on its GFS day."""
@@ -152,14 +150,14 @@ def points_from_chain(chain: list[RestorePoint]) -> list[PointView]:
         if p.kind not in (Kind.FULL, Kind.INCREMENTAL):
             raise ValueError(f"retention handles forward chains only; point {p.id} is {p.kind}")
         if not p.gfs:
-            out.append(PointView(p.id, p.time, str(Kind(p.kind).value), {}, p.size))
+            out.append(RetentionPoint(p.id, p.time, Kind(p.kind), {}, p.size))
             continue
         dates = {f: date.fromisoformat(p.gfs_dates[f]) if p.gfs_dates.get(f) else p.time.date()
                  for f in p.gfs}
         assigned = {f: date.fromisoformat(p.gfs_assigned[f]) for f in p.gfs
                     if p.gfs_assigned.get(f)}
         until = {f: date.fromisoformat(p.gfs_until[f]) for f in p.gfs if p.gfs_until.get(f)}
-        out.append(PointView(p.id, p.time, str(Kind(p.kind).value), dates, p.size,
+        out.append(RetentionPoint(p.id, p.time, Kind(p.kind), dates, p.size,
                              assigned, until))
     return out
 
@@ -172,7 +170,7 @@ def _gfs_on(policy: RetentionPolicy) -> GfsPolicy | None:
 # --------------------------------------------------------------------------- GFS fulls
 
 
-def plan_gfs_dates(points: list[PointView], policy: RetentionPolicy, now: datetime,
+def plan_gfs_dates(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime,
                    mode: str, last_run: datetime | None = None) -> dict[str, date]:
     """Flags the point this run produces must carry, each with the GFS day it stands for.
 
@@ -218,7 +216,7 @@ def plan_gfs_dates(points: list[PointView], policy: RetentionPolicy, now: dateti
     return out
 
 
-def plan_gfs(points: list[PointView], policy: RetentionPolicy, now: datetime, mode: str,
+def plan_gfs(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime, mode: str,
              last_run: datetime | None = None) -> list[str]:
     """Flags (W, M, Y order) the point this run produces must carry as a GFS full; [] = none."""
     return list(plan_gfs_dates(points, policy, now, mode, last_run))
@@ -246,7 +244,7 @@ def expiries_at_assignment(flags: list[str], policy: RetentionPolicy, today: dat
 # --------------------------------------------------------------------------- short-term
 
 
-def short_term_count(points: list[PointView], policy: RetentionPolicy, now: datetime) -> int:
+def short_term_count(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime) -> int:
     """How many of the newest points the short-term rule keeps (see module docstring)."""
     n = len(points)
     if n == 0:
@@ -265,7 +263,7 @@ def short_term_count(points: list[PointView], policy: RetentionPolicy, now: date
     return min(n, max(policy.keep, 1))
 
 
-def immutable_from(points: list[PointView], policy: RetentionPolicy, now: datetime) -> int:
+def immutable_from(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime) -> int:
     """Index of the oldest point still immutable at `now` (len(points) when none is)."""
     if policy.immutable_days <= 0:
         return len(points)
@@ -276,13 +274,13 @@ def immutable_from(points: list[PointView], policy: RetentionPolicy, now: dateti
     return len(points)
 
 
-def immutable_until(p: PointView, policy: RetentionPolicy) -> datetime:
+def immutable_until(p: RetentionPoint, policy: RetentionPolicy) -> datetime:
     """When a point stops being immutable (it may be deleted at the first run after)."""
     return p.time + timedelta(days=policy.immutable_days)
 
 
-def _chain_starts(points: list[PointView]) -> list[int]:
-    return [i for i, p in enumerate(points) if i == 0 or p.kind == FULL]
+def _chain_starts(points: list[RetentionPoint]) -> list[int]:
+    return [i for i, p in enumerate(points) if i == 0 or p.kind == Kind.FULL]
 
 
 _NO_FLAGS: dict[str, date] = {}  # shared, never written: most points carry no flag
@@ -297,7 +295,7 @@ def _keeps(gfs: GfsPolicy | None) -> tuple[int | None, int | None, int | None]:
             None if y is None else max(0, y.keep))
 
 
-def _flag_state(p: PointView, keeps: tuple[int | None, ...]) -> _FlagState:
+def _flag_state(p: RetentionPoint, keeps: tuple[int | None, ...]) -> _FlagState:
     """The point's flag expiries, earliest expiry, reason text and off flags.
 
     A configured cycle's flag expires `keep` after the day it was assigned; a flag whose
@@ -331,7 +329,7 @@ def _until_text(expiries: Mapping[str, date | None], off: set[str] | frozenset[s
                      for f in FLAGS if (until := expiries.get(f)) is not None)
 
 
-def _live_flags(points: list[PointView], gfs: GfsPolicy | None, today: date
+def _live_flags(points: list[RetentionPoint], gfs: GfsPolicy | None, today: date
                 ) -> tuple[list[dict[str, date]], list[tuple[int, str, str]], list[str]]:
     """Per point: its unexpired flags (flag -> expiry) and their reason text ("" when
     none); plus (index, flag, why) of the expired ones. One pass: the simulator asks
@@ -375,7 +373,7 @@ def _st_reason(policy: RetentionPolicy) -> str:
     return f"short-term keeps {policy.keep} points"
 
 
-def _delete_reason(points: list[PointView], a: int, b: int, whole: bool,
+def _delete_reason(points: list[RetentionPoint], a: int, b: int, whole: bool,
                    policy: RetentionPolicy) -> str:
     first, last = points[a].time.date(), points[b - 1].time.date()
     if b - a == 1:
@@ -386,7 +384,7 @@ def _delete_reason(points: list[PointView], a: int, b: int, whole: bool,
             f"({_st_reason(policy)}); the flagged full stays")
 
 
-def plan_retention(points: list[PointView], policy: RetentionPolicy,
+def plan_retention(points: list[RetentionPoint], policy: RetentionPolicy,
                    now: datetime, merges: bool = True) -> list[Action]:
     """Actions after a new point was added: expire flags, delete old chains, merge.
 
@@ -418,7 +416,7 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
                                   reason=_delete_reason(points, a, b, doomed[0] == a, policy)))
     if gfs is None and merges:
         a = starts[-1]
-        if points[a].kind == FULL and not live[a]:
+        if points[a].kind == Kind.FULL and not live[a]:
             # an immutable increment is never merged (its file must stay as it is): the
             # full below the oldest one stays as that point's base
             actions.extend(Action("merge", point=points[j].id,
@@ -427,7 +425,7 @@ def plan_retention(points: list[PointView], policy: RetentionPolicy,
     return actions
 
 
-def plan_background(points: list[PointView], policy: RetentionPolicy,
+def plan_background(points: list[RetentionPoint], policy: RetentionPolicy,
                     now: datetime) -> list[Action]:
     """The daily background retention pass of a chain that may have no runs (disabled
     job, source gone): expired flags go, and the files they alone kept (a lone full, an
@@ -435,7 +433,7 @@ def plan_background(points: list[PointView], policy: RetentionPolicy,
     return plan_retention(points, policy, now, merges=False)
 
 
-def kept_after_switch_off(points: list[PointView], policy: RetentionPolicy,
+def kept_after_switch_off(points: list[RetentionPoint], policy: RetentionPolicy,
                           today: date) -> dict[str, tuple[int, date]]:
     """flag -> (how many fulls, latest expiry) for each GFS cycle that is off in `policy`
     while the chain still holds live fulls flagged by it (they keep their recorded expiry)."""
@@ -456,7 +454,7 @@ def switched_off_text(kept: dict[str, tuple[int, date]]) -> list[str]:
             f"were given)" for f, (n, until) in kept.items()]
 
 
-def switched_off_notes(points: list[PointView], policy: RetentionPolicy,
+def switched_off_notes(points: list[RetentionPoint], policy: RetentionPolicy,
                        today: date) -> list[str]:
     """`switched_off_text` of one chain."""
     return switched_off_text(kept_after_switch_off(points, policy, today))
@@ -465,7 +463,7 @@ def switched_off_notes(points: list[PointView], policy: RetentionPolicy,
 # --------------------------------------------------------------------------- apply
 
 
-def apply(points: list[PointView], actions: list[Action]) -> list[PointView]:
+def apply(points: list[RetentionPoint], actions: list[Action]) -> list[RetentionPoint]:
     """The chain after `actions` (a new list; the input is not modified).
 
     Raises ValueError on an action the rules never plan: merging a flagged full or a
@@ -485,18 +483,18 @@ def apply(points: list[PointView], actions: list[Action]) -> list[PointView]:
         if act.kind == "merge":
             i = at(act.point)
             inc, full = pts[i], pts[i - 1] if i > 0 else None
-            if inc.kind != INCREMENTAL or full is None or full.kind != FULL:
+            if inc.kind != Kind.INCREMENTAL or full is None or full.kind != Kind.FULL:
                 raise ValueError(f"merge: {act.point!r} is not an increment right after a full")
             if full.gfs:
                 raise ValueError(f"merge: the full {full.id!r} carries GFS flags {sorted(full.gfs)}")
-            pts[i - 1:i + 1] = [PointView(inc.id, inc.time, FULL, {}, full.size)]
+            pts[i - 1:i + 1] = [RetentionPoint(inc.id, inc.time, Kind.FULL, {}, full.size)]
         elif act.kind == "delete-chain":
             doomed = {at(pid) for pid in act.points}
             for i in sorted(doomed):
                 if pts[i].gfs:
                     raise ValueError(f"delete-chain: {pts[i].id!r} carries GFS flags")
                 j = i + 1
-                if j < len(pts) and j not in doomed and pts[j].kind == INCREMENTAL:
+                if j < len(pts) and j not in doomed and pts[j].kind == Kind.INCREMENTAL:
                     raise ValueError(f"delete-chain: {pts[j].id!r} depends on {pts[i].id!r}")
             pts = [p for i, p in enumerate(pts) if i not in doomed]
         elif act.kind == "expire-flag":
@@ -504,7 +502,7 @@ def apply(points: list[PointView], actions: list[Action]) -> list[PointView]:
             if act.flag not in pts[i].gfs:
                 raise ValueError(f"expire-flag: {act.point!r} has no {act.flag!r} flag")
             p = pts[i]
-            pts[i] = PointView(p.id, p.time, p.kind, _without(p.gfs, act.flag), p.size,
+            pts[i] = RetentionPoint(p.id, p.time, p.kind, _without(p.gfs, act.flag), p.size,
                                _without(p.assigned, act.flag), _without(p.until, act.flag))
         elif act.kind == "gfs-full":
             i = at(act.point)
@@ -517,7 +515,7 @@ def apply(points: list[PointView], actions: list[Action]) -> list[PointView]:
                 assigned[flag] = act.assigned or gfs[flag]
                 if flag in act.until:
                     until[flag] = act.until[flag]
-            pts[i] = PointView(p.id, p.time, FULL, gfs, p.size, assigned, until)
+            pts[i] = RetentionPoint(p.id, p.time, Kind.FULL, gfs, p.size, assigned, until)
         else:
             raise ValueError(f"not a retention action: {act.kind!r}")
     return pts
@@ -530,7 +528,7 @@ def _without(d: dict[str, date], flag: str) -> dict[str, date]:
 # --------------------------------------------------------------------------- reasons
 
 
-def reasons(points: list[PointView], policy: RetentionPolicy, now: datetime) -> dict[str, str]:
+def reasons(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime) -> dict[str, str]:
     """Point id -> why the rules keep it, several reasons joined with ", ".
 
     "short-term 1/7" (points unit, 1 = newest), "short-term day 0/6" (days unit: age in
@@ -584,11 +582,11 @@ def _label(kind: str, a: int, b: int) -> str:
             "min": "short-term minimum {a}/{b}"}[kind].format(a=a, b=b)
 
 
-def _points_label(p: PointView, rank: int, policy: RetentionPolicy, today: date) -> str:
+def _points_label(p: RetentionPoint, rank: int, policy: RetentionPolicy, today: date) -> str:
     return _label("points", rank, policy.keep)
 
 
-def _days_label(p: PointView, rank: int, policy: RetentionPolicy, today: date) -> str:
+def _days_label(p: RetentionPoint, rank: int, policy: RetentionPolicy, today: date) -> str:
     age = (today - p.time.date()).days
     if age <= policy.keep:
         return _label("day", max(age, 0), policy.keep)

@@ -15,26 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.units import fmt_span, rfc3339
 from engine.units import now as wall_now
-from engine.units import rfc3339
 
 if TYPE_CHECKING:
-    from engine.jobfile import JobSpec
+    from engine.jobs.load import JobSpec
 
 log = logging.getLogger("ferry.rpo")
 
 
 def human_age(seconds: float) -> str:
     """3700 -> "1h 1m", 93600 -> "1d 2h", 50 -> "50s": the two largest units."""
-    seconds = max(0, int(seconds))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count or (unit == "s" and not parts):
-            parts.append(f"{count}{unit}")
-        if len(parts) == 2:
-            break
-    return " ".join(parts)
+    return fmt_span(seconds, 2, " ")
 
 
 @dataclass(frozen=True)
@@ -133,10 +125,10 @@ def newest_copies(spec: JobSpec) -> dict[str, datetime | None]:
     from engine.objstore.open import target_repository
     from engine.repository.repository import Repository
 
-    wanted = set(spec.machines)
+    wanted = set(spec.source.machines)
     out: dict[str, datetime | None] = {}
-    source = Repository(spec.source_repository)
-    for job in spec.source_jobs:
+    source = Repository(spec.source.repository)
+    for job in spec.source.jobs:
         for job_dir, machine in source.machines(job):
             if wanted and machine not in wanted:
                 continue
@@ -160,7 +152,7 @@ def check_job(spec: JobSpec, now: datetime | None = None) -> RpoCheck:
     rpo_s = spec.schedule.rpo
     if rpo_s is None:
         return RpoCheck(None)
-    if getattr(spec, "target_mover", None):
+    if spec.target.mover:
         return RpoCheck(rpo_s, unknown="the target is behind a remote mover")
     try:
         newest = newest_copies(spec)

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MONTH_WEEKS = ("first", "second", "third", "fourth", "last")
+from engine.units import MONTH_WEEKS, WEEKDAY_NAMES, WEEKDAYS, weekday_index
+
 DEFAULT_DAILY_AT = "22:00"
 MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
@@ -58,16 +57,6 @@ class ScheduleSpec:
 
 # ---------------------------------------------------------------------------------------
 # Parsing helpers (also used by the job file validation, so messages are user-facing).
-
-
-def weekday_index(name: str) -> int:
-    """`mon`/`Monday` -> 0 ... `sun` -> 6. Raises ValueError naming the accepted forms."""
-    key = name.strip().lower()
-    if key in WEEKDAYS:
-        return WEEKDAYS.index(key)
-    if key in WEEKDAY_NAMES:
-        return WEEKDAY_NAMES.index(key)
-    raise ValueError(f"expected a weekday (monday..sunday or mon..sun), got {name!r}")
 
 
 def parse_hhmm(text: str, allow_24: bool = False) -> int:
@@ -364,7 +353,15 @@ def next_occurrence(h: HealthSchedule, after: datetime) -> datetime:
     return min(s for s in slots if s > after)
 
 
-def is_due(h: HealthSchedule | None, last: datetime | None, now: datetime) -> bool:
+def run_due(spec: ScheduleSpec, last: datetime | None, now: datetime) -> bool:
+    """Whether a periodic job should start at `now`: its window is open and a scheduled
+    start came after its `last` run (None: it never ran, so it is due)."""
+    if not in_window(spec, now):
+        return False
+    return last is None or next_run(spec, last) <= now
+
+
+def check_due(h: HealthSchedule | None, last: datetime | None, now: datetime) -> bool:
     """Whether a check should run now: a slot passed since the `last` one ran.
 
     A slot missed while the daemon was down is made up at the next call (like the
@@ -380,7 +377,7 @@ def is_due(h: HealthSchedule | None, last: datetime | None, now: datetime) -> bo
 
 __all__ = [
     "DEFAULT_DAILY_AT", "DEFAULT_HEALTH", "MONTH_WEEKS", "WEEKDAYS", "WEEKDAY_NAMES",
-    "HealthSchedule", "ScheduleSpec", "due_runs", "fmt_hhmm", "fmt_window", "in_window",
-    "is_due", "last_occurrence", "next_occurrence", "next_run", "parse_health_check",
+    "HealthSchedule", "ScheduleSpec", "due_runs", "run_due", "fmt_hhmm", "fmt_window", "in_window",
+    "check_due", "last_occurrence", "next_occurrence", "next_run", "parse_health_check",
     "parse_hhmm", "parse_window", "weekday_index", "window_end", "window_open",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from engine import events as ev
+from engine.model import Status
 from engine.units import fmt_duration, fmt_size
 
 MAX_LINES = 5000
@@ -44,9 +45,9 @@ def describe(event: ev.Event) -> tuple[str, str, str, str] | None:
     if isinstance(event, ev.TaskResumed):
         return "info", event.machine, "log", f"{event.machine}: resumed"
     if isinstance(event, ev.TaskFinished):
-        if event.kind == "none" and event.status == "Success":
+        if event.kind == "none" and event.status == Status.SUCCESS:
             return None  # "up to date" is said once
-        level = {"Success": "info", "Warning": "warning"}.get(event.status, "error")
+        level = Status(event.status).level
         s = event.stats
         parts = [event.status, event.kind or "-", f"took {fmt_duration(event.duration_s)}",
                  f"read {fmt_size(s.read)}", f"sent {fmt_size(s.transferred)}"]
@@ -60,7 +61,7 @@ def describe(event: ev.Event) -> tuple[str, str, str, str] | None:
         words = " ".join(w for w in (event.action, event.point, event.detail) if w)
         return "info", event.machine, "retention", f"{event.machine}: retention: {words}"
     if isinstance(event, ev.RunFinished):
-        level = {"Success": "info", "Warning": "warning"}.get(event.status, "error")
+        level = Status(event.status).level
         text = f"session ended {event.status} after {fmt_duration(event.duration_s)}"
         return level, "", "log", text + (f": {event.message}" if event.message else "")
     return None

@@ -33,13 +33,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from engine.gfs import FLAG_NAMES, gfs_flags_for
-from engine.model import RetentionPolicy
+from engine.model import Kind, RetentionPolicy
 from engine.retention import (
-    FULL,
-    INCREMENTAL,
     MODES,
     Action,
-    PointView,
+    RetentionPoint,
     apply,
     gfs_action,
     plan_background,
@@ -74,16 +72,31 @@ class Sizing:
     incremental: int
 
 
-def sizing_from_model(used: int, change_pct: float, reduction_pct: float) -> Sizing:
-    """The RPS model: full = used x reduction, increment = used x change x reduction.
+@dataclass(frozen=True)
+class SizingModel:
+    """The what-if sizing model without real data (CONTRACT `ferry preview --used --change
+    --reduction`, the console's what-if form): what the admin types, kept as typed."""
 
-    Percentages as the user types them (50 -> 0.5); `reduction` is the data left
-    after compression and dedup (RPS default 50%), `change` the change per run (10%).
-    """
-    if used < 0 or not 0 <= change_pct <= 100 or not 0 < reduction_pct <= 100:
-        raise ValueError("sizing needs used >= 0, 0 <= change <= 100 and 0 < reduction <= 100")
-    return Sizing(full=round(used * reduction_pct / 100),
-                  incremental=round(used * change_pct / 100 * reduction_pct / 100))
+    used: int = 100 * 1024**3
+    change_pct: float = 5.0
+    reduction_pct: float = 50.0
+
+    def sizes(self) -> Sizing:
+        """The RPS model: full = used x reduction, increment = used x change x reduction.
+
+        Percentages as the user types them (50 -> 0.5); `reduction` is the data left
+        after compression and dedup (RPS default 50%), `change` the change per run (10%).
+        """
+        used, change, reduction = self.used, self.change_pct, self.reduction_pct
+        if used < 0 or not 0 <= change <= 100 or not 0 < reduction <= 100:
+            raise ValueError("sizing needs used >= 0, 0 <= change <= 100 and 0 < reduction <= 100")
+        return Sizing(full=round(used * reduction / 100),
+                      incremental=round(used * change / 100 * reduction / 100))
+
+
+def sizing_from_model(used: int, change_pct: float, reduction_pct: float) -> Sizing:
+    """`SizingModel(used, change_pct, reduction_pct).sizes()`."""
+    return SizingModel(used, change_pct, reduction_pct).sizes()
 
 
 def work_space(full_size: int) -> int:
@@ -133,7 +146,7 @@ class RunResult:
 
     time: datetime
     point: str  # id of the point the run produced (or, without a new one, the latest)
-    chain: list[PointView]
+    chain: list[RetentionPoint]
     actions: list[Action]
     new_point: bool = True  # False: the run found no new source point
     policy: RetentionPolicy | None = None  # the policy the run applied
@@ -144,7 +157,7 @@ When = Callable[[datetime], bool]
 Changes = Sequence[tuple[date, RetentionPolicy]]
 
 
-def run_once(chain: list[PointView], policy: RetentionPolicy, mode: str, now: datetime,
+def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, now: datetime,
              last_run: datetime | None, sizing: Sizing, point_id: str,
              new_point: bool = True) -> RunResult:
     """What one copy run does to the target chain, through the engine's own rules.
@@ -157,14 +170,14 @@ def run_once(chain: list[PointView], policy: RetentionPolicy, mode: str, now: da
     dates = plan_gfs_dates(chain, policy, now, mode, last_run)
     if not chain or new_point:
         new_point = True
-        kind = FULL if not chain else INCREMENTAL
+        kind = Kind.FULL if not chain else Kind.INCREMENTAL
         size = sizing.full if not chain or dates else sizing.incremental
-        chain = [*chain, PointView(point_id, now, kind, {}, size)]
+        chain = [*chain, RetentionPoint(point_id, now, kind, {}, size)]
     else:
         point_id = chain[-1].id
         if dates:
             last = chain[-1]
-            chain = [*chain[:-1], PointView(last.id, last.time, last.kind, dict(last.gfs),
+            chain = [*chain[:-1], RetentionPoint(last.id, last.time, last.kind, dict(last.gfs),
                                             max(last.size, sizing.full), dict(last.assigned),
                                             dict(last.until))]
     made = [gfs_action(point_id, dates, policy, now.date(), _method(policy))] if dates else []
@@ -214,7 +227,7 @@ def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizin
     replayed too, whether or not the job runs that day: a RunResult with
     `background=True`, yielded only when it changed something.
     """
-    chain: list[PointView] = []
+    chain: list[RetentionPoint] = []
     last_run: datetime | None = None
     seq = 0
     sched = schedule if mode == "periodic" else None
@@ -308,8 +321,8 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
     fmt_when: Callable[[datetime], str] = (lambda t: t.date().isoformat()) if daily else (
         lambda t: t.strftime("%Y-%m-%d %H:%M"))
     out: list[PreviewDay] = []
-    chain: list[PointView] = []
-    cache: dict[str, tuple[PointView, str, PreviewPoint]] = {}
+    chain: list[RetentionPoint] = []
+    cache: dict[str, tuple[RetentionPoint, str, PreviewPoint]] = {}
     day = start.date()
     lines: list[str] = []
     last_time = start
@@ -376,8 +389,8 @@ def _simulate(job_name: str, policy: RetentionPolicy, mode: str, start: datetime
     return PreviewResult(job_name, out, worst, notes)
 
 
-def _snapshot(day: date, chain: list[PointView], policy: RetentionPolicy, now: datetime,
-              lines: list[str], cache: dict[str, tuple[PointView, str, PreviewPoint]]
+def _snapshot(day: date, chain: list[RetentionPoint], policy: RetentionPolicy, now: datetime,
+              lines: list[str], cache: dict[str, tuple[RetentionPoint, str, PreviewPoint]]
               ) -> PreviewDay:
     why = reasons(chain, policy, now)
     points = []
@@ -394,7 +407,7 @@ def _snapshot(day: date, chain: list[PointView], policy: RetentionPolicy, now: d
                                                          reason, p.size))
         points.append(hit[2])
         total += p.size
-        if p.kind == FULL and p.size > biggest:
+        if p.kind == Kind.FULL and p.size > biggest:
             biggest = p.size
     return PreviewDay(day, points, total, work_space(biggest), lines)
 
@@ -403,7 +416,7 @@ def _names(flags: Iterable[str]) -> str:
     return "+".join(FLAG_NAMES[f] for f in flags)
 
 
-def _describe(run: RunResult, prev: list[PointView],
+def _describe(run: RunResult, prev: list[RetentionPoint],
               fmt_when: Callable[[datetime], str]) -> list[str]:
     """Human lines for one run, RPS style ("merged 2026-11-18 into the full")."""
     lines = []

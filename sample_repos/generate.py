@@ -182,7 +182,7 @@ def make_history(jobs_dir: Path, now: datetime | None = None, *, quiet: bool = F
     file written into the target's `.ferry/` when they are done."""
     from engine.copy.runner import run_job
     from engine.history import history_path
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     day = (now or datetime.now()).date() - timedelta(days=1)
     mark = None

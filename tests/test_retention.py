@@ -9,7 +9,7 @@ import pytest
 from engine.model import GfsCycle, GfsPolicy, Kind, RestorePoint, RetentionPolicy
 from engine.retention import (
     Action,
-    PointView,
+    RetentionPoint,
     apply,
     plan_gfs,
     plan_gfs_dates,
@@ -27,22 +27,22 @@ def at(day: int) -> datetime:
 
 
 def pv(day: int, kind: str = "incremental", gfs: dict[str, date] | None = None,
-       size: int = 10) -> PointView:
-    return PointView(f"d{day}", at(day), kind, dict(gfs or {}), size)
+       size: int = 10) -> RetentionPoint:
+    return RetentionPoint(f"d{day}", at(day), kind, dict(gfs or {}), size)
 
 
-def daily(first: int, last: int, flags: dict[str, date] | None = None) -> list[PointView]:
+def daily(first: int, last: int, flags: dict[str, date] | None = None) -> list[RetentionPoint]:
     """A forward chain: a full on `first` (with `flags`), increments up to `last`."""
     return [pv(first, "full", flags, 100)] + [pv(d) for d in range(first + 1, last + 1)]
 
 
-def run(points: list[PointView], policy: RetentionPolicy, day: int
-        ) -> tuple[list[PointView], list[Action]]:
+def run(points: list[RetentionPoint], policy: RetentionPolicy, day: int
+        ) -> tuple[list[RetentionPoint], list[Action]]:
     actions = plan_retention(points, policy, at(day))
     return apply(points, actions), actions
 
 
-def ids(points: list[PointView]) -> list[str]:
+def ids(points: list[RetentionPoint]) -> list[str]:
     return [p.id for p in points]
 
 

@@ -213,7 +213,7 @@ def test_job_files_modes():
 
 
 def test_job_files_load_with_the_engine(built: Path, tmp_path: Path):
-    jobfile = pytest.importorskip("engine.jobfile")
+    jobfile = pytest.importorskip("engine.jobs.load")
     shutil.copytree(built, tmp_path / "primary", ignore=shutil.ignore_patterns(".disks"))
     (tmp_path / "jobs").mkdir()
     for p in JOB_FILES:
@@ -225,9 +225,9 @@ def test_job_files_load_with_the_engine(built: Path, tmp_path: Path):
 def test_history_from_yesterday_and_a_throttled_job(built: Path, tmp_path: Path):
     """`make run`'s console is not empty (sessions from yesterday evening, with logs) and
     one job's first run lasts about a minute at its rate limit."""
-    from engine import jobfile
     from engine.copy.runner import run_job
     from engine.history import History, history_path
+    from engine.jobs import load as jobfile
 
     shutil.copytree(built, tmp_path / "primary", ignore=shutil.ignore_patterns(".disks"))
     (tmp_path / "jobs").mkdir()

@@ -11,14 +11,15 @@ from hypothesis import strategies as st
 from engine.schedule import (
     HealthSchedule,
     ScheduleSpec,
+    check_due,
     due_runs,
     in_window,
-    is_due,
     last_occurrence,
     next_occurrence,
     next_run,
     parse_health_check,
     parse_window,
+    run_due,
     window_end,
     window_open,
 )
@@ -198,10 +199,10 @@ def test_last_sunday_across_months() -> None:
     assert next_occurrence(h, D(2027, 2, 1)) == D(2027, 2, 28, 5, 0)
     # checked on Nov 29: not due again until Dec 27, 05:00
     last = D(2026, 11, 29, 5, 10)
-    assert not is_due(h, last, D(2026, 12, 15))
-    assert not is_due(h, last, D(2026, 12, 27, 4, 59))
-    assert is_due(h, last, D(2026, 12, 27, 5, 0))
-    assert is_due(h, last, D(2027, 1, 3))  # missed while down: made up at the next call
+    assert not check_due(h, last, D(2026, 12, 15))
+    assert not check_due(h, last, D(2026, 12, 27, 4, 59))
+    assert check_due(h, last, D(2026, 12, 27, 5, 0))
+    assert check_due(h, last, D(2027, 1, 3))  # missed while down: made up at the next call
 
 
 def test_first_monday_and_weekly_and_daily() -> None:
@@ -212,14 +213,25 @@ def test_first_monday_and_weekly_and_daily() -> None:
     assert next_occurrence(first, D(2026, 11, 24)) == D(2026, 12, 7, 3, 0)
     assert last_occurrence(first, D(2026, 11, 24)) == D(2026, 11, 2, 3, 0)
     assert next_occurrence(weekly, D(2026, 11, 24)) == D(2026, 11, 29, 5, 0)
-    assert is_due(daily, D(2026, 11, 24, 4, 0), D(2026, 11, 25, 4, 0))
-    assert not is_due(daily, D(2026, 11, 24, 4, 0), D(2026, 11, 25, 3, 59))
+    assert check_due(daily, D(2026, 11, 24, 4, 0), D(2026, 11, 25, 4, 0))
+    assert not check_due(daily, D(2026, 11, 24, 4, 0), D(2026, 11, 25, 3, 59))
 
 
-def test_is_due_without_a_schedule_or_a_last_check() -> None:
+def test_check_due_without_a_schedule_or_a_last_check() -> None:
     h = parse_health_check("sunday 05:00")
-    assert not is_due(None, None, D(2026, 11, 24))
-    assert is_due(h, None, D(2026, 11, 24))  # never checked
+    assert not check_due(None, None, D(2026, 11, 24))
+    assert check_due(h, None, D(2026, 11, 24))  # never checked
+
+
+def test_run_due_after_the_next_start_inside_the_window() -> None:
+    spec = ScheduleSpec(daily_at="22:00", window=["20:00-06:00"])
+    last = D(2026, 11, 24, 22, 0)
+    assert run_due(spec, None, D(2026, 11, 24, 21, 0))  # never ran
+    assert not run_due(spec, None, D(2026, 11, 24, 12, 0))  # never ran, but window shut
+    assert not run_due(spec, last, D(2026, 11, 25, 21, 59))
+    assert run_due(spec, last, D(2026, 11, 25, 22, 0))
+    assert run_due(spec, last, D(2026, 11, 26, 1, 0))  # missed at 22:00: still due inside
+    assert not run_due(spec, last, D(2026, 11, 26, 12, 0))  # ... not outside the window
 
 
 def _brute_force_runs(spec: ScheduleSpec, since: datetime, until: datetime) -> list[datetime]:

@@ -20,7 +20,7 @@ from rich.console import Console
 from engine.gfs import flag_expiry, gfs_flags_for, last_scheduled
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.preview_render import day_char, preview_json, render_preview
-from engine.retention import PointView
+from engine.retention import RetentionPoint
 from engine.simulate import (
     TIB,
     PreviewResult,
@@ -214,7 +214,7 @@ def schedules(draw: st.DrawFn) -> dict:
             "mode": draw(st.sampled_from(["periodic", "immediate"]))}
 
 
-def check_run(r: RunResult, prev: list[PointView], history: list[datetime],
+def check_run(r: RunResult, prev: list[RetentionPoint], history: list[datetime],
               parent: dict[str, str], policy: RetentionPolicy, mode: str) -> None:
     """Invariants after one run; `history` holds the times of all runs so far (this one last)."""
     chain, today = r.chain, r.time.date()
@@ -296,7 +296,7 @@ def check_run(r: RunResult, prev: list[PointView], history: list[datetime],
 def test_rules_hold_over_random_policies_and_schedules(policy: RetentionPolicy, sched: dict) -> None:
     history: list[datetime] = []
     parent: dict[str, str] = {}
-    chain: list[PointView] = []
+    chain: list[RetentionPoint] = []
     for item in replay(policy, sched["mode"], sched["start"], sched["days"], SIZES,
                        sched["interval"], sched["skip"]):
         if isinstance(item, datetime):
@@ -339,8 +339,8 @@ def test_preview_sizes_from_real_chains_sum_the_machines(tmp_path):
                 disk.write_bytes(disk.read_bytes()[:-10] + b"x" * 10)
             take_backup(repo, "Daily", name, [disk], block_size=256 << 10,
                         at=datetime(2026, 1, 1 + day, 22))
-    spec = SimpleNamespace(name="Copy", target_repository=tmp_path / "dst",
-                           source_repository=repo, source_jobs=["Daily"])
+    spec = SimpleNamespace(name="Copy", target=SimpleNamespace(repository=tmp_path / "dst", s3=None),
+                           source=SimpleNamespace(repository=repo, jobs=["Daily"]))
     sizing = sizing_from_repositories(spec)
     points = [Repository(repo).load("Daily", m).points for m in ("a", "b")]
     assert sizing.full == sum(p[0].size for p in points)

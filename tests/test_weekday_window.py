@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from engine.jobfile import JobFileError, load_job
-from engine.jobsave import save_job
+from engine.jobs.load import JobFileError, load_job
+from engine.jobs.save import save_job
 from engine.schedule import ScheduleSpec, in_window, window_end, window_open
 
 # 2026-01-05 is a Monday

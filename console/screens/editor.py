@@ -19,7 +19,7 @@ from console.external_editor import edit_externally
 from console.screens.confirm import ConfirmModal
 from console.screens.prompt import PromptModal
 from console.widgets.job_editor import JobEditor
-from engine.jobfile import JobFileError, JobSpec
+from engine.jobs.load import JobFileError, JobSpec
 
 if TYPE_CHECKING:
     from console.app import FerryConsole

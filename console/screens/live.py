@@ -141,7 +141,7 @@ class LiveRunScreen(Screen[None]):
         session, model = self.session, self.session.model
         counts = model.counts()
         if model.finished_at is not None or session.ended:
-            state = f"Finished: {model.status or ('Failed' if session.error else '-')}"
+            state = f"Finished: {model.status or (Status.FAILED if session.error else '-')}"
         elif model.started_at is None:
             state = "Starting…"
         else:

@@ -7,7 +7,7 @@ points of one day with the reason for each, what that day's runs did ("no run at
 ...", "W full made (catch-up ...)", "2 weekly fulls stay until ..."), what the
 real chains keep of a GFS cycle the form switches off, the total size over time
 and the worst day; `ctrl+s` writes the policy back into the job file through
-`engine.jobsave.update_retention`. Setting a "From" day shows that day.
+`engine.jobs.save.update_retention`. Setting a "From" day shows that day.
 """
 
 from __future__ import annotations

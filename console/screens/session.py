@@ -17,7 +17,7 @@ from console.records import SessionRecord, TaskRecord, log_lines
 from console.widgets.filter_bar import FilterBar
 from console.widgets.log_pane import LogPane
 from console.widgets.vim_table import VimDataTable
-from engine.jobfile import JobSpec
+from engine.jobs.load import JobSpec
 
 if TYPE_CHECKING:
     from console.app import FerryConsole

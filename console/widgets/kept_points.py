@@ -11,9 +11,10 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from console import format as fmt
+from engine.model import Kind
 
-KIND_MARK = {"full": "●", "incremental": "○", "rollback": "◐"}
-KIND_SHORT = {"full": "full", "incremental": "incr", "rollback": "roll"}
+KIND_MARK = {Kind.FULL: "●", Kind.INCREMENTAL: "○", Kind.ROLLBACK: "◐"}
+KIND_SHORT = {Kind.FULL: "full", Kind.INCREMENTAL: "incr", Kind.ROLLBACK: "roll"}
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

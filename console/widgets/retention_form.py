@@ -13,12 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select
 
-from console.backend import Sizing
-
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-WEEKS = ["first", "second", "third", "fourth", "last"]
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
-          "september", "october", "november", "december"]
+from engine.simulate import SizingModel
+from engine.units import MONTH_WEEKS, MONTHS, WEEKDAY_NAMES
 
 
 class FormError(ValueError):
@@ -28,7 +24,7 @@ class FormError(ValueError):
 @dataclass
 class FormValues:
     policy: Any  # engine.model.RetentionPolicy
-    sizing: Sizing | None  # None: sizes from the job's real chains (as `ferry preview`)
+    sizing: SizingModel | None  # None: sizes from the job's real chains (as `ferry preview`)
     days: int
     skip: frozenset[date] = field(default_factory=frozenset)  # days without a run
     no_new_point: frozenset[date] = field(default_factory=frozenset)  # runs finding nothing
@@ -117,8 +113,9 @@ class RetentionForm(VerticalScroll):
             yield _select(["points", "days"], getattr(p, "unit", "points"), "f-unit")
         yield Label("GFS (0 = off)", classes="form-head")
         for name, cycle, options, default in (
-                ("weekly", weekly, WEEKDAYS, "sunday"), ("monthly", monthly, WEEKS, "first"),
-                ("yearly", yearly, MONTHS, "january")):
+                ("weekly", weekly, list(WEEKDAY_NAMES), "sunday"),
+                ("monthly", monthly, list(MONTH_WEEKS), "first"),
+                ("yearly", yearly, list(MONTHS), "january")):
             with Horizontal():
                 yield Label(name.capitalize(), classes="form-label")
                 yield _input(str(cycle.keep if cycle else 0), f"f-{name}")
@@ -204,8 +201,8 @@ class RetentionForm(VerticalScroll):
                 used = parse_size(self._text("f-used"))
             except ValueError as exc:
                 raise FormError(f"used: {exc}") from None
-            sizing = Sizing(used, self._float("f-change", "change %"),
-                            self._float("f-reduction", "reduction %"))
+            sizing = SizingModel(used, self._float("f-change", "change %"),
+                                 self._float("f-reduction", "reduction %"))
         days = self._int("f-days", "days", 1, 3660)
         return FormValues(policy, sizing, days, self._dates("f-skip", "skip"),
                           self._dates("f-nonew", "no new"), self._day("f-from", "from"))

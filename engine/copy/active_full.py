@@ -20,7 +20,7 @@ from engine.history import history_path
 from engine.repository.repository import safe_name
 
 if TYPE_CHECKING:
-    from engine.jobfile import JobSpec
+    from engine.jobs.load import JobSpec
 
 
 def _folder(spec: JobSpec) -> Path:

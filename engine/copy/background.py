@@ -50,6 +50,7 @@ from engine.copy.runner import (
     SessionResult,
     TaskResult,
     connect_target,
+    disconnect,
     record_session,
 )
 from engine.errors import one_line
@@ -70,11 +71,11 @@ def machines_on_target(spec, dst) -> list[str]:
     """The machines whose chains the pass looks at: the job's folder on the target, or,
     behind a remote mover (which cannot list), every machine the job's history has
     had a task for plus the source's current machines."""
-    if getattr(spec, "target_mover", None):
+    if spec.target.mover:
         names = set(History(history_path(spec)).machines(spec.name))
-        src = Repository(spec.source_repository)
+        src = Repository(spec.source.repository)
         if src.exists():
-            for job in spec.source_jobs:
+            for job in spec.source.jobs:
                 names.update(m for _, m in src.machines(job))
         return sorted(names)
     return [m for _, m in dst.machines(spec.name)]
@@ -92,11 +93,11 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
     session = uuid.uuid4().hex[:12]
     machines = machines_on_target(spec, dst)
     if not machines:
-        return SessionResult(spec.name, session, Status.SUCCESS.value, now, now, [], [],
+        return SessionResult(spec.name, session, Status.SUCCESS, now, now, [], [],
                              kind=KIND, message="no chains on the target")
     retention: list[dict] = []
     tasks: list[TaskResult] = []
-    lock_root = Path(spec.target_repository)
+    lock_root = Path(spec.target.repository)
     with JobLock(lock_root, spec.name), run_log(lock_root, spec.name):
         LOG.info("%s: background retention %s started, %d machine(s)", spec.name, session,
                  len(machines), extra={"job": spec.name})
@@ -106,18 +107,18 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
             LOG.info("%s/%s: retention %s %s %s", spec.name, a["machine"], a["action"],
                      a.get("point", ""), a.get("detail", ""), extra={"job": spec.name})
         for tr in tasks:
-            if tr.status != Status.SUCCESS.value:
+            if tr.status != Status.SUCCESS:
                 LOG.warning("%s/%s: %s: %s", spec.name, tr.machine, tr.status, tr.message,
                             extra={"job": spec.name})
-        status = Status.worst([Status(tr.status) for tr in tasks])
+        status = Status.worst([tr.status for tr in tasks])
         finished = now + timedelta(seconds=time.monotonic() - t0) if at else wall_now()
         changed = len({a["machine"] for a in retention})
-        res = SessionResult(spec.name, session, status.value, now, finished, tasks, retention,
+        res = SessionResult(spec.name, session, status, now, finished, tasks, retention,
                             time.monotonic() - t0, kind=KIND,
                             message=f"background retention: {len(retention)} action(s) on "
                                     f"{changed} of {len(tasks)} machine(s)")
         LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
-                "%s: background retention %s ended %s: %s", spec.name, session, status.value,
+                "%s: background retention %s ended %s: %s", spec.name, session, status,
                 res.message, extra={"job": spec.name})
     error = record_session(spec, dst, res)
     if error:
@@ -147,32 +148,26 @@ def _one(spec, dst, machine: str, now: datetime, retention: list[dict],
         answer = end.expect(t.SWEEP).json()
         actions = answer.get("actions") or []
         if isinstance(answer.get("refused"), str):  # the target decides (engine.copy.guard)
-            res.status = Status.WARNING.value
+            res.status = Status.WARNING
             res.message = f"retention refused by the target: {answer['refused'][:300]}"
     except Exception as exc:  # noqa: BLE001 - one machine must not stop the pass
-        res.status = Status.FAILED.value
+        res.status = Status.FAILED
         res.message = one_line(exc)
         if "chain lock" in res.message:  # busy, not broken: the next pass retries
-            res.status = Status.WARNING.value
+            res.status = Status.WARNING
             res.message = f"chain busy, left for the next pass ({res.message})"
-        _emit(sink, ev.LogLine(spec.name, "warning" if res.status == "Warning" else "error",
+        _emit(sink, ev.LogLine(spec.name, "warning" if res.status == Status.WARNING else "error",
                                f"{machine}: {res.message}", machine))
         actions = []
     finally:
         if end is not None:
-            try:
-                end.send_json(t.BYE, {})
-            except t.StreamError:
-                pass
-            end.close()
-        if th is not None:
-            th.join(timeout=30)
+            disconnect(end, th)
     for a in actions:
         a = {"machine": machine, **a}
         retention.append(a)
         _emit(sink, ev.RetentionAction(spec.name, machine, a["action"], a.get("point", ""),
                                        a.get("detail", "")))
-    if res.status == Status.SUCCESS.value:
+    if res.status == Status.SUCCESS:
         res.message = "; ".join(f"{a['action']} {a.get('detail', '')}".strip()
                                 for a in actions) or "nothing to do"
     res.duration_s = time.monotonic() - t0

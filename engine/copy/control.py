@@ -7,11 +7,14 @@ processes. Movers check it at every block boundary through `for_machine(m)`.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 STOPPED_BY_OPERATOR = "stopped by operator"
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 # (action, machine or "", by) -> None: told after every accepted change
 Listener = Callable[[str, str, str], None]
@@ -51,10 +54,6 @@ class RunControl:
     def held_machines(self) -> dict[str, str]:
         with self._cond:
             return dict(self._held_machines)
-
-    def stopped_machines(self) -> dict[str, str]:
-        with self._cond:
-            return dict(self._stopped_machines)
 
     def is_held(self, machine: str) -> bool:
         return self._held or machine in self._held_machines
@@ -136,6 +135,30 @@ class RunControl:
 
     def for_machine(self, machine: str) -> MachineControl:
         return MachineControl(self, machine)
+
+
+@contextmanager
+def stop_on_interrupt(control: RunControl | Callable[[], RunControl | None]
+                      ) -> Iterator[list[bool]]:
+    """Ctrl-C during a run (main thread) stops it like `ferry stop`: the tasks end at their
+    next block (partial files kept for resume), the session is recorded Failed, and the
+    yielded list is then non-empty (the caller exits 130). A second Ctrl-C ends at once,
+    and so does the first when no run goes on (`control` may be a function: the daemon's
+    run of the moment, or None)."""
+    interrupted: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        running = control() if callable(control) else control
+        if interrupted or running is None:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        running.stop(INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class MachineControl:

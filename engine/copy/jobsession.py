@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
+from engine.errors import ExitCode, FerryError
 
 log = logging.getLogger("ferry.mover")
 SESSION_TIMEOUT = 7 * 86400.0  # the job stream is quiet while the tasks copy
@@ -31,8 +32,10 @@ MIN_DELETED_DAYS = 1
 MAX_TASKS = 10000
 
 
-class JobBusy(Exception):
+class JobBusy(FerryError):
     """The mover already runs a session of this job."""
+
+    exit_code = ExitCode.BUSY
 
 
 # ----------------------------------------------------------------------- mover side

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from engine.copy import frames as fr
 from engine.copy.target import Grant
+from engine.errors import FerryError
 from engine.units import now as wall_now
 
 TOKEN_PREFIX = "ferry-mover"
 
 
-class AuthError(Exception):
+class AuthError(FerryError):
     """Mover set-up or a credential is wrong (one line for the admin)."""
 
 

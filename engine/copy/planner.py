@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.errors import FerryError
-from engine.model import MachineMeta, RestorePoint
+from engine.model import Kind, MachineMeta, RestorePoint
 
 
 class PlanError(FerryError):
@@ -22,7 +22,7 @@ class PlanError(FerryError):
 @dataclass
 class PlanItem:
     source: RestorePoint
-    kind: str  # "full" | "incremental"
+    kind: Kind  # full | incremental
     # id of the target's latest point this one replaces: an active GFS full of the
     # point already copied (read whole from the source again, same id and time)
     replaces: str = ""
@@ -42,7 +42,7 @@ def plan_machine(src: MachineMeta, target: dict | None, mode: str,
         return []
     last = target["points"][-1] if target and target["points"] else None
     if last is None:
-        return [PlanItem(points[-1], "full")]
+        return [PlanItem(points[-1], Kind.FULL)]
     copied_at = datetime.fromisoformat(last["time"])
     copied = {p["source_point"] for p in target["points"]}
     new = [p for p in points if p.time > copied_at and p.id not in copied]
@@ -57,7 +57,7 @@ def plan_machine(src: MachineMeta, target: dict | None, mode: str,
             raise PlanError(f"Restore point is located in backup file with different block size "
                             f"({size} bytes, the copy uses {want}); run an active full of the "
                             f"copy job to change it")
-    items = [PlanItem(p, "incremental") for p in new]
+    items = [PlanItem(p, Kind.INCREMENTAL) for p in new]
     if bool(last.get("key")) != encrypted or active_full:
-        items[0].kind = "full"
+        items[0].kind = Kind.FULL
     return items

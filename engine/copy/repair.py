@@ -26,7 +26,7 @@ from engine.model import MachineMeta
 from engine.repository.container import (
     FLAG_SEALED,
     FLAG_ZERO,
-    KIND_CODES,
+    KIND_OF_CODE,
     Container,
     ContainerWriter,
     Entry,
@@ -42,7 +42,6 @@ from engine.repository.resolve import PointView
 log = logging.getLogger("ferry.repair")
 PER_EXCHANGE = 256  # records per exchange: bounds what the target holds in memory
 MAX_EXCHANGE_BYTES = 512 << 20
-_KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 
 
 # --------------------------------------------------------------------------- source side
@@ -181,7 +180,7 @@ def _rewrite(repo: Repository, meta: MachineMeta,
         if p is None:
             continue
         with Container(folder / name, state=p.id) as base:
-            w = ContainerWriter(folder / name, _KIND_NAMES[base.kind_code], base.block_size,
+            w = ContainerWriter(folder / name, KIND_OF_CODE[base.kind_code], base.block_size,
                                 base=base)
             try:
                 for d in base.disks.values():

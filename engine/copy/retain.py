@@ -299,7 +299,7 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
     (merges grow the newest one). A due slot with nothing to reclaim only records
     the slot: rewriting would copy the same bytes to a new file.
     """
-    from engine.schedule import is_due, parse_health_check
+    from engine.schedule import check_due, parse_health_check
 
     sched = parse_health_check(slot)
     gfs = policy.gfs
@@ -310,7 +310,7 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
         meta.facts["compact_since"] = now.isoformat()
         repo.save(meta)
         return []
-    if not is_due(sched, datetime.fromisoformat(last), now):
+    if not check_due(sched, datetime.fromisoformat(last), now):
         return []
     folder = repo.machine_dir(meta.job, meta.machine)
     done = []

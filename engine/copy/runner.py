@@ -15,31 +15,34 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine import events as ev
 from engine.blockio import make_pool
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
 from engine.copy.planner import PlanError
+from engine.copy.results import SessionResult, TaskResult, record_session, session_row
 from engine.copy.source import RateLimit
 from engine.copy.target import TargetMover
 from engine.errors import ExitCode, FerryError, one_line
-from engine.history import History, history_path
 from engine.keys import KeyRing
 from engine.logs import job_logger, run_log
-from engine.model import MachineMeta, Stats, Status
+from engine.model import MachineMeta, Status
 from engine.objstore.open import target_repository
 from engine.password import PasswordError
 from engine.repository.damage import DamagedBlocks
 from engine.repository.locks import ChainLock, LockBusy
-from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository, safe_name
 from engine.session_log import SessionLog
-from engine.units import fmt_duration, rfc3339
+from engine.units import fmt_duration
 from engine.units import now as wall_now
+
+if TYPE_CHECKING:
+    from engine.copy.session import TaskContext
 
 LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
@@ -55,64 +58,6 @@ class RunError(FerryError):
 
 class HoldTimeout(Exception):
     """A task gave up waiting for its source chain lock."""
-
-
-@dataclass
-class TaskResult:
-    machine: str
-    status: str = Status.SUCCESS.value
-    kind: str = "none"
-    point: str = ""
-    source_point: str = ""
-    stats: Stats = field(default_factory=Stats)
-    duration_s: float = 0.0
-    held_s: float = 0.0
-    bottleneck: str = ""
-    load: dict[str, float] = field(default_factory=dict)
-    message: str = ""
-    attempts: int = 1
-    gave_up_waiting: bool = False
-    retryable: bool = True  # a plan error (e.g. another block size) fails the same way again
-    plan: list[dict] = field(default_factory=list)  # dry run: what would be copied
-
-    def to_json(self) -> dict:
-        s = self.stats
-        return {"machine": self.machine, "status": self.status, "kind": self.kind,
-                "point": self.point, "source_point": self.source_point,
-                "processed": s.processed, "read": s.read, "transferred": s.transferred,
-                "written": s.written, "duration_s": round(self.duration_s, 3),
-                "held_s": round(self.held_s, 3), "bottleneck": self.bottleneck,
-                "load": self.load, "message": self.message, "attempts": self.attempts,
-                **({"plan": self.plan} if self.plan else {})}
-
-
-@dataclass
-class SessionResult:
-    job: str
-    session: str
-    status: str
-    started: datetime
-    finished: datetime
-    tasks: list[TaskResult]
-    retention: list[dict]
-    duration_s: float = 0.0
-    dry_run: bool = False
-    message: str = ""
-    kind: str = "copy"  # or "retention": a background retention pass (engine.copy.background)
-    # object storage targets: S3 requests the session made, by kind (PUT, GET, LIST, ...)
-    requests: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.of_status(self.status, any(tr.gave_up_waiting for tr in self.tasks))
-
-    def to_json(self) -> dict:
-        return {"job": self.job, "session": self.session, "status": self.status,
-                "started": rfc3339(self.started), "finished": rfc3339(self.finished),
-                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run,
-                "kind": self.kind, "message": self.message, "tasks": [tr.to_json() for tr in self.tasks],
-                "retention": self.retention,
-                **({"requests": self.requests} if self.requests else {})}
 
 
 @dataclass
@@ -147,66 +92,37 @@ class JobLock:
 
 def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     """The machines the job copies, and problems with its source jobs."""
-    src = Repository(spec.source_repository)
+    src = Repository(spec.source.repository)
     if not src.exists():
-        raise RunError(f"source repository not found: {spec.source_repository}")
+        raise RunError(f"source repository not found: {spec.source.repository}")
     refs, problems, seen = [], [], set()
-    for job in spec.source_jobs:
+    for job in spec.source.jobs:
         pairs = src.machines(job)
         if not pairs:
-            problems.append(f"source job {job!r} has no machines in {spec.source_repository}")
+            problems.append(f"source job {job!r} has no machines in {spec.source.repository}")
         for _, m in pairs:
-            if spec.machines and m not in spec.machines:
+            if spec.source.machines and m not in spec.source.machines:
                 continue
             if m in seen:
                 problems.append(f"machine {m!r} is in two source jobs; copying the first only")
                 continue
             seen.add(m)
             refs.append(MachineRef(job, m))
-    for m in spec.machines:
+    for m in spec.source.machines:
         if m not in seen:
             problems.append(f"machine {m!r} not found in the source jobs")
     return refs, problems
 
 
-def session_row(res: SessionResult) -> dict:
-    """A finished session as the history stores it."""
-    tot = Stats()
-    for tr in res.tasks:
-        tot.add(tr.stats)
-    return {"id": res.session, "job": res.job, "status": res.status,
-            "started": res.started.isoformat(), "finished": res.finished.isoformat(),
-            "duration_s": res.duration_s, "processed": tot.processed, "read": tot.read,
-            "transferred": tot.transferred, "written": tot.written,
-            "message": res.message, "dry_run": 0, "kind": res.kind}
-
-
-def record_session(spec, dst, res: SessionResult, upload: bool = True,
-                   log: list[dict] | None = None) -> str:
-    """Write a finished session (and its log lines, `engine.session_log`) into the job's
-    history; "" or why it could not be. `upload=False`: an object storage target refused
-    the run, so nothing goes there."""
-    session = session_row(res)
-    try:
-        History(history_path(spec)).record(session, [tr.to_json() for tr in res.tasks], log)
-        if upload and not isinstance(dst, Repository):
-            from engine.objstore.history import upload_history
-
-            upload_history(dst, history_path(spec))
-    except Exception as exc:  # noqa: BLE001 - history must not fail the copy
-        return one_line(exc)
-    return ""
-
-
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
     """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
     TCP: engine.copy.links) when `[target] mover` is set."""
-    address = getattr(spec, "target_mover", None)
+    address = spec.target.mover
     if address:
         from engine.copy.links import connect
 
         return connect(spec), None
-    s3 = getattr(spec, "target_s3", None) is not None
+    s3 = spec.target.s3 is not None
     # an S3 target hands frames straight to its upload pool, which bounds what it holds
     # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
     src_end, dst_end = t.pipe(4 if s3 else 16)
@@ -221,10 +137,24 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     return src_end, th
 
 
-class Runner:
-    """Runs one session of a job (see `run_job`)."""
+def disconnect(end: t.Endpoint, mover: threading.Thread | None) -> None:
+    """Say goodbye on a stream from `connect_target` and close it; an in-process mover
+    gets 30 s to finish its last frame."""
+    try:
+        end.send_json(t.BYE, {})
+    except t.StreamError:
+        pass
+    end.close()
+    if mover is not None:
+        mover.join(timeout=30)
 
-    def __init__(self, spec, *, at: datetime | None, dry_run: bool, sink: ev.Sink,
+
+class Runner:
+    """Runs one session of a job (see `run_job`): finds the machines, runs a task per
+    machine (`engine.copy.session.MachineCopy`, given a `TaskContext`), then the
+    session's maintenance, and records the session."""
+
+    def __init__(self, spec: Any, *, at: datetime | None, dry_run: bool, sink: ev.Sink,
                  control: RunControl, hold_timeout: float, respect_window: bool,
                  only: list[str] | None = None):
         self.spec = spec
@@ -237,10 +167,11 @@ class Runner:
         self.control = control
         self.hold_timeout = hold_timeout
         self.session = uuid.uuid4().hex[:12]
-        self.src = Repository(spec.source_repository)
+        self.src = Repository(spec.source.repository)
         self.dst = target_repository(spec)
-        self.retention: list[dict] = []
-        self.remote = None  # the job stream of a remote run (engine.copy.jobsession)
+        self.retention: list[dict[str, Any]] = []
+        self.facts: dict[str, dict[str, Any]] = {}  # the hypervisor's, per machine
+        self.remote: Any = None  # the job stream of a remote run (engine.copy.jobsession)
         self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
@@ -287,56 +218,13 @@ class Runner:
     # -- session ---------------------------------------------------------------------
     def run(self) -> SessionResult:
         started, t0 = self.task_clock(), time.monotonic()
-        refs, problems = find_machines(self.spec)
-        if self.only is not None:
-            problems += [f"{m}: not a machine of this job" for m in
-                         sorted(self.only - {r.machine for r in refs})]
-            refs = [r for r in refs if r.machine in self.only]
-        self.facts: dict[str, dict] = {}
-        gone: list[str] = []
-        if getattr(self.spec, "inventory", None) and not self.repair_only:
-            from engine.copy.inventory_step import check_inventory
-
-            outcome = check_inventory(self.spec, [r.machine for r in refs], self.dst)
-            problems += outcome.warnings
-            self.facts = outcome.facts
-            gone = outcome.gone
-        self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
-                                self.dry_run))
-        LOG.info("%s: session %s started%s, %d machine(s)", self.spec.name, self.session,
-                 " (dry run)" if self.dry_run else "", len(refs), extra={"job": self.spec.name})
-        for p in problems:
-            self.log("warning", p)
-        for r in refs:
-            self.emit(ev.TaskQueued(self.spec.name, r.machine))
-        workers = max(1, int(self.spec.transport.parallel_tasks))
+        refs, gone, problems = self._machines()
+        self._announce(refs, problems)
         self.refusal = self._preflight()
-        if self.refusal:
-            results = [self._refused(r) for r in refs]
-        else:
-            with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
-                results = list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
-        if self.remote is not None and not self.control.stopped and self.only is None \
-                and not self.repair_only:
-            problems += self._remote_cleanup([r.machine for r in refs if r.machine not in gone],
-                                             started)
-        elif not self.dry_run and not self.repair_only and not self.control.stopped and \
-                isinstance(self.dst, Repository) and self.only is None and \
-                not getattr(self.spec, "target_mover", None):
-            from engine.copy.maintenance import after_session
-
-            try:
-                seen = [r.machine for r in refs if r.machine not in gone]
-                for a in after_session(self.spec, seen, self.dst, started):
-                    self.retention.append(a)
-                    self.emit(ev.RetentionAction(self.spec.name, a["machine"], a["action"],
-                                                 a.get("point", ""), a.get("detail", "")))
-            except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
-                problems.append(f"maintenance: {one_line(exc)}")
-        statuses = [Status(r.status) for r in results]
-        if problems:
-            statuses.append(Status.WARNING)
-        status = Status.worst(statuses)
+        results = self._run_tasks(refs)
+        problems += self._maintain([r.machine for r in refs if r.machine not in gone], started)
+        status = Status.worst([r.status for r in results] +
+                              ([Status.WARNING] if problems else []))
         if not refs:
             status = Status.FAILED if problems else Status.WARNING
         duration = time.monotonic() - t0
@@ -345,31 +233,95 @@ class Runner:
             problems.insert(0, self.control.stop_message())
         problems += self.control.notes
         msg = "; ".join(problems)
-        res = SessionResult(self.spec.name, self.session, status.value, started, finished,
+        res = SessionResult(self.spec.name, self.session, status, started, finished,
                             results, self.retention, duration, self.dry_run, msg)
         bucket = getattr(self.dst, "bucket", None)
         if bucket is not None:
-            with bucket._count_lock:
-                res.requests = dict(sorted(bucket.requests.items()))
+            res.requests = bucket.request_counts()
         if not self.dry_run:
             self.record(res)
-        self.emit(ev.RunFinished(self.spec.name, self.session, status.value, duration, msg))
-        for tr in results:
-            LOG.log(logging.INFO if tr.status == Status.SUCCESS.value else logging.WARNING,
-                    "%s/%s: %s%s", self.spec.name, tr.machine, tr.status,
-                    f": {tr.message}" if tr.message else "", extra={"job": self.spec.name})
-        for a in self.retention:
-            LOG.info("%s/%s: retention %s %s %s", self.spec.name, a.get("machine", ""),
-                     a.get("action", ""), a.get("point", ""), a.get("detail", ""),
-                     extra={"job": self.spec.name})
-        LOG.log(logging.INFO if status == Status.SUCCESS else logging.WARNING,
-                "%s: session %s ended %s in %.1f s%s", self.spec.name, self.session,
-                status.value, duration, f": {msg}" if msg else "", extra={"job": self.spec.name})
+        self.emit(ev.RunFinished(self.spec.name, self.session, status, duration, msg))
+        self._log_end(res)
         return res
+
+    def _machines(self) -> tuple[list[MachineRef], list[str], list[str]]:
+        """The machines this session copies, those the hypervisor says are gone, and
+        the problems found (each one makes the session a Warning)."""
+        refs, problems = find_machines(self.spec)
+        if self.only is not None:
+            problems += [f"{m}: not a machine of this job" for m in
+                         sorted(self.only - {r.machine for r in refs})]
+            refs = [r for r in refs if r.machine in self.only]
+        gone: list[str] = []
+        if getattr(self.spec, "inventory", None) and not self.repair_only:
+            from engine.copy.inventory_step import check_inventory
+
+            outcome = check_inventory(self.spec, [r.machine for r in refs], self.dst)
+            problems += outcome.warnings
+            self.facts = outcome.facts
+            gone = outcome.gone
+        return refs, gone, problems
+
+    def _announce(self, refs: list[MachineRef], problems: list[str]) -> None:
+        self.emit(ev.RunStarted(self.spec.name, self.session, [r.machine for r in refs],
+                                self.dry_run))
+        LOG.info("%s: session %s started%s, %d machine(s)", self.spec.name, self.session,
+                 " (dry run)" if self.dry_run else "", len(refs), extra={"job": self.spec.name})
+        for p in problems:
+            self.log("warning", p)
+        for r in refs:
+            self.emit(ev.TaskQueued(self.spec.name, r.machine))
+
+    def _run_tasks(self, refs: list[MachineRef]) -> list[TaskResult]:
+        """A task per machine, `[transport] parallel_tasks` at a time, in `refs` order."""
+        if self.refusal:
+            return [self._refused(r) for r in refs]
+        workers = max(1, int(self.spec.transport.parallel_tasks))
+        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+            return list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
+
+    def _maintain(self, seen: list[str], started: datetime) -> list[str]:
+        """The whole job's bookkeeping after its tasks (deleted items, background
+        retention's catch-up): on the mover for a remote run, here for a local folder;
+        not for dry runs, repairs, retries of some machines or stopped sessions.
+        Returns the problems (maintenance never fails the copy)."""
+        if self.control.stopped or self.only is not None or self.repair_only:
+            return []
+        if self.remote is not None:
+            return self._remote_cleanup(seen, started)
+        if self.dry_run or not isinstance(self.dst, Repository) or \
+                self.spec.target.mover:
+            return []
+        from engine.copy.maintenance import after_session
+
+        try:
+            for a in after_session(self.spec, seen, self.dst, started):
+                self.retention.append(a)
+                self.emit(ev.RetentionAction(self.spec.name, a["machine"], a["action"],
+                                             a.get("point", ""), a.get("detail", "")))
+        except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
+            return [f"maintenance: {one_line(exc)}"]
+        return []
+
+    def _log_end(self, res: SessionResult) -> None:
+        """The session's end in the job's log (`engine.logs`): each machine, each
+        retention action, the session."""
+        job = self.spec.name
+        for tr in res.tasks:
+            LOG.log(logging.INFO if tr.status == Status.SUCCESS else logging.WARNING,
+                    "%s/%s: %s%s", job, tr.machine, tr.status,
+                    f": {tr.message}" if tr.message else "", extra={"job": job})
+        for a in res.retention:
+            LOG.info("%s/%s: retention %s %s %s", job, a.get("machine", ""),
+                     a.get("action", ""), a.get("point", ""), a.get("detail", ""),
+                     extra={"job": job})
+        LOG.log(logging.INFO if res.status == Status.SUCCESS else logging.WARNING,
+                "%s: session %s ended %s in %.1f s%s", job, self.session, res.status,
+                res.duration_s, f": {res.message}" if res.message else "", extra={"job": job})
 
     def _preflight(self) -> str:
         """Why the target refuses this job before anything is written ("" = it does not)."""
-        if isinstance(self.dst, Repository) or getattr(self.spec, "target_mover", None):
+        if isinstance(self.dst, Repository) or self.spec.target.mover:
             return ""
         from engine.objstore.target import preflight
 
@@ -380,7 +332,7 @@ class Runner:
 
     def _refused(self, ref: MachineRef) -> TaskResult:
         res = TaskResult(ref.machine)
-        res.status, res.message, res.retryable = "Failed", self.refusal, False
+        res.fail(self.refusal, retryable=False)
         self.log("error", f"{ref.machine}: {res.message}", ref.machine)
         self.emit(ev.TaskFinished(self.spec.name, ref.machine, res.status, res.stats, res.kind,
                                   res.point, 0.0, 0.0, "", res.message))
@@ -413,14 +365,14 @@ class Runner:
         return [f"cleanup refused by the target: {refused}"] if isinstance(refused, str) else []
 
     # -- tasks -----------------------------------------------------------------------
-    def task_with_retries(self, ref: MachineRef, pool) -> TaskResult:
+    def task_with_retries(self, ref: MachineRef, pool: Any) -> TaskResult:
         retries = 0 if self.dry_run else int(self.spec.transport.retries)
         attempt = 0
         while True:
             attempt += 1
             res = self.task(ref, pool)
             res.attempts = attempt
-            if res.status != Status.FAILED.value or attempt > retries or res.gave_up_waiting \
+            if res.status != Status.FAILED or attempt > retries or res.gave_up_waiting \
                     or not res.retryable or self.control.is_stopped(ref.machine):
                 break
             wait = float(self.spec.transport.retry_wait)
@@ -442,7 +394,9 @@ class Runner:
             time.sleep(min(0.2, end - time.monotonic()))
         return self.control.is_stopped(machine)
 
-    def task(self, ref: MachineRef, pool) -> TaskResult:
+    def task(self, ref: MachineRef, pool: Any) -> TaskResult:
+        """One attempt at one machine: its source lock (on hold while the source job
+        holds it), then its copy; every error ends as a Failed result."""
         res = TaskResult(ref.machine)
         t0 = time.monotonic()
         lock = ChainLock(self.src.machine_dir(ref.source_job, ref.machine), exclusive=False)
@@ -455,17 +409,18 @@ class Runner:
             finally:
                 lock.release()
         except HoldTimeout as exc:
-            res.status, res.message, res.gave_up_waiting = "Failed", str(exc), True
+            res.fail(str(exc))
+            res.gave_up_waiting = True
         except Stopped as exc:
-            res.status, res.message = "Failed", str(exc)
+            res.fail(str(exc))
         except (PlanError, PasswordError, t.TargetRefused, DamagedBlocks) as exc:  # the same on a retry
-            res.status, res.message, res.retryable = "Failed", str(exc), False
-        except (MetadataError, t.StreamError, OSError, ValueError, LookupError) as exc:
-            res.status, res.message = "Failed", one_line(exc)
+            res.fail(str(exc), retryable=False)
         except Exception as exc:  # noqa: BLE001 - one machine must not sink the session
-            res.status, res.message = "Failed", one_line(exc)
+            res.fail(one_line(exc))
         res.duration_s = time.monotonic() - t0
-        if res.status == "Failed":
+        with self._lock:
+            self.retention += res.retention
+        if res.status == Status.FAILED:
             self.log("error", f"{ref.machine}: {res.message}", ref.machine)
         return res
 
@@ -494,21 +449,32 @@ class Runner:
         self.log("info", f"{ref.machine}: resumed, source chain released", ref.machine)
         return time.monotonic() - t0
 
-    def _copy(self, ref: MachineRef, pool, res: TaskResult) -> None:
+    def context(self, ref: MachineRef) -> TaskContext:
+        """What one machine's copy may see of this session."""
+        from engine.copy.session import TaskContext
+
+        machine = ref.machine
+
+        def log(level: str, text: str) -> None:
+            self.log(level, text, machine)
+
+        return TaskContext(
+            spec=self.spec, source_job=ref.source_job, machine=machine,
+            folder=self.src.machine_dir(ref.source_job, machine),
+            control=self.control.for_machine(machine), rate=self.rate, keys=self.keys,
+            facts=self.facts.get(machine, {}), emit=self.emit, log=log, clock=self.clock,
+            task_clock=self.task_clock, dry_run=self.dry_run, repair_only=self.repair_only,
+            respect_window=self.respect_window, replay=self.at is not None)
+
+    def _copy(self, ref: MachineRef, pool: Any, res: TaskResult) -> None:
         from engine.copy.session import MachineCopy
 
         src_meta: MachineMeta = self.src.load(ref.source_job, ref.machine)
         end, th = connect_target(self.spec, self.dst)
         try:
-            MachineCopy(self, ref, src_meta, end, pool, res).run()
+            MachineCopy(self.context(ref), src_meta, end, pool, res).run()
         finally:
-            try:
-                end.send_json(t.BYE, {})
-            except t.StreamError:
-                pass
-            end.close()
-            if th is not None:
-                th.join(timeout=30)
+            disconnect(end, th)
 
 
 def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
@@ -534,8 +500,8 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     runner.repair_only = repair_only  # `ferry check --repair`
     if dry_run:
         return runner.run()
-    Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
-    with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
+    Path(spec.target.repository).mkdir(parents=True, exist_ok=True)
+    with JobLock(spec.target.repository, spec.name), run_log(spec.target.repository, spec.name):
         runner.remote = _remote_job(spec)
         publisher = _publish(runner, started_by) if live else None
         try:
@@ -550,14 +516,14 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
 def _remote_job(spec):
     """The job stream of a remote run (the mover's job lock), or None when local.
     A mover that is unreachable now is left to the tasks (they report it, with retries)."""
-    if not getattr(spec, "target_mover", None):
+    if not spec.target.mover:
         return None
     from engine.copy.jobsession import JobBusy, RemoteJob
 
     try:
         return RemoteJob(spec)
     except JobBusy as exc:
-        raise RunError(str(exc), 3) from None
+        raise RunError(str(exc), ExitCode.BUSY) from None
     except t.StreamError:
         return None
 
@@ -591,4 +557,4 @@ def _publish(runner: Runner, started_by: str):
 
 
 __all__ = ["run_job", "RunError", "SessionResult", "TaskResult", "Runner", "JobLock",
-           "connect_target", "record_session"]
+           "connect_target", "disconnect", "record_session"]

@@ -178,7 +178,8 @@ def serve_mover(listen: str, repo: Path, *, plain: bool = False, idle: float = I
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            pass
+            log.info("stopped (interrupted)")
+            raise  # engine.cli.main: exit 130
     log.info("stopped")
     return 0
 

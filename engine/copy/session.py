@@ -1,20 +1,31 @@
-"""One machine's part of a copy session: plan, stream each point, then retention."""
+"""One machine's part of a copy session: plan, stream each point, then retention.
+
+A `MachineCopy` sees its session only through a `TaskContext` (the job, its machine,
+the clock, the controls and where events go) and fills its `TaskResult`.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from engine import events as ev
 from engine.copy import active_full
 from engine.copy import transport as t
+from engine.copy.control import MachineControl
 from engine.copy.planner import PlanError, PlanItem, plan_machine
-from engine.copy.source import Busy, SourceMover, request_state
-from engine.model import MachineMeta, Stats
+from engine.copy.results import TaskResult
+from engine.copy.source import Busy, RateLimit, SourceMover, request_state
+from engine.keys import KeyRing
+from engine.model import Kind, MachineMeta, Stats, Status
 from engine.repository.repository import new_point_id
 from engine.repository.resolve import PointView
 from engine.schedule import in_window, window_end
+from engine.units import rfc3339
 
 STAGES = ("Source", "Compress", "Stream", "Target", "Throttled")
 PROVE_SAMPLE = 4  # blocks a remote target proves it holds, per point
@@ -31,35 +42,60 @@ def bottleneck(busy: Busy, elapsed: float) -> tuple[str, dict[str, float]]:
     return max(load, key=lambda k: load[k]), load
 
 
+@dataclass(frozen=True)
+class TaskContext:
+    """What one machine's copy needs from its session (`engine.copy.runner.Runner`),
+    and nothing more: the task cannot reach the other tasks or the session's state."""
+
+    spec: Any  # the job (engine.jobs.schema.JobSpec)
+    source_job: str
+    machine: str
+    folder: Path  # the machine's folder in the source repository
+    control: MachineControl  # operator hold / stop of this machine
+    rate: RateLimit  # the job's rate limit, shared by its tasks
+    keys: KeyRing  # the job's password and chain keys, shared by its tasks
+    facts: dict[str, Any]  # what the hypervisor says about the machine (inventory)
+    emit: Callable[[ev.Event], None]
+    log: Callable[[str, str], None]  # (level, text): the session's log, for this machine
+    clock: Callable[[], datetime]  # the run's clock (advances in a replay too)
+    task_clock: Callable[[], datetime]  # "now" for decisions: `--at` itself in a replay
+    dry_run: bool = False
+    repair_only: bool = False  # `ferry check --repair`: only the repair exchange
+    respect_window: bool = True  # False: an operator's run now, outside the window too
+    replay: bool = False  # `--at`: the copy window does not cut the transfer short
+
+
 class MachineCopy:
     """Copies what the plan says for one machine over one mover stream."""
 
-    def __init__(self, runner, ref, src_meta: MachineMeta, end: t.Endpoint, pool, res):
-        self.r = runner
-        self.ref = ref
+    def __init__(self, ctx: TaskContext, src_meta: MachineMeta, end: t.Endpoint, pool: Any,
+                 res: TaskResult):
+        self.ctx = ctx
         self.src_meta = src_meta
         self.end = end
         self.pool = pool
         self.res = res
-        self.spec = runner.spec
-        self.folder = runner.src.machine_dir(ref.source_job, ref.machine)
+        self.spec = ctx.spec
+        self.folder = ctx.folder
 
-    def run(self) -> None:
-        spec, res = self.spec, self.res
-        job, machine = spec.name, self.ref.machine
+    def run(self) -> TaskResult:
+        """The copy, its retention, then the result (errors raise: the runner makes them
+        a Failed result that keeps what was copied)."""
+        ctx, spec, res = self.ctx, self.spec, self.res
+        job, machine = spec.name, ctx.machine
         level = spec.storage.compression
         recompress = None if level in ("auto", self.src_meta.compression) else level
         t0 = time.monotonic()
         mover = SourceMover(self.end, self.pool, recompress=recompress,
-                            control=self.r.control.for_machine(machine),
+                            control=ctx.control,
                             progress=lambda s, b: self._progress(s, b, t0),
-                            rate=self.r.rate,
-                            on_hold=lambda by: self.r.emit(ev.TaskOnHold(
+                            rate=ctx.rate,
+                            on_hold=lambda by: ctx.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
-                            on_resume=lambda: self.r.emit(ev.TaskResumed(job, machine)))
+                            on_resume=lambda: ctx.emit(ev.TaskResumed(job, machine)))
         self.mover = mover
         self.left_uncopied = False
-        if getattr(spec, "target_mover", None):
+        if spec.target.mover:
             from engine.copy.links import token_of
 
             # a remote target is not trusted: it proves it holds what it says it has
@@ -69,58 +105,58 @@ class MachineCopy:
         wants_full = active_full.requested(spec, machine)
         items = plan_machine(self.src_meta, state.meta, spec.mode,
                              encrypted=spec.storage.encryption, active_full=wants_full)
-        now = self.r.task_clock()
+        now = ctx.task_clock()
         outside = not in_window(spec.schedule, now)
-        if outside and items and not self.r.respect_window:
-            self.r.log("info", f"{machine}: started by the operator outside the copy window",
-                       machine)
-        elif outside and items and not self.r.dry_run:
+        if outside and items and not ctx.respect_window:
+            ctx.log("info", f"{machine}: started by the operator outside the copy window")
+        elif outside and items and not ctx.dry_run:
             # the window limits data transfer only; retention still runs (notes section 4)
-            res.status, res.kind = "Warning", "none"
-            res.message = f"outside the copy window ({', '.join(spec.schedule.window)}): " \
-                          f"nothing copied"
+            res.kind = "none"
+            res.warn(f"outside the copy window ({', '.join(spec.schedule.window)}): "
+                     f"nothing copied")
             items = []
             self.left_uncopied = True  # a partial point stays for the next run to resume
         mover.deadline = self._window_deadline(now)
-        blocked = outside and self.r.respect_window
+        blocked = outside and ctx.respect_window
         self.checked = False
         self.damaged_left: list[dict] = []
-        if not self.r.dry_run:
+        if not ctx.dry_run:
             found = self._health_repair(state, now)
             self._repair_damaged(state, found)
-            if self.r.repair_only:
+            if ctx.repair_only:
                 self._fail_if_damaged()
-                return
+                return res
         self.repair = {tuple(x) for x in (state.meta or {}).get("facts", {}).get("repair", [])}
         # a GFS day with nothing new still gets its full, from the latest chain (notes 6)
         gfs_flags = self._gfs_plan(state, now) if (items or state.latest) else {}
         if gfs_flags and self._active():
             if items:
-                items[-1].kind = "full"
+                items[-1].kind = Kind.FULL
             elif not blocked:
                 items = self._reread(state.latest)
         if wants_full and not blocked:
             items = self._active_full(items, state.latest)
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
-            self.r.log("info", f"{machine}: up to date", machine)
+            ctx.log("info", f"{machine}: up to date")
         total = sum(i.source.logical_size for i in items)  # what `processed` grows to
         self.total = total
-        self.r.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
+        ctx.emit(ev.TaskStarted(job, machine, items[-1].kind if items else "none", total))
         self.previous = state.digests if state.latest else None
         self.base = state.latest["id"] if state.latest else None
         self.state = state
         self.chain_key = state.latest.get("key", "") if state.latest else ""
         self._send(mover, items)
-        if wants_full and not self.r.dry_run and items and items[0].kind == "full":
+        if wants_full and not ctx.dry_run and items and items[0].kind == Kind.FULL:
             active_full.clear(spec, machine)  # committed: the request is done
-        if items and not self.r.dry_run:
+        if items and not ctx.dry_run:
             gfs_flags, now = self._due_during_transfer(mover, state, now, gfs_flags)
         res.held_s += mover.held
         res.bottleneck, res.load = bottleneck(mover.busy, time.monotonic() - t0)
-        if not self.r.dry_run and (items or state.latest):
+        if not ctx.dry_run and (items or state.latest):
             self._retain(now, gfs_flags, self.base)
         self._fail_if_damaged()
+        return res
 
     def _repair_damaged(self, state, found: list[dict] | None = None) -> None:
         """Re-fetch the target's recorded damaged blocks from the source (Warning when
@@ -135,15 +171,13 @@ class MachineCopy:
                    for r in damaged_records(meta_from_dict(state.meta)) + (found or [])}
         if not records:
             return
-        machine = self.ref.machine
+        machine = self.ctx.machine
         fixed, left = source_repair(self.end, self.folder, self.src_meta, state.meta,
-                                    list(records.values()), self.r.keys)
+                                    list(records.values()), self.ctx.keys)
         if fixed:
             text = f"{fixed} damaged block(s) of the target re-fetched from the source"
-            self.r.log("warning", f"{machine}: {text}", machine)
-            if self.res.status != "Failed":
-                self.res.status = "Warning"
-            self.res.message = text
+            self.ctx.log("warning", f"{machine}: {text}")
+            self.res.warn(text)
         self.damaged_left = left
 
     def _fail_if_damaged(self) -> None:
@@ -159,15 +193,15 @@ class MachineCopy:
     def _active_full(self, items: list[PlanItem], latest: dict | None) -> list[PlanItem]:
         """The operator asked for a full: the planner made the next point one; without a
         new point the latest copied point is read whole again (as an active GFS full)."""
-        machine = self.ref.machine
+        machine = self.ctx.machine
         if not items:
             items = self._reread(latest)
         if items:
-            self.r.log("info", f"{machine}: active full requested by the operator: "
-                       f"copying a full", machine)
+            self.ctx.log("info", f"{machine}: active full requested by the operator: "
+                         f"copying a full")
         else:
-            self.r.log("info", f"{machine}: active full requested: the newest copy already "
-                       f"is a full; the request waits for the next new restore point", machine)
+            self.ctx.log("info", f"{machine}: active full requested: the newest copy already "
+                         f"is a full; the request waits for the next new restore point")
         return items
 
     def _reread(self, latest: dict | None) -> list[PlanItem]:
@@ -175,27 +209,27 @@ class MachineCopy:
         whole from the source again, replacing its increment (notes 6: "copies the latest
         available point"). Nothing to do when it already is a full; when its source
         point is gone the full is synthesized on the target instead."""
-        if not latest or latest.get("kind") == "full":
+        if not latest or latest.get("kind") == Kind.FULL:
             return []
         src = next((p for p in self.src_meta.points if p.id == latest.get("source_point")), None)
         if src is None:
-            self.r.log("warning", f"{self.ref.machine}: source point {latest.get('source_point')}"
-                       f" is gone; the active GFS full is synthesized on the target",
-                       self.ref.machine)
+            self.ctx.log("warning", f"{self.ctx.machine}: source point "
+                         f"{latest.get('source_point')} is gone; the active GFS full is "
+                         f"synthesized on the target")
             return []
-        return [PlanItem(src, "full", replaces=latest["id"])]
+        return [PlanItem(src, Kind.FULL, replaces=latest["id"])]
 
     def _send(self, mover: SourceMover, items: list[PlanItem]) -> None:
         """Stream each planned point; `self.base` ends as the target's latest point."""
-        spec, res, machine, level = self.spec, self.res, self.ref.machine, \
-            self.spec.storage.compression
+        ctx, spec, res = self.ctx, self.spec, self.res
+        machine, level = ctx.machine, spec.storage.compression
         for item in items:
             with PointView(self.folder, self.src_meta, item.source) as view:
-                prev = None if item.kind == "full" else self.previous
+                prev = None if item.kind == Kind.FULL else self.previous
                 envelope = self._point_key(mover, self.state, item, self.base, self.chain_key)
                 plan = mover.plan_blocks(view, prev, self.repair)
                 repaired, self.repair = sorted(self.repair), set()
-                if self.r.dry_run:
+                if ctx.dry_run:
                     res.stats.processed += item.source.logical_size
                     self._dry(item, view, plan)
                     continue
@@ -213,8 +247,7 @@ class MachineCopy:
                          **({"immutable_until": (item.source.time + timedelta(
                              days=spec.storage.immutable_days)).isoformat()}
                             if spec.storage.immutable_days else {}),
-                         "facts": {"source_job": self.ref.source_job,
-                                   **self.r.facts.get(machine, {})}}
+                         "facts": {"source_job": ctx.source_job, **ctx.facts}}
                 done = mover.send_point(view, begin, plan, res.stats,
                                         item.source.logical_size)
                 self.previous = mover.target_digests(view)
@@ -222,9 +255,8 @@ class MachineCopy:
             self.chain_key = mover.key.key_id if mover.key is not None else ""
             res.kind, res.point, res.source_point = item.kind, done["point"], item.source.id
             what = "re-read whole for the active GFS full" if item.replaces else ""
-            self.r.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
-                       f" ({res.stats.blocks_sent} blocks sent){' ' + what if what else ''}",
-                       machine)
+            ctx.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
+                    f" ({res.stats.blocks_sent} blocks sent){' ' + what if what else ''}")
 
     def _due_during_transfer(self, mover: SourceMover, state, started: datetime,
                              flags: dict[str, str]) -> tuple[dict[str, str], datetime]:
@@ -234,7 +266,7 @@ class MachineCopy:
         the flags to make and the time retention runs at (the end, if it changed)."""
         if self.spec.mode != "periodic":
             return flags, started
-        end = self.r.clock()
+        end = self.ctx.clock()
         if end.date() == started.date():
             return flags, started
         later = {f: d for f, d in self._gfs_plan(state, end).items() if f not in flags}
@@ -245,10 +277,9 @@ class MachineCopy:
         names = "+".join(FLAG_NAMES[f] for f in later)
         text = (f"the {names} GFS full fell due at 00:00 while the run (started "
                 f"{started:%Y-%m-%d %H:%M}) was still transferring; it is made after the transfer")
-        self.r.log("warning", f"{self.ref.machine}: {text}", self.ref.machine)
-        self.res.status = "Warning"
-        self.res.message = text
-        if self._active() and self.res.kind != "full":
+        self.ctx.log("warning", f"{self.ctx.machine}: {text}")
+        self.res.warn(text)
+        if self._active() and self.res.kind != Kind.FULL:
             latest = {"id": self.base, "kind": self.res.kind, "source_point": self.res.source_point}
             self._send(mover, self._reread(latest))
         return {**flags, **later}, end
@@ -264,8 +295,8 @@ class MachineCopy:
         mover.key = None
         if not self.spec.storage.encryption:
             return {}
-        keys = self.r.keys
-        if item.kind == "full":
+        keys = self.ctx.keys
+        if item.kind == Kind.FULL:
             pending = state.resume or {}
             plan = pending.get("plan") or {}
             if pending.get("key") and plan.get("source_point") == item.source.id and \
@@ -283,7 +314,7 @@ class MachineCopy:
     def _window_deadline(self, now: datetime) -> float | None:
         """Monotonic time the copy window closes (only on the real clock)."""
         end = window_end(self.spec.schedule, now)
-        if end is None or self.r.at is not None:
+        if end is None or self.ctx.replay:
             return None
         return time.monotonic() + (end - now).total_seconds()
 
@@ -292,9 +323,9 @@ class MachineCopy:
         _, load = bottleneck(busy, elapsed)
         rate = stats.read / elapsed if elapsed > 0 else 0.0
         mover = self.mover
-        self.r.emit(ev.TaskProgress(self.spec.name, self.ref.machine,
-                                    Stats(**asdict(stats)), self.total, rate, load,
-                                    mover.to_read, dict(mover.disks)))
+        self.ctx.emit(ev.TaskProgress(self.spec.name, self.ctx.machine,
+                                      Stats(**asdict(stats)), self.total, rate, load,
+                                      mover.to_read, dict(mover.disks)))
 
     def _dry(self, item, view: PointView, plan) -> None:
         raw = sum(loc.entry.raw for _, _, loc in plan if loc is not None)
@@ -303,33 +334,33 @@ class MachineCopy:
         self.res.kind = item.kind
         self.res.source_point = item.source.id
         self.res.stats.read += raw
-        self.res.plan.append({"source_point": item.source.id, "time": item.source.time.isoformat(),
+        self.res.plan.append({"source_point": item.source.id, "time": rfc3339(item.source.time),
                               "kind": item.kind, "blocks": len(plan), "bytes": raw,
                               "bytes_after_dedup": stored})
 
     def _health_repair(self, state, now: datetime) -> list[dict]:
         """Run the scheduled health check; corrupt blocks are re-sent in this increment."""
-        from engine.schedule import is_due, parse_health_check
+        from engine.schedule import check_due, parse_health_check
 
         sched = parse_health_check(self.spec.storage.health_check)
         if sched is None or not state.latest:
             return []
         facts = state.meta.get("facts", {})
         last = facts.get("last_health_check")
-        if not is_due(sched, datetime.fromisoformat(last) if last else None, now):
+        if not check_due(sched, datetime.fromisoformat(last) if last else None, now):
             return []
         self.end.send_json(t.CHECK, {"now": now.isoformat()})
         answer = self.end.expect(t.CHECK).json()
         self.checked = True
         bad = [[d, b] for d, b, *_ in answer["corrupt"]]
-        machine = self.ref.machine
+        machine = self.ctx.machine
         if bad:
             state.meta.setdefault("facts", {})["repair"] = bad
-            self.r.log("warning", f"{machine}: health check found {len(bad)} corrupt block(s); "
-                       f"the next increment re-sends them from the source", machine)
+            self.ctx.log("warning", f"{machine}: health check found {len(bad)} corrupt "
+                         f"block(s); the next increment re-sends them from the source")
             self.res.message = f"health check found {len(bad)} corrupt block(s)"
         else:
-            self.r.log("info", f"{machine}: health check passed", machine)
+            self.ctx.log("info", f"{machine}: health check passed")
         return list(answer.get("damaged", []))
 
     def _gfs_plan(self, state, now: datetime) -> dict[str, str]:
@@ -360,12 +391,12 @@ class MachineCopy:
         refused = answer.get("refused")
         if isinstance(refused, str) and refused:
             text = f"retention refused by the target: {refused[:300]}"
-            self.r.log("warning", f"{self.ref.machine}: {text}", self.ref.machine)
-            if self.res.status == "Success":
-                self.res.status = "Warning"
+            self.ctx.log("warning", f"{self.ctx.machine}: {text}")
+            if self.res.status == Status.SUCCESS:
+                self.res.status = Status.WARNING
             self.res.message = "; ".join(x for x in (self.res.message, text) if x)
         for a in actions:
-            a = {"machine": self.ref.machine, **a}
-            self.r.retention.append(a)
-            self.r.emit(ev.RetentionAction(self.spec.name, self.ref.machine, a["action"],
-                                           a.get("point", ""), a.get("detail", "")))
+            a = {"machine": self.ctx.machine, **a}
+            self.res.retention.append(a)
+            self.ctx.emit(ev.RetentionAction(self.spec.name, self.ctx.machine, a["action"],
+                                             a.get("point", ""), a.get("detail", "")))

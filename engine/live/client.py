@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import events as ev
+from engine.errors import FerryError
 from engine.live import codec, paths
 from engine.live.publisher import STATE_FILE
 from engine.live.server import read_line
@@ -26,7 +27,7 @@ ASK_WAIT = 1.0
 MAX_STATE_FILE = 16 << 20
 
 
-class LiveError(Exception):
+class LiveError(FerryError):
     """A session could not be reached or refused the request: one line."""
 
 

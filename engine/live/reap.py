@@ -17,10 +17,11 @@ from engine.history import History, history_path
 from engine.live import paths
 from engine.live.client import SessionInfo, list_sessions
 from engine.live.publisher import JOURNAL_FILE, log_path
+from engine.model import Status
 
 log = logging.getLogger("ferry.live")
 
-DONE = ("Success", "Warning", "Failed")
+DONE = tuple(Status)
 
 
 def _time(text: object) -> datetime | None:
@@ -47,7 +48,7 @@ def record_interrupted(spec, info: SessionInfo) -> None:
         if not isinstance(m, dict) or not isinstance(m.get("machine"), str):
             continue
         done = m.get("state") in DONE
-        row = {"machine": m["machine"], "status": m["state"] if done else "Failed",
+        row = {"machine": m["machine"], "status": m["state"] if done else Status.FAILED,
                "kind": str(m.get("kind", "")), "point": str(m.get("point", "")),
                "message": str(m.get("message", "")) if done else "interrupted",
                "duration_s": 0.0, "held_s": 0.0, "bottleneck": "", "attempts": 1}
@@ -56,7 +57,7 @@ def record_interrupted(spec, info: SessionInfo) -> None:
             row[k] = v if isinstance(v, int) else 0
             tot[k] += row[k]
         tasks.append(row)
-    session = {"id": info.session, "job": spec.name, "status": "Failed",
+    session = {"id": info.session, "job": spec.name, "status": Status.FAILED,
                "started": started.isoformat(), "finished": last.isoformat(),
                "duration_s": max(0.0, (last - started).total_seconds()),
                "message": interrupted_message(info), "dry_run": 0, **tot}

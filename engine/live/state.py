@@ -14,7 +14,7 @@ from typing import Any
 
 from engine import events as ev
 from engine.live import codec
-from engine.model import Stats
+from engine.model import Stats, Status
 
 LOG_TAIL = 200  # log lines an attaching console gets at once
 
@@ -157,7 +157,7 @@ def replay(snap: dict[str, Any]) -> list[ev.Event]:
         if state == QUEUED:
             out.append(ev.TaskQueued(job, name))
             continue
-        if state in ("Success", "Warning", "Failed"):
+        if state in tuple(Status):
             out.append(ev.TaskFinished(job, name, state, stats, kind, codec.text(
                 m.get("point", "")), codec.number(m.get("duration_s", 0.0)), 0.0,
                 codec.text(m.get("bottleneck_name", "")), codec.text(m.get("message", ""))))

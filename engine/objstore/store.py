@@ -204,6 +204,7 @@ class Bucket:
         self._call("PUTRET", key, self._c.put_object_retention, Key=key,
                    Retention={"Mode": LOCK_MODE, "RetainUntilDate": until})
 
-    def total_requests(self) -> int:
+    def request_counts(self) -> dict[str, int]:
+        """The requests made so far, by kind (a session reports them: `ferry run --json`)."""
         with self._count_lock:
-            return sum(self.requests.values())
+            return dict(sorted(self.requests.items()))

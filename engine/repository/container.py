@@ -27,6 +27,7 @@ from engine.repository.fileformat import (
     FLAG_ZERO,
     FLAG_ZSTD,
     KIND_CODES,
+    KIND_OF_CODE,
     MAGIC,
     MIRROR,
     SLOT_SIZE,
@@ -49,9 +50,9 @@ from engine.repository.writer_io import BackgroundWriter
 _JOURNAL = struct.Struct("<HQQIIB16sQ")
 JOURNAL_FORMAT = 2
 
-__all__ = ["DATA_START", "FLAG_RAW", "FLAG_SEALED", "FLAG_ZERO", "FLAG_ZSTD", "KIND_CODES", "MAGIC",
-           "MIRROR", "SLOT_SIZE", "VERSION", "Container", "ContainerError", "ContainerWriter",
-           "DiskIndex", "Entry", "decode_block", "free_extents", "sealed_base", "stored_problem"]
+__all__ = ["DATA_START", "FLAG_RAW", "FLAG_SEALED", "FLAG_ZERO", "FLAG_ZSTD", "KIND_CODES",
+           "KIND_OF_CODE", "MAGIC", "MIRROR", "SLOT_SIZE", "VERSION", "Container", "ContainerError",
+           "ContainerWriter", "DiskIndex", "Entry", "decode_block", "free_extents", "sealed_base", "stored_problem"]
 
 
 def _fsync_dir(path: Path) -> None:

@@ -27,6 +27,7 @@ import xxhash
 import zstandard
 
 from engine.errors import FerryError
+from engine.model import Kind
 
 MAGIC = b"FERRYBK1"
 VERSION = 2
@@ -48,7 +49,8 @@ FLAG_ZERO = 2  # an all-zero block: nothing stored
 FLAG_SEALED = 0x10  # with ZSTD or RAW: the payload is sealed (engine/keys.py), see sealed_base
 SEAL_OVERHEAD = 12 + 16  # nonce + GCM tag (engine/keys.OVERHEAD)
 
-KIND_CODES = {"full": 1, "incremental": 2, "rollback": 3}
+KIND_CODES = {Kind.FULL: 1, Kind.INCREMENTAL: 2, Kind.ROLLBACK: 3}
+KIND_OF_CODE = {code: kind for kind, code in KIND_CODES.items()}
 
 
 class ContainerError(FerryError):

@@ -28,38 +28,36 @@ FS_IOC_SETFLAGS = 0x40086602
 FS_IMMUTABLE_FL = 0x00000010
 
 
-def set_immutable(path: Path, on: bool) -> bool:
-    """Set or clear the attribute; False when this system cannot (not root, no support)."""
+def _flags(path: Path, on: bool | None) -> int | None:
+    """The file's attribute flags (None: this system cannot tell); with `on` given, the
+    immutable attribute set or cleared first (None when that fails: not root, ...)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return False
+        return None
     try:
         buf = array.array("i", [0])
         fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
-        flags = buf[0] | FS_IMMUTABLE_FL if on else buf[0] & ~FS_IMMUTABLE_FL
-        if flags != buf[0]:
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, array.array("i", [flags]), False)
-        return True
+        flags = buf[0]
+        if on is not None:
+            flags = flags | FS_IMMUTABLE_FL if on else flags & ~FS_IMMUTABLE_FL
+            if flags != buf[0]:
+                fcntl.ioctl(fd, FS_IOC_SETFLAGS, array.array("i", [flags]), False)
+        return flags
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
+
+
+def set_immutable(path: Path, on: bool) -> bool:
+    """Set or clear the attribute; False when this system cannot (not root, no support)."""
+    return _flags(path, on) is not None
 
 
 def is_immutable(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        buf = array.array("i", [0])
-        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
-        return bool(buf[0] & FS_IMMUTABLE_FL)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    flags = _flags(path, None)
+    return flags is not None and bool(flags & FS_IMMUTABLE_FL)
 
 
 def _until(meta: MachineMeta) -> dict[str, datetime]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
-from engine.repository.container import KIND_CODES, Container, ContainerError
+from engine.repository.container import KIND_OF_CODE, Container, ContainerError
 from engine.repository.fileformat import read_slots
 from engine.repository.metadata import (
     MetadataError,
@@ -31,7 +31,6 @@ from engine.repository.repository import BACKUP_SUFFIXES, Repository
 from engine.repository.resolve import layer_points
 
 log = logging.getLogger("ferry.rebuild")
-_KIND = {v: Kind(k) for k, v in KIND_CODES.items()}
 
 
 def rebuild_repository(repo_path: Path | str, job: str | None = None,
@@ -141,7 +140,7 @@ def _point(path: Path, c: Container, info: dict) -> RestorePoint:
         when = datetime.strptime(stamp, "%Y-%m-%dT%H%M%S")
     except ValueError:
         when = datetime.fromtimestamp(path.stat().st_mtime)
-    return RestorePoint(c.state, when, _KIND.get(c.kind_code, Kind.FULL), path.name,
+    return RestorePoint(c.state, when, KIND_OF_CODE.get(c.kind_code, Kind.FULL), path.name,
                         [DiskInfo(d.name, d.size) for d in c.disks.values()],
                         size=path.stat().st_size, block_size=c.block_size)
 

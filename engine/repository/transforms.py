@@ -36,7 +36,7 @@ def merge_oldest_increment(repo: Repository, meta: MachineMeta, at: int = 1) -> 
     with Container(folder / full.file, state=full.id) as base, \
             Container(folder / inc.file, state=inc.id) as delta, \
             VerifiedReader(folder, meta) as reader:
-        w = ContainerWriter(folder / full.file, "full", base.block_size, base=base)
+        w = ContainerWriter(folder / full.file, Kind.FULL, base.block_size, base=base)
         try:
             bs = base.block_size
             for name, d in delta.disks.items():
@@ -97,7 +97,7 @@ def synthesize_full(repo: Repository, meta: MachineMeta, point: RestorePoint,
     if name == point.file:
         name = name.replace(".fbk", "c.fbk")
     with PointView(folder, meta, point) as view, VerifiedReader(folder, meta) as reader:
-        w = ContainerWriter(folder / name, "full", view.block_size)
+        w = ContainerWriter(folder / name, Kind.FULL, view.block_size)
         try:
             for disk in view.disks:
                 w.set_disk(disk.name, disk.size)

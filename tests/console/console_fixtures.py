@@ -7,14 +7,16 @@ Nothing here reads a clock, the disk or a random source, so snapshots are stable
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from console.backend import Backend, Sizing
+from console.backend import Backend
 from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine import events as ev
-from engine.jobfile import JobFileError, JobSpec, StorageSpec
+from engine.jobs.load import JobFileError
+from engine.jobs.schema import JobSpec, Source, Storage, Target
 from engine.model import (
     DiskInfo,
     GfsCycle,
@@ -26,8 +28,7 @@ from engine.model import (
     RetentionPolicy,
     Stats,
 )
-from engine.simulate import PreviewDay, PreviewPoint, PreviewResult
-from engine.simulate import Sizing as SimSizing
+from engine.simulate import PreviewDay, PreviewPoint, PreviewResult, Sizing, SizingModel
 
 JOBS_DIR = Path("/srv/ferry/jobs")
 T0 = datetime(2026, 11, 1, 22, 0)
@@ -36,10 +37,11 @@ GIB = 1024**3
 
 def FixtureSpec(name: str, path: Path, **kwargs: Any) -> JobSpec:  # noqa: N802
     """A real engine JobSpec with the fixture's defaults (no disk)."""
-    kwargs.setdefault("source_repository", Path("/srv/backups/primary"))
-    kwargs.setdefault("source_jobs", ["Daily"])
-    kwargs.setdefault("target_repository", Path("/srv/backups/dr"))
-    kwargs.setdefault("storage", StorageSpec(compression="optimal"))
+    source = Source(repository=Path("/srv/backups/primary"), jobs=kwargs.pop("source_jobs", ["Daily"]),
+                    machines=kwargs.pop("machines", []))
+    kwargs.setdefault("source", source)
+    kwargs.setdefault("target", Target(repository=kwargs.pop("target_repository", Path("/srv/backups/dr"))))
+    kwargs.setdefault("storage", Storage(compression="optimal"))
     return JobSpec(path=path, name=name, **kwargs)
 
 
@@ -169,7 +171,7 @@ def tasks(session_id: Any) -> list[dict[str, Any]]:
 
 
 def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
-                 sizing: Sizing) -> PreviewResult:
+                 sizing: SizingModel) -> PreviewResult:
     """A simple, deterministic stand-in for engine.simulate (keep-N forever-forward)."""
     full = int(sizing.used * sizing.reduction_pct / 100)
     inc = int(sizing.used * sizing.change_pct / 100 * sizing.reduction_pct / 100)
@@ -197,7 +199,7 @@ def fake_preview(job: str, policy: RetentionPolicy, start: datetime, days: int,
 
 
 # what the fixture's "real chains" give (the what-if's default, as `ferry preview`'s)
-REAL_CHAINS = Sizing(24 * GIB, 5.0, 50.0)
+REAL_CHAINS = SizingModel(24 * GIB, 5.0, 50.0)
 
 
 class StaticBackend(Backend):
@@ -242,14 +244,12 @@ class StaticBackend(Backend):
 
     def set_enabled(self, path: Path, enabled: bool) -> JobSpec:
         self.enabled_calls.append((path, enabled))
-        spec = self._specs[str(path)]
-        spec.enabled = enabled
+        spec = self._specs[str(path)] = replace(self._specs[str(path)], enabled=enabled)
         return spec
 
     def update_retention(self, path: Path, policy: RetentionPolicy) -> JobSpec:
         self.saved.append((path, policy))
-        spec = self._specs[str(path)]
-        spec.retention = policy
+        spec = self._specs[str(path)] = replace(self._specs[str(path)], retention=policy)
         return spec
 
     def machines(self, spec: JobSpec) -> list[MachineInfo]:
@@ -276,12 +276,12 @@ class StaticBackend(Backend):
         return 60
 
     def simulate(self, spec: Any, policy: Any, start: datetime, days: int,
-                 sizing: Sizing | None, **what: Any) -> Any:
+                 sizing: SizingModel | None, **what: Any) -> Any:
         self.what_ifs.append(what)
         return fake_preview(spec.name, policy, start, days, sizing or REAL_CHAINS)
 
     def real_sizing(self, spec: Any) -> Any:
-        return SimSizing(full=REAL_CHAINS.used // 2, incremental=REAL_CHAINS.used // 40)
+        return Sizing(full=REAL_CHAINS.used // 2, incremental=REAL_CHAINS.used // 40)
 
 
 JOB_TEXT = """\

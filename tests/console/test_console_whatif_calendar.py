@@ -119,7 +119,7 @@ def test_real_chains_keep_their_weekly_fulls_when_the_form_switches_weekly_off(
 
     from console.app import FerryConsole
     from engine.copy.runner import run_job
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     jobs = build(tmp_path)
     path = jobs / "dr-copy.toml"

@@ -8,7 +8,7 @@ import pytest
 
 from engine.copy import active_full
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.model import Kind
 from engine.repository.repository import BadName, Repository
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .conftest import BS, T0, Source, exported, ferry, write_job

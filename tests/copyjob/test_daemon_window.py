@@ -10,7 +10,7 @@ from engine import events as ev
 from engine.copy.control import RunControl
 from engine.copy.runner import run_job
 from engine.daemon import Daemon
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .conftest import T0, ferry, write_job

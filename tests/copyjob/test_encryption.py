@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from engine.copy import transport as t
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Container
 from engine.repository.repository import Repository
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from engine.cli import chain_json
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .conftest import T0, Source, exported, write_job

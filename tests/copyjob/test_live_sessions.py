@@ -25,7 +25,7 @@ def start_run(job: Path, *extra: str) -> subprocess.Popen:
 
 def sessions(jobs: Path) -> list[dict]:
     """What `ferry sessions --json` prints, read in-process (the same code, no start-up)."""
-    from engine.jobfile import discover_jobs
+    from engine.jobs.load import discover_jobs
     from engine.live import paths
     from engine.live.client import list_sessions
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 
 from .conftest import BS, T0, Source, write_job
 

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from engine import jobfile, jobsave
 from engine.copy.runner import run_job
 from engine.daemon import Daemon
-from engine.jobfile import JobFileError, load_job
+from engine.jobs import load as jobfile
+from engine.jobs import save as jobsave
+from engine.jobs.load import JobFileError, load_job
 from engine.rpo import RpoWatch, check, check_job, human_age
 
 from .conftest import T0, Source, ferry, write_job

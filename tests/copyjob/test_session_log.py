@@ -8,7 +8,7 @@ from engine import events as ev
 from engine import session_log
 from engine.copy.runner import run_job
 from engine.history import History, history_path
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.model import Stats
 
 from .conftest import T0, Source, write_job

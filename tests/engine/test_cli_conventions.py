@@ -47,8 +47,11 @@ def test_history_of_a_missing_folder_is_an_error(ferry, tmp_path):
 def test_ctrl_c_exits_130(tmp_path):
     jobs = tmp_path / "jobs"
     jobs.mkdir()
+    # SIGINT as a terminal delivers it: a test session started in the background (`&`,
+    # nohup) hands its children SIGINT ignored, and Python then installs no handler
     proc = subprocess.Popen(ferry_cmd("daemon", "--jobs", jobs, "--poll", "1h"), env=ferry_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     guard = threading.Timer(60, proc.kill)  # bounded: a daemon that never logs is killed
     guard.start()
     try:
@@ -78,6 +81,20 @@ def test_ferry_repo_environment_default(ferry, tmp_path, make_machine):
     assert res.returncode == 0, res.stderr
     chains = json.loads(res.stdout)["chains"]
     assert [(c["job"], c["machine"], len(c["points"])) for c in chains] == [(JOB, MACHINE, 1)]
+
+
+def test_ferry_jobs_environment_default(tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for command in (["daemon", "--once"], ["history"], ["sessions"]):
+        missing = {**ferry_env(), "FERRY_JOBS": str(tmp_path / "nowhere")}
+        res = subprocess.run(ferry_cmd(*command), env=missing, capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 2, (command, res.stderr)
+        assert f"jobs folder not found: {tmp_path / 'nowhere'}" in res.stderr, command
+        res = subprocess.run(ferry_cmd(*command), env={**ferry_env(), "FERRY_JOBS": str(jobs)},
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (command, res.stderr)
 
 
 def test_backup_keeps_the_chains_block_size(ferry, tmp_path, make_machine):
@@ -122,7 +139,7 @@ def test_sizes_accept_pib():
 
 
 def test_job_file_rate_in_mbit(tmp_path):
-    from engine.jobfile import load_job
+    from engine.jobs.load import load_job
 
     (tmp_path / "src").mkdir()
     job = tmp_path / "job.toml"
@@ -145,3 +162,44 @@ def test_json_times_carry_their_utc_offset(ferry, tmp_path, make_machine):
     parsed = datetime.fromisoformat(when)
     assert parsed.tzinfo is not None
     assert parsed == day(0).astimezone()
+
+
+def _every_action():
+    """(command path, action, its parser) for every argument of every `ferry` command."""
+    import argparse
+
+    from console.entry import _console_parser
+    from engine.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, [*path, name])
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield " ".join(path), action, parser
+
+    yield from walk(build_parser(), ["ferry"])
+    yield from walk(_console_parser("ferry console"), ["ferry", "console"])
+
+
+def test_every_option_has_help_and_shows_its_default():
+    import argparse
+
+    missing, unshown = [], []
+    for path, action, parser in _every_action():
+        name = "/".join(action.option_strings) or action.dest
+        if not action.help:
+            missing.append(f"{path} {name}")
+            continue
+        shown = parser.formatter_class(parser.prog)._get_help_string(action)
+        real_default = action.default not in (None, False, argparse.SUPPRESS)
+        if action.option_strings and real_default and "default" not in shown:
+            unshown.append(f"{path} {name}")
+    assert missing == [] and unshown == []
+
+
+def test_help_shows_durations_as_typed(ferry):
+    run = ferry("run", "--help").stdout
+    assert "(default: 1h)" in " ".join(run.split())
+    assert "(default: 30s)" in " ".join(ferry("daemon", "--help").stdout.split())

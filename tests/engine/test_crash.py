@@ -1,11 +1,14 @@
-"""Crash safety: `ferry backup` killed with SIGKILL at many moments.
+"""Crash safety: `ferry backup` killed with SIGKILL at named steps and at random moments.
 
 After every kill: every point `ferry chain --json` lists exports exactly as the
 disks were at its time, the interrupted point is either complete or absent,
-and the next backup succeeds. Kill moments are spread over the measured
-duration of one backup, and some are aimed at the in-place phases: the merge
-of forever-forward retention, the injection into a reverse incremental full,
-and the retention that follows a committed point.
+and the next backup succeeds. The named steps are reached by construction
+(`paused_backup.py` stops the real backup there and waits for the kill): inside the
+new point's block writes, between its commits (a reverse backup's rollback and the
+full's header slot), after the metadata names it, and inside the retention that
+follows (a forever-forward merge, a deleted chain or rollback). Each step's outcome
+is asserted exactly; the random kills only add moments nobody named, and assert
+correctness, not where they landed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,13 +40,32 @@ from enginekit import (
 )
 
 from engine.backup import take_backup
-from engine.repository.container import SLOT_SIZE
 from engine.repository.repository import Repository
 from engine.restore import export_point
 from engine.units import rfc3339
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET = 25.0  # seconds of kills per method; at least 12 kills run whatever it takes
+PAUSED_BACKUP = Path(__file__).with_name("paused_backup.py")
+# the named kill steps of each method (paused_backup.py), and what a kill there leaves:
+# before the metadata names the point it is absent; after, it is committed, and a kill
+# inside the retention that follows leaves more points (or files) than retention wants
+ABSENT, IN_PLACE = "absent", "absent, in-place write interrupted"
+COMMITTED, RETAINING = "committed", "committed, retention interrupted"
+STEPS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "forward": [("put:0", (ABSENT, IN_PLACE)), ("put:9", (IN_PLACE,)),
+                ("commit:1", (IN_PLACE,)), ("save:1", (COMMITTED, RETAINING)),
+                ("save:2", (RETAINING,))],
+    "forever-forward": [("put:7", (IN_PLACE,)), ("commit:1", (IN_PLACE,)),
+                        ("save:1", (RETAINING,)), ("retain-put:0", (RETAINING,)),
+                        ("retain-put:1", (RETAINING,)), ("retain-commit", (RETAINING,)),
+                        ("save:2", (RETAINING,))],
+    "reverse": [("put:0", (ABSENT, IN_PLACE)), ("put:13", (IN_PLACE,)),
+                ("commit:1", (IN_PLACE,)), ("commit:2", (IN_PLACE,)),
+                ("save:1", (RETAINING,)), ("save:2", (RETAINING,))],
+}
+# steps only a backup whose retention removes something reaches
+NEEDS_RETENTION = ("save:2", "retain-put:0", "retain-put:1", "retain-commit")
+RANDOM_KILLS = 4  # per method, at any moment of a run
 
 
 class BigMachine:
@@ -112,6 +135,8 @@ class Scenario:
         self.folder = Repository(self.repo).machine_dir(JOB, MACHINE)
         self.fbm = self.folder / f"{MACHINE}.fbm"
         self.outcomes: Counter = Counter()
+        self.last = ""  # the outcome of the last kill
+        self.marker = tmp / "paused"
 
     def args(self, when, active: bool) -> list[str]:
         args = ["backup", "--repo", str(self.repo), "--job", JOB, "--machine", MACHINE,
@@ -147,51 +172,14 @@ class Scenario:
         assert {f.name for f in self.folder.iterdir()} == want
         return took
 
-    def _full_header(self) -> tuple[Path | None, bytes]:
-        """The file an in-place rewrite goes to (the full) and its two header slots."""
-        meta = Repository(self.repo).try_load(JOB, MACHINE)
-        if not meta or self.method == "forward":
-            return None, b""
-        full = self.folder / (meta.points[0] if self.method == "forever-forward"
-                              else meta.points[-1]).file
-        with open(full, "rb") as f:
-            return full, f.read(2 * SLOT_SIZE)
-
-    def _ino(self) -> int:
-        try:
-            return os.stat(self.fbm).st_ino
-        except FileNotFoundError:
-            return 0
-
-    def killed_backup(self, active: bool, strategy: str, window: tuple[float, float]) -> None:
+    def killed_backup(self, active: bool, window: tuple[float, float]) -> None:
+        """A backup killed at a random moment of `window` seconds after its start."""
         when = self.next_time()
         self.history[when] = self.m.hashes()
-        ino = self._ino()
-        full, header = self._full_header() if strategy == "slot-commit" else (None, b"")
-        meta = Repository(self.repo).try_load(JOB, MACHINE) if self.repo.exists() else None
-        named = [self.folder / p.file for p in meta.points] if meta else []
         p = subprocess.Popen(ferry_cmd(*self.args(when, active)), cwd=ROOT, env=ferry_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            if strategy == "uniform":
-                time.sleep(self.rng.uniform(*window))
-            else:  # wait for the moment, then a short random delay
-                deadline = time.monotonic() + 60
-                while p.poll() is None and time.monotonic() < deadline:
-                    if strategy == "after-commit" and self._ino() != ino:
-                        break
-                    if strategy == "injection" and any(
-                            f.name.endswith(".frb.part") for f in self.folder.iterdir()):
-                        break
-                    if strategy == "slot-commit":  # a new header slot: the metadata is next
-                        with open(full, "rb") as f:
-                            if f.read(2 * SLOT_SIZE) != header:
-                                break
-                        continue
-                    if strategy == "file-gone" and not all(f.exists() for f in named):
-                        break  # retention deletes what the metadata no longer names
-                    time.sleep(0.0005)
-                time.sleep(self.rng.uniform(*window))
+            time.sleep(self.rng.uniform(*window))
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
         finally:
@@ -199,10 +187,41 @@ class Scenario:
         assert p.returncode in (0, -signal.SIGKILL), err
         self.after_kill(when, active, finished=p.returncode == 0)
 
+    def retention_acts(self, active: bool) -> bool:
+        """Whether the next backup's retention removes a point (the model says)."""
+        model = ChainModel(self.method, self.keep)
+        model.chains = [list(c) for c in self.model.chains]
+        before = len(model.expected())
+        model.add(day(self.n + 1), active)
+        return len(model.expected()) <= before
+
+    def paused_backup(self, active: bool, step: str) -> None:
+        """A backup stopped at `step` and killed there; the step must be reached."""
+        when = self.next_time()
+        self.history[when] = self.m.hashes()
+        self.marker.unlink(missing_ok=True)
+        p = subprocess.Popen([sys.executable, str(PAUSED_BACKUP), step, str(self.marker),
+                              "--", *self.args(when, active)], cwd=ROOT, env=ferry_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not self.marker.exists() and p.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            reached = self.marker.exists()
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+        finally:
+            _o, err = p.communicate(timeout=60)
+        assert reached, f"step {step} not reached (exit {p.returncode}): {err}"
+        assert p.returncode == -signal.SIGKILL, err
+        self.after_kill(when, active, finished=False)
+
     def after_kill(self, when, active: bool, finished: bool) -> None:
         if not self.repo.exists():  # killed before it made the repository folder
             assert not self.ids
             self.outcomes["absent"] += 1
+            self.last = "absent"
             return
         # `ferry chain --json` runs while this process exports every point it lists
         chain = popen_ferry("chain", "--repo", self.repo, "--json")
@@ -239,6 +258,7 @@ class Scenario:
                 kind = "committed, retention interrupted"
             self.ids = ids
         self.outcomes[kind] += 1
+        self.last = kind
 
     def orphans(self, points) -> bool:
         named = {Path(p["file"]).name for p in points}
@@ -265,61 +285,49 @@ class Scenario:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "keep", "kills", "seed"), [
-    ("forward", 3, 16, 71),
-    ("forever-forward", 2, 16, 72),  # keep=2: every backup merges
-    ("reverse", 3, 16, 73),  # every backup injects into the full
+@pytest.mark.parametrize(("method", "keep", "seed"), [
+    ("forward", 3, 71),
+    ("forever-forward", 2, 72),  # keep=2: every backup merges
+    ("reverse", 3, 73),  # every backup injects into the full
 ])
-def test_sigkill_during_backup(tmp_path, method, keep, kills, seed):
+def test_sigkill_during_backup(tmp_path, method, keep, seed):
     s = Scenario(tmp_path, method, keep, seed)
-    # how long the interpreter takes to start and refuse: no kill before that is useful
-    t = time.monotonic()
-    run_ferry("backup", "--repo", s.repo, "--job", JOB, "--machine", MACHINE, "--disk",
-              s.m.paths()[0], "--keep", "0")
-    start = time.monotonic() - t
-    # the very first full, killed (no metadata yet): nothing may be listed after
-    for _ in range(2):
-        s.killed_backup(False, "uniform", (0.5 * start, 1.5 * start))
-    if not s.ids:
-        s.backup()
-    # measure one heavy increment: the kill moments are spread over its duration
+    # the very first full, killed in its block writes and after its commit (no metadata
+    # yet): nothing may be listed after either
+    for step in ("put:3", "commit:1"):
+        s.paused_backup(False, step)
+        assert s.last.startswith("absent"), (step, s.last)
+    s.backup()
     s.m.change(0.5)
     took = s.backup()
-    began = time.monotonic()
-    for i in range(kills):
-        if i >= 12 and time.monotonic() - began > BUDGET:  # a very busy machine
-            break
+    kills = [(step, want) for step, want in STEPS[method]]
+    i = 0
+    for step, want in kills + [("random", ())] * RANDOM_KILLS:
+        i += 1
         s.m.change(s.rng.uniform(0.3, 0.6))
         active = method == "forward" and i % 4 == 3
-        # half the kills at any moment of the run, half at the commit boundaries
-        if i % 2 == 0:
-            strategy, window = "uniform", (0.8 * start, max(1.1 * took, start + 0.05))
-        elif method != "forward" and i % 8 == 1:  # between the two commits of a rewrite
-            strategy, window = "slot-commit", (0.0, 0.0)
-        elif i % 8 == 3 or (method == "forward" and i % 8 == 7):
-            strategy, window = "file-gone", (0.0, 0.0)
-        elif method == "reverse" and i % 8 == 5:
-            strategy, window = "injection", (0.0, max(0.02, 0.6 * (took - start)))
-        else:
-            strategy, window = "after-commit", (0.0, 0.015)
+        if step in NEEDS_RETENTION:
+            for _ in range(8):  # backups until the next one's retention removes a point
+                if s.retention_acts(active):
+                    break
+                s.m.change(0.02)
+                s.backup(active=method == "forward" and len(s.model.chains) < 2)
+            assert s.retention_acts(active), f"{step}: no backup with retention in sight"
         try:
-            s.killed_backup(active, strategy, window)
+            if step == "random":
+                s.killed_backup(active, (0.5 * took, 1.1 * took))
+            else:
+                s.paused_backup(active, step)
+                assert s.last in want, f"{step}: outcome {s.last!r}, expected one of {want}"
             # the next backup succeeds, and the chain has the shape retention wants
             s.m.change(0.02)
             s.backup(cli=i % 4 == 0)
         except AssertionError as exc:
             listing = sorted(f.name for f in s.folder.iterdir()) if s.folder.is_dir() else []
-            raise AssertionError(f"{method} kill {i} ({strategy}, active full {active}): {exc}"
+            raise AssertionError(f"{method} kill {i} ({step}, active full {active}): {exc}"
                                  f"\noutcomes so far {dict(s.outcomes)}\nfolder {listing}"
                                  ) from exc
-    print(f"\n{method}: start {start:.2f}s, one backup {took:.2f}s, "
-          f"outcomes {dict(s.outcomes)}")
-    assert s.outcomes["absent"] + s.outcomes["absent, in-place write interrupted"] >= 1
-    assert sum(v for k, v in s.outcomes.items() if k.startswith("committed")) >= 1
-    if method == "reverse":
-        assert s.outcomes["absent, in-place write interrupted"] >= 1, s.outcomes
-    if method == "forever-forward":
-        assert s.outcomes["committed, retention interrupted"] >= 1, s.outcomes
+    print(f"\n{method}: one backup {took:.2f}s, outcomes {dict(s.outcomes)}")
 
 
 @pytest.mark.parametrize("method", ["forward", "forever-forward", "reverse"])
@@ -328,18 +336,9 @@ def test_leftovers_are_never_listed_and_are_swept(tmp_path, method):
     s = Scenario(tmp_path, method, 2, 74)
     s.backup()
     s.m.change(0.6)
-    when = s.next_time()
-    s.history[when] = s.m.hashes()
-    p = subprocess.Popen(ferry_cmd(*s.args(when, False)), cwd=ROOT, env=ferry_env(),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while p.poll() is None and time.monotonic() < deadline and not any(
-            f.name.endswith(".part") for f in s.folder.iterdir()):
-        time.sleep(0.0005)
-    p.kill()
-    p.wait()
+    s.paused_backup(False, "put:9")  # killed inside its block writes
     parts = [f.name for f in s.folder.iterdir() if f.name.endswith(".part")]
-    assert parts, "the kill came too late to leave a .part"
+    assert parts, "a kill inside the block writes leaves its .part"
     # leftovers of other crash moments: a metadata temp file, a renamed file never committed
     (s.folder / f"{MACHINE}.fbm.tmp").write_text("{half")
     (s.folder / f"{MACHINE}D2026-01-02T000000_0badc0de.fib").write_bytes(b"x" * 9000)

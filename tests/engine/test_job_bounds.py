@@ -16,7 +16,7 @@ import pytest
 from enginekit import assert_one_line_failure
 
 from engine import cli
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.simulate import MAX_WORK
 
 BASE = """\

@@ -170,7 +170,7 @@ def _job(tmp_path: Path, storage: str) -> Path:
     ('encryption = "yes"\npassword_env = "A"', "storage.encryption", "true or false"),
 ])
 def test_job_file_encryption_settings_refused(tmp_path, storage, key, problem):
-    from engine.jobfile import JobFileError, load_job
+    from engine.jobs.load import JobFileError, load_job
 
     with pytest.raises(JobFileError) as err:
         load_job(_job(tmp_path, storage))
@@ -179,8 +179,8 @@ def test_job_file_encryption_settings_refused(tmp_path, storage, key, problem):
 
 
 def test_job_file_encryption_round_trips(tmp_path):
-    from engine.jobfile import load_job
-    from engine.jobsave import save_job
+    from engine.jobs.load import load_job
+    from engine.jobs.save import save_job
 
     spec = load_job(_job(tmp_path, 'encryption = true\npassword_file = "secret/pw"'))
     assert spec.storage.encryption

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from enginekit import assert_ok, assert_one_line_failure, run_ferry
 
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.model import RetentionPolicy
-from engine.retention import PointView, short_term_count
+from engine.retention import RetentionPoint, short_term_count
 
 
 def _job(tmp: Path, name: str, extra: str) -> Path:
@@ -111,7 +111,7 @@ def test_min_points_is_a_job_setting(tmp_path):
     from datetime import datetime, timedelta
 
     t0 = datetime(2026, 1, 1, 22)
-    chain = [PointView(f"p{i}", t0 + timedelta(days=i), "incremental") for i in range(8)]
+    chain = [RetentionPoint(f"p{i}", t0 + timedelta(days=i), "incremental") for i in range(8)]
     now = t0 + timedelta(days=18)
     for n in (1, 3, 5):
         policy = RetentionPolicy(keep=2, unit="days", min_points_days_mode=n)

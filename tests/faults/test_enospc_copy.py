@@ -13,7 +13,7 @@ from pathlib import Path
 from retention_e2e.replaykit import START, Lab
 
 from engine.copy.runner import SessionResult, run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 
 from .conftest import MIB
 

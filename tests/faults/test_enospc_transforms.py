@@ -17,7 +17,7 @@ from datetime import timedelta
 from copyjob.conftest import ROOT
 from retention_e2e.replaykit import START, Lab
 
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .conftest import MIB

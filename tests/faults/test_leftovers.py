@@ -18,7 +18,7 @@ from retention_e2e.replaykit import START, Lab
 from engine import events as ev
 from engine.copy.control import RunControl
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .test_enospc_copy import run_bounded

@@ -12,7 +12,7 @@ from copyjob.conftest import ferry
 from retention_e2e.replaykit import START, Lab
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.container import Container
 from engine.repository.repository import Repository
 

@@ -12,7 +12,7 @@ import zstandard
 from retention_e2e.replaykit import START, Lab
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.container import (
     FLAG_ZERO,
     MAGIC,

@@ -10,7 +10,7 @@ from datetime import timedelta
 from retention_e2e.replaykit import START, Lab
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .conftest import rot_block

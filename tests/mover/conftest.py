@@ -22,7 +22,7 @@ from engine.copy import transport as t
 from engine.copy.links import MoverAddress, connect_tls
 from engine.copy.runner import run_job
 from engine.copy.server import MoverServer, make_server
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 
 JOB, OTHER = "Daily", "Other"
 

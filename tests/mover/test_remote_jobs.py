@@ -17,7 +17,7 @@ from engine.copy import transport as t
 from engine.copy.guard import Floor, retain_job
 from engine.copy.runner import run_job
 from engine.copy.server import make_server
-from engine.jobfile import JobFileError, load_job
+from engine.jobs.load import JobFileError, load_job
 from engine.repository.container import FLAG_RAW
 from engine.repository.repository import Repository
 

@@ -11,7 +11,7 @@ import pytest
 from copyjob.conftest import ROOT, T0, Source, exported, write_job
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from . import sshd

@@ -19,7 +19,7 @@ from copyjob.conftest import BS, write_job
 from engine.backup import take_backup
 from engine.copy.background import retain_job
 from engine.copy.runner import SessionResult, run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.model import RetentionPolicy
 from engine.repository.repository import Repository
 from engine.restore import export_point

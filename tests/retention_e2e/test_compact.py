@@ -10,7 +10,7 @@ import pytest
 
 from engine.copy.retain import apply_retention, full_usage, policy_to_dict
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.model import GfsCycle, GfsPolicy, Kind, RetentionPolicy
 from engine.repository.repository import Repository, point_file_name
 

@@ -11,7 +11,7 @@ import pytest
 
 from engine.copy.maintenance import after_session
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 
 from .replaykit import SOURCE_JOB, START, Lab, fast_dir, no_fsync

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 
 from .replaykit import Lab, fast_dir, no_fsync
 

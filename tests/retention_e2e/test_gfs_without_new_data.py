@@ -17,7 +17,7 @@ from copyjob.conftest import write_job
 
 import engine.copy.retain as retain
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 
 from .replaykit import SOURCE_JOB, START, Lab, fast_dir, no_fsync
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from copyjob.conftest import ROOT
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 from engine.simulate import Sizing, simulate
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from copyjob.conftest import T0, Source, write_job
 
 from engine.copy.runner import run_job
-from engine.jobfile import load_job
+from engine.jobs.load import load_job
 from engine.objstore.open import open_repository
 from engine.restore import export_point
 
