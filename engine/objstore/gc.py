@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.objstore import locks
 from engine.objstore.index import UNKNOWN, new_epoch
 from engine.objstore.manifest import MAX_MANIFEST, Manifest, ManifestError, parse_block_name
 from engine.objstore.repo import CHAIN, EPOCH
 from engine.repository.container import FLAG_ZERO
+
+if TYPE_CHECKING:
+    from engine.model import MachineMeta
+    from engine.objstore.target import Machine
 
 log = logging.getLogger("ferry.s3")
 
@@ -34,7 +39,7 @@ class GcResult:
     next_due: str = ""  # when the earliest kept lock expires (ISO), "" = nothing kept
 
 
-def collect(m, meta) -> GcResult:
+def collect(m: Machine, meta: MachineMeta) -> GcResult:
     res = GcResult()
     bucket, key = m.bucket, m.key
     versioned = bucket.lock_enabled()
@@ -55,7 +60,7 @@ def collect(m, meta) -> GcResult:
         refs = {(e.digest, e.flags) for d in mf.disks.values() for e in d.blocks.values()
                 if e.flags != FLAG_ZERO}
         if name in named or (until is not None and until > now):
-            if name not in named:
+            if name not in named and until is not None:  # kept for its lock alone
                 res.locked += 1
                 soonest = until if soonest is None else min(soonest, until)
             referenced |= refs
@@ -100,7 +105,7 @@ def collect(m, meta) -> GcResult:
     return res
 
 
-def _delete(m, keys: list[str], versioned: bool) -> set[str]:
+def _delete(m: Machine, keys: list[str], versioned: bool) -> set[str]:
     """Delete objects (every version when the bucket keeps versions); the keys refused."""
     if not keys:
         return set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.objstore import locks
@@ -22,10 +23,14 @@ from engine.objstore.store import S3Error
 from engine.repository.container import FLAG_ZERO
 from engine.repository.resolve import layer_points
 
+if TYPE_CHECKING:
+    from engine.objstore.store import Bucket
+    from engine.objstore.target import Machine
+
 log = logging.getLogger("ferry.s3")
 
 
-def raise_lock(bucket, key: str, until: datetime, required: datetime) -> datetime:
+def raise_lock(bucket: Bucket, key: str, until: datetime, required: datetime) -> datetime:
     """Set the COMPLIANCE lock of `key` to `until`; when the cluster refuses (it never
     shortens one), a lock already reaching `required` is fine. The lock it now has."""
     try:
@@ -38,7 +43,7 @@ def raise_lock(bucket, key: str, until: datetime, required: datetime) -> datetim
         raise
 
 
-def extend_locks(m, digests: dict[bytes, int], required: datetime | None,
+def extend_locks(m: Machine, digests: dict[bytes, int], required: datetime | None,
                  pool: ThreadPoolExecutor) -> int:
     """Extend (by a generation) the lock of each block in `digests` (digest -> flags)
     locked for less than `required`; returns the number of blocks extended."""
@@ -46,7 +51,7 @@ def extend_locks(m, digests: dict[bytes, int], required: datetime | None,
     if until is None or required is None or not digests:
         return 0
     need = locks.to_epoch(required)
-    todo = {}
+    todo: dict[bytes, tuple[int, bool]] = {}
     for dg, flags in digests.items():
         hit = m.index.lookup(dg)
         lock_s = hit[2] if hit else UNKNOWN
@@ -67,14 +72,14 @@ def extend_locks(m, digests: dict[bytes, int], required: datetime | None,
     return len(rows)
 
 
-def hold_chain(m, meta: MachineMeta, point: RestorePoint, required: datetime | None,
+def hold_chain(m: Machine, meta: MachineMeta, point: RestorePoint, required: datetime | None,
                pool: ThreadPoolExecutor) -> int:
     """Lock every manifest and block `point` reads until at least `required` (manifests
     first recorded in `meta.facts`, saved by the caller's commit). Extensions made."""
     until = locks.block_lock(required)
     if until is None or required is None:
         return 0
-    imm = meta.facts.setdefault("immutable_until", {})
+    imm = locks.lock_facts(meta)
     n = 0
     for p in layer_points(meta, point):
         have = locks.utc_from_iso(str(imm.get(p.id) or ""))

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from engine.model import MachineMeta
+from engine.repository.metadata import MetadataError
+
 GENERATION = timedelta(days=10)
 
 
@@ -53,3 +56,12 @@ def utc_from_iso(text: str) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def lock_facts(meta: MachineMeta) -> dict[str, object]:
+    """`facts.immutable_until` (point id -> ISO end of its manifest's lock), created empty;
+    a chain.json holding something else there is refused, not trusted."""
+    imm = meta.facts.setdefault("immutable_until", {})
+    if not isinstance(imm, dict):
+        raise MetadataError(f"{meta.job}/{meta.machine}: facts.immutable_until is not a table")
+    return imm

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import xxhash
 
+from engine.keys import KeyRing
 from engine.model import MachineMeta, RestorePoint
 from engine.objstore.location import S3Location
 from engine.objstore.manifest import ManifestLayer
@@ -122,11 +123,12 @@ class S3Repository:
                           "body": body})
         self.bucket.put(self._chain_key(meta.job, meta.machine), doc.encode())
 
-    def opener(self, meta: MachineMeta):
+    def opener(self, meta: MachineMeta) -> Callable[[RestorePoint], ManifestLayer]:
         key = self.machine_key(meta.job, meta.machine)
         return lambda p: ManifestLayer(self.bucket, key, p.file, p.id)
 
-    def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
+    def view(self, meta: MachineMeta, point: RestorePoint,
+             keys: KeyRing | None = None) -> PointView:
         return PointView(None, meta, point, keys, opener=self.opener(meta))
 
     def keys(self, job: str, machine: str, sub: str) -> Iterator[tuple[str, int]]:

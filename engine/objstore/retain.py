@@ -38,7 +38,7 @@ def apply_s3_retention(m, request: dict, days: int, pool) -> list[dict]:
                       {"id": point.id, "time": point.time.isoformat(), "kind": Kind.FULL.value})
         m.bucket.put(f"{m.key}/{name}", mf.encode(), lock_until=until)
         if until is not None:
-            meta.facts.setdefault("immutable_until", {})[point.id] = until.isoformat()
+            locks.lock_facts(meta)[point.id] = until.isoformat()
         return name
 
     def merge(repo, meta: MachineMeta, at: int) -> None:

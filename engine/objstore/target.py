@@ -271,7 +271,7 @@ class S3TargetMover:
             meta.keys.setdefault(key, begin["envelope"])
         meta.facts.update(begin.get("facts", {}))
         if until is not None:
-            meta.facts.setdefault("immutable_until", {})[point_id] = until.isoformat()
+            locks.lock_facts(meta)[point_id] = until.isoformat()
         if begin.get("repaired"):
             meta.facts.pop("repair", None)
         repo.save(meta)  # the commit point
