@@ -9,8 +9,10 @@ collector (`gc.py`) then removes manifests and blocks nothing references.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from engine.copy.retain import ChainOps, apply_retention
 from engine.model import Kind, MachineMeta, RestorePoint, RetentionPolicy
@@ -20,8 +22,13 @@ from engine.objstore.generations import extend_locks, newest_reader
 from engine.objstore.manifest import Manifest, ManifestLayer, manifest_name
 from engine.repository.container import FLAG_ZERO, DiskIndex
 
+if TYPE_CHECKING:
+    from engine.objstore.repo import S3Repository
+    from engine.objstore.target import Machine
 
-def apply_s3_retention(m, request: dict, days: int, pool) -> list[dict]:
+
+def apply_s3_retention(m: Machine, request: dict[str, Any], days: int,
+                       pool: ThreadPoolExecutor) -> list[dict[str, Any]]:
     """Rules, then garbage collection when something left the chain (or is still due)."""
     days = max(days, int((request.get("policy") or {}).get("immutable_days") or 0))
     def put_manifest(meta: MachineMeta, point: RestorePoint, disks: dict[str, DiskIndex],
@@ -41,7 +48,7 @@ def apply_s3_retention(m, request: dict, days: int, pool) -> list[dict]:
             locks.lock_facts(meta)[point.id] = until.isoformat()
         return name
 
-    def merge(repo, meta: MachineMeta, at: int) -> None:
+    def merge(repo: S3Repository, meta: MachineMeta, at: int) -> None:
         full, inc = meta.points[at - 1], meta.points[at]
         if full.kind != Kind.FULL or inc.kind != Kind.INCREMENTAL:
             raise ValueError("merge needs a full followed by an increment")
@@ -69,13 +76,13 @@ def apply_s3_retention(m, request: dict, days: int, pool) -> list[dict]:
         meta.facts["gc_pending"] = True
         repo.save(meta)
 
-    def delete(repo, meta: MachineMeta, ids: set[str]) -> None:
+    def delete(repo: S3Repository, meta: MachineMeta, ids: set[str]) -> None:
         meta.points = [p for p in meta.points if p.id not in ids]
         _forget(meta, ids)
         meta.facts["gc_pending"] = True
         repo.save(meta)
 
-    def synthesize(repo, meta: MachineMeta, point: RestorePoint) -> RestorePoint:
+    def synthesize(repo: S3Repository, meta: MachineMeta, point: RestorePoint) -> RestorePoint:
         with repo.view(meta, point) as view:
             disks = {d.name: DiskIndex(d.name, d.size, {b: loc.entry for b, loc in
                                                        view.blocks(d.name).items()})
@@ -88,8 +95,8 @@ def apply_s3_retention(m, request: dict, days: int, pool) -> list[dict]:
         repo.save(meta)
         return new
 
-    def compact(repo, meta: MachineMeta, policy: RetentionPolicy, slot: str,
-                now: datetime) -> list[dict]:
+    def compact(repo: S3Repository, meta: MachineMeta, policy: RetentionPolicy, slot: str,
+                now: datetime) -> list[dict[str, Any]]:
         """Manifests have no dead space to reclaim: a compact slot has nothing to do."""
         return []
 

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from engine.blockio import decompressor, digest, limit_arenas
 from engine.copy import transport as t
@@ -64,6 +65,10 @@ def verify_payload(payload: bytes | memoryview, raw: int, flags: int, dg: bytes,
     if len(data) != raw or digest(data) != dg:
         raise BlockRefused(f"{where}: payload does not match its digest")
     return data
+
+
+# an uploaded block: (disk, block, its layer entry, lock end in epoch seconds)
+Uploaded = tuple[str, int, Entry, int]
 
 
 class Machine:
@@ -128,6 +133,12 @@ class S3TargetMover:
         self.busy = 0.0
         self.m: Machine | None = None
 
+    @property
+    def open_machine(self) -> Machine:
+        """The machine HELLO named; every other request comes after HELLO."""
+        assert self.m is not None, "a request before HELLO"
+        return self.m
+
     def serve(self) -> None:
         limit_arenas(4)  # 16 upload threads must not mean 16 heaps of freed buffers
         pool = ThreadPoolExecutor(self.threads, "ferry-s3")
@@ -169,10 +180,10 @@ class S3TargetMover:
                 self.m.close()
 
     # -- STATE / CHECK / RETAIN ------------------------------------------------------
-    def _state(self, _: dict) -> None:
+    def _state(self, _: dict[str, Any]) -> None:
         import json
 
-        m = self.m
+        m = self.open_machine
         meta = self.repo.try_load(m.job, m.machine)
         parts = [json.dumps(meta_to_dict(meta) if meta else None).encode(), b"\n"]
         if meta and meta.points:
@@ -182,10 +193,10 @@ class S3TargetMover:
                         parts.append(t.STATE_ENTRY.pack(i, b, dg))
         self.end.send(t.encode(t.STATE, b"".join(parts)))
 
-    def _check(self, _: dict) -> None:
+    def _check(self, _: dict[str, Any]) -> None:
         from engine.health import check_machine
 
-        m = self.m
+        m = self.open_machine
         res = check_machine(self.repo, m.job, m.machine)
         if res.corrupt:
             meta = self.repo.load(m.job, m.machine)
@@ -194,33 +205,33 @@ class S3TargetMover:
         self.end.send_json(t.CHECK, {"corrupt": [[c.disk, c.block, c.file, c.reason]
                                                  for c in res.corrupt], "errors": res.errors})
 
-    def _retain(self, request: dict) -> None:
+    def _retain(self, request: dict[str, Any]) -> None:
         from engine.objstore.retain import apply_s3_retention
 
-        self.m.sync(create=True)
-        actions = apply_s3_retention(self.m, self._floor({**request, "background": False}),
+        self.open_machine.sync(create=True)
+        actions = apply_s3_retention(self.open_machine, self._floor({**request, "background": False}),
                                      self.days, self.pool)
         self.end.send_json(t.RETAIN, {"actions": actions})
 
-    def _floor(self, request: dict) -> dict:
+    def _floor(self, request: dict[str, Any]) -> dict[str, Any]:
         """The target's own immutable_days is a floor the request cannot lower."""
         policy = request.get("policy")
         if isinstance(policy, dict) and self.days:
             policy["immutable_days"] = max(int(policy.get("immutable_days") or 0), self.days)
         return request
 
-    def _sweep(self, request: dict) -> None:
+    def _sweep(self, request: dict[str, Any]) -> None:
         """Background retention: expired flags and the objects they alone kept."""
         from engine.objstore.retain import apply_s3_retention
 
-        self.m.sync(create=True)
-        actions = apply_s3_retention(self.m, self._floor({**request, "background": True}),
+        self.open_machine.sync(create=True)
+        actions = apply_s3_retention(self.open_machine, self._floor({**request, "background": True}),
                                      self.days, self.pool)
         self.end.send_json(t.SWEEP, {"actions": actions})
 
     # -- one point -------------------------------------------------------------------
-    def _point(self, begin: dict) -> None:
-        m, repo = self.m, self.repo
+    def _point(self, begin: dict[str, Any]) -> None:
+        m, repo = self.open_machine, self.repo
         m.sync(create=True)
         meta = repo.try_load(m.job, m.machine)
         base = begin.get("base")
@@ -285,7 +296,7 @@ class _PointWriter:
 
     def __init__(self, mover: S3TargetMover, disks: list[DiskInfo], bs: int,
                  required: datetime | None, sealed: bool = False):
-        self.mv, self.m = mover, mover.m
+        self.mv, self.m = mover, mover.open_machine
         self.names = [d.name for d in disks]
         self.nblocks = [-(-d.size // bs) for d in disks]
         self.bs = bs
@@ -302,7 +313,7 @@ class _PointWriter:
         self.written = 0
         self.reused = 0
 
-    def digests(self, suspect: set) -> None:
+    def digests(self, suspect: set[tuple[str, int]]) -> None:
         idx = self.m.index
         need = locks.to_epoch(self.required) if self.required else 0
         while True:
@@ -344,7 +355,7 @@ class _PointWriter:
             self.mv.end.send(t.encode(t.HAVE, bytes(bits)))
 
     def blocks(self) -> None:
-        inflight: deque[tuple[Future, int]] = deque()
+        inflight: deque[tuple[Future[Uploaded], int]] = deque()
         queued = 0
         while True:
             f = self.mv.end.recv()
@@ -371,7 +382,7 @@ class _PointWriter:
             raise t.StreamError(f"{len(self.wanted)} block(s) asked for never arrived")
 
     def _upload(self, name: str, block: int, raw: int, flags: int, dg: bytes, payload: bytes,
-                store_as: int):
+                store_as: int) -> Uploaded:
         """Verify, then PUT (runs in the upload pool; touches no SQLite). A sealed payload
         cannot be opened here (the target never has the key): its size is checked, and
         its keyed digest is verified by every read with the key (export, check --deep)."""
@@ -390,7 +401,7 @@ class _PointWriter:
         self.mv.busy += time.perf_counter() - t0
         return name, block, Entry(0, len(payload), raw, flags, dg), locks.to_epoch(until)
 
-    def _done(self, result) -> None:
+    def _done(self, result: Uploaded) -> None:
         name, block, e, until = result
         self.layer[name].blocks[block] = e
         self.uploaded[e.digest] = e
