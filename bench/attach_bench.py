@@ -42,7 +42,7 @@ from console.records import JobEntry, LastRun, MachineInfo  # noqa: E402
 from console.screens.live import LiveRunScreen  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.copy.control import RunControl  # noqa: E402
-from engine.jobs.load import JobSpec  # noqa: E402
+from engine.jobs.schema import JobSpec, Source, Target  # noqa: E402
 from engine.model import Stats  # noqa: E402
 
 JOB = "Bench copy"
@@ -52,8 +52,8 @@ INTERVAL = 0.1
 
 def bench_spec(root: Path) -> JobSpec:
     return JobSpec(path=root / "jobs" / "bench.toml", name=JOB,
-                   source_repository=root / "src", source_jobs=["Daily"],
-                   target_repository=root / "dst")
+                   source=Source(repository=root / "src", jobs=["Daily"]),
+                   target=Target(repository=root / "dst"))
 
 
 def progress(machine: str, step: int) -> ev.TaskProgress:

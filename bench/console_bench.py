@@ -37,7 +37,7 @@ from console.screens.live import LiveRunScreen  # noqa: E402
 from console.widgets.machine_table import MachineTable  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.copy.control import RunControl  # noqa: E402
-from engine.jobs.load import JobSpec  # noqa: E402
+from engine.jobs.schema import JobSpec, Source, Target  # noqa: E402
 from engine.model import Stats  # noqa: E402
 
 JOB = "Bench copy"
@@ -52,8 +52,8 @@ class BenchBackend(Backend):
         super().__init__(PATH.parent)
 
     def discover(self) -> list[JobEntry]:
-        spec = JobSpec(path=PATH, name=JOB, source_repository=Path("/bench/src"),
-                       source_jobs=["Daily"], target_repository=Path("/bench/dst"))
+        spec = JobSpec(path=PATH, name=JOB, source=Source(repository=Path("/bench/src"), jobs=["Daily"]),
+                       target=Target(repository=Path("/bench/dst")))
         return [JobEntry(PATH, spec)]
 
     def machines(self, spec: JobSpec) -> list[MachineInfo]:

@@ -91,10 +91,10 @@ class Backend:
     # ---- repositories ------------------------------------------------------------------------
     def machines(self, spec: JobSpec) -> list[MachineInfo]:
         """The machines of a job with their source and target chains, sorted by name."""
-        wanted = set(spec.machines)
+        wanted = set(spec.source.machines)
         found: dict[str, MachineInfo] = {}
-        source = Repository(spec.source_repository)
-        for job in spec.source_jobs:
+        source = Repository(spec.source.repository)
+        for job in spec.source.jobs:
             for job_dir, machine in source.machines(job):
                 if wanted and machine not in wanted:
                     continue

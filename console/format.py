@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from engine.jobs.load import JobSpec, StorageSpec, TransportSpec
+from engine.jobs.schema import JobSpec, Storage, Transport
 from engine.model import RetentionPolicy
 from engine.rpo import human_age
 
@@ -147,7 +147,7 @@ def schedule_text(spec: JobSpec) -> str:
     return text
 
 
-def transport_text(t: TransportSpec) -> str:
+def transport_text(t: Transport) -> str:
     """`4 parallel tasks · rate limit 1.0 MiB/s · 3 retries, 10m apart · WAN accel.`"""
     parts = [plural(t.parallel_tasks, "parallel task")]
     parts.append(f"rate limit {rate(t.rate_limit)}" if t.rate_limit else "no rate limit")
@@ -158,7 +158,7 @@ def transport_text(t: TransportSpec) -> str:
     return " · ".join(parts)
 
 
-def storage_text(s: StorageSpec) -> str:
+def storage_text(s: Storage) -> str:
     """`compression auto · health check off · compact last sunday 05:00`."""
     return (f"compression {s.compression} · health check {s.health_check} · "
             f"compact {s.compact}")

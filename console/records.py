@@ -1,6 +1,6 @@
 """What the console knows about jobs, machines and past sessions, in engine types.
 
-Plain dataclasses (no Textual): `JobEntry` wraps an `engine.jobs.load.JobSpec` (or
+Plain dataclasses (no Textual): `JobEntry` wraps an `engine.jobs.schema.JobSpec` (or
 the `JobFileError` that kept it from loading), `MachineInfo` the two
 `engine.model.MachineMeta` chains of one machine, `SessionRecord`/`TaskRecord`
 the rows of `engine.history` with their status as `engine.model.Status`.

@@ -17,7 +17,7 @@ from engine.objstore.open import repo_arg
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
 
 EXIT_OK, EXIT_FAILED = ExitCode.OK, ExitCode.FAILED
-MAX_KEEP = 9999  # as a job file's keep (engine.jobs.schema.MAX_KEEP; not imported: pydantic)
+MAX_KEEP = 9999  # as a job file's keep (engine.jobs.schema.MAX_KEEP)
 
 
 class UsageError(CommandError):

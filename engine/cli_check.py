@@ -26,7 +26,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.job and args.job != spec.name:
             raise UsageError(f"ferry check: --job {args.job} is not the job of {args.repair}")
         args.job = spec.name
-        args.repo = args.repo or spec.target_repository
+        args.repo = args.repo or spec.target.repository
     if args.repo is None:
         raise UsageError("ferry check: --repo DIR (or --repair JOBFILE) is required")
     if repo_missing(args.repo):

@@ -434,12 +434,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     from engine.inventory.base import InventoryError, inventory_json, list_machines
-    from engine.inventory.settings import settings_from_job
 
     spec = load(args.jobfile)
     if not spec.inventory:
         raise CommandError(f"ferry inventory: {args.jobfile}: the job has no [inventory] table")
-    settings = settings_from_job(spec.inventory)
+    settings = spec.inventory
     try:
         machines = list_machines(settings)
     except InventoryError as exc:
@@ -477,7 +476,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     if spec.storage.password_source is None:
         raise ValueError(f"{args.jobfile}: the job has no password source "
                          "([storage] password_env, password_file or password_command)")
-    if spec.target_mover:
+    if spec.target.mover:
         raise ValueError(f"{args.jobfile}: the target is a remote mover; run the key change "
                          "with a job file that names the repository on its host")
     if args.new_password_file is not None:

@@ -48,12 +48,12 @@ def has_new_source_point(spec) -> bool:
 
     With a remote mover the chains are on the mover's host: the job's history says
     which source point each machine's last copy took (else every pass would run)."""
-    src, dst = Repository(spec.source_repository), target_repository(spec)
+    src, dst = Repository(spec.source.repository), target_repository(spec)
     copied = History(history_path(spec)).copied(spec.name) \
-        if getattr(spec, "target_mover", None) else None
-    for job in spec.source_jobs:
+        if spec.target.mover else None
+    for job in spec.source.jobs:
         for _, machine in src.machines(job):
-            if spec.machines and machine not in spec.machines:
+            if spec.source.machines and machine not in spec.source.machines:
                 continue
             try:
                 s = src.load(job, machine)
@@ -134,9 +134,9 @@ class Daemon:
                 LOG.error("%s", spec)
                 continue
             self.background(path, spec)  # also for a job whose source is gone
-            if not Path(spec.source_repository).is_dir():
+            if not Path(spec.source.repository).is_dir():
                 LOG.error("%s: source repository not found: %s; no copy run", path.name,
-                          spec.source_repository)
+                          spec.source.repository)
                 continue
             now = self.clock()
             try:

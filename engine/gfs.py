@@ -27,33 +27,14 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 from engine.model import GfsCycle, GfsPolicy
+from engine.units import MONTH_WEEKS, weekday_index
+from engine.units import month_number as _month_number
 
 FLAGS = ("W", "M", "Y")
 FLAG_NAMES = {"W": "weekly", "M": "monthly", "Y": "yearly"}
 
-_WEEKDAYS = {name: i for i, name in enumerate(calendar.day_name)}  # "Monday" -> 0
-_MONTHS = {name: i for i, name in enumerate(calendar.month_name) if name}  # "January" -> 1
-WEEKS_OF_MONTH = ("first", "second", "third", "fourth", "last")
-
-
-@lru_cache(maxsize=64)
-def weekday_number(text: str) -> int:
-    """`sunday`/`Sun` -> 6 (Monday = 0, as `date.weekday()`)."""
-    key = text.strip().lower()
-    for name, num in _WEEKDAYS.items():
-        if key in (name.lower(), name[:3].lower()):
-            return num
-    raise ValueError(f"not a weekday: {text!r} (use monday..sunday)")
-
-
-@lru_cache(maxsize=64)
-def month_number(text: str) -> int:
-    """`january`/`Jan` -> 1."""
-    key = text.strip().lower()
-    for name, num in _MONTHS.items():
-        if key in (name.lower(), name[:3].lower()):
-            return num
-    raise ValueError(f"not a month: {text!r} (use january..december)")
+weekday_number = lru_cache(maxsize=64)(weekday_index)  # "sunday"/"Sun" -> 6 (hot in previews)
+month_number = lru_cache(maxsize=64)(_month_number)  # "january"/"Jan" -> 1
 
 
 @lru_cache(maxsize=1024)
@@ -63,9 +44,9 @@ def week_block_start(year: int, month: int, week: str) -> date:
     if key == "last":
         return date(year, month, calendar.monthrange(year, month)[1] - 6)
     try:
-        return date(year, month, 1 + 7 * WEEKS_OF_MONTH.index(key))
+        return date(year, month, 1 + 7 * MONTH_WEEKS.index(key))
     except ValueError:
-        raise ValueError(f"not a week of the month: {week!r} (use {', '.join(WEEKS_OF_MONTH)})") from None
+        raise ValueError(f"not a week of the month: {week!r} (use {', '.join(MONTH_WEEKS)})") from None
 
 
 def add_months(day: date, months: int) -> date:

@@ -42,13 +42,13 @@ class _Job(Protocol):
     """What history_path needs of a job spec (JobSpec, or a test's stand-in)."""
 
     @property
-    def target_repository(self) -> Path | str: ...
+    def target(self) -> Any: ...  # engine.jobs.schema.Target: its repository folder
 
 
 def history_path(spec: _Job) -> Path:
     """Where a job's history is kept."""
     explicit = getattr(spec, "history", None)
-    return Path(explicit) if explicit else Path(spec.target_repository) / ".ferry" / "history.sqlite"
+    return Path(explicit) if explicit else Path(spec.target.repository) / ".ferry" / "history.sqlite"
 
 
 class History:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -21,6 +21,24 @@ from engine.simulate import PreviewResult, Sizing, simulate, sizing_from_model
 from engine.units import now as wall_now
 
 
+class SourceTable(Protocol):
+    """`[source]` of a job (engine.jobs.schema.Source)."""
+
+    @property
+    def repository(self) -> Path: ...
+    @property
+    def jobs(self) -> Sequence[str]: ...
+
+
+class TargetTable(Protocol):
+    """`[target]` of a job (engine.jobs.schema.Target)."""
+
+    @property
+    def repository(self) -> Path: ...
+    @property
+    def s3(self) -> Any: ...
+
+
 class PreviewJob(Protocol):
     """What a preview reads of a job (a JobSpec; read-only, so frozen specs fit)."""
 
@@ -29,11 +47,9 @@ class PreviewJob(Protocol):
     @property
     def mode(self) -> str: ...
     @property
-    def source_repository(self) -> Path | str: ...
+    def source(self) -> SourceTable: ...
     @property
-    def source_jobs(self) -> Sequence[str]: ...
-    @property
-    def target_repository(self) -> Path | str: ...
+    def target(self) -> TargetTable: ...
     @property
     def retention(self) -> RetentionPolicy: ...
     @property
@@ -58,7 +74,7 @@ def sizing_from_repositories(spec: PreviewJob) -> Sizing | None:
     """The job's size per run from its real chains (target, else source): for each
     machine the average full and increment, summed over the machines."""
     for repo, jobs in ((target_repository(spec), [spec.name]),
-                       (Repository(spec.source_repository), list(spec.source_jobs))):
+                       (Repository(spec.source.repository), list(spec.source.jobs))):
         full = inc = 0
         for job in jobs:
             for j, m in repo.machines(job):

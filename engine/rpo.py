@@ -133,10 +133,10 @@ def newest_copies(spec: JobSpec) -> dict[str, datetime | None]:
     from engine.objstore.open import target_repository
     from engine.repository.repository import Repository
 
-    wanted = set(spec.machines)
+    wanted = set(spec.source.machines)
     out: dict[str, datetime | None] = {}
-    source = Repository(spec.source_repository)
-    for job in spec.source_jobs:
+    source = Repository(spec.source.repository)
+    for job in spec.source.jobs:
         for job_dir, machine in source.machines(job):
             if wanted and machine not in wanted:
                 continue
@@ -160,7 +160,7 @@ def check_job(spec: JobSpec, now: datetime | None = None) -> RpoCheck:
     rpo_s = spec.schedule.rpo
     if rpo_s is None:
         return RpoCheck(None)
-    if getattr(spec, "target_mover", None):
+    if spec.target.mover:
         return RpoCheck(rpo_s, unknown="the target is behind a remote mover")
     try:
         newest = newest_copies(spec)

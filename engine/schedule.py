@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MONTH_WEEKS = ("first", "second", "third", "fourth", "last")
+from engine.units import MONTH_WEEKS, WEEKDAY_NAMES, WEEKDAYS, weekday_index
+
 DEFAULT_DAILY_AT = "22:00"
 MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
@@ -58,16 +57,6 @@ class ScheduleSpec:
 
 # ---------------------------------------------------------------------------------------
 # Parsing helpers (also used by the job file validation, so messages are user-facing).
-
-
-def weekday_index(name: str) -> int:
-    """`mon`/`Monday` -> 0 ... `sun` -> 6. Raises ValueError naming the accepted forms."""
-    key = name.strip().lower()
-    if key in WEEKDAYS:
-        return WEEKDAYS.index(key)
-    if key in WEEKDAY_NAMES:
-        return WEEKDAY_NAMES.index(key)
-    raise ValueError(f"expected a weekday (monday..sunday or mon..sun), got {name!r}")
 
 
 def parse_hhmm(text: str, allow_24: bool = False) -> int:

@@ -1,4 +1,8 @@
-"""Parsing and formatting of sizes, durations and times as written on the command line."""
+"""Parsing and formatting of sizes, durations, times and calendar words (CLI and job files).
+
+The calendar words (weekdays, months, weeks of a month) are declared here once: the job
+file, the schedule, the GFS rules and the console's retention form all take them from here.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,32 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _DURATION_RE = re.compile(
     r"(\d+(?:\.\d+)?)\s*(ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")
+MONTH_WEEKS = ("first", "second", "third", "fourth", "last")  # 7-day blocks from the 1st
+
+
+def weekday_index(name: str) -> int:
+    """`mon`/`Monday` -> 0 ... `sun` -> 6 (as `date.weekday()`). Raises ValueError naming
+    the accepted forms."""
+    key = name.strip().lower()
+    if key in WEEKDAYS:
+        return WEEKDAYS.index(key)
+    if key in WEEKDAY_NAMES:
+        return WEEKDAY_NAMES.index(key)
+    raise ValueError(f"expected a weekday (monday..sunday or mon..sun), got {name!r}")
+
+
+def month_number(name: str) -> int:
+    """`january`/`Jan` -> 1 ... `dec` -> 12. Raises ValueError naming the accepted forms."""
+    key = name.strip().lower()
+    for number, month in enumerate(MONTHS, 1):
+        if key in (month, month[:3]):
+            return number
+    raise ValueError(f"expected a month (january..december or jan..dec), got {name!r}")
 
 
 def _duration_unit(word: str) -> float:
@@ -114,7 +144,7 @@ def fmt_size(n: float) -> str:
 
 
 def fmt_duration(seconds: float) -> str:
-    """`1h02m03s` style; short for short durations."""
+    """`1h02m03s` style, for a task's or a session's length; short for short durations."""
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -122,6 +152,25 @@ def fmt_duration(seconds: float) -> str:
     h, rem = divmod(td.seconds + td.days * 86400, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+_SPAN_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def fmt_span(seconds: float, parts: int = 0, sep: str = "") -> str:
+    """A duration in the units `parse_duration` reads: 600 -> "10m", 5400 -> "1h30m",
+    0 -> "0s" (exact to the millisecond: the job file's form). With `parts`, only that
+    many of the largest non-zero units, of whole seconds: (93600, 2, " ") -> "1d 2h"
+    (an age), (750, 1) -> "12m" (a time ago)."""
+    ms = round(seconds * 1000) if not parts else max(0, int(seconds)) * 1000
+    out: list[str] = []
+    for unit, size in _SPAN_UNITS:
+        count, ms = divmod(ms, size)
+        if count:
+            out.append(f"{count}{unit}")
+    if parts:
+        out = out[:parts]
+    return sep.join(out) or "0s"
 
 
 def int_between(low: int, high: int) -> Callable[[str], int]:

@@ -11,8 +11,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.inventory.base import InventorySettings
 from engine.jobs.load import JobFileError, JobSpec, discover_jobs, load_job, validate_text
 from engine.jobs.save import job_to_dict, save_job, template, update_retention
+from engine.jobs.schema import Source, Target
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.schedule import ScheduleSpec
 
@@ -109,9 +111,9 @@ def test_minimal_file_gets_the_documented_defaults(jobs: Path) -> None:
     assert spec.name == "DR copy"
     assert spec.mode == "periodic" and spec.enabled is True
     assert spec.path == jobs / "job.toml"
-    assert spec.source_repository == jobs.parent / "primary"
-    assert spec.target_repository == jobs.parent / "dr"
-    assert spec.source_jobs == ["Daily"] and spec.machines == []
+    assert spec.source.repository == jobs.parent / "primary"
+    assert spec.target.repository == jobs.parent / "dr"
+    assert spec.source.jobs == ["Daily"] and spec.source.machines == []
     assert spec.retention == RetentionPolicy(keep=7, unit="points", gfs=None, deleted_items_days=30)
     assert spec.schedule == ScheduleSpec(daily_at="22:00", every=None, days=[], window=[])
     assert (spec.storage.compression, spec.storage.health_check, spec.storage.compact) == ("auto", "off", "off")
@@ -125,7 +127,7 @@ def test_full_fixture_loads_every_table(jobs: Path) -> None:
     spec = load_job(shutil.copy(DATA / "full.toml", jobs / "full.toml"))
     assert spec.enabled is False
     assert spec.history == jobs / "state" / "history.sqlite"
-    assert spec.source_jobs == ["Daily", "Hourly"] and spec.machines == ["web01", "db01"]
+    assert spec.source.jobs == ["Daily", "Hourly"] and spec.source.machines == ["web01", "db01"]
     assert spec.schedule == ScheduleSpec(daily_at=None, every=7200.0,
                                          days=["mon", "tue", "wed", "thu", "fri"],
                                          window=["09:00-17:00", "20:00-06:00"])
@@ -136,11 +138,10 @@ def test_full_fixture_loads_every_table(jobs: Path) -> None:
     assert spec.storage.health_check == "last sunday 05:00"
     assert spec.transport.rate_limit == 50 * 1024**2
     assert spec.transport.retry_wait == 5400.0 and spec.transport.parallel_tasks == 8
-    assert spec.inventory == {
-        "kind": "vsphere", "host": "vcenter.example.org", "port": 443, "protocol": "https",
-        "verify_tls": False, "user": "backup@vsphere.local",
-        "password_env": "FERRY_VSPHERE_PASSWORD", "timeout": 45.0,
-    }
+    assert spec.inventory == InventorySettings(
+        kind="vsphere", host="vcenter.example.org", port=443, protocol="https",
+        verify_tls=False, user="backup@vsphere.local",
+        password_env="FERRY_VSPHERE_PASSWORD", timeout=45.0)
 
 
 @pytest.mark.parametrize(("table", "port", "protocol"), [
@@ -152,9 +153,9 @@ def test_full_fixture_loads_every_table(jobs: Path) -> None:
 def test_inventory_defaults(jobs: Path, table: str, port: int, protocol: str) -> None:
     spec = load_job(write(jobs, MINIMAL + f'\n[inventory]\n{table}\nhost = "h"\n'))
     assert spec.inventory is not None
-    assert (spec.inventory["port"], spec.inventory["protocol"]) == (port, protocol)
-    assert spec.inventory["verify_tls"] is True and spec.inventory["timeout"] == 30.0
-    assert spec.inventory["user"] is None and spec.inventory["password_env"] is None
+    assert (spec.inventory.port, spec.inventory.protocol) == (port, protocol)
+    assert spec.inventory.verify_tls is True and spec.inventory.timeout == 30.0
+    assert spec.inventory.user == "" and spec.inventory.password_env == ""
 
 
 def test_values_are_normalized(jobs: Path) -> None:
@@ -396,8 +397,8 @@ def test_saving_elsewhere_rebases_relative_paths_and_keeps_absolute_ones(jobs: P
     spec = load_job(write(jobs, MINIMAL.replace('"../dr"', f'"{target}"')))
     (jobs / "sub").mkdir()
     moved = save_job(spec, jobs / "sub" / "copy.toml")
-    assert moved.source_repository == spec.source_repository
-    assert moved.target_repository == target
+    assert moved.source.repository == spec.source.repository
+    assert moved.target.repository == target
     text = (jobs / "sub" / "copy.toml").read_text()
     assert 'repository = "../../primary"' in text
     assert f'repository = "{target}"' in text
@@ -425,8 +426,9 @@ def test_job_to_dict_is_plain_toml_data(jobs: Path) -> None:
 
 
 def test_a_spec_built_in_code_saves_with_absolute_paths(jobs: Path) -> None:
-    spec = JobSpec(path=jobs / "new.toml", name="Built", source_repository=jobs.parent / "primary",
-                   source_jobs=["Daily"], target_repository=jobs.parent / "dr",
+    spec = JobSpec(path=jobs / "new.toml", name="Built",
+                   source=Source(repository=jobs.parent / "primary", jobs=["Daily"]),
+                   target=Target(repository=jobs.parent / "dr"),
                    schedule=ScheduleSpec(daily_at=None, every=4 * 3600.0, days=["sat"]))
     loaded = save_job(spec)
     assert loaded == spec
@@ -498,7 +500,7 @@ def test_template_is_a_valid_job(jobs: Path) -> None:
     text = template('Nightly "DR"')
     spec = load_job(write(jobs, text))
     assert spec.name == 'Nightly "DR"'
-    assert spec.source_repository == jobs.parent / "primary"
+    assert spec.source.repository == jobs.parent / "primary"
     with pytest.raises(ValueError, match="path separator"):
         template("a/b")
 

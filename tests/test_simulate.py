@@ -339,8 +339,8 @@ def test_preview_sizes_from_real_chains_sum_the_machines(tmp_path):
                 disk.write_bytes(disk.read_bytes()[:-10] + b"x" * 10)
             take_backup(repo, "Daily", name, [disk], block_size=256 << 10,
                         at=datetime(2026, 1, 1 + day, 22))
-    spec = SimpleNamespace(name="Copy", target_repository=tmp_path / "dst",
-                           source_repository=repo, source_jobs=["Daily"])
+    spec = SimpleNamespace(name="Copy", target=SimpleNamespace(repository=tmp_path / "dst", s3=None),
+                           source=SimpleNamespace(repository=repo, jobs=["Daily"]))
     sizing = sizing_from_repositories(spec)
     points = [Repository(repo).load("Daily", m).points for m in ("a", "b")]
     assert sizing.full == sum(p[0].size for p in points)

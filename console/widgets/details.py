@@ -100,9 +100,9 @@ class DetailsPane(VerticalScroll):
             rows.append(("rpo", self._warn(rpo.summary) if rpo.late else rpo.summary))
         rows += [
             ("schedule", fmt.schedule_text(spec)),
-            ("source", f"{spec.source_repository} · jobs {', '.join(spec.source_jobs)}"),
-            ("machines", ", ".join(spec.machines) or "all of the source jobs"),
-            ("target", str(spec.target_repository)),
+            ("source", f"{spec.source.repository} · jobs {', '.join(spec.source.jobs)}"),
+            ("machines", ", ".join(spec.source.machines) or "all of the source jobs"),
+            ("target", str(spec.target.repository)),
             ("retention", fmt.retention_summary(spec.retention)),
             ("transport", fmt.transport_text(spec.transport)),
             ("storage", fmt.storage_text(spec.storage)),

@@ -14,11 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select
 
 from engine.simulate import SizingModel
-
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-WEEKS = ["first", "second", "third", "fourth", "last"]
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
-          "september", "october", "november", "december"]
+from engine.units import MONTH_WEEKS, MONTHS, WEEKDAY_NAMES
 
 
 class FormError(ValueError):
@@ -117,8 +113,9 @@ class RetentionForm(VerticalScroll):
             yield _select(["points", "days"], getattr(p, "unit", "points"), "f-unit")
         yield Label("GFS (0 = off)", classes="form-head")
         for name, cycle, options, default in (
-                ("weekly", weekly, WEEKDAYS, "sunday"), ("monthly", monthly, WEEKS, "first"),
-                ("yearly", yearly, MONTHS, "january")):
+                ("weekly", weekly, list(WEEKDAY_NAMES), "sunday"),
+                ("monthly", monthly, list(MONTH_WEEKS), "first"),
+                ("yearly", yearly, list(MONTHS), "january")):
             with Horizontal():
                 yield Label(name.capitalize(), classes="form-label")
                 yield _input(str(cycle.keep if cycle else 0), f"f-{name}")

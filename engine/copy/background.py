@@ -71,11 +71,11 @@ def machines_on_target(spec, dst) -> list[str]:
     """The machines whose chains the pass looks at: the job's folder on the target, or,
     behind a remote mover (which cannot list), every machine the job's history has
     had a task for plus the source's current machines."""
-    if getattr(spec, "target_mover", None):
+    if spec.target.mover:
         names = set(History(history_path(spec)).machines(spec.name))
-        src = Repository(spec.source_repository)
+        src = Repository(spec.source.repository)
         if src.exists():
-            for job in spec.source_jobs:
+            for job in spec.source.jobs:
                 names.update(m for _, m in src.machines(job))
         return sorted(names)
     return [m for _, m in dst.machines(spec.name)]
@@ -97,7 +97,7 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
                              kind=KIND, message="no chains on the target")
     retention: list[dict] = []
     tasks: list[TaskResult] = []
-    lock_root = Path(spec.target_repository)
+    lock_root = Path(spec.target.repository)
     with JobLock(lock_root, spec.name), run_log(lock_root, spec.name):
         LOG.info("%s: background retention %s started, %d machine(s)", spec.name, session,
                  len(machines), extra={"job": spec.name})

@@ -25,7 +25,6 @@ from typing import Any
 
 from engine.errors import one_line
 from engine.inventory.base import InventoryError, InventorySettings, VmInfo, lookup, match_machines
-from engine.inventory.settings import settings_from_job
 
 FALLBACK = "copying from repository metadata"
 REASON_WORDS = {
@@ -50,13 +49,8 @@ def check_inventory(spec, machines: list[str], target) -> InventoryOutcome:
     (`facts["vm_id"]` in the machine's metadata) is what identifies a machine.
     """
     out = InventoryOutcome()
-    table = getattr(spec, "inventory", None) or {}
-    host = str(table.get("host") or "?") if isinstance(table, dict) else "?"
-    try:
-        settings = settings_from_job(table)
-    except (ValueError, TypeError) as exc:
-        out.warnings.append(f"inventory: bad [inventory] settings ({one_line(exc)}); {FALLBACK}")
-        return out
+    settings: InventorySettings = spec.inventory  # checked and filled by the job loader
+    host = settings.host
     scrub = _scrubber(settings)
 
     try:

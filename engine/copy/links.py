@@ -67,19 +67,19 @@ def parse_mover(text: str) -> MoverAddress:
 
 def connect(spec) -> t.Endpoint:
     """A stream to the job's remote mover."""
-    addr = parse_mover(spec.target_mover)
+    addr = parse_mover(spec.target.mover)
     if addr.scheme == "plain":
         return t.SocketEndpoint.connect(f"{addr.host}:{addr.port}")
     if addr.scheme == "tls":
-        return connect_tls(addr, spec.target_fingerprint)
+        return connect_tls(addr, spec.target.fingerprint)
     return connect_ssh(addr)
 
 
 def token_of(spec) -> str | None:
     """The job's mover token (tls:// only), from its environment variable."""
-    if not spec.target_mover or not spec.target_mover.startswith("tls://"):
+    if not spec.target.mover or not spec.target.mover.startswith("tls://"):
         return None
-    name = spec.target_token_env
+    name = spec.target.token_env
     value = os.environ.get(name or "")
     if not value:
         raise t.StreamError(f"the mover token variable {name} is not set")

@@ -92,23 +92,23 @@ class JobLock:
 
 def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     """The machines the job copies, and problems with its source jobs."""
-    src = Repository(spec.source_repository)
+    src = Repository(spec.source.repository)
     if not src.exists():
-        raise RunError(f"source repository not found: {spec.source_repository}")
+        raise RunError(f"source repository not found: {spec.source.repository}")
     refs, problems, seen = [], [], set()
-    for job in spec.source_jobs:
+    for job in spec.source.jobs:
         pairs = src.machines(job)
         if not pairs:
-            problems.append(f"source job {job!r} has no machines in {spec.source_repository}")
+            problems.append(f"source job {job!r} has no machines in {spec.source.repository}")
         for _, m in pairs:
-            if spec.machines and m not in spec.machines:
+            if spec.source.machines and m not in spec.source.machines:
                 continue
             if m in seen:
                 problems.append(f"machine {m!r} is in two source jobs; copying the first only")
                 continue
             seen.add(m)
             refs.append(MachineRef(job, m))
-    for m in spec.machines:
+    for m in spec.source.machines:
         if m not in seen:
             problems.append(f"machine {m!r} not found in the source jobs")
     return refs, problems
@@ -117,12 +117,12 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
 def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
     """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
     TCP: engine.copy.links) when `[target] mover` is set."""
-    address = getattr(spec, "target_mover", None)
+    address = spec.target.mover
     if address:
         from engine.copy.links import connect
 
         return connect(spec), None
-    s3 = getattr(spec, "target_s3", None) is not None
+    s3 = spec.target.s3 is not None
     # an S3 target hands frames straight to its upload pool, which bounds what it holds
     # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
     src_end, dst_end = t.pipe(4 if s3 else 16)
@@ -167,7 +167,7 @@ class Runner:
         self.control = control
         self.hold_timeout = hold_timeout
         self.session = uuid.uuid4().hex[:12]
-        self.src = Repository(spec.source_repository)
+        self.src = Repository(spec.source.repository)
         self.dst = target_repository(spec)
         self.retention: list[dict[str, Any]] = []
         self.facts: dict[str, dict[str, Any]] = {}  # the hypervisor's, per machine
@@ -290,7 +290,7 @@ class Runner:
         if self.remote is not None:
             return self._remote_cleanup(seen, started)
         if self.dry_run or not isinstance(self.dst, Repository) or \
-                getattr(self.spec, "target_mover", None):
+                self.spec.target.mover:
             return []
         from engine.copy.maintenance import after_session
 
@@ -321,7 +321,7 @@ class Runner:
 
     def _preflight(self) -> str:
         """Why the target refuses this job before anything is written ("" = it does not)."""
-        if isinstance(self.dst, Repository) or getattr(self.spec, "target_mover", None):
+        if isinstance(self.dst, Repository) or self.spec.target.mover:
             return ""
         from engine.objstore.target import preflight
 
@@ -500,8 +500,8 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
     runner.repair_only = repair_only  # `ferry check --repair`
     if dry_run:
         return runner.run()
-    Path(spec.target_repository).mkdir(parents=True, exist_ok=True)
-    with JobLock(spec.target_repository, spec.name), run_log(spec.target_repository, spec.name):
+    Path(spec.target.repository).mkdir(parents=True, exist_ok=True)
+    with JobLock(spec.target.repository, spec.name), run_log(spec.target.repository, spec.name):
         runner.remote = _remote_job(spec)
         publisher = _publish(runner, started_by) if live else None
         try:
@@ -516,7 +516,7 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
 def _remote_job(spec):
     """The job stream of a remote run (the mover's job lock), or None when local.
     A mover that is unreachable now is left to the tasks (they report it, with retries)."""
-    if not getattr(spec, "target_mover", None):
+    if not spec.target.mover:
         return None
     from engine.copy.jobsession import JobBusy, RemoteJob
 

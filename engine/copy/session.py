@@ -47,7 +47,7 @@ class TaskContext:
     """What one machine's copy needs from its session (`engine.copy.runner.Runner`),
     and nothing more: the task cannot reach the other tasks or the session's state."""
 
-    spec: Any  # the job (engine.jobs.JobSpec)
+    spec: Any  # the job (engine.jobs.schema.JobSpec)
     source_job: str
     machine: str
     folder: Path  # the machine's folder in the source repository
@@ -95,7 +95,7 @@ class MachineCopy:
                             on_resume=lambda: ctx.emit(ev.TaskResumed(job, machine)))
         self.mover = mover
         self.left_uncopied = False
-        if getattr(spec, "target_mover", None):
+        if spec.target.mover:
             from engine.copy.links import token_of
 
             # a remote target is not trusted: it proves it holds what it says it has

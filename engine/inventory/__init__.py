@@ -16,7 +16,6 @@ from engine.inventory.base import (
     lookup,
     match_machines,
 )
-from engine.inventory.settings import settings_from_job
 
 __all__ = [
     "InventoryError",
@@ -28,5 +27,4 @@ __all__ = [
     "list_machines",
     "lookup",
     "match_machines",
-    "settings_from_job",
 ]

@@ -1,13 +1,14 @@
-"""Job files: TOML -> validated `JobSpec`, and back (CONTRACT "Job files (TOML)").
+"""Job files: TOML -> a validated `JobSpec` (CONTRACT "Job files (TOML)").
 
 Nothing runs on an invalid file, and every mistake is one line naming the file, the
 line and the dotted key (`JobFileError`). `validate_text` collects every error (for an
 editor that marks lines); `load_job` raises the first one. Writing is
 `engine.jobs.save`: validated, atomic, so Ferry never leaves a job file invalid on disk.
 
-Split: `engine.jobs.schema` holds the pydantic model of each table (types, unknown keys,
-value ranges); this module adds the checks across tables and against the file system
-and builds the `JobSpec`; `engine.jobs.text` finds the line of a key and writes TOML.
+Split: `engine.jobs.schema` declares every key (type, range, normal form) and
+`engine.jobs.fields` checks a table against it; this module adds the checks across
+tables and against the file system and resolves paths; `engine.jobs.text` finds the
+line of a key.
 """
 
 from __future__ import annotations
@@ -15,20 +16,16 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
-from difflib import get_close_matches
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from engine.errors import FerryError
-from engine.jobs import schema as js
+from engine.jobs import fields
 from engine.jobs import text as jt
-from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
-from engine.objstore.location import S3ConfigError, S3Location, is_s3_url, parse_s3_url
-from engine.password import PasswordSource, SourceKind
-from engine.repository.repository import BadName, safe_name
+from engine.jobs.schema import PATH_KEYS, JobSpec
+from engine.objstore.location import S3ConfigError, is_s3_url, parse_s3_url
+from engine.repository.names import BadName, safe_name
 from engine.schedule import DEFAULT_DAILY_AT, ScheduleSpec
 
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
@@ -59,107 +56,6 @@ class JobFileError(FerryError):
         return f"JobFileError({str(self)!r})"
 
 
-@dataclass
-class StorageSpec:
-    """`[storage]`: compression level and maintenance slots ("off" or e.g. "last sunday 05:00")."""
-
-    compression: str = "auto"
-    health_check: str = "off"
-    compact: str = "off"
-    immutable_days: int = 0  # 0 = off; object storage: S3 Object Lock COMPLIANCE
-    encryption: bool = False
-    password_env: str | None = None
-    password_file: Path | None = None  # absolute (relative ones resolved against the job file)
-    password_command: str | None = None
-
-    @property
-    def password_source(self) -> PasswordSource | None:
-        """Where the job's encryption password comes from (None: no source given)."""
-        if self.password_env:
-            return PasswordSource(SourceKind.ENV, self.password_env)
-        if self.password_file:
-            return PasswordSource(SourceKind.FILE, str(self.password_file))
-        if self.password_command:
-            return PasswordSource(SourceKind.COMMAND, self.password_command)
-        return None
-
-
-@dataclass
-class TransportSpec:
-    """`[transport]`; `rate_limit` in bytes per second (0 = none), `retry_wait` in seconds."""
-
-    wan_acceleration: bool = False
-    parallel_tasks: int = 4
-    rate_limit: int = 0
-    retries: int = 3
-    retry_wait: float = 600.0
-
-
-@dataclass(kw_only=True)
-class JobSpec:
-    """A validated job. Paths are absolute; `raw_paths` remembers how the file wrote them
-    (source.repository, target.repository, history, storage.password_file -> text) so
-    that saving keeps relative paths relative.
-
-    `schedule` of an immediate job has no daily_at/every (only its window matters).
-    `inventory` is the validated `[inventory]` table with defaults filled: kind, host,
-    port, protocol, verify_tls, user (or None), password_env (or None), timeout (s).
-    """
-
-    path: Path
-    name: str
-    mode: str = "periodic"
-    enabled: bool = True
-    source_repository: Path
-    source_jobs: list[str]
-    machines: list[str] = field(default_factory=list)
-    target_repository: Path
-    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
-    storage: StorageSpec = field(default_factory=StorageSpec)
-    transport: TransportSpec = field(default_factory=TransportSpec)
-    inventory: dict[str, Any] | None = None
-    history: Path | None = None
-    target_mover: str | None = None  # extension: [target] mover (engine.copy.links)
-    target_fingerprint: str | None = None  # tls:// mover: its pinned certificate
-    target_token_env: str | None = None  # tls:// mover: the variable holding the job token
-    # object storage target ([target] repository = "s3://..."); target_repository is then
-    # the repository's local state folder (job lock, history, block index cache)
-    target_s3: S3Location | None = None
-    raw_paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-
-# -------------------------------------------------------------------------------------
-# Validation.
-
-_TYPE_WORDS = {
-    "int_type": "an integer", "string_type": "a string", "bool_type": "true or false",
-    "float_type": "a number", "list_type": "a list", "model_type": "a table",
-    "dict_type": "a table", "model_attributes_type": "a table",
-}
-_MISSING = {
-    ("name",): 'every job needs a name, e.g. name = "DR copy"',
-    ("retention", "gfs", "weekly", "day"): 'weekly GFS needs a day, e.g. day = "sunday"',
-    ("retention", "gfs", "monthly", "week"): "monthly GFS needs a week: first|second|third|fourth|last",
-    ("retention", "gfs", "yearly", "month"): 'yearly GFS needs a month, e.g. month = "january"',
-}
-
-
-def _problem(err: Any, keys: tuple[str, ...]) -> str:
-    """A pydantic error as the text after "key: "."""
-    kind = err["type"]
-    if kind == "missing":
-        return _MISSING.get(keys, "required key is missing")
-    if kind == "extra_forbidden":
-        hint = get_close_matches(keys[-1], js.known_keys(keys[:-1]), n=1)
-        return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    if kind == "value_error" and "error" in err.get("ctx", {}):
-        return str(err["ctx"]["error"])
-    if kind in _TYPE_WORDS:
-        return f"expected {_TYPE_WORDS[kind]}, got {js.describe(err.get('input'))}"
-    return str(err.get("msg", kind))
-
-
 def _raw_str(data: Any, *keys: str) -> str | None:
     """A string value of the raw TOML data, or None when absent or of another type, so
     cross-checks can run even when a sibling key of the same table is wrong."""
@@ -185,21 +81,6 @@ class _Checker:
     def error(self, key: tuple[str, ...], problem: str) -> None:
         self.errors.append(JobFileError(self.path, jt.line_for(self.entries, key), ".".join(key), problem))
 
-    def model(self, model: type[BaseModel], data: Any, prefix: tuple[str, ...]) -> Any:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                keys, index = list(prefix), None
-                for part in err["loc"]:
-                    if isinstance(part, int):
-                        index = part
-                        break
-                    keys.append(str(part))
-                problem = _problem(err, tuple(keys))
-                self.error(tuple(keys), problem if index is None else f"item {index + 1}: {problem}")
-            return None
-
     def resolve(self, raw: str) -> Path:
         p = Path(raw).expanduser()
         return Path(os.path.normpath(p if p.is_absolute() else self.base / p))
@@ -215,22 +96,14 @@ class _Checker:
             self.syntax_error(str(exc))
             return None
         nul = self.check_nul(raw, ())
-        top = self.model(js.TopLevel, {k: v for k, v in raw.items() if k not in js.TABLES}, ())
-        tables: dict[str, Any] = {}
-        for name, model in js.TABLES.items():
-            if name in raw:
-                tables[name] = self.model(model, raw[name], (name,))
-            elif name in js.REQUIRED_TABLES:
-                self.error((name,), f"required table [{name}] is missing")
-            elif name != "inventory":  # the only optional table without defaults
-                tables[name] = model()
+        values, _ = fields.check(JobSpec, raw, (), self.error)
         paths = self.check_paths(raw)
-        self.check_cross(raw, tables)
-        # a NUL byte is the one thing said about its key (its validator would add a second)
+        self.check_cross(raw, values)
+        # a NUL byte is the one thing said about its key (its check would add a second)
         self.errors = [e for e in self.errors if e.key not in nul or e.problem == NUL_PROBLEM]
-        if self.errors or top is None:
+        if self.errors:
             return None
-        return self.build(top, tables, paths)
+        return self.build(raw, values, paths)
 
     def check_nul(self, data: Any, prefix: tuple[str, ...]) -> set[str]:
         """Every string value with a NUL byte (TOML allows "\\u0000"): no file name,
@@ -375,45 +248,36 @@ class _Checker:
             if any((ret.gfs.weekly, ret.gfs.monthly, ret.gfs.yearly)):
                 self.error(("storage", "compact"), "compact full works only without GFS retention")
 
-    def build(self, top: js.TopLevel, t: dict[str, Any], paths: dict[str, Path]) -> JobSpec:
-        raw_paths = {"source.repository": t["source"].repository,
-                     "target.repository": t["target"].repository}
-        if top.history is not None:
-            raw_paths["history"] = top.history
-        s = t["schedule"]
-        if top.mode == "immediate":
-            schedule = ScheduleSpec(daily_at=None, every=None, window=s.window, rpo=s.rpo)
+    def build(self, raw: dict[str, Any], values: dict[str, Any], paths: dict[str, Path]
+              ) -> JobSpec:
+        """The spec: paths resolved (their text kept in `raw_paths`), the schedule filled
+        by mode, `[storage] immutable_days` given to the retention rules too."""
+        raw_paths = {".".join(k): t for k in PATH_KEYS if (t := _raw_str(raw, *k)) is not None}
+        spec = JobSpec(path=Path(os.path.normpath(Path(self.path).absolute())),
+                       raw_paths=raw_paths, **values)
+        target = spec.target
+        if is_s3_url(raw_paths["target.repository"]):
+            s3 = parse_s3_url(raw_paths["target.repository"], **target.s3_options())
+            target = replace(target, repository=s3.state_dir(), s3=s3)
         else:
-            daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
-            schedule = ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window,
-                                    rpo=s.rpo)
-        inv = t.get("inventory")
-        s3 = None
-        if is_s3_url(t["target"].repository):
-            s3 = parse_s3_url(t["target"].repository, **t["target"].s3_options())
-            paths["target.repository"] = s3.state_dir()
-        return JobSpec(
-            path=Path(os.path.normpath(Path(self.path).absolute())),
-            name=top.name, mode=top.mode, enabled=top.enabled,
-            source_repository=paths["source.repository"], source_jobs=list(t["source"].jobs),
-            machines=list(t["source"].machines), target_repository=paths["target.repository"],
-            retention=replace(_retention(t["retention"]),
-                              immutable_days=t["storage"].immutable_days), schedule=schedule,
-            storage=self.storage(t["storage"], raw_paths),
-            transport=TransportSpec(**t["transport"].model_dump()),
-            inventory=inv.settings() if inv is not None else None,
-            history=paths.get("history"), raw_paths=raw_paths,
-            target_mover=t["target"].mover, target_s3=s3,
-            target_fingerprint=t["target"].fingerprint, target_token_env=t["target"].token_env,
-        )
+            target = replace(target, repository=paths["target.repository"])
+        storage = spec.storage
+        if storage.password_file is not None:
+            storage = replace(storage, password_file=paths["storage.password_file"])
+        return replace(
+            spec, source=replace(spec.source, repository=paths["source.repository"]),
+            target=target, storage=storage, history=paths.get("history"),
+            schedule=_for_mode(spec.schedule, spec.mode),
+            retention=replace(spec.retention, immutable_days=storage.immutable_days))
 
 
-    def storage(self, table: js.Storage, raw_paths: dict[str, str]) -> StorageSpec:
-        spec = StorageSpec(**table.model_dump(exclude={"password"}))
-        if table.password_file is not None:
-            raw_paths["storage.password_file"] = table.password_file
-            spec.password_file = self.resolve(table.password_file)
-        return spec
+def _for_mode(s: ScheduleSpec, mode: str) -> ScheduleSpec:
+    """An immediate job has no start times; a periodic one without `every` runs daily
+    (at 22:00 when the file gives no time)."""
+    if mode == "immediate":
+        return ScheduleSpec(daily_at=None, every=None, window=s.window, rpo=s.rpo)
+    daily = None if s.every is not None else (s.daily_at or DEFAULT_DAILY_AT)
+    return ScheduleSpec(daily_at=daily, every=s.every, days=s.days, window=s.window, rpo=s.rpo)
 
 
 def _same_or_inside(path: Path, other: Path) -> bool:
@@ -421,20 +285,6 @@ def _same_or_inside(path: Path, other: Path) -> bool:
     job folder of the source repository."""
     a, b = path.resolve(), other.resolve()
     return a == b or b in a.parents
-
-
-def _retention(r: js.Retention) -> RetentionPolicy:
-    gfs = None
-    if r.gfs is not None:
-        g = r.gfs
-        gfs = GfsPolicy(
-            weekly=GfsCycle(g.weekly.keep_weeks, g.weekly.day) if g.weekly else None,
-            monthly=GfsCycle(g.monthly.keep_months, g.monthly.week) if g.monthly else None,
-            yearly=GfsCycle(g.yearly.keep_years, g.yearly.month) if g.yearly else None,
-            method=g.method,
-        )
-    return RetentionPolicy(keep=r.keep, unit=r.unit, gfs=gfs, deleted_items_days=r.deleted_items_days,
-                           min_points_days_mode=r.min_points)
 
 
 def _check(text: str, path: Path, need_source: bool = True
@@ -506,7 +356,4 @@ def discover_jobs(folder: Path | str, need_source: bool = True
     return out
 
 
-__all__ = [
-    "JobFileError", "JobSpec", "ScheduleSpec", "StorageSpec", "TransportSpec",
-    "discover_jobs", "load_job", "validate_text",
-]
+__all__ = ["JobFileError", "JobSpec", "discover_jobs", "load_job", "validate_text"]

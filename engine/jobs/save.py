@@ -10,29 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine import schedule as sched
+from engine.jobs import fields
 from engine.jobs import text as jt
 from engine.jobs.load import JobFileError, JobSpec, _check, _read, validate_text
+from engine.jobs.schema import PATH_KEYS, Retention
 from engine.model import RetentionPolicy
-from engine.repository.repository import BadName, safe_name
-from engine.schedule import DEFAULT_DAILY_AT
-
-if TYPE_CHECKING:  # imported where used: plain folder jobs never load the S3 code
-    from engine.objstore.location import S3Location
-
-
-def _s3_target(loc: S3Location) -> dict[str, str]:
-    """`[target]` of an object storage job: the URL and the options that differ from the defaults."""
-    from engine.objstore.location import S3Location
-
-    out = {"repository": loc.url}
-    default = S3Location(loc.bucket, loc.prefix)
-    for key in ("endpoint", "region", "access_key_env", "secret_key_env"):
-        if getattr(loc, key) != getattr(default, key):
-            out[key] = getattr(loc, key)
-    return out
+from engine.repository.names import BadName, safe_name
 
 
 def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
@@ -55,93 +40,25 @@ def _path_text(spec: JobSpec, key: str, value: Path, base: Path) -> str:
         return str(value)
 
 
-def _retention_dict(policy: RetentionPolicy) -> dict[str, Any]:
-    out: dict[str, Any] = {"keep": policy.keep, "unit": policy.unit,
-                           "deleted_items_days": policy.deleted_items_days}
-    if policy.min_points_days_mode != 3:
-        out["min_points"] = policy.min_points_days_mode
-    if policy.gfs is not None:
-        g = policy.gfs
-        gfs: dict[str, Any] = {}
-        if g.weekly:
-            gfs["weekly"] = {"keep_weeks": g.weekly.keep, "day": g.weekly.at}
-        if g.monthly:
-            gfs["monthly"] = {"keep_months": g.monthly.keep, "week": g.monthly.at}
-        if g.yearly:
-            gfs["yearly"] = {"keep_years": g.yearly.keep, "month": g.yearly.at}
-        gfs["method"] = g.method
-        out["gfs"] = gfs
-    return out
-
-
-def window_value(window: list[str]) -> list[str] | dict[str, list[str]]:
-    """The job file's form of a normalised window list: a list, or a weekday table."""
-    if not any(" " in w for w in window):
-        return list(window)
-    table: dict[str, list[str]] = {}
-    for w in window:  # a table is per weekday, so an every-day window goes on each day
-        day, _, hours = w.rpartition(" ")
-        for d in [day] if day else list(sched.WEEKDAYS):
-            table.setdefault(d, []).append(hours)
-    return {d: table[d] for d in sched.WEEKDAYS if d in table}
-
-
 def job_to_dict(spec: JobSpec, relative_to: Path | None = None) -> dict[str, Any]:
-    """The job as TOML-ready data (every setting explicit, durations and rates as text).
+    """The job as TOML-ready data (`fields.dump`: durations and rates as text).
 
     Relative paths are written relative to `relative_to`, the folder of the file being
     written (default: the job file's folder).
     """
     base = Path(os.path.normpath(Path(relative_to).absolute())) if relative_to else spec.path.parent
-    out: dict[str, Any] = {"name": spec.name, "mode": spec.mode, "enabled": spec.enabled}
-    if spec.history is not None:
-        out["history"] = _path_text(spec, "history", spec.history, base)
-    out["source"] = {"repository": _path_text(spec, "source.repository", spec.source_repository, base),
-                     "jobs": list(spec.source_jobs), "machines": list(spec.machines)}
-    out["target"] = {"repository": _path_text(spec, "target.repository", spec.target_repository, base)}
-    if spec.target_s3 is not None:
-        out["target"] = _s3_target(spec.target_s3)
-    if spec.target_mover:
-        out["target"]["mover"] = spec.target_mover
-    s = spec.schedule
-    schedule: dict[str, Any] = {}
-    if spec.mode != "immediate":
-        if s.every is not None:
-            schedule["every"] = jt.fmt_duration(s.every)
-        else:
-            schedule["daily_at"] = s.daily_at or DEFAULT_DAILY_AT
-        if s.days:
-            schedule["days"] = list(s.days)
-    if s.window:
-        schedule["window"] = window_value(s.window)
-    if s.rpo is not None:
-        schedule["rpo"] = jt.fmt_duration(s.rpo)
-    if schedule:
-        out["schedule"] = schedule
-    out["retention"] = _retention_dict(spec.retention)
-    st = spec.storage
-    out["storage"] = {"compression": st.compression, "health_check": st.health_check,
-                      "compact": st.compact}
-    if st.encryption:
-        out["storage"]["encryption"] = True
-    if st.password_env:
-        out["storage"]["password_env"] = st.password_env
-    if st.password_file:
-        out["storage"]["password_file"] = _path_text(spec, "storage.password_file",
-                                                     st.password_file, base)
-    if st.password_command:
-        out["storage"]["password_command"] = st.password_command
-    if st.immutable_days:
-        out["storage"]["immutable_days"] = st.immutable_days
-    tr = spec.transport
-    out["transport"] = {"wan_acceleration": tr.wan_acceleration, "parallel_tasks": tr.parallel_tasks,
-                        "rate_limit": jt.fmt_rate(tr.rate_limit), "retries": tr.retries,
-                        "retry_wait": jt.fmt_duration(tr.retry_wait)}
-    if spec.inventory is not None:
-        inv = {k: v for k, v in spec.inventory.items() if v is not None}
-        if isinstance(inv.get("timeout"), (int, float)):
-            inv["timeout"] = jt.fmt_duration(inv["timeout"])
-        out["inventory"] = inv
+    out = fields.dump(spec)
+    for keys in PATH_KEYS:
+        table = out if len(keys) == 1 else out.get(keys[0], {})
+        if keys[-1] in table:
+            table[keys[-1]] = _path_text(spec, ".".join(keys), table[keys[-1]], base)
+    if spec.target.s3 is not None:
+        out["target"]["repository"] = spec.target.s3.url
+    if spec.mode == "immediate" and "schedule" in out:  # only its window and rpo apply
+        for key in ("daily_at", "every", "days"):
+            out["schedule"].pop(key, None)
+        if not out["schedule"]:
+            del out["schedule"]
     return out
 
 
@@ -174,7 +91,7 @@ def update_retention(path: Path | str, policy: RetentionPolicy) -> JobSpec:
     """
     path = Path(path)
     text = _read(path)
-    block = "\n".join(jt.render_table("retention", _retention_dict(policy), 1)) + "\n"
+    block = "\n".join(jt.render_table("retention", fields.dump(Retention.of(policy)), 1)) + "\n"
     return _write_checked(path, jt.replace_table(text, "retention", block))
 
 

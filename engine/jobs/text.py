@@ -173,30 +173,6 @@ def key_on_line(entries: list[Entry], line: int) -> str:
     return ".".join(hits[-1].path) if hits else ""
 
 
-def fmt_duration(seconds: float) -> str | float:
-    """600 -> "10m", 5400 -> "1h30m"; a value not whole milliseconds stays a number."""
-    ms = round(seconds * 1000)
-    if abs(ms - seconds * 1000) > 1e-6:
-        return float(seconds)
-    if ms == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        count, ms = divmod(ms, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
-def fmt_rate(rate: int) -> str:
-    if rate == 0:
-        return "0"
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if rate % size == 0:
-            return f"{rate // size}{unit}/s"
-    return f"{rate}/s"
-
-
 def atomic_write(path: Path, text: str) -> None:
     """Temp file in the same folder, fsync, rename over, fsync the folder."""
     path = Path(path)

@@ -19,7 +19,7 @@ def jobs_sessions_dir(jobs_dir: Path) -> Path:
 
 
 def target_sessions_dir(spec) -> Path:
-    return Path(spec.target_repository) / SESSIONS
+    return Path(spec.target.repository) / SESSIONS
 
 
 def publish_dir(spec) -> Path:

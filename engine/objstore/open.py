@@ -33,9 +33,9 @@ def repo_arg(text: str) -> str | Path:
 
 def target_repository(spec):
     """The job's target: its folder, or its object storage repository."""
-    loc = getattr(spec, "target_s3", None)
+    loc = spec.target.s3
     if loc is not None:
         from engine.objstore.repo import S3Repository
 
         return S3Repository(loc)
-    return Repository(spec.target_repository)
+    return Repository(spec.target.repository)

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import os
-import unicodedata
 import uuid
 from datetime import datetime
 from pathlib import Path
 
-from engine.errors import FerryError
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
 from engine.repository.metadata import MetadataError, copy_path, read_meta, write_meta
+from engine.repository.names import BadName, safe_name
 from engine.repository.resolve import PointView
 
 BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
-
-
-class BadName(FerryError, ValueError):
-    """A job, machine or disk name that could leave the repository folder."""
-
-
-def safe_name(name: str, what: str = "name") -> str:
-    """Return `name` if it is usable as a folder/file name, else raise BadName."""
-    if not name or not name.strip():
-        raise BadName(f"{what} is empty")
-    if "/" in name or "\\" in name:
-        raise BadName(f"{what} {name!r} contains a path separator")
-    if name in (".", "..") or ".." in name:
-        raise BadName(f"{what} {name!r} contains '..'")
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-        raise BadName(f"{what} {name!r} contains a control character")
-    if len(name.encode()) > 200:
-        raise BadName(f"{what} {name[:20]!r}... is too long")
-    return name
 
 
 def new_point_id() -> str:

@@ -7,6 +7,7 @@ Nothing here reads a clock, the disk or a random source, so snapshots are stable
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from console.backend import Backend
 from console.records import JobEntry, LastRun, LogRecord, MachineInfo, SessionRecord, TaskRecord
 from engine import events as ev
-from engine.jobs.load import JobFileError, JobSpec, StorageSpec
+from engine.jobs.load import JobFileError
+from engine.jobs.schema import JobSpec, Source, Storage, Target
 from engine.model import (
     DiskInfo,
     GfsCycle,
@@ -35,10 +37,11 @@ GIB = 1024**3
 
 def FixtureSpec(name: str, path: Path, **kwargs: Any) -> JobSpec:  # noqa: N802
     """A real engine JobSpec with the fixture's defaults (no disk)."""
-    kwargs.setdefault("source_repository", Path("/srv/backups/primary"))
-    kwargs.setdefault("source_jobs", ["Daily"])
-    kwargs.setdefault("target_repository", Path("/srv/backups/dr"))
-    kwargs.setdefault("storage", StorageSpec(compression="optimal"))
+    source = Source(repository=Path("/srv/backups/primary"), jobs=kwargs.pop("source_jobs", ["Daily"]),
+                    machines=kwargs.pop("machines", []))
+    kwargs.setdefault("source", source)
+    kwargs.setdefault("target", Target(repository=kwargs.pop("target_repository", Path("/srv/backups/dr"))))
+    kwargs.setdefault("storage", Storage(compression="optimal"))
     return JobSpec(path=path, name=name, **kwargs)
 
 
@@ -241,14 +244,12 @@ class StaticBackend(Backend):
 
     def set_enabled(self, path: Path, enabled: bool) -> JobSpec:
         self.enabled_calls.append((path, enabled))
-        spec = self._specs[str(path)]
-        spec.enabled = enabled
+        spec = self._specs[str(path)] = replace(self._specs[str(path)], enabled=enabled)
         return spec
 
     def update_retention(self, path: Path, policy: RetentionPolicy) -> JobSpec:
         self.saved.append((path, policy))
-        spec = self._specs[str(path)]
-        spec.retention = policy
+        spec = self._specs[str(path)] = replace(self._specs[str(path)], retention=policy)
         return spec
 
     def machines(self, spec: JobSpec) -> list[MachineInfo]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from console_fixtures import JOB, MACHINES, FixtureSpec, run_ticks
@@ -98,9 +99,9 @@ def test_totals_are_incremental_and_exact() -> None:
 
 def test_job_state_words() -> None:
     spec = FixtureSpec(JOB, Path("/jobs/dr.toml"))
+    assert job_state(JobEntry(spec.path, spec), None).label == "Idle"
+    spec = replace(spec, enabled=False)
     entry = JobEntry(spec.path, spec)
-    assert job_state(entry, None).label == "Idle"
-    spec.enabled = False
     assert job_state(entry, None).label == "Disabled"
     assert job_state(JobEntry(spec.path, None, "bad"), None).label == "Invalid"
     control = RunControl()

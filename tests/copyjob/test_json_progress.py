@@ -46,7 +46,10 @@ def test_ctrl_c_stops_the_run_records_it_and_exits_130(tmp_path):
                     extra='[transport]\nrate_limit = "1MiB/s"\n')  # 16 MiB: ~16 s
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(job),
                              "--json-progress"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # SIGINT as a terminal delivers it (a background test session
+                            # hands its children SIGINT ignored)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     guard = threading.Timer(120, proc.kill)
     guard.start()
     try:

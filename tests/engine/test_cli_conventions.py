@@ -47,8 +47,11 @@ def test_history_of_a_missing_folder_is_an_error(ferry, tmp_path):
 def test_ctrl_c_exits_130(tmp_path):
     jobs = tmp_path / "jobs"
     jobs.mkdir()
+    # SIGINT as a terminal delivers it: a test session started in the background (`&`,
+    # nohup) hands its children SIGINT ignored, and Python then installs no handler
     proc = subprocess.Popen(ferry_cmd("daemon", "--jobs", jobs, "--poll", "1h"), env=ferry_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     guard = threading.Timer(60, proc.kill)  # bounded: a daemon that never logs is killed
     guard.start()
     try:

@@ -24,8 +24,7 @@ from pyVmomi import vim
 from engine.backup import take_backup
 from engine.copy.inventory_step import check_inventory
 from engine.copy.runner import run_job
-from engine.inventory.base import list_machines
-from engine.inventory.settings import settings_from_job
+from engine.inventory.base import InventorySettings, list_machines
 from engine.jobs.load import load_job
 from engine.repository.repository import Repository
 from engine.restore import export_point
@@ -161,7 +160,7 @@ def test_vsphere_run_records_inventory_facts(tmp_path, vpx, vc_password, vc_sett
     lab = Lab(tmp_path, VPX_PAIR)
     lab.backup(T0)
     spec = load_job(lab.job(vsphere_table(vpx.port)))
-    assert spec.inventory["protocol"] == "https" and spec.inventory["timeout"] == 5.0
+    assert spec.inventory.protocol == "https" and spec.inventory.timeout == 5.0
 
     res = run_job(spec, at=T0 + timedelta(hours=1))
 
@@ -241,7 +240,7 @@ def test_plain_http_esxi_job(tmp_path, esx, vc_password):
     lab = Lab(tmp_path, ["ha-host_VM0"])
     lab.backup(T0)
     spec = load_job(lab.job(vsphere_table(esx.port, protocol="http", timeout="2s")))
-    assert spec.inventory["protocol"] == "http" and spec.inventory["timeout"] == 2.0
+    assert spec.inventory.protocol == "http" and spec.inventory.timeout == 2.0
 
     res = run_job(spec, at=T0 + timedelta(hours=1))
 
@@ -320,7 +319,7 @@ def test_hyperv_run_records_facts_and_warns_on_refused_login(tmp_path, wsman, hv
     lab = Lab(tmp_path, ["web01", "db01"])
     lab.backup(T0)
     spec = load_job(lab.job(hyperv_table(wsman.port)))
-    assert spec.inventory["protocol"] == "http"
+    assert spec.inventory.protocol == "http"
 
     res = run_job(spec, at=T0 + timedelta(hours=1))
 
@@ -373,11 +372,12 @@ def test_hyperv_vm_missing_from_host(tmp_path, wsman, hv_password):
 # -- settings ----------------------------------------------------------------------------
 
 
-def test_settings_from_job_maps_the_validated_table(tmp_path):
+def test_the_job_loader_gives_the_settings_the_backends_take(tmp_path):
     lab = Lab(tmp_path, ["x"])
     lab.source.mkdir()
     spec = load_job(lab.job(hyperv_table(5985)))
-    s = settings_from_job(spec.inventory)
+    s = spec.inventory
+    assert isinstance(s, InventorySettings)
     assert (s.kind, s.host, s.effective_port, s.effective_protocol) == (
         "hyperv",
         "127.0.0.1",
@@ -390,10 +390,8 @@ def test_settings_from_job_maps_the_validated_table(tmp_path):
         5.0,
         True,
     )
-    bare = settings_from_job({"kind": "vsphere", "host": "vc", "user": None, "password_env": None})
-    assert (bare.effective_port, bare.user, bare.password_env) == (443, "", "")
-    with pytest.raises(ValueError):
-        settings_from_job({"kind": "xen", "host": "h"})
+    bare = load_job(lab.job('kind = "vsphere"\nhost = "vc"\n', name="bare.toml")).inventory
+    assert (bare.port, bare.protocol, bare.user, bare.password_env) == (443, "https", "", "")
 
 
 def test_password_in_the_job_file_is_refused_without_echoing_it(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -53,7 +54,7 @@ def test_cleanup_runs_on_the_mover(tmp_path, monkeypatch):
     try:
         src.backup(T0)
         both = tls_job(tmp_path, src, m)
-        both.source_jobs = ["Daily", "Reverse"]
+        both = replace(both, source=replace(both.source, jobs=["Daily", "Reverse"]))
         assert run_job(both, at=T0).status == "Success"
         one = tls_job(tmp_path, src, m)  # vm-reverse is no longer in the job's sources
         res = run_job(one, at=T0 + timedelta(days=1))

@@ -142,7 +142,7 @@ def test_a_running_job_or_a_busy_chain_is_left_for_later(work, monkeypatch):
     path = lab.job("Busy", keep=2, retention=GFS)
     run_replay(lab, path, 16, start=JAN4)
     spec = load_job(path)
-    with JobLock(spec.target_repository, spec.name), pytest.raises(RunError) as err:
+    with JobLock(spec.target.repository, spec.name), pytest.raises(RunError) as err:
         retain_job(spec, at=datetime(2026, 1, 25, 0, 30))
     assert err.value.exit_code == 3
     monkeypatch.setattr(bg, "LOCK_WAIT", 0.2)
