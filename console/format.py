@@ -12,6 +12,7 @@ from datetime import datetime
 from engine.jobs.schema import JobSpec, Storage, Transport
 from engine.model import RetentionPolicy
 from engine.rpo import human_age
+from engine.units import fmt_span
 
 STAGE_ORDER = ("Source", "Read", "Compress", "Stream", "Network", "Target", "Write")
 BAR_FULL = "█"
@@ -120,11 +121,7 @@ def ago(then: datetime | None, now: datetime) -> str:
 
 def short_duration(seconds: float) -> str:
     """The largest unit only: `45s`, `12m`, `5h`, `3d`."""
-    s = int(seconds)
-    for unit, size_s in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size_s:
-            return f"{s // size_s}{unit}"
-    return f"{s}s"
+    return fmt_span(seconds, 1)
 
 
 def schedule_text(spec: JobSpec) -> str:

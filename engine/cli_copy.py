@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,16 @@ from engine.objstore.open import repo_arg
 from engine.rpo import RpoCheck
 from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
 
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.progress import TaskID
+
+    from engine import events as ev
+    from engine.copy.results import SessionResult
+    from engine.jobs.schema import JobSpec
+    from engine.password import Password
+
 
 def parse_pct(text: str) -> float:
     try:
@@ -29,7 +40,8 @@ def parse_pct(text: str) -> float:
         raise ValueError(f"not a percentage: {text!r}") from None
 
 
-def add_commands(sub, time_type, size_type) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 time_type: Callable[[str], object], size_type: Callable[[str], object]) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
     from engine.cli import arg_type
     from engine.preview_cli import MAX_RANGE_DAYS, parse_dates
@@ -162,15 +174,17 @@ def add_commands(sub, time_type, size_type) -> None:
                     help="retention floor: points never to go below (>= 2)")
 
 
-def load(path: Path):
+def load(path: Path) -> JobSpec:
     from engine.jobs.load import load_job
 
     return load_job(path)
 
 
-def _run(spec, args: argparse.Namespace, sink=None):  # noqa: ANN001, ANN202 - lazy types
+def _run(spec: JobSpec, args: argparse.Namespace, sink: ev.Sink | None = None
+         ) -> tuple[SessionResult, bool]:
     """One run for `ferry run`: hang-ups leave it running, Ctrl-C stops it (recorded, then
     exit 130 through `engine.cli.main`); returns the session and whether Ctrl-C came."""
+    from engine import events
     from engine.copy.control import RunControl, stop_on_interrupt
     from engine.copy.runner import RunError, run_job
     from engine.live.hangup import keep_running_on_hangup
@@ -180,7 +194,7 @@ def _run(spec, args: argparse.Namespace, sink=None):  # noqa: ANN001, ANN202 - l
     try:
         with stop_on_interrupt(control) as interrupted:
             res = run_job(spec, at=args.at, dry_run=args.dry_run, hold_timeout=args.hold_timeout,
-                          control=control, **({"sink": sink} if sink is not None else {}))
+                          control=control, sink=sink if sink is not None else events.discard)
     except RunError as exc:
         raise CommandError(f"ferry run: {exc}", exc.exit_code) from None
     return res, bool(interrupted)
@@ -238,7 +252,7 @@ def cmd_retain(args: argparse.Namespace) -> int:
     return res.exit_code
 
 
-def _run_json_lines(spec, args: argparse.Namespace) -> int:
+def _run_json_lines(spec: JobSpec, args: argparse.Namespace) -> int:
     """`ferry run --json-progress`: every engine event as a JSON line on stdout, then
     `{"message_type": "summary", ...}` with the `--json` keys. Lines are written whole
     (one lock) because events come from the run's threads."""
@@ -246,13 +260,12 @@ def _run_json_lines(spec, args: argparse.Namespace) -> int:
     import re
     import threading
 
-    from engine import events as ev
     from engine.jsonout import line
     from engine.units import now, rfc3339
 
     lock = threading.Lock()
 
-    def write(obj: dict) -> None:
+    def write(obj: dict[str, Any]) -> None:
         with lock:
             sys.stdout.write(line(obj) + "\n")
             sys.stdout.flush()
@@ -284,16 +297,17 @@ class _LiveRender:
                                  DownloadColumn(binary_units=True), TransferSpeedColumn(),
                                  TextColumn("{task.fields[state]}"), transient=True,
                                  console=Console(stderr=True))
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
-    def __enter__(self):
+    def __enter__(self) -> _LiveRender:
         self.progress.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.progress.stop()
 
-    def sink(self, e) -> None:
+    def sink(self, e: ev.Event) -> None:
         from engine import events as ev
 
         name = getattr(e, "machine", "")
@@ -314,7 +328,7 @@ class _LiveRender:
             self.progress.update(tid, state=e.status)
 
 
-def _print_session(res) -> None:
+def _print_session(res: SessionResult) -> None:
     con = Console()
     if res.dry_run:
         t = Table(title=f"{res.job}: dry run, nothing changed", title_justify="left")
@@ -322,11 +336,10 @@ def _print_session(res) -> None:
             t.add_column(col, justify="right" if col in ("blocks", "bytes", "after dedup")
                          else "left")
         for tr in res.tasks:
-            for p in tr.plan or [None]:
-                if p is None:
-                    t.add_row(tr.machine, "nothing" if tr.status != Status.FAILED else tr.status,
-                              "", "", "", "")
-                    continue
+            if not tr.plan:
+                t.add_row(tr.machine, "nothing" if tr.status != Status.FAILED else tr.status,
+                          "", "", "", "")
+            for p in tr.plan:
                 t.add_row(tr.machine, p["kind"], p["time"].replace("T", " ")[:16],
                           str(p["blocks"]), fmt_size(p["bytes"]),
                           fmt_size(p["bytes_after_dedup"]))
@@ -348,7 +361,7 @@ def _print_session(res) -> None:
         con.print(res.message)
 
 
-def _history_dbs(args) -> list[Path]:
+def _history_dbs(args: argparse.Namespace) -> list[Path]:
     from engine.cli import UsageError
     from engine.history import history_path
     from engine.jobs.load import discover_jobs
@@ -493,7 +506,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prompt_new_password():
+def _prompt_new_password() -> Password:
     """The new password, typed twice without echo (only on a terminal)."""
     import getpass
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.units import fmt_span, rfc3339
 from engine.units import now as wall_now
-from engine.units import rfc3339
 
 if TYPE_CHECKING:
     from engine.jobs.load import JobSpec
@@ -26,15 +26,7 @@ log = logging.getLogger("ferry.rpo")
 
 def human_age(seconds: float) -> str:
     """3700 -> "1h 1m", 93600 -> "1d 2h", 50 -> "50s": the two largest units."""
-    seconds = max(0, int(seconds))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count or (unit == "s" and not parts):
-            parts.append(f"{count}{unit}")
-        if len(parts) == 2:
-            break
-    return " ".join(parts)
+    return fmt_span(seconds, 2, " ")
 
 
 @dataclass(frozen=True)
@@ -143,7 +135,7 @@ def newest_copies(spec: JobSpec) -> dict[str, datetime | None]:
             meta = source.try_load(job_dir, machine)
             if meta is not None and meta.points:
                 out.setdefault(machine, None)
-    target = target_repository(spec)  # type: ignore[no-untyped-call]
+    target = target_repository(spec)
     for _, machine in target.machines(spec.name):
         if wanted and machine not in wanted:
             continue

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.inventory.base import InventorySettings
 from engine.jobs.load import JobFileError, JobSpec, discover_jobs, load_job, validate_text
-from engine.jobs.save import job_to_dict, save_job, template, update_retention
+from engine.jobs.save import job_to_dict, save_job, set_enabled, template, update_retention
 from engine.jobs.schema import Source, Target
 from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.schedule import ScheduleSpec
@@ -381,7 +381,9 @@ def test_full_file_round_trips_through_save_and_load(jobs: Path) -> None:
     text = Path(path).read_text()
     assert 'repository = "../primary"' in text  # relative paths stay relative
     assert 'history = "state/history.sqlite"' in text
-    assert 'weekly = { keep_weeks = 4, day = "sunday" }' in text
+    assert 'weekly  = { keep_weeks = 4, day = "sunday" }' in text  # unchanged: as written
+    assert 'yearly  = { keep_years = 3, month = "january" }' in text  # normalized in place
+    assert text.startswith("# A job file that uses every table")  # comments kept
     assert 'rate_limit = "50MiB/s"' in text and 'retry_wait = "1h30m"' in text
     assert "password" not in text.replace("password_env", "")
 
@@ -446,9 +448,32 @@ def test_update_retention_rewrites_only_the_retention_table(jobs: Path) -> None:
     head, tail = text.split("[retention]")
     assert new.startswith(head)
     assert new.endswith(tail[tail.index("# storage settings stay"):])
-    assert '[retention.gfs]\nweekly = { keep_weeks = 2, day = "saturday" }\nmethod = "active"\n' in new
+    # edited in place: the keys keep their alignment
+    assert '[retention.gfs]\nweekly  = { keep_weeks = 2, day = "saturday" }\nmethod  = "active"\n' in new
     assert "monthly" not in new
     assert load_job(path) == spec
+
+
+def test_update_retention_keeps_the_comments_inside_retention(jobs: Path) -> None:
+    text = BASE.replace("keep = 7", "# short-term points\nkeep = 7   # a week of dailies")
+    path = write(jobs, text.replace('method  = "synthetic"', 'method  = "synthetic"  # no reads'))
+    spec = update_retention(path, RetentionPolicy(keep=9, gfs=GfsPolicy(
+        weekly=GfsCycle(4, "sunday"), monthly=GfsCycle(12, "first"), yearly=GfsCycle(3, "january"),
+        method="active")))
+    new = path.read_text()
+    assert "# short-term points\nkeep = 9   # a week of dailies\n" in new
+    assert 'method  = "active"  # no reads' in new
+    assert spec.retention.keep == 9 and load_job(path) == spec
+
+
+def test_set_enabled_on_a_quoted_key(jobs: Path) -> None:
+    path = write(jobs, MINIMAL.replace('name = "DR copy"', 'name = "DR copy"\n"enabled" = true  # on'))
+    assert set_enabled(path, False).enabled is False
+    assert '"enabled" = false  # on' in path.read_text()
+    assert set_enabled(path, True).enabled is True
+    added = write(jobs, MINIMAL)
+    assert set_enabled(added, False).enabled is False
+    assert load_job(added).enabled is False
 
 
 def test_update_retention_removes_gfs_and_handles_sub_table_headers(jobs: Path) -> None:

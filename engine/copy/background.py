@@ -40,6 +40,7 @@ import uuid
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine import events as ev
 from engine.copy import transport as t
@@ -61,13 +62,17 @@ from engine.objstore.open import target_repository
 from engine.repository.repository import Repository
 from engine.units import now as wall_now
 
+if TYPE_CHECKING:
+    from engine.jobs.schema import JobSpec
+    from engine.objstore.repo import S3Repository
+
 KIND = "retention"
 DAILY_AT = clock_time(0, 30)  # the reference product's background retention time
 LOCK_WAIT = 10.0  # seconds to wait for a busy chain before leaving it for the next pass
 LOG = job_logger("retain")
 
 
-def machines_on_target(spec, dst) -> list[str]:
+def machines_on_target(spec: JobSpec, dst: Repository | S3Repository) -> list[str]:
     """The machines whose chains the pass looks at: the job's folder on the target, or,
     behind a remote mover (which cannot list), every machine the job's history has
     had a task for plus the source's current machines."""
@@ -81,7 +86,7 @@ def machines_on_target(spec, dst) -> list[str]:
     return [m for _, m in dst.machines(spec.name)]
 
 
-def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) -> SessionResult:
+def retain_job(spec: JobSpec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) -> SessionResult:
     """One background retention pass of a job (blocking); see the module docstring.
 
     A job with no chain on its target yet gets nothing (no session recorded, no
@@ -95,7 +100,7 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
     if not machines:
         return SessionResult(spec.name, session, Status.SUCCESS, now, now, [], [],
                              kind=KIND, message="no chains on the target")
-    retention: list[dict] = []
+    retention: list[dict[str, Any]] = []
     tasks: list[TaskResult] = []
     lock_root = Path(spec.target.repository)
     with JobLock(lock_root, spec.name), run_log(lock_root, spec.name):
@@ -126,7 +131,7 @@ def retain_job(spec, *, at: datetime | None = None, sink: ev.Sink = ev.discard) 
     return res
 
 
-def _one(spec, dst, machine: str, now: datetime, retention: list[dict],
+def _one(spec: JobSpec, dst: Repository | S3Repository, machine: str, now: datetime, retention: list[dict[str, Any]],
          sink: ev.Sink) -> TaskResult:
     """One machine's pass over its own mover stream (in-process, or `[target] mover`)."""
     res = TaskResult(machine, kind=KIND)
@@ -181,7 +186,7 @@ def _emit(sink: ev.Sink, event: ev.Event) -> None:
         pass
 
 
-def last_pass(spec) -> datetime | None:
+def last_pass(spec: JobSpec) -> datetime | None:
     """When the job's newest background retention pass started (None: never)."""
     rows = History(history_path(spec)).sessions(spec.name, limit=1, kind=KIND)
     return datetime.fromisoformat(rows[0]["started"]) if rows else None

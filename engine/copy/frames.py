@@ -13,6 +13,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -73,7 +74,7 @@ def block_size(value: object) -> int:
     return value
 
 
-def json_payload(payload: bytes, what: str) -> dict:
+def json_payload(payload: bytes | bytearray, what: str) -> dict[str, Any]:
     if len(payload) > MAX_JSON:
         raise Refused(f"{what} frame is too large")
     try:
@@ -85,14 +86,14 @@ def json_payload(payload: bytes, what: str) -> dict:
     return obj
 
 
-def hello(obj: dict) -> tuple[str, str]:
+def hello(obj: dict[str, Any]) -> tuple[str, str]:
     return name(obj.get("job"), "job name"), name(obj.get("machine"), "machine name")
 
 
-def begin(obj: dict) -> dict:
+def begin(obj: dict[str, Any]) -> dict[str, Any]:
     """A BEGIN frame, checked field by field (raises Refused)."""
     try:
-        Kind(obj.get("kind"))
+        Kind(str(obj.get("kind")))  # None and non-strings are no kind either
     except ValueError:
         raise Refused("BEGIN: unknown point kind") from None
     point_id(obj.get("point"))

@@ -24,11 +24,15 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.gfs import expiry_for
 from engine.repository.repository import Repository
 from engine.units import now as wall_now
+
+if TYPE_CHECKING:
+    from engine.copy.target import TargetMover
 
 log = logging.getLogger("ferry.mover")
 FLAGS = "WMY"
@@ -42,7 +46,7 @@ class Floor:
     min_points: int = 2
 
 
-def check_request(repo: Repository, job: str, machine: str, request: dict, floor: Floor,
+def check_request(repo: Repository, job: str, machine: str, request: dict[str, Any], floor: Floor,
                   clock: datetime | None = None) -> str | None:
     """The reason `request` is below the floor, or None."""
     from engine.copy.retain import policy_from_dict
@@ -91,7 +95,7 @@ def check_request(repo: Repository, job: str, machine: str, request: dict, floor
     return None
 
 
-def guarded_retain(mover, request: dict, background: bool = False) -> dict:
+def guarded_retain(mover: TargetMover, request: dict[str, Any], background: bool = False) -> dict[str, Any]:
     """Run a remote RETAIN (or background SWEEP) within the mover's rules (module doc)."""
     from engine.copy.retain import apply_retention
 
@@ -116,7 +120,7 @@ def request_path(repo: Repository, job: str, machine: str) -> Path:
         f"{fr.name(machine, 'machine name')}.json"
 
 
-def save_request(repo: Repository, job: str, machine: str, request: dict) -> None:
+def save_request(repo: Repository, job: str, machine: str, request: dict[str, Any]) -> None:
     """Keep an append-only job's last retention request for `ferry mover retain`."""
     path = request_path(repo, job, machine)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,13 +130,13 @@ def save_request(repo: Repository, job: str, machine: str, request: dict) -> Non
 
 
 def retain_job(repo: Repository, job: str, floor: Floor, clock: datetime | None = None
-               ) -> list[dict]:
+               ) -> list[dict[str, Any]]:
     """`ferry mover retain`: run each machine's stored request at the mover's clock,
     within the floor (the admin on the mover host, not the append-only client)."""
     from engine.copy.retain import apply_retention
 
     folder = repo.path / ".ferry" / "mover" / "retain" / fr.name(job, "job name")
-    done: list[dict] = []
+    done: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         machine = path.stem
         request = json.loads(path.read_text())

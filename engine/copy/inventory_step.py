@@ -20,11 +20,16 @@ reaches a warning or a fact.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import one_line
 from engine.inventory.base import InventoryError, InventorySettings, VmInfo, lookup, match_machines
+
+if TYPE_CHECKING:
+    from engine.jobs.schema import JobSpec
+    from engine.model import MachineMeta
 
 FALLBACK = "copying from repository metadata"
 REASON_WORDS = {
@@ -38,18 +43,26 @@ REASON_WORDS = {
 @dataclass
 class InventoryOutcome:
     warnings: list[str] = field(default_factory=list)
-    facts: dict[str, dict] = field(default_factory=dict)  # machine -> JSON-serialisable facts
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> JSON-serialisable facts
     gone: list[str] = field(default_factory=list)  # machines the host no longer has
 
 
-def check_inventory(spec, machines: list[str], target) -> InventoryOutcome:
+class ChainReader(Protocol):
+    """What the step reads of a target (a folder or an object storage repository)."""
+
+    def try_load(self, job: str, machine: str) -> MachineMeta | None: ...
+
+
+def check_inventory(spec: JobSpec, machines: list[str], target: ChainReader) -> InventoryOutcome:
     """Ask `spec.inventory`'s host about `machines` (the job's machine names).
 
     `target` is the target `Repository`: the stable id a previous run recorded
     (`facts["vm_id"]` in the machine's metadata) is what identifies a machine.
     """
     out = InventoryOutcome()
-    settings: InventorySettings = spec.inventory  # checked and filled by the job loader
+    settings = spec.inventory  # checked and filled by the job loader
+    if settings is None:  # the runner calls this step for a job with [inventory] only
+        return out
     host = settings.host
     scrub = _scrubber(settings)
 
@@ -103,7 +116,7 @@ def _unavailable(host: str, reason: str, detail: str) -> str:
     return f"inventory: {host} {words} ({' '.join(str(detail).split())}); {FALLBACK}"
 
 
-def _known_id(target, job: str, machine: str) -> str:
+def _known_id(target: ChainReader, job: str, machine: str) -> str:
     """The stable id a previous run recorded for the machine, or "" (never raises)."""
     try:
         meta = target.try_load(job, machine)
@@ -130,7 +143,7 @@ def _facts(settings: InventorySettings, vm: VmInfo) -> dict[str, Any]:
     }
 
 
-def _scrubber(settings: InventorySettings):
+def _scrubber(settings: InventorySettings) -> Callable[[str], str]:
     """A function masking the password in a text, should a backend ever echo it."""
     secret = os.environ.get(settings.password_env, "") if settings.password_env else ""
 

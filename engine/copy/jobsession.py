@@ -21,10 +21,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
 from engine.errors import ExitCode, FerryError
+
+if TYPE_CHECKING:
+    from engine.copy.target import TargetMover
+    from engine.jobs.schema import JobSpec
 
 log = logging.getLogger("ferry.mover")
 SESSION_TIMEOUT = 7 * 86400.0  # the job stream is quiet while the tasks copy
@@ -39,7 +44,7 @@ class JobBusy(FerryError):
 
 
 # ----------------------------------------------------------------------- mover side
-def serve_session(mover) -> None:
+def serve_session(mover: TargetMover) -> None:
     """Serve a job stream after its HELLO was accepted (the grant is checked)."""
     from engine.copy.runner import JobLock, RunError
 
@@ -68,7 +73,7 @@ def serve_session(mover) -> None:
         log.info("job session of %s ended", job)
 
 
-def _history(mover, obj: dict) -> None:
+def _history(mover: TargetMover, obj: dict[str, Any]) -> None:
     from engine.history import History
 
     session, tasks = obj.get("session"), obj.get("tasks")
@@ -83,7 +88,7 @@ def _history(mover, obj: dict) -> None:
     mover.end.send_json(t.HISTORY, {"ok": True})
 
 
-def _maintain(mover, obj: dict) -> None:
+def _maintain(mover: TargetMover, obj: dict[str, Any]) -> None:
     from engine.copy.maintenance import after_session
     from engine.copy.retain import policy_from_dict
 
@@ -118,7 +123,7 @@ def _maintain(mover, obj: dict) -> None:
 class RemoteJob:
     """The copy job's end of the job stream (opened before the tasks, closed after)."""
 
-    def __init__(self, spec):
+    def __init__(self, spec: JobSpec) -> None:
         from engine.copy.links import connect, token_of
 
         self.spec = spec
@@ -137,14 +142,14 @@ class RemoteJob:
             raise
         self.end.timeout = SESSION_TIMEOUT
 
-    def maintain(self, seen: list[str], started: datetime) -> dict:
+    def maintain(self, seen: list[str], started: datetime) -> dict[str, Any]:
         from engine.copy.retain import policy_to_dict
 
         self.end.send_json(t.MAINTAIN, {"seen": seen, "started": started.isoformat(),
                                         "policy": policy_to_dict(self.spec.retention)})
         return self.end.expect(t.MAINTAIN, timeout=3600).json()
 
-    def history(self, session: dict, tasks: list[dict]) -> None:
+    def history(self, session: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
         self.end.send_json(t.HISTORY, {"session": session, "tasks": tasks})
         self.end.expect(t.HISTORY, timeout=300)
 

@@ -21,8 +21,12 @@ import ssl
 import subprocess
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.copy import transport as t
+
+if TYPE_CHECKING:
+    from engine.jobs.schema import JobSpec
 
 _SSH = re.compile(r"ssh://(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>[A-Za-z0-9.-]+|"
                   r"\[[0-9A-Fa-f:]+\])(?::(?P<port>\d+))?(?P<path>/[^\s]*)")
@@ -65,8 +69,10 @@ def parse_mover(text: str) -> MoverAddress:
     return MoverAddress(scheme, host, int(m["port"]))
 
 
-def connect(spec) -> t.Endpoint:
-    """A stream to the job's remote mover."""
+def connect(spec: JobSpec) -> t.Endpoint:
+    """A stream to the job's remote mover (`[target] mover` is set)."""
+    if not spec.target.mover:
+        raise t.StreamError("the job has no [target] mover")
     addr = parse_mover(spec.target.mover)
     if addr.scheme == "plain":
         return t.SocketEndpoint.connect(f"{addr.host}:{addr.port}")
@@ -75,7 +81,7 @@ def connect(spec) -> t.Endpoint:
     return connect_ssh(addr)
 
 
-def token_of(spec) -> str | None:
+def token_of(spec: JobSpec) -> str | None:
     """The job's mover token (tls:// only), from its environment variable."""
     if not spec.target.mover or not spec.target.mover.startswith("tls://"):
         return None
@@ -110,15 +116,18 @@ def connect_tls(addr: MoverAddress, fingerprint: str | None) -> t.SocketEndpoint
 class SshEndpoint(t.FdEndpoint):
     """The stream through an `ssh` child; its stderr names why a login failed."""
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen[bytes]):
+        if proc.stdin is None or proc.stdout is None or proc.stderr is None:
+            raise ValueError("the ssh child needs stdin, stdout and stderr pipes")
         self.proc = proc
+        self._stdin, self._stdout, self._stderr = proc.stdin, proc.stdout, proc.stderr
         self._err: list[bytes] = []
         self._reader = threading.Thread(target=self._drain, daemon=True, name="ferry-ssh-err")
         self._reader.start()
-        super().__init__(proc.stdout.fileno(), proc.stdin.fileno(), on_close=self._stop)
+        super().__init__(self._stdout.fileno(), self._stdin.fileno(), on_close=self._stop)
 
     def _drain(self) -> None:
-        for line in self.proc.stderr:
+        for line in self._stderr:
             if len(self._err) < 50:
                 self._err.append(line)
 
@@ -138,14 +147,14 @@ class SshEndpoint(t.FdEndpoint):
         except t.StreamError as exc:
             raise self._why(exc) from None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         try:
             super().send(data)
         except t.StreamError as exc:
             raise self._why(exc) from None
 
     def _stop(self) -> None:
-        for f in (self.proc.stdin, self.proc.stdout):
+        for f in (self._stdin, self._stdout):
             try:
                 f.close()
             except OSError:

@@ -30,25 +30,39 @@ from __future__ import annotations
 import shutil
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import retention as rules
 from engine.repository.locks import LockBusy
 from engine.repository.repository import Repository, safe_name
 from engine.repository.transforms import delete_points
 
+if TYPE_CHECKING:
+    from engine.model import MachineMeta, RetentionPolicy
+
+class CleanupJob(Protocol):
+    """What the cleanup reads of a job: a `JobSpec`, or the mover's view of a remote one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def retention(self) -> RetentionPolicy: ...
+
+
 TRASH_PREFIX = ".removed-"
 LOCK_WAIT = 10.0  # seconds to wait for a machine's chain lock before leaving it for next time
 
 
-def after_session(spec, machines_seen: list[str], target: Repository,
-                  now: datetime) -> list[dict]:
+def after_session(spec: CleanupJob, machines_seen: list[str], target: Repository,
+                  now: datetime) -> list[dict[str, Any]]:
     """Actions done (dicts with machine, action, point, detail); see the module docstring."""
     job = spec.name
     _sweep_trash(target, job)
     seen = set(machines_seen)
     policy = spec.retention
     keep_days = int(policy.deleted_items_days)
-    done: list[dict] = []
+    done: list[dict[str, Any]] = []
     for _, machine in target.machines(job):
         lock = target.lock(job, machine, exclusive=True)
         try:
@@ -91,8 +105,8 @@ def after_session(spec, machines_seen: list[str], target: Repository,
     return done
 
 
-def _expire_flags(target: Repository, meta, policy, now: datetime,
-                  machine: str) -> list[dict]:
+def _expire_flags(target: Repository, meta: MachineMeta, policy: RetentionPolicy, now: datetime,
+                  machine: str) -> list[dict[str, Any]]:
     """Drop the flags the job's GFS policy says have expired (same rule as a run)."""
     views = rules.points_from_chain(meta.points)
     out = []

@@ -18,6 +18,7 @@ import os
 import secrets
 import ssl
 from pathlib import Path
+from typing import Any
 
 from engine.copy import frames as fr
 from engine.copy.target import Grant
@@ -94,7 +95,7 @@ def _tokens_path(repo: Path) -> Path:
     return folder(repo) / "tokens.json"
 
 
-def _load(repo: Path) -> list[dict]:
+def _load(repo: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(_tokens_path(repo).read_text())
     except FileNotFoundError:
@@ -104,7 +105,7 @@ def _load(repo: Path) -> list[dict]:
     return data if isinstance(data, list) else []
 
 
-def _save(repo: Path, tokens: list[dict]) -> None:
+def _save(repo: Path, tokens: list[dict[str, Any]]) -> None:
     path = _tokens_path(repo)
     tmp = path.with_suffix(".tmp")
     _write_private(tmp, json.dumps(tokens, indent=1).encode())
@@ -129,7 +130,7 @@ def add_token(repo: Path, job: str, append_only: bool = False) -> tuple[str, str
     return tid, token
 
 
-def list_tokens(repo: Path) -> list[dict]:
+def list_tokens(repo: Path) -> list[dict[str, Any]]:
     return [{k: t.get(k) for k in ("id", "job", "append_only", "created")} for t in _load(repo)]
 
 

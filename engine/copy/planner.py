@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from engine.errors import FerryError
 from engine.model import Kind, MachineMeta, RestorePoint
@@ -28,7 +29,7 @@ class PlanItem:
     replaces: str = ""
 
 
-def plan_machine(src: MachineMeta, target: dict | None, mode: str,
+def plan_machine(src: MachineMeta, target: dict[str, Any] | None, mode: str,
                  encrypted: bool = False, active_full: bool = False) -> list[PlanItem]:
     """The points to copy, oldest first; empty when the target is up to date.
 
@@ -41,7 +42,7 @@ def plan_machine(src: MachineMeta, target: dict | None, mode: str,
     if not points:
         return []
     last = target["points"][-1] if target and target["points"] else None
-    if last is None:
+    if not target or last is None:
         return [PlanItem(points[-1], Kind.FULL)]
     copied_at = datetime.fromisoformat(last["time"])
     copied = {p["source_point"] for p in target["points"]}

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from engine.blockio import decompressor, digest
 from engine.copy import transport as t
-from engine.keys import OVERHEAD, ChainKey
+from engine.keys import OVERHEAD, ChainKey, KeyRing
 from engine.model import MachineMeta
 from engine.repository.container import (
     FLAG_SEALED,
@@ -37,7 +38,7 @@ from engine.repository.damage import clear_records, damaged_records
 from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.metadata import point_record
 from engine.repository.repository import Repository
-from engine.repository.resolve import PointView
+from engine.repository.resolve import Located, PointView
 
 log = logging.getLogger("ferry.repair")
 PER_EXCHANGE = 256  # records per exchange: bounds what the target holds in memory
@@ -46,8 +47,9 @@ MAX_EXCHANGE_BYTES = 512 << 20
 
 # --------------------------------------------------------------------------- source side
 
-def source_repair(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_meta: dict,
-                  records: list[dict], keys) -> tuple[int, list[dict]]:
+def source_repair(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_meta: dict[str, Any],
+                  records: list[dict[str, Any]], keys: KeyRing
+                  ) -> tuple[int, list[dict[str, Any]]]:
     """Send verified source copies of the target's damaged blocks; (fixed, still damaged)."""
     fixed, left = 0, []
     for start in range(0, len(records), PER_EXCHANGE):
@@ -58,7 +60,8 @@ def source_repair(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_m
     return fixed, left
 
 
-def _exchange(end, folder, src_meta, target_meta, records, keys) -> tuple[int, list[dict]]:
+def _exchange(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_meta: dict[str, Any],
+              records: list[dict[str, Any]], keys: KeyRing) -> tuple[int, list[dict[str, Any]]]:
     file_key = {p["file"]: p.get("key", "") for p in target_meta.get("points", [])}
     want: dict[tuple[str, bytes], list[int]] = {}
     for i, r in enumerate(records):
@@ -94,8 +97,8 @@ def _exchange(end, folder, src_meta, target_meta, records, keys) -> tuple[int, l
     return int(answer.get("fixed", 0)), list(answer.get("left", []))
 
 
-def _frames(view: PointView, loc, ck: ChainKey | None, dg: bytes, idx: list[int],
-            records: list[dict]) -> list[bytes] | None:
+def _frames(view: PointView, loc: Located, ck: ChainKey | None, dg: bytes, idx: list[int],
+            records: list[dict[str, Any]]) -> list[bytes] | None:
     """BLOCK frames carrying a verified copy of one source block (None: it is rotten too)."""
     e = loc.entry
     payload = view.read_stored(loc)
@@ -122,7 +125,7 @@ def _frames(view: PointView, loc, ck: ChainKey | None, dg: bytes, idx: list[int]
 # --------------------------------------------------------------------------- target side
 
 def target_repair(repo: Repository, job: str, machine: str, end: t.Endpoint,
-                  request: dict) -> dict:
+                  request: dict[str, Any]) -> dict[str, Any]:
     """Receive the source's copies of recorded damaged blocks and rewrite their files."""
     records = request.get("records")
     if not isinstance(records, list) or len(records) > PER_EXCHANGE:
@@ -149,12 +152,12 @@ def target_repair(repo: Repository, job: str, machine: str, end: t.Endpoint,
         total += len(payload)
         if total > MAX_EXCHANGE_BYTES:
             raise t.StreamError("REPAIR: exchange too large")
-        payload = bytes(payload)
-        if not flags & FLAG_SEALED and stored_problem(Entry(0, len(payload), raw, flags, dg),
-                                                      payload):
+        stored = bytes(payload)
+        if not flags & FLAG_SEALED and stored_problem(Entry(0, len(stored), raw, flags, dg),
+                                                      stored):
             log.warning("%s/%s: a repair copy failed its digest; not used", job, machine)
             continue
-        got[i] = (flags, raw, payload)
+        got[i] = (flags, raw, stored)
     with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
         meta = repo.load(job, machine)
         fixed = _rewrite(repo, meta, [(records[i], v) for i, v in got.items()])
@@ -167,11 +170,11 @@ def target_repair(repo: Repository, job: str, machine: str, end: t.Endpoint,
 
 
 def _rewrite(repo: Repository, meta: MachineMeta,
-             blocks: list[tuple[dict, tuple[int, int, bytes]]]) -> set[tuple[str, str, int]]:
+             blocks: list[tuple[dict[str, Any], tuple[int, int, bytes]]]) -> set[tuple[str, str, int]]:
     """Each damaged file rewritten in place with its fresh payloads; the (file, disk,
     block)s now sound. Updates the points' sizes in `meta` (the caller saves)."""
     folder = repo.machine_dir(meta.job, meta.machine)
-    by_file: dict[str, list] = {}
+    by_file: dict[str, list[tuple[dict[str, Any], tuple[int, int, bytes]]]] = {}
     for r, v in blocks:
         by_file.setdefault(r["file"], []).append((r, v))
     fixed: set[tuple[str, str, int]] = set()
@@ -189,14 +192,14 @@ def _rewrite(repo: Repository, meta: MachineMeta,
                         w.put_entry(d.name, b, e)
                 done = []
                 for r, (flags, raw, payload) in items:
-                    d = base.disks.get(r["disk"])
-                    e = d.blocks.get(int(r["block"])) if d else None
-                    if e is None or e.flags == FLAG_ZERO or e.digest.hex() != r["digest"]:
+                    disk = base.disks.get(r["disk"])
+                    old = disk.blocks.get(int(r["block"])) if disk else None
+                    if old is None or old.flags == FLAG_ZERO or old.digest.hex() != r["digest"]:
                         done.append((name, r["disk"], r["block"]))  # no longer in this state
                         continue
-                    if base.read_verified(e)[1]:
-                        w.reject(e)
-                    w.put(r["disk"], int(r["block"]), e.digest, raw, flags, payload)
+                    if base.read_verified(old)[1]:
+                        w.reject(old)
+                    w.put(r["disk"], int(r["block"]), old.digest, raw, flags, payload)
                     done.append((name, r["disk"], r["block"]))
                 p.size = w.commit(state=p.id, info=point_record(meta, p))
             except BaseException:

@@ -38,24 +38,24 @@ from engine.repository.repository import Repository
 from engine.repository.transforms import delete_points, merge_oldest_increment, synthesize_full
 
 
-def policy_to_dict(policy: RetentionPolicy) -> dict:
+def policy_to_dict(policy: RetentionPolicy) -> dict[str, Any]:
     return asdict(policy)
 
 
-def policy_from_dict(d: dict) -> RetentionPolicy:
+def policy_from_dict(d: dict[str, Any]) -> RetentionPolicy:
     g = d.get("gfs")
     gfs = None
     if g:
-        gfs = GfsPolicy(*(GfsCycle(**g[k]) if g.get(k) else None
-                          for k in ("weekly", "monthly", "yearly")), method=g.get("method",
-                                                                                 "synthetic"))
+        weekly, monthly, yearly = (GfsCycle(**g[k]) if g.get(k) else None
+                                   for k in ("weekly", "monthly", "yearly"))
+        gfs = GfsPolicy(weekly, monthly, yearly, method=g.get("method", "synthetic"))
     return RetentionPolicy(keep=d["keep"], unit=d["unit"], gfs=gfs,
                            deleted_items_days=d.get("deleted_items_days", 30),
                            min_points_days_mode=d.get("min_points_days_mode", 3),
                            immutable_days=int(d.get("immutable_days") or 0))
 
 
-def gfs_flags_for_run(meta: dict | None, policy: RetentionPolicy, now: datetime,
+def gfs_flags_for_run(meta: dict[str, Any] | None, policy: RetentionPolicy, now: datetime,
                       mode: str) -> dict[str, str]:
     """Flags (with the GFS day each stands for) the point this run makes must carry."""
     if policy.gfs is None or not policy.gfs.enabled:
@@ -68,7 +68,7 @@ def gfs_flags_for_run(meta: dict | None, policy: RetentionPolicy, now: datetime,
         m = meta_from_dict(meta)
         points = rules.points_from_chain(m.points)
         lr = m.facts.get("last_run")
-        last_run = datetime.fromisoformat(lr) if lr else None
+        last_run = datetime.fromisoformat(str(lr)) if lr else None
     dates = rules.plan_gfs_dates(points, policy, now, mode, last_run)
     return {f: d.isoformat() for f, d in dates.items()}
 
@@ -81,7 +81,7 @@ class ChainOps:
     merge: Callable[[Any, MachineMeta, int], object]
     delete: Callable[[Any, MachineMeta, set[str]], object]
     synthesize: Callable[[Any, MachineMeta, RestorePoint], RestorePoint]
-    compact: Callable[[Any, MachineMeta, RetentionPolicy, str, datetime], list[dict]]
+    compact: Callable[[Any, MachineMeta, RetentionPolicy, str, datetime], list[dict[str, Any]]]
 
 
 class RetentionFailed(FerryError):
@@ -107,8 +107,8 @@ def _when(meta: MachineMeta, point_id: str) -> str:
     return f"{p.time:%Y-%m-%d %H:%M}" if p is not None else point_id
 
 
-def apply_retention(repo: Repository, job: str, machine: str, request: dict,
-                    ops: ChainOps | None = None) -> list[dict]:
+def apply_retention(repo: Repository, job: str, machine: str, request: dict[str, Any],
+                    ops: ChainOps | None = None) -> list[dict[str, Any]]:
     """Run GFS and short-term retention (then a due compact) for one machine under its
     exclusive lock. Returns the actions done, oldest first."""
     ops = ops or FILE_OPS
@@ -117,7 +117,7 @@ def apply_retention(repo: Repository, job: str, machine: str, request: dict,
     if request.get("background"):
         return background_retention(repo, job, machine, now, policy, ops,
                                     _bounded_wait(request.get("lock_wait")))
-    done: list[dict] = []
+    done: list[dict[str, Any]] = []
     with repo.lock(job, machine, exclusive=True, wait=COPY_LOCK_WAIT):
         try:
             meta = repo.try_load(job, machine)
@@ -179,14 +179,14 @@ def _what(meta: MachineMeta, act: rules.Action) -> str:
 
 def background_retention(repo: Repository, job: str, machine: str, now: datetime,
                          policy: RetentionPolicy, ops: ChainOps | None = None,
-                         lock_wait: float = COPY_LOCK_WAIT) -> list[dict]:
+                         lock_wait: float = COPY_LOCK_WAIT) -> list[dict[str, Any]]:
     """The daily background pass of one machine (`rules.plan_background`): expired GFS
     flags are removed and the files they alone kept are deleted, under the exclusive
     chain lock. Nothing is merged, synthesized or compacted, an interrupted GFS full
     is left for the next run, and `last_run` is not touched (it is what GFS catch-up
     counts from). A busy chain raises `LockBusy` after `lock_wait` seconds."""
     ops = ops or FILE_OPS
-    done: list[dict] = []
+    done: list[dict[str, Any]] = []
     with repo.lock(job, machine, exclusive=True, wait=lock_wait):
         meta = repo.try_load(job, machine)
         if meta is None or not meta.points:
@@ -228,7 +228,7 @@ def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
 
 def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
               method: str, ops: ChainOps, policy: RetentionPolicy, assigned: date,
-              resumed: bool = False) -> dict:
+              resumed: bool = False) -> dict[str, Any]:
     """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day),
     assigned on `assigned` with the expiry `policy` gives them on that day."""
     p = next(p for p in meta.points if p.id == point_id)
@@ -250,7 +250,7 @@ def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[st
     return {"action": "gfs-full", "point": p.id, "detail": detail}
 
 
-def _execute(repo: Repository, meta, act: rules.Action, ops: ChainOps) -> dict:
+def _execute(repo: Repository, meta: MachineMeta, act: rules.Action, ops: ChainOps) -> dict[str, Any]:
     if act.kind == "expire-flag":
         next(p for p in meta.points if p.id == act.point).drop_flag(act.flag)
         repo.save(meta)
@@ -287,7 +287,7 @@ def full_usage(path: Path, state: str) -> tuple[int, int]:
 
 
 def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot: str,
-             now: datetime) -> list[dict]:
+             now: datetime) -> list[dict[str, Any]]:
     """Rewrite the full contiguously when `[storage] compact` is due; the actions done.
 
     Only without GFS (the job file refuses compact with GFS; a stale request is
@@ -310,7 +310,7 @@ def _compact(repo: Repository, meta: MachineMeta, policy: RetentionPolicy, slot:
         meta.facts["compact_since"] = now.isoformat()
         repo.save(meta)
         return []
-    if not check_due(sched, datetime.fromisoformat(last), now):
+    if not check_due(sched, datetime.fromisoformat(str(last)), now):
         return []
     folder = repo.machine_dir(meta.job, meta.machine)
     done = []

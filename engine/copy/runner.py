@@ -42,7 +42,12 @@ from engine.units import fmt_duration
 from engine.units import now as wall_now
 
 if TYPE_CHECKING:
+    from engine.copy.jobsession import RemoteJob
     from engine.copy.session import TaskContext
+    from engine.jobs.schema import JobSpec
+    from engine.live.publisher import Publisher
+    from engine.objstore.repo import S3Repository
+    from engine.objstore.target import S3TargetMover
 
 LOG = job_logger("run")
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
@@ -90,7 +95,7 @@ class JobLock:
             os.close(self.fd)
 
 
-def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
+def find_machines(spec: JobSpec) -> tuple[list[MachineRef], list[str]]:
     """The machines the job copies, and problems with its source jobs."""
     src = Repository(spec.source.repository)
     if not src.exists():
@@ -114,7 +119,8 @@ def find_machines(spec) -> tuple[list[MachineRef], list[str]]:
     return refs, problems
 
 
-def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading.Thread | None]:
+def connect_target(spec: JobSpec, target_repo: Repository | S3Repository
+                   ) -> tuple[t.Endpoint, threading.Thread | None]:
     """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
     TCP: engine.copy.links) when `[target] mover` is set."""
     address = spec.target.mover
@@ -126,12 +132,13 @@ def connect_target(spec, target_repo: Repository) -> tuple[t.Endpoint, threading
     # an S3 target hands frames straight to its upload pool, which bounds what it holds
     # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
     src_end, dst_end = t.pipe(4 if s3 else 16)
-    if s3:
+    mover: TargetMover | S3TargetMover
+    if isinstance(target_repo, Repository):
+        mover = TargetMover(target_repo, dst_end)
+    else:  # `[target] s3` (engine.objstore.open.target_repository)
         from engine.objstore.target import S3TargetMover
 
         mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days, trusted=True)
-    else:
-        mover = TargetMover(target_repo, dst_end)
     th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
     th.start()
     return src_end, th
@@ -171,7 +178,7 @@ class Runner:
         self.dst = target_repository(spec)
         self.retention: list[dict[str, Any]] = []
         self.facts: dict[str, dict[str, Any]] = {}  # the hypervisor's, per machine
-        self.remote: Any = None  # the job stream of a remote run (engine.copy.jobsession)
+        self.remote: RemoteJob | None = None  # the job stream of a remote run
         self.refusal = ""  # the target's reason to refuse the whole run (preflight)
         self._lock = threading.Lock()
         # the job's password, read on first use only and shared by the tasks (one scrypt)
@@ -288,7 +295,7 @@ class Runner:
         if self.control.stopped or self.only is not None or self.repair_only:
             return []
         if self.remote is not None:
-            return self._remote_cleanup(seen, started)
+            return self._remote_cleanup(self.remote, seen, started)
         if self.dry_run or not isinstance(self.dst, Repository) or \
                 self.spec.target.mover:
             return []
@@ -351,10 +358,11 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - history must not fail the copy
                 self.log("warning", f"history not recorded on the mover: {one_line(exc)}")
 
-    def _remote_cleanup(self, seen: list[str], started: datetime) -> list[str]:
+    def _remote_cleanup(self, remote: RemoteJob, seen: list[str], started: datetime
+                        ) -> list[str]:
         """Deleted-items cleanup on the mover's repository (engine.copy.jobsession)."""
         try:
-            answer = self.remote.maintain(seen, started)
+            answer = remote.maintain(seen, started)
         except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
             return [f"maintenance: {one_line(exc)}"]
         for a in answer.get("actions") or []:
@@ -477,7 +485,7 @@ class Runner:
             disconnect(end, th)
 
 
-def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
+def run_job(spec: JobSpec, *, at: datetime | None = None, dry_run: bool = False,
             sink: ev.Sink = ev.discard, control: RunControl | None = None,
             hold_timeout: float = 3600.0, respect_window: bool | None = None,
             started_by: str = "cli", live: bool = True,
@@ -513,7 +521,7 @@ def run_job(spec, *, at: datetime | None = None, dry_run: bool = False,
                 runner.remote.close()
 
 
-def _remote_job(spec):
+def _remote_job(spec: JobSpec) -> RemoteJob | None:
     """The job stream of a remote run (the mover's job lock), or None when local.
     A mover that is unreachable now is left to the tasks (they report it, with retries)."""
     if not spec.target.mover:
@@ -528,7 +536,7 @@ def _remote_job(spec):
         return None
 
 
-def _publish(runner: Runner, started_by: str):
+def _publish(runner: Runner, started_by: str) -> Publisher | None:
     """Record interrupted runs of this job, then publish this one (None if impossible:
     the copy goes on unpublished, with a log line)."""
     from engine.live.publisher import Publisher

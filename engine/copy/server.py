@@ -77,6 +77,21 @@ class _Handler(socketserver.BaseRequestHandler):
             srv.release(peer)
 
 
+_Request = socket.socket | tuple[bytes, socket.socket]  # socketserver's request type
+
+
+def _sock(request: _Request) -> socket.socket:
+    """The socket of a request (a TCP server's requests are sockets; the tuple is UDP's)."""
+    return request if isinstance(request, socket.socket) else request[1]
+
+
+def _host_port(address: object) -> tuple[str, int]:
+    """(host, port) of an AF_INET/AF_INET6 server address (the latter has 4 fields)."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        raise TypeError(f"not an internet address: {address!r}")
+    return str(address[0]), int(address[1])
+
+
 class MoverServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -92,7 +107,7 @@ class MoverServer(socketserver.ThreadingTCPServer):
         self._lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def process_request(self, request, client_address) -> None:
+    def process_request(self, request: _Request, client_address: tuple[str, int]) -> None:
         """Refuse past the connection limit before any thread or buffer is spent."""
         with self._lock:
             full = self._count >= self.max_connections
@@ -102,7 +117,7 @@ class MoverServer(socketserver.ThreadingTCPServer):
             log.warning("refused %s: %d connections already", client_address[0], self._count)
             try:
                 if self.tls is None:
-                    request.sendall(t.encode_json(t.ERROR, {"message": "too many connections"}))
+                    _sock(request).sendall(t.encode_json(t.ERROR, {"message": "too many connections"}))
             except OSError:
                 pass
             self.shutdown_request(request)
@@ -110,17 +125,18 @@ class MoverServer(socketserver.ThreadingTCPServer):
         log.info("connection from %s", client_address[0])
         super().process_request(request, client_address)
 
-    def release(self, peer) -> None:
+    def release(self, peer: tuple[str, int]) -> None:
         with self._lock:
             self._count -= 1
         log.info("connection from %s closed", peer[0])
 
-    def shutdown_request(self, request) -> None:  # the handler closes its (TLS) socket
+    def shutdown_request(self, request: _Request) -> None:  # the handler closes its (TLS) socket
+        sock = _sock(request)
         try:
-            request.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        request.close()
+        sock.close()
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -171,7 +187,7 @@ def serve_mover(listen: str, repo: Path, *, plain: bool = False, idle: float = I
                          floor=floor)
     setup_logging(repo)
     with server:
-        host, port = server.server_address[:2]
+        host, port = _host_port(server.server_address)
         what = "plain (loopback)" if plain else f"TLS {moverauth.fingerprint(Path(repo))}"
         log.info("listening on %s:%s for %s, %s", host, port, repo, what)
         print(f"ferry mover listening on {host}:{port} for {repo}", flush=True)

@@ -19,7 +19,8 @@ from engine.copy import transport as t
 from engine.copy.control import MachineControl
 from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.results import TaskResult
-from engine.copy.source import Busy, RateLimit, SourceMover, request_state
+from engine.copy.source import Busy, RateLimit, SourceMover, TargetState, request_state
+from engine.copy.source import PlanItem as BlockItem
 from engine.keys import KeyRing
 from engine.model import Kind, MachineMeta, Stats, Status
 from engine.repository.repository import new_point_id
@@ -119,7 +120,7 @@ class MachineCopy:
         mover.deadline = self._window_deadline(now)
         blocked = outside and ctx.respect_window
         self.checked = False
-        self.damaged_left: list[dict] = []
+        self.damaged_left: list[dict[str, Any]] = []
         if not ctx.dry_run:
             found = self._health_repair(state, now)
             self._repair_damaged(state, found)
@@ -158,7 +159,7 @@ class MachineCopy:
         self._fail_if_damaged()
         return res
 
-    def _repair_damaged(self, state, found: list[dict] | None = None) -> None:
+    def _repair_damaged(self, state: TargetState, found: list[dict[str, Any]] | None = None) -> None:
         """Re-fetch the target's recorded damaged blocks from the source (Warning when
         repaired; what the source no longer has fails the task at the end, named)."""
         from engine.copy.repair import source_repair
@@ -190,7 +191,7 @@ class MachineCopy:
         gfs = self.spec.retention.gfs
         return gfs is not None and gfs.enabled and gfs.method == "active"
 
-    def _active_full(self, items: list[PlanItem], latest: dict | None) -> list[PlanItem]:
+    def _active_full(self, items: list[PlanItem], latest: dict[str, Any] | None) -> list[PlanItem]:
         """The operator asked for a full: the planner made the next point one; without a
         new point the latest copied point is read whole again (as an active GFS full)."""
         machine = self.ctx.machine
@@ -204,7 +205,7 @@ class MachineCopy:
                          f"is a full; the request waits for the next new restore point")
         return items
 
-    def _reread(self, latest: dict | None) -> list[PlanItem]:
+    def _reread(self, latest: dict[str, Any] | None) -> list[PlanItem]:
         """An active GFS full without a new source point: the latest copied point read
         whole from the source again, replacing its increment (notes 6: "copies the latest
         available point"). Nothing to do when it already is a full; when its source
@@ -258,7 +259,7 @@ class MachineCopy:
             ctx.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
                     f" ({res.stats.blocks_sent} blocks sent){' ' + what if what else ''}")
 
-    def _due_during_transfer(self, mover: SourceMover, state, started: datetime,
+    def _due_during_transfer(self, mover: SourceMover, state: TargetState, started: datetime,
                              flags: dict[str, str]) -> tuple[dict[str, str], datetime]:
         """Periodic mode: a GFS full that fell due while the run was still transferring
         is made after the transfer, with a warning, as the reference product does
@@ -284,8 +285,8 @@ class MachineCopy:
             self._send(mover, self._reread(latest))
         return {**flags, **later}, end
 
-    def _point_key(self, mover: SourceMover, state, item, base: str | None,
-                   chain_key: str) -> dict:
+    def _point_key(self, mover: SourceMover, state: TargetState, item: PlanItem, base: str | None,
+                   chain_key: str) -> dict[str, Any]:
         """Set the mover's chain key for this point; the envelope to send with it.
 
         An encrypted full starts a chain with a new random key (or the key of the
@@ -302,14 +303,16 @@ class MachineCopy:
             if pending.get("key") and plan.get("source_point") == item.source.id and \
                     plan.get("kind") == item.kind and plan.get("base") == base:
                 mover.key = keys.open(pending["key"], pending.get("envelope"))
-                return pending["envelope"]
+                resumed: dict[str, Any] = pending["envelope"]  # opened just above: a key envelope
+                return resumed
             mover.key, envelope = keys.create()
             return envelope
         envelopes = (state.meta or {}).get("keys", {})
         if base is None or not chain_key or chain_key not in envelopes:
             raise PlanError("the target chain has no key for its encrypted points")
         mover.key = keys.open(chain_key, envelopes[chain_key])
-        return envelopes[chain_key]
+        chain_envelope: dict[str, Any] = envelopes[chain_key]  # opened just above: a key envelope
+        return chain_envelope
 
     def _window_deadline(self, now: datetime) -> float | None:
         """Monotonic time the copy window closes (only on the real clock)."""
@@ -327,7 +330,7 @@ class MachineCopy:
                                       Stats(**asdict(stats)), self.total, rate, load,
                                       mover.to_read, dict(mover.disks)))
 
-    def _dry(self, item, view: PointView, plan) -> None:
+    def _dry(self, item: PlanItem, view: PointView, plan: list[BlockItem]) -> None:
         raw = sum(loc.entry.raw for _, _, loc in plan if loc is not None)
         unique = {loc.entry.digest: loc.entry.stored for _, _, loc in plan if loc is not None}
         stored = sum(unique.values())  # identical blocks travel once, compressed
@@ -338,14 +341,15 @@ class MachineCopy:
                               "kind": item.kind, "blocks": len(plan), "bytes": raw,
                               "bytes_after_dedup": stored})
 
-    def _health_repair(self, state, now: datetime) -> list[dict]:
+    def _health_repair(self, state: TargetState, now: datetime) -> list[dict[str, Any]]:
         """Run the scheduled health check; corrupt blocks are re-sent in this increment."""
         from engine.schedule import check_due, parse_health_check
 
         sched = parse_health_check(self.spec.storage.health_check)
-        if sched is None or not state.latest:
+        meta = state.meta
+        if sched is None or not state.latest or meta is None:  # (a latest point has a meta)
             return []
-        facts = state.meta.get("facts", {})
+        facts = meta.get("facts", {})
         last = facts.get("last_health_check")
         if not check_due(sched, datetime.fromisoformat(last) if last else None, now):
             return []
@@ -355,7 +359,7 @@ class MachineCopy:
         bad = [[d, b] for d, b, *_ in answer["corrupt"]]
         machine = self.ctx.machine
         if bad:
-            state.meta.setdefault("facts", {})["repair"] = bad
+            meta.setdefault("facts", {})["repair"] = bad
             self.ctx.log("warning", f"{machine}: health check found {len(bad)} corrupt "
                          f"block(s); the next increment re-sends them from the source")
             self.res.message = f"health check found {len(bad)} corrupt block(s)"
@@ -363,7 +367,7 @@ class MachineCopy:
             self.ctx.log("info", f"{machine}: health check passed")
         return list(answer.get("damaged", []))
 
-    def _gfs_plan(self, state, now: datetime) -> dict[str, str]:
+    def _gfs_plan(self, state: TargetState, now: datetime) -> dict[str, str]:
         from engine.copy.retain import gfs_flags_for_run
 
         return gfs_flags_for_run(state.meta, self.spec.retention, now, self.spec.mode)

@@ -15,8 +15,10 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
@@ -26,10 +28,12 @@ from engine.errors import FerryError
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
 from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
-from engine.repository.resolve import PointView
+from engine.repository.resolve import Located, PointView
 
 BATCH = 8192
 _PROOF = struct.Struct("<IB")  # as engine.copy.target answers PROVE
+# one block to send: (disk index, block, where it is; None = the block became zero)
+PlanItem = tuple[int, int, Located | None]
 
 
 class SourceCorrupt(FerryError):
@@ -40,12 +44,12 @@ class SourceCorrupt(FerryError):
 class TargetState:
     """What the target holds of this machine (from a STATE answer)."""
 
-    meta: dict | None
+    meta: dict[str, Any] | None
     digests: dict[str, dict[int, bytes]] = field(default_factory=dict)
-    resume: dict | None = None  # a killed run's partial point: its plan and chain key
+    resume: dict[str, Any] | None = None  # a killed run's partial point: its plan and chain key
 
     @property
-    def latest(self) -> dict | None:
+    def latest(self) -> dict[str, Any] | None:
         return self.meta["points"][-1] if self.meta and self.meta["points"] else None
 
 
@@ -107,7 +111,7 @@ class RateLimit:
 class SourceMover:
     """Sends points of one machine over one stream."""
 
-    def __init__(self, end: t.Endpoint, pool, *, recompress: str | None,
+    def __init__(self, end: t.Endpoint, pool: ThreadPoolExecutor, *, recompress: str | None,
                  control: RunControl | MachineControl,
                  progress: Callable[[Stats, Busy], None], rate: RateLimit | None = None,
                  on_hold: Callable[[str], None] | None = None,
@@ -150,9 +154,9 @@ class SourceMover:
         self.append_only = reply.get("append_only") is True
 
     def plan_blocks(self, view: PointView, previous: dict[str, dict[int, bytes]] | None,
-                    repair: set[tuple[str, int]] = frozenset()):
+                    repair: Set[tuple[str, int]] = frozenset()) -> list[PlanItem]:
         """(disk index, block, Located | None) to send; None = the block became zero."""
-        out = []
+        out: list[PlanItem] = []
         bs = view.block_size
         for i, d in enumerate(view.disks):
             blocks = view.blocks(d.name)
@@ -167,8 +171,8 @@ class SourceMover:
             out += [(i, b, None) for b in sorted(prev) if b < nblocks and b not in blocks]
         return out
 
-    def send_point(self, view: PointView, begin: dict, plan, stats: Stats,
-                   logical: int = 0) -> dict:
+    def send_point(self, view: PointView, begin: dict[str, Any], plan: list[PlanItem], stats: Stats,
+                   logical: int = 0) -> dict[str, Any]:
         """Stream one point; returns the target's DONE answer.
 
         `stats.processed` advances from its value now by `logical` (the point's
@@ -177,7 +181,7 @@ class SourceMover:
         sent0 = self.end.sent
         base = stats.processed
         self.end.send_json(t.BEGIN, begin)
-        missing = []
+        missing: list[PlanItem] = []
         positions: list[int] = []
         for start in range(0, len(plan), BATCH):
             batch = plan[start:start + BATCH]
@@ -212,7 +216,7 @@ class SourceMover:
         self.busy.stream, self.busy.throttled = self.end.busy, self.throttled
         return done
 
-    def _check_proof(self, view: PointView, point: object, sent: set) -> None:
+    def _check_proof(self, view: PointView, point: object, sent: set[tuple[int, int]]) -> None:
         """Ask the target for a random sample of the blocks it did not receive in this
         stream (it answered HAVE, or already held them) and check each against the
         source's own digest: a target that lies about holding data fails the run."""
@@ -253,9 +257,9 @@ class SourceMover:
         data = decode_block(stored, Entry(0, len(stored), e.raw, flags, e.digest), decompressor())
         return len(data) == e.raw and digest(data) == e.digest
 
-    def _stream(self, view: PointView, missing, positions: list[int], stats: Stats) -> None:
+    def _stream(self, view: PointView, missing: list[PlanItem], positions: list[int], stats: Stats) -> None:
         depth = 8
-        pending: deque = deque()
+        pending: deque[tuple[int, Future[tuple[bytes | bytearray, int]]]] = deque()
         self._last_progress = time.monotonic()
         for item, pos in zip(missing, positions, strict=True):
             held = self.control.checkpoint(self.on_hold)
@@ -272,7 +276,8 @@ class SourceMover:
             self._send_one(*pending.popleft(), stats)
         self.progress(stats, self.busy)
 
-    def _send_one(self, pos: int, future, stats: Stats) -> None:
+    def _send_one(self, pos: int, future: Future[tuple[bytes | bytearray, int]],
+                  stats: Stats) -> None:
         frame, raw = future.result()
         self.throttled += self.rate.take(len(frame))
         self.end.send(frame)
@@ -285,9 +290,11 @@ class SourceMover:
             self._last_progress = time.monotonic()
             self.progress(stats, self.busy)
 
-    def _prepare(self, view: PointView, item) -> tuple[bytes, int]:
+    def _prepare(self, view: PointView, item: PlanItem) -> tuple[bytes | bytearray, int]:
         """Read, verify and (re)compress one block: runs in the block pool."""
         i, b, loc = item
+        if loc is None:  # a block that became zero is in the DIGESTS, never asked for
+            raise ValueError(f"block {b} of disk {i} is zero: nothing to send")
         t0 = time.perf_counter()
         payload = view.read_stored(loc)
         t1 = time.perf_counter()
@@ -302,6 +309,7 @@ class SourceMover:
             flags, payload = self.comp.compress(data)
         if self.key is not None:  # after compression: ciphertext does not compress
             dg = self.key.digest(e.digest, e.raw)
+            frame: bytes | bytearray
             frame, room = t.block_frame(i, b, e.raw, flags | FLAG_SEALED, dg,
                                         len(payload) + OVERHEAD)
             self.key.seal_into(room, payload, dg, e.raw, flags)
@@ -317,7 +325,7 @@ class _Coverage:
     """How much of a point the plan has covered up to a position: processed bytes and
     each disk's share (blocks the target already had count as covered too)."""
 
-    def __init__(self, view: PointView, plan, base: int, logical: int):
+    def __init__(self, view: PointView, plan: list[PlanItem], base: int, logical: int):
         self.base, self.logical, self.n = base, logical, max(1, len(plan))
         self.names = [d.name for d in view.disks]
         self.per_disk = [0] * len(self.names)

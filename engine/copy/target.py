@@ -15,10 +15,12 @@ import struct
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
@@ -36,6 +38,9 @@ from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.metadata import MetadataError, meta_to_dict, point_record
 from engine.repository.repository import Repository, point_file_name
 from engine.repository.resolve import PointView
+
+if TYPE_CHECKING:
+    from engine.copy.guard import Floor
 
 RESUME = "resume.json"
 log = logging.getLogger("ferry.target")
@@ -126,6 +131,11 @@ class Grant:
     who: str = "local"  # for the log: token id, "ssh", "loopback"
 
 
+Wanted = dict[tuple[int, int], tuple[int, bytes]]  # (disk, block) -> (raw size, digest) asked for
+# a received block waiting for its check: disk name, block, digest, raw, flags, payload, check
+_Checked = tuple[str, int, bytes, int, int, memoryview, "Future[None] | None"]
+
+
 class TargetMover:
     """Serves one stream: a HELLO, then any number of points, then BYE.
 
@@ -134,7 +144,9 @@ class TargetMover:
     the HELLO's token into a grant, or refuses it."""
 
     def __init__(self, repo: Repository, end: t.Endpoint, *, remote: bool = False,
-                 grant: Grant | None = None, authorize=None, policy=None,
+                 grant: Grant | None = None,
+                 authorize: Callable[[object, str], Grant] | None = None,
+                 policy: Floor | None = None,
                  hello_timeout: float = 30.0):
         self.repo = repo
         self.end = end
@@ -203,7 +215,7 @@ class TargetMover:
         finally:  # wakes a source blocked on this stream (no wait outlives its peer)
             self.end.close()
 
-    def _state(self, _: dict) -> None:
+    def _state(self, _: dict[str, Any]) -> None:
         """The machine's chain and its latest point's digests (for the planner)."""
         meta = self.repo.try_load(self.job, self.machine)
         head = meta_to_dict(meta) if meta else {}
@@ -220,7 +232,7 @@ class TargetMover:
                         parts.append(t.STATE_ENTRY.pack(i, b, dg))
         self.end.send(t.encode(t.STATE, b"".join(parts)))
 
-    def _pending_key(self) -> dict | None:
+    def _pending_key(self) -> dict[str, Any] | None:
         """The plan and wrapped chain key of a partial point (resume.json), if any."""
         marker = self.repo.machine_dir(self.job, self.machine) / RESUME
         try:
@@ -231,7 +243,7 @@ class TargetMover:
             return None
         return {"plan": old.get("plan"), "key": old["key"], "envelope": old.get("envelope")}
 
-    def _retain(self, request: dict) -> None:
+    def _retain(self, request: dict[str, Any]) -> None:
         from engine.copy.retain import apply_retention
 
         self._attributes(lift=True)
@@ -256,7 +268,7 @@ class TargetMover:
                             keep_partial=request["sweep"] == "keep-partial")
         self.end.send_json(t.RETAIN, {"actions": actions})
 
-    def _sweep(self, request: dict) -> None:
+    def _sweep(self, request: dict[str, Any]) -> None:
         """Background retention (`engine.copy.background`): expired flags, freed files."""
         from engine.copy.retain import apply_retention
 
@@ -273,7 +285,7 @@ class TargetMover:
         self._attributes(lift=False)
         self.end.send_json(t.SWEEP, {"actions": actions})
 
-    def _repair(self, request: dict) -> None:
+    def _repair(self, request: dict[str, Any]) -> None:
         from engine.copy.repair import target_repair
 
         answer = target_repair(self.repo, self.job, self.machine, self.end, request)
@@ -301,7 +313,7 @@ class TargetMover:
         except LockBusy:
             return
 
-    def _prove(self, request: dict) -> None:
+    def _prove(self, request: dict[str, Any]) -> None:
         """The stored payloads of a few blocks of a committed point: the source checks
         them against its own digests, so a target cannot answer HAVE for data it lacks."""
         pid = fr.point_id(request.get("point"))
@@ -310,7 +322,7 @@ class TargetMover:
             raise fr.Refused(f"PROVE: at most {fr.MAX_PROVE} blocks")
         meta = self.repo.try_load(self.job, self.machine)
         point = next((p for p in meta.points if p.id == pid), None) if meta else None
-        if point is None:
+        if meta is None or point is None:
             raise fr.Refused("PROVE: no such point")
         folder = self.repo.machine_dir(self.job, self.machine)
         parts = []
@@ -328,7 +340,7 @@ class TargetMover:
                 parts += [_PROOF.pack(len(stored), loc.entry.flags), bytes(stored)]
         self.end.send(t.encode(t.PROVE, b"".join(parts)))
 
-    def _check(self, _: dict) -> None:
+    def _check(self, _: dict[str, Any]) -> None:
         from engine.health import check_machine
 
         res = check_machine(self.repo, self.job, self.machine)
@@ -346,7 +358,7 @@ class TargetMover:
                                                  if c.digest and c.point]})
 
     # -- one point -------------------------------------------------------------------
-    def _point(self, begin: dict) -> None:
+    def _point(self, begin: dict[str, Any]) -> None:
         repo, job, machine = self.repo, self.job, self.machine
         fr.begin(begin)
         if begin.get("replaces") and self.grant.append_only:
@@ -364,7 +376,7 @@ class TargetMover:
                     pass
             raise
 
-    def _point_in(self, begin: dict, folder: Path) -> None:
+    def _point_in(self, begin: dict[str, Any], folder: Path) -> None:
         repo, job, machine = self.repo, self.job, self.machine
         meta = repo.try_load(job, machine)
         if not begin.get("replaces") and meta and any(p.id == begin["point"] for p in meta.points):
@@ -392,7 +404,7 @@ class TargetMover:
         rules = fr.BlockRules([d.size for d in disks], bs)
         try:
             suspect = {(d, b) for d, b in begin.get("repaired", [])}
-            wanted: dict[tuple[int, int], tuple[int, bytes]] = {}
+            wanted: Wanted = {}
             self._digests(writer, names, have_blocks, cache.view(key), stats, suspect,
                           rules, wanted)
             self._blocks(writer, names, wanted)
@@ -447,8 +459,8 @@ class TargetMover:
                                     "written": writer.written, "local": stats["local"],
                                     "resumed": stats["resumed"], "busy": self.busy})
 
-    def _info(self, meta: MachineMeta | None, begin: dict, point_id: str, when: datetime,
-              kind: Kind, name: str, disks: list[DiskInfo], key: str) -> dict:
+    def _info(self, meta: MachineMeta | None, begin: dict[str, Any], point_id: str, when: datetime,
+              kind: Kind, name: str, disks: list[DiskInfo], key: str) -> dict[str, Any]:
         """The point's record for its file's index (`ferry check --rebuild`)."""
         m = MachineMeta(self.job, self.machine, begin["block_size"],
                         meta.method if meta else Method.FOREVER_FORWARD,
@@ -458,7 +470,7 @@ class TargetMover:
                          block_size=begin["block_size"], key=key)
         return point_record(m, p)
 
-    def _point_key(self, meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+    def _point_key(self, meta: MachineMeta | None, begin: dict[str, Any], kind: Kind) -> str:
         return point_key(meta, begin, kind)
 
     def _wan_cache(self) -> DigestCache:
@@ -467,8 +479,9 @@ class TargetMover:
             self._cache = DigestCache.of_job(self.repo, self.job)
         return self._cache
 
-    def _open_writer(self, folder: Path, begin: dict, kind: Kind, when: datetime,
-                     names: list[str], bs: int):
+    def _open_writer(self, folder: Path, begin: dict[str, Any], kind: Kind, when: datetime,
+                     names: list[str], bs: int
+                     ) -> tuple[ContainerWriter, set[tuple[str, int]], str, str]:
         """A new file, or the partial one a killed run of the same plan left."""
         marker = folder / RESUME
         plan = {k: begin[k] for k in ("source_point", "kind", "base", "block_size")}
@@ -493,9 +506,10 @@ class TargetMover:
         w.enable_journal(names)
         return w, set(), name, point_id
 
-    def _digests(self, writer: ContainerWriter, names: list[str], have_blocks: set,
-                 cache: dict[bytes, tuple[Path, Entry]], stats: dict, suspect: set,
-                 rules: fr.BlockRules, wanted: dict) -> None:
+    def _digests(self, writer: ContainerWriter, names: list[str],
+                 have_blocks: set[tuple[str, int]], cache: dict[bytes, tuple[Path, Entry]],
+                 stats: dict[str, int], suspect: set[tuple[int, int]],
+                 rules: fr.BlockRules, wanted: Wanted) -> None:
         """Answer DIGESTS batches with HAVE bitmaps until the empty batch; `wanted`
         collects the blocks answered 0 (the only BLOCK frames the point accepts)."""
         readers: dict[Path, Container] = {}
@@ -546,14 +560,14 @@ class TargetMover:
             for c in readers.values():
                 c.close()
 
-    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: dict) -> None:
+    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: Wanted) -> None:
         """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
         only a block answered missing, with the digest announced, that matches it).
 
         A remote mover checks up to VERIFY_AHEAD blocks in a small pool (zstd and xxh3
         release the GIL) while it receives the next ones; each is written, in order,
         only after its check passed."""
-        pending: deque = deque()
+        pending: deque[_Checked] = deque()
         try:
             while True:
                 f = self.end.recv()
@@ -591,7 +605,8 @@ class TargetMover:
                     fut.cancel()
 
     def _write_checked(self, writer: ContainerWriter, name: str, block: int, digest: bytes,
-                       raw: int, flags: int, payload, fut) -> None:
+                       raw: int, flags: int, payload: bytes | memoryview,
+                       fut: Future[None] | None) -> None:
         if fut is not None:
             fut.result()  # raises Refused: the block does not match its digest
         t0 = time.perf_counter()
@@ -613,14 +628,14 @@ def _verify_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def point_key(meta: MachineMeta | None, begin: dict, kind: Kind) -> str:
+def point_key(meta: MachineMeta | None, begin: dict[str, Any], kind: Kind) -> str:
     """The chain key id a point is sealed with ("" = plaintext), checked.
 
     The target cannot open keys; it only keeps a chain consistent: an increment
     uses its full's key, and a new key comes with its envelope (bounded in size).
     """
-    key = begin.get("key", "")
-    if key and not valid_key_id(key):
+    key = begin.get("key") or ""  # absent or null: plaintext
+    if not isinstance(key, str) or (key and not valid_key_id(key)):
         raise t.StreamError("BEGIN: bad chain key id")
     env = begin.get("envelope")
     if key and (not isinstance(env, dict) or len(json.dumps(env)) > 4096):

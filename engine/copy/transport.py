@@ -18,7 +18,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import FerryError
 
@@ -67,17 +69,21 @@ def error_of(f: Frame) -> StreamError:
 @dataclass
 class Frame:
     type: int
-    payload: bytes
+    payload: bytes | bytearray  # an in-process stream passes a sealed block's buffer as is
 
-    def json(self) -> dict:
-        return json.loads(self.payload)
+    def json(self) -> dict[str, Any]:
+        """The payload as a JSON object (its fields are checked where they are used)."""
+        obj = json.loads(self.payload)
+        if not isinstance(obj, dict):
+            raise ValueError("frame payload is not a JSON object")
+        return obj
 
 
 def encode(ftype: int, payload: bytes) -> bytes:
     return _HEAD.pack(ftype, len(payload)) + payload
 
 
-def encode_json(ftype: int, obj: dict) -> bytes:
+def encode_json(ftype: int, obj: dict[str, Any]) -> bytes:
     return encode(ftype, json.dumps(obj).encode())
 
 
@@ -99,7 +105,7 @@ def block_frame(disk: int, block: int, raw: int, flags: int, digest: bytes,
     return buf, memoryview(buf)[_HEAD.size + len(head):]
 
 
-def decode_block(payload: bytes) -> tuple[int, int, int, int, bytes, memoryview]:
+def decode_block(payload: bytes | bytearray) -> tuple[int, int, int, int, bytes, memoryview]:
     disk, block, raw, flags, digest = _BLOCK.unpack_from(payload, 0)
     return disk, block, raw, flags, digest, memoryview(payload)[_BLOCK.size:]
 
@@ -108,9 +114,10 @@ class Endpoint:
     """One side of a stream: send encoded frames, receive Frames. Counts bytes sent."""
 
     sent: int = 0
-    busy: float = 0.0  # seconds spent blocked in send (the 'stream' stage of the bottleneck)
+    busy: float = 0.0
+    timeout: float | None = None  # default wait between frames (None = until the peer fails)  # seconds spent blocked in send (the 'stream' stage of the bottleneck)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         raise NotImplementedError
 
     def recv(self, timeout: float | None = None) -> Frame:
@@ -119,7 +126,7 @@ class Endpoint:
     def close(self) -> None:
         pass
 
-    def send_json(self, ftype: int, obj: dict) -> None:
+    def send_json(self, ftype: int, obj: dict[str, Any]) -> None:
         self.send(encode_json(ftype, obj))
 
     def expect(self, ftype: int, timeout: float | None = None) -> Frame:
@@ -143,14 +150,14 @@ class QueueEndpoint(Endpoint):
     `timeout` (None = until the peer fails) bounds each wait besides.
     """
 
-    def __init__(self, out: queue.Queue, inbox: queue.Queue, mine: threading.Event,
+    def __init__(self, out: queue.Queue[bytes | bytearray | None], inbox: queue.Queue[bytes | bytearray | None], mine: threading.Event,
                  peer: threading.Event, timeout: float | None = None):
         self.out, self.inbox = out, inbox
         self._mine, self._peer = mine, peer
         self.timeout = timeout
         self.sent, self.busy = 0, 0.0
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
@@ -200,8 +207,8 @@ class QueueEndpoint(Endpoint):
 
 def pipe(depth: int = 16, timeout: float | None = None) -> tuple[QueueEndpoint, QueueEndpoint]:
     """Two connected in-process endpoints (source side, target side)."""
-    a: queue.Queue = queue.Queue(depth)
-    b: queue.Queue = queue.Queue(depth)
+    a: queue.Queue[bytes | bytearray | None] = queue.Queue(depth)
+    b: queue.Queue[bytes | bytearray | None] = queue.Queue(depth)
     src_closed, dst_closed = threading.Event(), threading.Event()
     return (QueueEndpoint(a, b, src_closed, dst_closed, timeout),
             QueueEndpoint(b, a, dst_closed, src_closed, timeout))
@@ -232,7 +239,7 @@ class SocketEndpoint(Endpoint):
         sock.settimeout(None)
         return cls(sock)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
         try:
             self.sock.settimeout(self.timeout or self.FRAME_TIMEOUT)
@@ -279,7 +286,8 @@ class FdEndpoint(Endpoint):
     CHUNK = 1 << 20
 
     def __init__(self, rfd: int, wfd: int, timeout: float | None = None,
-                 max_frame: int = SOURCE_MAX_FRAME, on_close=None):
+                 max_frame: int = SOURCE_MAX_FRAME,
+                 on_close: Callable[[], None] | None = None):
         self.rfd, self.wfd = rfd, wfd
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
@@ -323,7 +331,7 @@ class FdEndpoint(Endpoint):
         del self._buf[:_HEAD.size + n]
         return Frame(ftype, payload)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
         view = memoryview(data)
         deadline = time.monotonic() + (self.timeout or self.FRAME_TIMEOUT)

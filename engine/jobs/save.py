@@ -9,8 +9,13 @@ included. Reading and validating is `engine.jobs.load`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+import tomlkit.items
 
 from engine.jobs import fields
 from engine.jobs import text as jt
@@ -71,35 +76,90 @@ def _write_checked(path: Path, text: str) -> JobSpec:
     return spec
 
 
+def _new(value: dict[str, Any], depth: int) -> Any:
+    """A new table: `[table]` down to `depth` levels (1: [retention], 2: [retention.gfs]),
+    inline below that (`weekly = { keep_weeks = 4, day = "sunday" }`)."""
+    if depth <= 0:  # spaced as the CONTRACT writes it: { keep_weeks = 4, day = "sunday" }
+        return tomlkit.parse(f"v = {jt.toml_value(value)}")["v"]
+    table = tomlkit.table()
+    for key, item in value.items():
+        table[key] = _new(item, depth - 1) if isinstance(item, dict) else item
+    return table
+
+
+def _merge(table: Any, data: dict[str, Any], depth: int) -> None:
+    """Make the tomlkit `table` hold `data`, editing in place: a key with its value
+    unchanged keeps its text, a changed one keeps its place and its comment, keys not
+    in `data` go, new ones are added; comment lines stay where they are."""
+    for key in [k for k in table if k not in data]:
+        del table[key]
+    for key, value in data.items():
+        old = table.get(key)
+        if isinstance(value, dict):
+            if isinstance(old, tomlkit.items.Table):  # not an inline table
+                _merge(old, value, depth - 1)
+            else:
+                table[key] = _new(value, 0 if isinstance(old, tomlkit.items.InlineTable) else depth - 1)
+        else:
+            plain = old.unwrap() if hasattr(old, "unwrap") else old
+            if old is None or plain != value or type(plain) is not type(value):
+                table[key] = value
+
+
+def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> JobSpec:
+    """Apply `change` to the parsed file (comments and layout kept), validate, write."""
+    text = _read(path)
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError:
+        errors = validate_text(text, path)  # the one-line file:line message of the syntax error
+        raise errors[0] if errors else JobFileError(path, None, "", "bad TOML") from None
+    change(doc)
+    return _write_checked(path, tomlkit.dumps(doc))
+
+
 def save_job(spec: JobSpec, path: Path | str | None = None) -> JobSpec:
     """Write `spec` to `path` (default `spec.path`); returns the spec as loaded from there.
 
-    An invalid spec raises `JobFileError` and leaves the file untouched. The file is
-    rewritten whole, so comments are lost (`update_retention` keeps them).
+    An invalid spec raises `JobFileError` and leaves the file untouched. An existing
+    file is edited in place (its comments and layout kept where the values did not
+    change); a new one is written in the CONTRACT's layout.
     """
     dest = Path(path) if path is not None else spec.path
-    return _write_checked(dest, jt.render(job_to_dict(spec, relative_to=dest.parent)))
+    data = job_to_dict(spec, relative_to=dest.parent)
+    if dest.is_file():
+        try:
+            return _edit(dest, lambda doc: _merge(doc, data, 2))
+        except JobFileError:
+            pass  # an existing file that does not parse is replaced whole
+    return _write_checked(dest, jt.render(data))
 
 
 def update_retention(path: Path | str, policy: RetentionPolicy) -> JobSpec:
-    """Replace only the `[retention]` table (and `[retention.gfs]`) of a job file.
+    """Set only the `[retention]` table (and `[retention.gfs]`) of a job file.
 
-    Everything else, comments included, stays as it was. The new text is validated
-    before it replaces the file: a bad policy, or a file with errors outside
-    `[retention]`, raises `JobFileError` and the file is untouched. (Errors inside
-    `[retention]` are fixed by the rewrite, so the console can repair them.)
+    Everything else, and the comments inside `[retention]`, stays as it was. The new
+    text is validated before it replaces the file: a bad policy, or a file with errors
+    outside `[retention]`, raises `JobFileError` and the file is untouched. (Errors
+    inside `[retention]` are fixed by the edit, so the console can repair them.)
     """
-    path = Path(path)
-    text = _read(path)
-    block = "\n".join(jt.render_table("retention", fields.dump(Retention.of(policy)), 1)) + "\n"
-    return _write_checked(path, jt.replace_table(text, "retention", block))
+    data = fields.dump(Retention.of(policy))
+
+    def change(doc: tomlkit.TOMLDocument) -> None:
+        if isinstance(doc.get("retention"), tomlkit.items.Table):
+            _merge(doc["retention"], data, 1)
+        else:
+            doc.pop("retention", None)
+            doc["retention"] = _new(data, 2)
+    return _edit(Path(path), change)
 
 
 def set_enabled(path: Path | str, enabled: bool) -> JobSpec:
-    """Switch a job's schedule on or off, editing only the `enabled` line."""
-    path = Path(path)
-    text = jt.set_top_level_key(_read(path), "enabled", "true" if enabled else "false")
-    return _write_checked(path, text)
+    """Switch a job's schedule on or off, editing only the `enabled` value (however the
+    key is written, `"enabled" = true` too); added before the first table when absent."""
+    def change(doc: tomlkit.TOMLDocument) -> None:
+        doc["enabled"] = enabled
+    return _edit(Path(path), change)
 
 
 def save_text(path: Path | str, text: str) -> list[JobFileError]:

@@ -3,8 +3,9 @@
 tomllib gives line numbers only for syntax errors, so `scan` walks the TOML text and
 records every table header and key with its full dotted path and lines; `line_for`
 then points an error at the key, else at the inline table or header holding it.
-`render` writes a job dict in the layout of the CONTRACT example (inline GFS cycles,
-one-line arrays) with each value formatted by tomli-w.
+`render` writes a new job file in the layout of the CONTRACT example (inline GFS cycles,
+one-line arrays) with each value formatted by tomli-w; edits of an existing file go
+through tomlkit (`engine.jobs.save`), which keeps comments and layout.
 """
 
 from __future__ import annotations
@@ -240,36 +241,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def replace_table(text: str, table: str, block: str) -> str:
-    """`text` with table `table` (its header blocks, sub-tables and any top-level
-    `table.key = ...` lines) replaced by `block`, at the place of its first header,
-    or appended. Comments above the next header stay with that header."""
-    parts = text.split("\n")  # not splitlines(): lines are counted at "\n" only, as in scan
-    lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-    entries = scan(text)
-    drop: set[int] = set()  # 0-based line indexes
-    insert_at: int | None = None
-    for n, e in enumerate(entries):
-        if not e.path or e.path[0] != table:
-            continue
-        if e.header:
-            nxt = next((x.line for x in entries[n + 1:] if x.header), len(lines) + 1)
-            end = nxt - 1  # last line of the block, 1-based
-            while end > e.line and lines[end - 1].strip()[:1] in ("", "#"):
-                end -= 1
-            drop.update(range(e.line - 1, end))
-            insert_at = e.line - 1 if insert_at is None else min(insert_at, e.line - 1)
-        else:
-            drop.update(range(e.line - 1, e.end_line))
-    kept = [(i, line) for i, line in enumerate(lines) if i not in drop]
-    if insert_at is None:
-        body = "".join(line for _, line in kept).rstrip("\n")
-        return (body + "\n\n" if body else "") + block
-    before = "".join(line for i, line in kept if i < insert_at)
-    after = "".join(line for i, line in kept if i >= insert_at).lstrip("\r\n")
-    return before + block + ("\n" + after if after else "")
-
-
 def template_text(name: str, source: str, target: str, source_jobs: list[str]) -> str:
     """The commented text of a new job file (see `engine.jobs.save.template`)."""
     v = toml_value
@@ -315,25 +286,3 @@ rate_limit = "0"                   # e.g. "50MiB/s"
 retries = 3
 retry_wait = "10m"
 """
-
-
-_HEADER = re.compile(r"^\s*\[")
-
-
-def set_top_level_key(text: str, key: str, value: str) -> str:
-    """`text` with top-level `key = value` set: the existing line edited in place (its
-    comment kept), else a new line after `name = ...` (top-level keys precede tables)."""
-    lines = text.splitlines(keepends=True)
-    end = next((i for i, line in enumerate(lines) if _HEADER.match(line)), len(lines))
-    pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([^#\n]*?)(\s*(#.*)?)$")
-    for i in range(end):
-        match = pattern.match(lines[i].rstrip("\n"))
-        if match:
-            newline = "\n" if lines[i].endswith("\n") else ""
-            lines[i] = f"{match.group(1)}{value}{match.group(3)}{newline}"
-            return "".join(lines)
-    at = next((i + 1 for i in range(end) if re.match(r"^\s*name\s*=", lines[i])), 0)
-    if at and not lines[at - 1].endswith("\n"):
-        lines[at - 1] += "\n"
-    lines.insert(at, f"{key} = {value}\n")
-    return "".join(lines)

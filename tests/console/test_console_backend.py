@@ -1,4 +1,4 @@
-"""console.backend: friendly failures, the `enabled` line edit, atomic writes."""
+"""console.backend: friendly failures, the `enabled` switch, atomic writes."""
 
 from __future__ import annotations
 
@@ -7,23 +7,13 @@ from pathlib import Path
 import pytest
 
 from console.backend import Backend, EngineUnavailable
-from engine.jobs.text import atomic_write, set_top_level_key
+from engine.jobs.text import atomic_write
 from engine.model import Status
 
 
 def test_missing_jobs_folder(tmp_path: Path) -> None:
     with pytest.raises(EngineUnavailable, match="does not exist"):
         Backend(tmp_path / "nowhere").discover()
-
-
-@pytest.mark.parametrize("text, expected", [
-    ('name = "a"\n[source]\n', 'name = "a"\nenabled = false\n[source]\n'),
-    ('# top\nname = "a"\nenabled = true  # why\n[x]\nenabled = true\n',
-     '# top\nname = "a"\nenabled = false  # why\n[x]\nenabled = true\n'),
-    ('[source]\nenabled = true\n', 'enabled = false\n[source]\nenabled = true\n'),
-])
-def test_enabled_line_edit_keeps_everything_else(text: str, expected: str) -> None:
-    assert set_top_level_key(text, "enabled", "false") == expected
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
