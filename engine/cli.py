@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     # handled by console.entry before this parser runs; listed so --help names them
     sub.add_parser("console", help="the operations console (Textual): ferry console [--jobs DIR]")
     sub.add_parser("serve", help="the console in a browser page on 127.0.0.1")
+    sub.add_parser("samples", help="build the sample repositories and open the console on "
+                                   "them: ferry samples [--out DIR] [--no-console]")
 
     b = sub.add_parser("backup", help="take one restore point of a machine (source backup job)")
     repo_option(b)
