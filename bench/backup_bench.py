@@ -4,7 +4,7 @@
                                  [--block-size 1MiB] [--compression optimal]
                                  [--warm] [--json FILE] [--keep-files]
 
-For each size: writes a VM-like raw image (engine.vmdata: ~40 % zero, ~30 %
+For each size: writes a VM-like raw image (sample_repos.vmdata: ~40 % zero, ~30 %
 text, ~30 % random 4 KiB pages, fully allocated), measures the ceilings
 (bench/ceilings.py) on its blocks, then `runs` times: a full backup into a new
 repository, `vmdata.mutate_disk` changing 2 % of the blocks, an incremental
@@ -45,9 +45,9 @@ from ceilings import (  # noqa: E402
     run_measured,
 )
 
-from engine import vmdata  # noqa: E402
 from engine.blockio import LEVELS  # noqa: E402
 from engine.units import fmt_size, parse_size  # noqa: E402
+from sample_repos import vmdata  # noqa: E402
 
 SEED, OS_SEED = "bench-vm01", "bench-os-image"
 CHANGE_PCT = 2.0

@@ -2,7 +2,7 @@
 
     python bench/copy_bench.py [--size 2GiB] [--also 1GiB] [--runs 3] [--json FILE]
 
-For each size: a VM-like image (engine.vmdata) is backed up once into a source
+For each size: a VM-like image (sample_repos.vmdata) is backed up once into a source
 repository (setup, not timed). Then `runs` times: a full copy with `ferry run`
 (compression auto: stored blocks are verified against their digests and pass
 through), the same full copy encrypted (`[storage] encryption`: AES-256-GCM
@@ -50,8 +50,8 @@ sys.path.insert(0, str(HERE))
 
 from ceilings import MB, format_ceilings, measure_ceilings, run_measured  # noqa: E402
 
-from engine import vmdata  # noqa: E402
 from engine.units import fmt_size, parse_size  # noqa: E402
+from sample_repos import vmdata  # noqa: E402
 
 T0 = datetime(2026, 11, 1, 22, 0)
 

@@ -2,6 +2,7 @@
 
 - `ferry` or `ferry console [--jobs DIR]` -> the Textual console
 - `ferry serve [--port N] [--jobs DIR]`   -> the console in a browser page on 127.0.0.1
+- `ferry samples [--out DIR]`             -> the sample repositories, then the console on them
 - anything else                            -> `engine.cli.main(argv)`
 """
 
@@ -90,12 +91,43 @@ def serve(argv: Sequence[str]) -> int:
     return 0
 
 
+def samples_folder() -> Path:
+    """Where `ferry samples` builds: the admin's data folder (an install has no other)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ferry" / "samples"
+
+
+def _samples_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferry samples", description="build the sample repositories (once: about a "
+        "minute) and open the console on their copy jobs, as `make run` does in a checkout")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for jobs/, primary/ and dr/ (default: "
+                             "$XDG_DATA_HOME/ferry/samples, else ~/.local/share/ferry/samples)")
+    parser.add_argument("--no-console", action="store_true",
+                        help="build only; print the jobs folder")
+    return parser
+
+
+def samples(argv: Sequence[str]) -> int:
+    args = _samples_parser().parse_args(list(argv))
+    from sample_repos.generate import install
+
+    jobs = install(args.out or samples_folder())
+    if args.no_console:
+        print(jobs)
+        return 0
+    return run_console(["--jobs", str(jobs)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "console":
         return run_console(argv[1:])
     if argv[0] == "serve":
         return serve(argv[1:])
+    if argv[0] == "samples":
+        return samples(argv[1:])
     try:
         from engine.cli import main as engine_main
     except ImportError as exc:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.blockio import (
     LEVELS,
@@ -24,7 +25,7 @@ from engine.blockio import (
 )
 from engine.errors import FerryError
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
-from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
+from engine.repository.container import FLAG_ZERO, Container, ContainerWriter, Entry
 from engine.repository.damage import VerifiedReader
 from engine.repository.metadata import point_record
 from engine.repository.repository import (
@@ -181,7 +182,7 @@ def _new_point(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: st
 
 
 def _info(meta: MachineMeta, pid: str, when: datetime, kind: Kind, file: str,
-          infos: list[DiskInfo]) -> dict:
+          infos: list[DiskInfo]) -> dict[str, Any]:
     """The point's record for its file's index (`ferry check --rebuild`)."""
     return point_record(meta, _new_point(meta, pid, when, kind, file, infos, 0))
 
@@ -217,7 +218,7 @@ def _write_reverse(folder: Path, meta: MachineMeta, pid: str, when: datetime,
     rb_name = point_file_name(meta.machine, full.time, full.id, Kind.ROLLBACK)
     with Container(folder / full.file, state=full.id) as base, \
             VerifiedReader(folder, meta) as reader:
-        def keep_old(disk: str, b: int, e) -> None:
+        def keep_old(disk: str, b: int, e: Entry) -> None:
             """The old version of a block goes to the rollback only once verified."""
             got = reader.get(base, e, disk, b)
             if got is not None:

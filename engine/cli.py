@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +16,9 @@ from engine.errors import CommandError, ExitCode, exit_code, one_line
 from engine.jsonout import emit
 from engine.objstore.open import repo_arg
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
+
+if TYPE_CHECKING:
+    from engine.keys import KeyRing
 
 EXIT_OK, EXIT_FAILED = ExitCode.OK, ExitCode.FAILED
 MAX_KEEP = 9999  # as a job file's keep (engine.jobs.schema.MAX_KEEP)
@@ -43,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: usage: {message}")
 
 
@@ -91,7 +95,7 @@ def password_options(parser: argparse.ArgumentParser) -> None:
                    help="file holding the password (mode 0600)")
 
 
-def key_ring(args: argparse.Namespace):
+def key_ring(args: argparse.Namespace) -> KeyRing:
     """The KeyRing of a read path's --password-env/--password-file (read only if needed)."""
     from engine.keys import KeyRing
     from engine.password import cli_source
@@ -121,10 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="ferry", description="Backup copy jobs for VM restore points.")
     p.add_argument("--version", action=_Version, nargs=0, help="show Ferry's version and exit")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = p.add_subparsers(
+        dest="command", parser_class=_Parser, metavar="COMMAND")
     # handled by console.entry before this parser runs; listed so --help names them
     sub.add_parser("console", help="the operations console (Textual): ferry console [--jobs DIR]")
     sub.add_parser("serve", help="the console in a browser page on 127.0.0.1")
+    sub.add_parser("samples", help="build the sample repositories and open the console on "
+                                   "them: ferry samples [--out DIR] [--no-console]")
 
     b = sub.add_parser("backup", help="take one restore point of a machine (source backup job)")
     repo_option(b)
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code(exc)
 
 
-def _copy_handler(name: str):
+def _copy_handler(name: str) -> Callable[[argparse.Namespace], int]:
     from engine import cli_copy, cli_live
 
     return cli_live.COMMANDS.get(name) or cli_copy.COMMANDS[name]
@@ -239,7 +246,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict:
+def chain_json(repo_path: Path | str, job: str | None, machine: str | None) -> dict[str, Any]:
     from engine.objstore.open import open_repository
     from engine.repository.damage import damaged_points
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from engine.cli import EXIT_FAILED, EXIT_OK, UsageError, key_ring, repo_missing
 from engine.jsonout import emit
+
+if TYPE_CHECKING:
+    from engine.jobs.load import JobSpec
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -74,7 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
-def _repair(spec, args: argparse.Namespace) -> dict[str, str]:
+def _repair(spec: JobSpec, args: argparse.Namespace) -> dict[str, str]:
     """Run the job's repair exchange now (no copy, no retention); machine -> outcome."""
     from engine.copy.runner import run_job
 

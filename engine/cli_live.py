@@ -8,7 +8,9 @@ JOB is a job's name (looked up in --jobs DIR) or its file.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -17,8 +19,12 @@ from engine.errors import CommandError
 from engine.jsonout import emit
 from engine.units import fmt_size
 
+if TYPE_CHECKING:
+    from engine.jobs.load import JobSpec
+    from engine.live.client import SessionInfo
 
-def add_commands(sub) -> None:
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("sessions", help="the runs going on now on this host, whoever started them")
     s.add_argument("--jobs", type=Path, help="jobs folder (default: $FERRY_JOBS or the samples)")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -34,7 +40,7 @@ def add_commands(sub) -> None:
 
 def _jobs_dir(args: argparse.Namespace) -> Path:
     from engine.cli import UsageError
-    from engine.cli_copy import default_jobs
+    from engine.jobsdir import default_jobs
 
     folder = args.jobs or default_jobs()
     if not folder.is_dir():
@@ -42,7 +48,7 @@ def _jobs_dir(args: argparse.Namespace) -> Path:
     return folder
 
 
-def _specs(folder: Path) -> list:
+def _specs(folder: Path) -> list[JobSpec]:
     from engine.jobs.load import discover_jobs
 
     return [spec for _, spec in discover_jobs(folder) if not isinstance(spec, Exception)]
@@ -88,7 +94,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_running(args: argparse.Namespace):
+def find_running(args: argparse.Namespace) -> list[SessionInfo]:
     """The live sessions of JOB (name or file); one line and exit 2 when none runs."""
     from engine.jobs.load import load_job
     from engine.live import paths
@@ -131,7 +137,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sessions": cmd_sessions, "hold": cmd_control, "resume": cmd_control,
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"sessions": cmd_sessions, "hold": cmd_control, "resume": cmd_control,
             "stop": cmd_control}
 
 __all__ = ["COMMANDS", "add_commands"]

@@ -32,18 +32,20 @@ from engine.schedule import in_window, run_due
 from engine.units import now as wall_now
 
 if TYPE_CHECKING:
+    from engine.copy.control import RunControl
+    from engine.copy.results import SessionResult
     from engine.jobs.load import JobSpec
 
 LOG = job_logger("daemon")
 
 
-def last_run(spec) -> datetime | None:
+def last_run(spec: JobSpec) -> datetime | None:
     """When the job's newest copy session started (retention passes do not count)."""
     rows = History(history_path(spec)).sessions(spec.name, limit=1, kind="copy")
     return datetime.fromisoformat(rows[0]["started"]) if rows else None
 
 
-def has_new_source_point(spec) -> bool:
+def has_new_source_point(spec: JobSpec) -> bool:
     """True when some machine's newest source point is newer than its copy.
 
     With a remote mover the chains are on the mover's host: the job's history says
@@ -83,23 +85,24 @@ class Daemon:
     """Polls the jobs folder; each due job runs to completion before the next poll."""
 
     def __init__(self, folder: Path, poll: float = 30.0,
-                 clock: Callable[[], datetime] = wall_now, run=None, retain=None):
+                 clock: Callable[[], datetime] = wall_now,
+                 run: Callable[..., SessionResult] | None = None,
+                 retain: Callable[..., SessionResult] | None = None):
         self.folder = Path(folder)
         self.poll = poll
         self.clock = clock
-        if run is None:
-            from engine.copy.runner import run_job as run
-        if retain is None:
-            from engine.copy.background import retain_job as retain
-        self.run = run
-        self.retain = retain
+        from engine.copy.background import retain_job
+        from engine.copy.runner import run_job
+
+        self.run: Callable[..., SessionResult] = run_job if run is None else run
+        self.retain: Callable[..., SessionResult] = retain_job if retain is None else retain
         self._retained: dict[str, date] = {}  # job -> day of its last background pass here
-        self.control = None  # the run going on now (its notes tell of a hang-up)
+        self.control: RunControl | None = None  # the run going on now (its notes tell of a hang-up)
         self.interrupted: list[bool] = []  # non-empty after Ctrl-C: no further job starts
         self.rpo = RpoWatch()
         self._rpo_checked: dict[str, float] = {}
 
-    def run_options(self) -> dict:
+    def run_options(self) -> dict[str, Any]:
         """Extra arguments for the real `run_job` (a test's stand-in takes none)."""
         from engine.copy.runner import run_job
 
@@ -126,7 +129,7 @@ class Daemon:
         """Run every due job once; returns (job, status) for each run made."""
         from engine.jobs.load import discover_jobs
 
-        ran = []
+        ran: list[tuple[str, str]] = []
         for path, spec in discover_jobs(self.folder, need_source=False):
             if self.interrupted:
                 break
@@ -158,7 +161,7 @@ class Daemon:
                 ran.append((getattr(spec, "name", path.name), Status.FAILED))
         return ran
 
-    def background(self, path: Path, spec) -> str | None:
+    def background(self, path: Path, spec: JobSpec) -> str | None:
         """The job's daily background retention pass when due; its status, or None."""
         from engine.copy.background import DAILY_AT, last_pass, pass_due
         from engine.copy.runner import RunError

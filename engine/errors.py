@@ -28,7 +28,8 @@ class ExitCode(IntEnum):
 
         if status == Status.FAILED and gave_up_waiting:
             return cls.BUSY
-        return {Status.SUCCESS: cls.OK, Status.WARNING: cls.WARNING}.get(status, cls.FAILED)
+        codes: dict[str, ExitCode] = {Status.SUCCESS: cls.OK, Status.WARNING: cls.WARNING}
+        return codes.get(status, cls.FAILED)
 
 
 class FerryError(Exception):

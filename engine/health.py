@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.keys import KeyRing
 from engine.objstore.manifest import ManifestError
 from engine.objstore.open import open_repository
+from engine.objstore.repo import S3Repository
 from engine.objstore.store import ObjectDamaged, ObjectMissing, S3Error
 from engine.repository.container import FLAG_SEALED, ContainerError
 from engine.repository.metadata import MetadataError
 from engine.repository.repository import Repository
+from engine.repository.resolve import Located, PointView
 
 
 @dataclass
@@ -24,7 +27,7 @@ class CorruptBlock:
     digest: str = ""  # hex, as the target knows it (keyed when encrypted)
     raw: int = 0
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """As kept in `facts["damaged"]` (engine.repository.damage)."""
         return {"file": self.file, "point": self.point, "disk": self.disk, "block": self.block,
                 "digest": self.digest, "raw": self.raw, "reason": self.reason}
@@ -44,7 +47,7 @@ class CheckResult:
         return not self.corrupt and not self.errors
 
 
-def check_machine(repo: Repository, job: str, machine: str, all_points: bool = False,
+def check_machine(repo: Repository | S3Repository, job: str, machine: str, all_points: bool = False,
                   keys: KeyRing | None = None) -> CheckResult:
     """Verify the latest point (or every point) of one machine under a shared lock.
 
@@ -61,7 +64,7 @@ def check_machine(repo: Repository, job: str, machine: str, all_points: bool = F
             return res
         res.errors += _metadata_copies(repo, job, machine)
         points = meta.points if all_points else meta.points[-1:]
-        seen: dict[tuple[str, int], str] = {}  # stored block -> problem ("" = fine)
+        seen: dict[tuple[str, int, bytes], str] = {}  # stored block -> problem ("" = fine)
         reported: set[tuple[str, int, str]] = set()  # (disk, block, file) named once
         for point in points:
             res.points.append(point.id)
@@ -119,7 +122,7 @@ def record_findings(repo: Repository, res: CheckResult) -> None:
         repo.save(meta)
 
 
-def _problem(view, loc, deep: bool) -> str:
+def _problem(view: PointView, loc: Located, deep: bool) -> str:
     """What is wrong with one stored block ("" = fine); a missing object is a problem too."""
     try:
         return (view.read_verified(loc) if deep else view.read_checked(loc))[1]
@@ -129,7 +132,7 @@ def _problem(view, loc, deep: bool) -> str:
         return "object missing" if isinstance(exc, ObjectMissing) else f"unreadable ({exc})"
 
 
-def _metadata_copies(repo, job: str, machine: str) -> list[str]:
+def _metadata_copies(repo: Repository | S3Repository, job: str, machine: str) -> list[str]:
     """A damaged copy of the metadata (the other one serves): said, so it gets rewritten."""
     if not isinstance(repo, Repository):
         return []

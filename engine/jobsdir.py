@@ -3,7 +3,8 @@
 One answer for every caller: `$FERRY_JOBS`; else, in a source checkout (`make run`),
 the bundled `sample_repos/jobs`; else the admin's own folder
 `$XDG_CONFIG_HOME/ferry/jobs` (`~/.config/ferry/jobs`), which is what an installed
-Ferry (`pip install .`, no samples beside it) uses.
+Ferry (`pip install .`) uses: its `sample_repos` package has the job files but not the
+repositories they name (`ferry samples` builds those in the admin's data folder).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SAMPLE_JOBS = Path(__file__).resolve().parent.parent / "sample_repos" / "jobs"
+CHECKOUT = Path(__file__).resolve().parent.parent
+SAMPLE_JOBS = CHECKOUT / "sample_repos" / "jobs"
 
 
 def user_jobs() -> Path:
@@ -23,7 +25,8 @@ def default_jobs() -> Path:
     env = os.environ.get("FERRY_JOBS")
     if env:
         return Path(env)
-    return SAMPLE_JOBS if SAMPLE_JOBS.is_dir() else user_jobs()
+    in_checkout = (CHECKOUT / "pyproject.toml").is_file() and SAMPLE_JOBS.is_dir()
+    return SAMPLE_JOBS if in_checkout else user_jobs()
 
 
 __all__ = ["SAMPLE_JOBS", "default_jobs", "user_jobs"]

@@ -135,7 +135,7 @@ def newest_copies(spec: JobSpec) -> dict[str, datetime | None]:
             meta = source.try_load(job_dir, machine)
             if meta is not None and meta.points:
                 out.setdefault(machine, None)
-    target = target_repository(spec)  # type: ignore[no-untyped-call]
+    target = target_repository(spec)
     for _, machine in target.machines(spec.name):
         if wanted and machine not in wanted:
             continue

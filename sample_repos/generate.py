@@ -4,7 +4,7 @@
 
 Three source backup jobs, two weeks of daily restore points from 2026-11-01
 (a Sunday), taken with `engine.backup.take_backup(..., at=...)` on VM-like disk
-images made by `engine.vmdata`:
+images made by `sample_repos.vmdata`:
 
 * `Daily`   - forward incremental, active full every Sunday, keep 10:
               web01, web02, db01 (two disks)      -> two chains, full + 6 increments each
@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT.parent))
 
-from engine import vmdata  # noqa: E402
 from engine.backup import take_backup  # noqa: E402
+from sample_repos import vmdata  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
 BLOCK_SIZE = 256 * KiB
@@ -196,6 +196,24 @@ def make_history(jobs_dir: Path, now: datetime | None = None, *, quiet: bool = F
     assert mark is not None
     mark.write_text(f"{day}\n")
     return mark
+
+
+def install(out: Path, *, quiet: bool = False) -> Path:
+    """The samples in `out` for an installed Ferry (`ferry samples`): the job files copied
+    to `out/jobs`, `out/primary` built and the copy jobs' past run, each once (a second
+    call finds them); returns the jobs folder to open."""
+    out = Path(out)
+    jobs = out / "jobs"
+    if out.resolve() != ROOT.resolve():
+        jobs.mkdir(parents=True, exist_ok=True)
+        for job in sorted((ROOT / "jobs").glob("*.toml")):
+            if not (jobs / job.name).exists():  # the admin's edits of a sample stay
+                shutil.copyfile(job, jobs / job.name)
+    if not (out / "primary" / ".built").is_file():
+        build(out, quiet=quiet)
+    if not (out / "dr" / ".ferry" / HISTORY_MARK).is_file():
+        make_history(jobs, quiet=quiet)
+    return jobs
 
 
 def main(argv: list[str] | None = None) -> int:

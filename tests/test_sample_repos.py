@@ -1,4 +1,4 @@
-"""The sample repositories (sample_repos/generate.py), their job files and engine.vmdata."""
+"""The sample repositories (sample_repos/generate.py), their job files and sample_repos.vmdata."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from engine import vmdata
 from engine.model import Kind
 from engine.repository.repository import Repository
 from engine.repository.resolve import PointView
 from engine.restore import export_point
+from sample_repos import vmdata
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_repos"
@@ -251,7 +251,7 @@ def test_history_from_yesterday_and_a_throttled_job(built: Path, tmp_path: Path)
     assert not History(history_path(slow)).sessions(slow.name)  # left for the newcomer
 
 
-# ---------------------------------------------------------------- engine.vmdata
+# ---------------------------------------------------------------- sample_repos.vmdata
 
 MiB = 1 << 20
 

@@ -96,7 +96,8 @@ class OverviewScreen(Screen[None]):
             self.query_one(DetailsPane).show_message(message.error)
         elif not store.jobs:
             self.query_one(DetailsPane).show_message(
-                f"No job files in {self.ferry.backend.jobs_dir}.\nPress n to create one.")
+                f"No job files in {self.ferry.backend.jobs_dir}.\nPress n to create one "
+                f"(or run `ferry samples` for the samples).")
         self.refresh_rows()
 
     def on_job_changed(self, message: JobChanged) -> None:

@@ -25,6 +25,23 @@ DEFAULT_PORTS = {
     ("hyperv", "https"): 5986,
 }
 DEFAULT_PROTOCOLS = {"vsphere": "https", "hyperv": "http"}
+HYPERV_AUTHS = ("ntlm", "basic")  # ntlm: the default, sealed over http (WinRM encryption)
+
+
+def insecure_reason(kind: str, protocol: str, auth: str, verify_tls: bool) -> tuple[str, str] | None:
+    """(key, reason) when a Hyper-V setting would expose the password or trust any host;
+    None when it is safe. Such a setting needs `allow_insecure = true` (a lab host):
+    Basic over http sends the password in clear, and an unverified https host could be
+    anyone (NTLM's answer to it can be cracked offline, Basic hands it over)."""
+    if kind != "hyperv":
+        return None
+    if (protocol or DEFAULT_PROTOCOLS[kind]) == "http" and auth == "basic":
+        return ("auth", 'Basic over http sends the password in clear; use auth = "ntlm" '
+                "(the default, encrypted) or https, or set allow_insecure = true")
+    if (protocol or DEFAULT_PROTOCOLS[kind]) == "https" and not verify_tls:
+        return ("verify_tls", "an https host whose certificate is not verified could be "
+                "anyone; give its CA in ca_file, or set allow_insecure = true")
+    return None
 
 
 @dataclass
@@ -46,6 +63,12 @@ class InventorySettings:
     # "" means the kind's usual protocol: https for vSphere, http (WinRM 5985) for Hyper-V.
     # vSphere "http" exists only for the lab simulator.
     protocol: str = ""
+    # Hyper-V only: "ntlm" ("" too; sealed by WinRM message encryption over http) or
+    # "basic"; the CA bundle (PEM) that signed the host's https certificate; and the
+    # opt-in for what `insecure_reason` refuses.
+    auth: str = ""
+    ca_file: str = ""
+    allow_insecure: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -54,6 +77,13 @@ class InventorySettings:
             raise ValueError(f"inventory protocol must be http or https, not {self.protocol!r}")
         if self.timeout <= 0:
             raise ValueError("inventory timeout must be positive")
+        if self.auth not in ("", *HYPERV_AUTHS):
+            raise ValueError(f"inventory auth must be one of {', '.join(HYPERV_AUTHS)}, "
+                             f"not {self.auth!r}")
+
+    @property
+    def effective_auth(self) -> str:
+        return self.auth or "ntlm"
 
     @property
     def effective_protocol(self) -> str:

@@ -6,6 +6,12 @@ round trips), printing JSON. We drive pywinrm's Protocol ourselves instead of
 answers with "operation timeout" forever, so a hung Hyper-V service would hang
 a copy run (here the whole command has a deadline); and we open the shell with
 the UTF-8 code page so VM names outside ASCII survive.
+
+Authentication is what a stock Windows host accepts: NTLM, with WinRM message
+encryption over http (every SOAP body sealed with the NTLM session key) or over
+https with the host's certificate verified (`ca_file`). Basic over http, or https
+without verification, expose the password and need `allow_insecure = true`
+(`transport_options`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ from winrm.exceptions import (
     WSManFaultError,
 )
 
-from engine.inventory.base import InventoryError, InventorySettings, VmDisk, VmInfo
+from engine.inventory.base import (
+    InventoryError,
+    InventorySettings,
+    VmDisk,
+    VmInfo,
+    insecure_reason,
+)
 
 # The whole command (not one request) may take this many times settings.timeout:
 # Get-VHD per disk on a big host takes a while, but never forever.
@@ -94,24 +106,47 @@ def _timeouts(settings: InventorySettings) -> tuple[int, int]:
     return read, read - 1
 
 
+def transport_options(settings: InventorySettings) -> dict[str, Any]:
+    """pywinrm's transport options for the settings, or InventoryError for a setting
+    that would expose the password without `allow_insecure` (`insecure_reason`).
+
+    NTLM over http: every SOAP body sealed with the NTLM session key ("always": a host
+    that cannot seal is refused, never talked to in clear). NTLM over https: TLS
+    protects the bodies, NTLM carries the certificate's channel binding. The
+    certificate is checked against `ca_file`, else the requests variables, else the
+    system's CAs.
+    """
+    where = f"hyperv {settings.address}"
+    https = settings.effective_protocol == "https"
+    auth = settings.effective_auth
+    problem = insecure_reason(settings.kind, settings.effective_protocol, auth,
+                              settings.verify_tls)
+    if problem is not None and not settings.allow_insecure:
+        raise InventoryError("protocol", f"{where}: {problem[0]}: {problem[1]}")
+    return {
+        "transport": auth,
+        "message_encryption": "never" if auth == "basic" else ("auto" if https else "always"),
+        "server_cert_validation": "validate" if settings.verify_tls else "ignore",
+        # a private CA bundle: the job's ca_file, else (pywinrm's deprecated default,
+        # said explicitly) the usual requests variables, else the system's
+        "ca_trust_path": settings.ca_file or os.environ.get("REQUESTS_CA_BUNDLE")
+        or os.environ.get("CURL_CA_BUNDLE") or None,
+    }
+
+
 def _run_powershell(settings: InventorySettings, script: str) -> tuple[bytes, bytes, int]:
     where = f"hyperv {settings.address}"
     read_timeout, operation_timeout = _timeouts(settings)
     url = f"{settings.effective_protocol}://{settings.host}:{settings.effective_port}/wsman"
+    options = transport_options(settings)
     password = settings.password()
     try:
         session = winrm.Session(
             url,
             auth=(settings.user, password),
-            transport="basic",
             read_timeout_sec=read_timeout,
             operation_timeout_sec=operation_timeout,
-            server_cert_validation="validate" if settings.verify_tls else "ignore",
-            # What pywinrm's deprecated default does, said explicitly: a private CA
-            # bundle named by the usual requests variables, else the system's.
-            ca_trust_path=os.environ.get("REQUESTS_CA_BUNDLE")
-            or os.environ.get("CURL_CA_BUNDLE")
-            or None,
+            **options,
         )
     except Exception as exc:  # noqa: BLE001 - a bad URL or option; never echo the password
         raise InventoryError("protocol", f"{where}: {type(exc).__name__}") from None
@@ -170,7 +205,8 @@ def _classify(settings: InventorySettings, exc: BaseException) -> InventoryError
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return InventoryError(
                 "unreachable",
-                f"{where}: TLS certificate not trusted; set verify_tls = false only for lab hosts",
+                f"{where}: TLS certificate not trusted; give the CA that signed it in "
+                "ca_file (verify_tls = false needs allow_insecure, for lab hosts only)",
             )
         return InventoryError("protocol", f"{where}: TLS handshake failed")
     if isinstance(exc, requests.exceptions.ConnectionError):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import FerryError
+from engine.inventory.base import InventorySettings, insecure_reason
 from engine.jobs import fields
 from engine.jobs import text as jt
 from engine.jobs.schema import PATH_KEYS, JobSpec
@@ -173,8 +174,7 @@ class _Checker:
             except BadName as exc:
                 self.error(("name",), f"{exc}; the name becomes a folder name")
         out: dict[str, Path] = {}
-        for keys in (("source", "repository"), ("target", "repository"), ("history",),
-                     ("storage", "password_file")):
+        for keys in PATH_KEYS:
             text = _raw_str(raw, *keys)
             if keys == ("target", "repository") and text is not None and is_s3_url(text):
                 self.check_s3(raw, text)
@@ -202,6 +202,10 @@ class _Checker:
             elif src is not None and _same_or_inside(path, src):
                 self.error(keys, f"must not be the source repository or a folder inside "
                            f"it ({src})")
+        elif keys == ("inventory", "ca_file"):
+            if not path.is_file():
+                self.error(keys, f"{'not a file' if path.exists() else 'file not found'}: "
+                           f"{path} (the PEM file of the CA that signed the host's certificate)")
         elif keys == ("history",):
             if path.is_dir():
                 self.error(keys, f"is a folder, expected a file: {path}")
@@ -234,6 +238,7 @@ class _Checker:
                 if key in target:
                     self.error(("target", key), "only for an object storage repository "
                                '(repository = "s3://bucket/prefix")')
+        self.check_inventory(raw, t.get("inventory"))
         ret, storage = t.get("retention"), t.get("storage")
         if storage is not None:
             given = [k for k in PASSWORD_KEYS if getattr(storage, k) is not None]
@@ -247,6 +252,24 @@ class _Checker:
         if ret is not None and ret.gfs is not None and storage is not None and storage.compact != "off":
             if any((ret.gfs.weekly, ret.gfs.monthly, ret.gfs.yearly)):
                 self.error(("storage", "compact"), "compact full works only without GFS retention")
+
+    def check_inventory(self, raw: dict[str, Any], inv: InventorySettings | None) -> None:
+        """Hyper-V's own keys, and what would expose its password (`insecure_reason`)
+        unless the job says `allow_insecure = true`."""
+        given = raw.get("inventory")
+        if inv is None or not isinstance(given, dict):
+            return
+        if inv.kind != "hyperv":
+            for key in ("auth", "ca_file", "allow_insecure"):
+                if key in given:
+                    self.error(("inventory", key), f"{key} is for a Hyper-V host (kind = "
+                               '"hyperv") only')
+            return
+        problem = insecure_reason(inv.kind, inv.protocol, inv.effective_auth, inv.verify_tls)
+        if problem is not None and not inv.allow_insecure:
+            self.error(("inventory", problem[0]), problem[1])
+        if "ca_file" in given and inv.effective_protocol != "https":
+            self.error(("inventory", "ca_file"), 'a CA file is for protocol = "https" only')
 
     def build(self, raw: dict[str, Any], values: dict[str, Any], paths: dict[str, Path]
               ) -> JobSpec:
@@ -264,9 +287,12 @@ class _Checker:
         storage = spec.storage
         if storage.password_file is not None:
             storage = replace(storage, password_file=paths["storage.password_file"])
+        inventory = spec.inventory
+        if inventory is not None and inventory.ca_file:
+            inventory = replace(inventory, ca_file=str(paths["inventory.ca_file"]))
         return replace(
             spec, source=replace(spec.source, repository=paths["source.repository"]),
-            target=target, storage=storage, history=paths.get("history"),
+            target=target, storage=storage, history=paths.get("history"), inventory=inventory,
             schedule=_for_mode(spec.schedule, spec.mode),
             retention=replace(spec.retention, immutable_days=storage.immutable_days))
 

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from engine.inventory.base import DEFAULT_PORTS, DEFAULT_PROTOCOLS, KINDS, InventorySettings
+from engine.inventory.base import (
+    DEFAULT_PORTS,
+    DEFAULT_PROTOCOLS,
+    HYPERV_AUTHS,
+    KINDS,
+    InventorySettings,
+)
 from engine.jobs.fields import Table, flag, integer, setting, subtable, text, texts
 from engine.jobs.values import (
     between,
@@ -262,6 +268,12 @@ class Inventory(Table):
     protocol: str | None = setting(None, parse=text(one_of(*PROTOCOLS)))
     timeout: float | None = setting(
         None, parse=duration_up_to(MAX_INVENTORY_TIMEOUT, "1h", positive=True), dump=duration_text)
+    # Hyper-V only (engine.inventory.hyperv): "ntlm" (default; sealed over http) or "basic";
+    # the CA file (PEM) of the host's https certificate; and the opt-in for Basic over
+    # http or unverified https, which expose the password (a lab host)
+    auth: str | None = setting(None, parse=text(one_of(*HYPERV_AUTHS)))
+    ca_file: Path | None = setting(None, parse=path_value)  # absolute once loaded
+    allow_insecure: bool = setting(False, parse=flag, quiet=True)
 
     def settings(self) -> InventorySettings:
         protocol = self.protocol or DEFAULT_PROTOCOLS[self.kind]
@@ -269,13 +281,17 @@ class Inventory(Table):
             kind=self.kind, host=self.host, port=self.port or DEFAULT_PORTS[(self.kind, protocol)],
             verify_tls=self.verify_tls, user=self.user or "", password_env=self.password_env or "",
             timeout=self.timeout if self.timeout is not None else DEFAULT_INVENTORY_TIMEOUT,
-            protocol=protocol)
+            protocol=protocol, auth=self.auth or "",
+            ca_file=str(self.ca_file) if self.ca_file is not None else "",
+            allow_insecure=self.allow_insecure)
 
     @classmethod
     def of(cls, s: InventorySettings) -> Inventory:
         return cls(kind=s.kind, host=s.host, port=s.port, verify_tls=s.verify_tls,
                    user=s.user or None, password_env=s.password_env or None,
-                   protocol=s.protocol or None, timeout=s.timeout)
+                   protocol=s.protocol or None, timeout=s.timeout, auth=s.auth or None,
+                   ca_file=Path(s.ca_file) if s.ca_file else None,
+                   allow_insecure=s.allow_insecure)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,7 +322,7 @@ class JobSpec(Table):
 
 TABLES = ("source", "target", "schedule", "retention", "storage", "transport", "inventory")
 PATH_KEYS = (("source", "repository"), ("target", "repository"), ("history",),
-             ("storage", "password_file"))
+             ("storage", "password_file"), ("inventory", "ca_file"))
 
 __all__ = ["Inventory", "JobSpec", "Retention", "Schedule", "Source", "Storage", "Target",
            "Transport", "duration_text", "rate_text", "window_value"]

@@ -61,7 +61,7 @@ class SessionInfo:
     def to_json(self) -> dict[str, Any]:
         """CONTRACT `ferry sessions --json`, one session."""
         s = self.snapshot
-        control = s.get("control") if isinstance(s.get("control"), dict) else {}
+        control = c if isinstance(c := s.get("control"), dict) else {}
         return {"job": self.job, "session": self.session, "pid": s.get("pid", 0),
                 "started_by": s.get("started_by", ""), "started": s.get("started", ""),
                 "updated": s.get("updated", ""), "state": self.state,
@@ -121,8 +121,8 @@ def list_sessions(dirs: Iterable[Path], fresh: bool = True) -> list[SessionInfo]
             snap = read_state(folder)
             if snap is None:
                 continue
-            pid = snap.get("pid") if isinstance(snap.get("pid"), int) else 0
-            start = snap.get("pid_start") if isinstance(snap.get("pid_start"), int) else None
+            pid = p if isinstance(p := snap.get("pid"), int) else 0
+            start = st if isinstance(st := snap.get("pid_start"), int) else None
             alive = paths.is_alive(pid, start)
             if alive and fresh and isinstance(snap.get("socket"), str):
                 try:
@@ -131,7 +131,7 @@ def list_sessions(dirs: Iterable[Path], fresh: bool = True) -> list[SessionInfo]
                         snap = {**answer["snapshot"], "updated": snap.get("updated", "")}
                 except (OSError, codec.CodecError):
                     alive = paths.is_alive(pid, start)  # it may have just ended
-            machines = snap.get("machines") if isinstance(snap.get("machines"), list) else []
+            machines = ms if isinstance(ms := snap.get("machines"), list) else []
             out.append(SessionInfo(folder, snap, alive, machines))
     out.sort(key=lambda s: str(s.snapshot.get("started", "")))
     return out

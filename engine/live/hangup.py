@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from engine.units import now as wall_now
 
@@ -35,7 +36,13 @@ def hangup_note(who: str) -> str:
     return f"{who} hung up at {wall_now():%Y-%m-%d %H:%M:%S}; the run went on headless"
 
 
-def keep_running_on_hangup(notes: Callable[[], list], who: str = "terminal",
+class Noted(Protocol):
+    """A run that can be told why its terminal went away (a `RunControl`)."""
+
+    def note(self, text: str) -> None: ...
+
+
+def keep_running_on_hangup(notes: Callable[[], Iterable[Noted]], who: str = "terminal",
                            then: Callable[[], None] | None = None) -> bool:
     """Install the SIGHUP handler (main thread only; False elsewhere).
 

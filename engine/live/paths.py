@@ -9,7 +9,12 @@ when that folder is not writable, under the target repository's `.ferry/`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.jobs.schema import JobSpec
 
 SESSIONS = Path(".ferry") / "sessions"
 
@@ -18,11 +23,11 @@ def jobs_sessions_dir(jobs_dir: Path) -> Path:
     return Path(jobs_dir) / SESSIONS
 
 
-def target_sessions_dir(spec) -> Path:
+def target_sessions_dir(spec: JobSpec) -> Path:
     return Path(spec.target.repository) / SESSIONS
 
 
-def publish_dir(spec) -> Path:
+def publish_dir(spec: JobSpec) -> Path:
     """The folder a run of `spec` publishes its sessions in (created)."""
     candidates = []
     path = getattr(spec, "path", None)
@@ -39,7 +44,7 @@ def publish_dir(spec) -> Path:
     raise OSError(f"no writable folder for the live session (tried {candidates[-1]})")
 
 
-def search_dirs(jobs_dir: Path, specs) -> list[Path]:
+def search_dirs(jobs_dir: Path, specs: Iterable[JobSpec]) -> list[Path]:
     """Every folder where sessions of the jobs of `jobs_dir` may be published."""
     out = [jobs_sessions_dir(jobs_dir)]
     for spec in specs:

@@ -17,7 +17,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import events as ev
 from engine.copy.control import RunControl
@@ -27,6 +27,9 @@ from engine.live.server import ControlServer, Watcher
 from engine.live.state import LiveState
 from engine.units import now as wall_now
 from engine.units import rfc3339
+
+if TYPE_CHECKING:
+    from engine.jobs.schema import JobSpec
 
 log = logging.getLogger("ferry.live")
 
@@ -41,7 +44,7 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def log_path(spec, session: str) -> Path:
+def log_path(spec: JobSpec, session: str) -> Path:
     """Where a finished session's journal (its log) is kept."""
     return history_path(spec).parent / "logs" / f"{session}.jsonl"
 
@@ -49,7 +52,7 @@ def log_path(spec, session: str) -> Path:
 class Publisher:
     """Publishes one session; `push` is the sink the runner's events go through."""
 
-    def __init__(self, spec, session: str, control: RunControl, started_by: str,
+    def __init__(self, spec: JobSpec, session: str, control: RunControl, started_by: str,
                  folder: Path | None = None):
         self.spec = spec
         self.control = control
@@ -78,7 +81,7 @@ class Publisher:
 
     # ---- the sink ---------------------------------------------------------------------------
     def push(self, event: ev.Event) -> None:
-        stamp = "" if isinstance(event, ev.TaskProgress) else rfc3339(wall_now())
+        stamp = "" if isinstance(event, ev.TaskProgress) else rfc3339(wall_now()) or ""
         with self.state.lock:
             self.state.apply(event, stamp)
             if stamp:

@@ -12,12 +12,16 @@ import logging
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.history import History, history_path
 from engine.live import paths
 from engine.live.client import SessionInfo, list_sessions
 from engine.live.publisher import JOURNAL_FILE, log_path
 from engine.model import Status
+
+if TYPE_CHECKING:
+    from engine.jobs.schema import JobSpec
 
 log = logging.getLogger("ferry.live")
 
@@ -37,7 +41,7 @@ def interrupted_message(info: SessionInfo) -> str:
             f"{s.get('started_by', '?')}) ended before the run finished")
 
 
-def record_interrupted(spec, info: SessionInfo) -> None:
+def record_interrupted(spec: JobSpec, info: SessionInfo) -> None:
     s = info.snapshot
     started = _time(s.get("started"))
     last = _time(s.get("updated")) or started
@@ -64,7 +68,7 @@ def record_interrupted(spec, info: SessionInfo) -> None:
     History(history_path(spec)).record(session, tasks)
 
 
-def reap(spec) -> list[str]:
+def reap(spec: JobSpec) -> list[str]:
     """Record and clear the interrupted sessions of `spec`'s job; their ids."""
     dirs: list[Path] = []
     if getattr(spec, "path", None):

@@ -39,7 +39,8 @@ MAX_PENDING = 50_000
 
 def peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid
 
 
 def read_line(conn: socket.socket, limit: int = MAX_REQUEST) -> bytes:
@@ -77,8 +78,8 @@ class Watcher:
                     self.pending[at] = event
                     return
                 self.progress_at[event.machine] = len(self.pending)
-            elif getattr(event, "machine", ""):
-                self.progress_at.pop(event.machine, None)  # keep order around it
+            elif machine := getattr(event, "machine", ""):
+                self.progress_at.pop(machine, None)  # keep order around it
             if len(self.pending) >= MAX_PENDING:
                 self.closed = True  # too slow: drop it rather than grow without bound
             else:

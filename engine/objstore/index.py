@@ -44,8 +44,9 @@ class BlockIndex:
 
     def lookup(self, digest: bytes) -> tuple[int, int, int] | None:
         """(flags, stored length, lock_until epoch seconds or UNKNOWN)."""
-        return self.db.execute("SELECT flags, stored, lock_until FROM blocks WHERE digest=?",
-                               (digest,)).fetchone()
+        row: tuple[int, int, int] | None = self.db.execute(
+            "SELECT flags, stored, lock_until FROM blocks WHERE digest=?", (digest,)).fetchone()
+        return row
 
     def add(self, rows: Iterable[tuple[bytes, int, int, int]]) -> None:
         with self.db:
@@ -60,7 +61,8 @@ class BlockIndex:
             self.db.executemany("DELETE FROM blocks WHERE digest=?", ((d,) for d in digests))
 
     def count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM blocks").fetchone()[0]
+        n: int = self.db.execute("SELECT count(*) FROM blocks").fetchone()[0]
+        return n
 
     def rebuild(self, listing: Iterator[tuple[str, int]], epoch: str) -> None:
         """Replace the cache with a LIST of the bucket's `blocks/` (epoch cleared first)."""

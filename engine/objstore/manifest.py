@@ -21,6 +21,7 @@ import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 import zstandard
@@ -36,6 +37,9 @@ from engine.repository.container import (
     Entry,
     stored_problem,
 )
+
+if TYPE_CHECKING:
+    from engine.objstore.store import Bucket
 
 MAGIC = b"FERRYMF1"
 _ENTRY = struct.Struct("<QIIB16s")  # block, stored length, raw length, flags, digest
@@ -79,7 +83,7 @@ class Manifest:
     block_size: int
     disks: dict[str, DiskIndex]
     lock_until: str = ""  # ISO time (UTC) of the Object Lock on this manifest, "" = none
-    point: dict | None = None  # the chain entry it was written for (rebuild aid)
+    point: dict[str, Any] | None = None  # the chain entry it was written for (rebuild aid)
 
     def encode(self) -> bytes:
         head = json.dumps({"state": self.state, "block_size": self.block_size,
@@ -133,7 +137,7 @@ class Manifest:
 class ManifestLayer:
     """A manifest opened for reading: what `PointView` expects of a backup file."""
 
-    def __init__(self, bucket, machine_key: str, name: str, state: str):
+    def __init__(self, bucket: Bucket, machine_key: str, name: str, state: str):
         self.bucket = bucket
         self.machine_key = machine_key
         self.path = PurePosixPath(name)

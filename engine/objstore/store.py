@@ -7,10 +7,12 @@ and the server's reason, never a credential.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import xxhash
 
@@ -40,7 +42,7 @@ class ObjectDamaged(S3Error):
 CHECKSUM_META = "xxh3"  # user metadata: xxh3-64 (hex) of the stored bytes
 
 
-def _client(loc: S3Location, pool: int):
+def _client(loc: S3Location, pool: int) -> Any:  # boto3 ships no types: its client is Any
     import boto3
     from botocore.config import Config
 
@@ -82,7 +84,8 @@ class Bucket:
             return S3Error(f"{where}: {op} failed: {exc}")
         return S3Error(f"{where}: {op} failed: {type(exc).__name__}: {exc}")
 
-    def _call(self, op: str, key: str, fn, **kw):
+    def _call(self, op: str, key: str, fn: Callable[..., dict[str, Any]],
+              **kw: object) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         self._count(op)
@@ -95,7 +98,7 @@ class Bucket:
     def put(self, key: str, body: bytes | memoryview, lock_until: datetime | None = None,
             checksum: bool = False) -> None:
         """One PUT; `checksum` stores the body's xxh3-64 with it, checked by `get`."""
-        kw: dict = {}
+        kw: dict[str, Any] = {}
         if lock_until is not None:
             kw = {"ObjectLockMode": LOCK_MODE, "ObjectLockRetainUntilDate": lock_until}
         if checksum:
@@ -112,7 +115,7 @@ class Bucket:
             r["Body"].close()
             raise S3Error(f"s3://{self.name}/{key}: {size} bytes, more than the {limit} allowed")
         try:
-            data = r["Body"].read(limit + 1)
+            data: bytes = r["Body"].read(limit + 1)
         except (ClientError, BotoCoreError, OSError) as exc:
             raise self._fail("GET", key, exc) from None
         if len(data) > limit:
@@ -145,7 +148,7 @@ class Bucket:
 
     def versions(self, prefix: str) -> Iterator[tuple[str, str, bool]]:
         """(key, version id, is latest) of every version and delete marker under `prefix`."""
-        kw: dict = {"Prefix": prefix, "MaxKeys": 1000}
+        kw: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
         while True:
             r = self._call("LIST", prefix, self._c.list_object_versions, **kw)
             for o in r.get("Versions", []) + r.get("DeleteMarkers", []):
@@ -155,10 +158,10 @@ class Bucket:
             kw["KeyMarker"] = r.get("NextKeyMarker")
             kw["VersionIdMarker"] = r.get("NextVersionIdMarker")
 
-    def delete(self, items: Iterable[tuple[str, str | None]]) -> list[str]:
+    def delete(self, items: Iterable[tuple[str, str | None]]) -> builtins.list[str]:
         """Delete (key, version or None) in batches of 1000; the keys the server refused."""
         refused: list[str] = []
-        batch: list[dict] = []
+        batch: builtins.list[dict[str, Any]] = []
 
         def flush() -> None:
             if not batch:

@@ -16,10 +16,12 @@ import os
 import struct
 from collections import deque
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import xxhash
 import zstandard
 
+from engine.model import Kind
 from engine.repository.fileformat import (
     DATA_START,
     FLAG_RAW,
@@ -159,12 +161,13 @@ class ContainerWriter:
     so a half-written file never carries the final name.
     """
 
-    def __init__(self, path: Path, kind: str, block_size: int, *, base: Container | None = None,
+    def __init__(self, path: Path, kind: Kind | str, block_size: int, *,
+                 base: Container | None = None,
                  reopen: bool = False):
         """`base`: append a new state to that file in place; `reopen`: continue the
         `.part` file a killed run left (see `resume`); otherwise a new `.part` file."""
         self.path = Path(path)
-        self.kind = KIND_CODES[kind]
+        self.kind = KIND_CODES[Kind(kind)]
         self.block_size = block_size
         self.disks: dict[str, DiskIndex] = {}
         self.dedup: dict[bytes, Entry] = {}
@@ -174,6 +177,7 @@ class ContainerWriter:
         self._base = base
         self._gaps: deque[tuple[int, int]] = deque()  # reusable dead space (in place only)
         self._resumed: list[tuple[str, int, Entry]] = []
+        self._tmp: Path | None  # the `.part` file of a new file; None when appending in place
         if base is None:
             self._tmp = self.path.with_name(self.path.name + ".part")
             self._f = open(self._tmp, "r+b" if reopen else "w+b")
@@ -197,7 +201,7 @@ class ContainerWriter:
         self._buf: list[bytes] = []
         self._buffered = 0
         self._io = BackgroundWriter(self._f.fileno())
-        self._journal = None  # see enable_journal
+        self._journal: BinaryIO | None = None  # see enable_journal
         self._journal_pending: list[bytes] = []
         self.journal_every = 16 << 20
         self._since_sync = 0
@@ -220,14 +224,16 @@ class ContainerWriter:
         if flags == FLAG_ZERO:
             e = Entry(0, 0, raw_len, FLAG_ZERO, digest)
         else:
-            e = self.dedup.get(digest)
-            if e is not None and e.offset in self._unverified and not self._sound(e):
+            found = self.dedup.get(digest)
+            if found is not None and found.offset in self._unverified and not self._sound(found):
                 del self.dedup[digest]
-                e = None
+                found = None
                 if not payload:
                     raise ContainerError(f"{self.path.name}: the stored copy of block {block} "
                                          f"of disk {disk} is damaged and no other was given")
-            if e is None or e.raw != raw_len:
+            if found is not None and found.raw == raw_len:
+                e = found
+            else:
                 check = stored_check(payload)
                 offset = self._take_gap(len(payload))
                 if offset is None:
@@ -289,10 +295,11 @@ class ContainerWriter:
         never points at data that is not on disk.
         """
         self._disk_names = list(disk_names)
+        assert self._tmp is not None, "only a new file's writes are journaled (not in place)"
         jpath = self._tmp.with_name(self._tmp.name + ".journal")
-        self._journal = open(jpath, "ab")
-        if self._journal.tell() == 0:
-            self._journal.write(json.dumps({"journal": JOURNAL_FORMAT,
+        journal = self._journal = open(jpath, "ab")
+        if journal.tell() == 0:
+            journal.write(json.dumps({"journal": JOURNAL_FORMAT,
                                             "disks": self._disk_names}).encode() + b"\n")
 
     def _disk_no(self, disk: str) -> int:
@@ -308,6 +315,7 @@ class ContainerWriter:
         pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
         journal, fd = self._journal, self._f.fileno()
+        assert journal is not None, "called only while journaling"
 
         def sync() -> None:
             os.fsync(fd)
@@ -318,7 +326,8 @@ class ContainerWriter:
         self._io.call(sync)
 
     @classmethod
-    def resume(cls, path: Path, kind: str, block_size: int) -> tuple[ContainerWriter, set]:
+    def resume(cls, path: Path, kind: str,
+               block_size: int) -> tuple[ContainerWriter, set[tuple[str, int]]]:
         """Reopen `<path>.part` with the entries its journal proves durable.
 
         Every journaled payload is read back and checked against its digest
@@ -352,9 +361,9 @@ class ContainerWriter:
         w._pos = end
         w._resumed = entries
         w._disk_names = names
-        w._journal = open(jpath, "r+b")
-        w._journal.truncate(len(first) + 1 + usable)
-        w._journal.seek(0, 2)
+        journal = w._journal = open(jpath, "r+b")
+        journal.truncate(len(first) + 1 + usable)
+        journal.seek(0, 2)
         return w, {(name, block) for name, block, _ in entries}
 
     def resumed_entries(self) -> list[tuple[str, int, Entry]]:
@@ -377,7 +386,7 @@ class ContainerWriter:
         if self._journal is not None and self._since_sync >= self.journal_every:
             self._sync_journal()
 
-    def commit(self, state: str, info: dict | None = None) -> int:
+    def commit(self, state: str, info: dict[str, Any] | None = None) -> int:
         """Write the index (twice) and the header slot (twice) durably; return the file's size.
 
         `info`: the point's record, kept in the index for `ferry check --rebuild`."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from engine.model import MachineMeta
 from engine.repository.container import FLAG_ZERO, Container, ContainerError, Entry
@@ -27,7 +28,7 @@ MAX_RECORDS = 10000  # bounded: metadata read from disk is hostile, and so is it
 class DamagedBlocks(ContainerError):
     """Stored blocks that failed their check, with no verified copy on this repository."""
 
-    def __init__(self, blocks: list[dict]):
+    def __init__(self, blocks: list[dict[str, Any]]):
         self.blocks = blocks
         named = ", ".join(f"disk {b['disk']} block {b['block']} in {b['file']}"
                           for b in blocks[:5])
@@ -36,13 +37,13 @@ class DamagedBlocks(ContainerError):
                          f"{named}{more}")
 
 
-def record(file: str, point: str, disk: str, block: int, e: Entry, reason: str) -> dict:
+def record(file: str, point: str, disk: str, block: int, e: Entry, reason: str) -> dict[str, Any]:
     """One damaged block as kept in `facts["damaged"]` (digest as the target knows it)."""
     return {"file": file, "point": point, "disk": disk, "block": int(block),
             "digest": e.digest.hex(), "raw": e.raw, "reason": reason}
 
 
-def damaged_records(meta: MachineMeta | None) -> list[dict]:
+def damaged_records(meta: MachineMeta | None) -> list[dict[str, Any]]:
     """The machine's damage records whose file the chain still names (hostile input: checked)."""
     if meta is None:
         return []
@@ -61,7 +62,7 @@ def damaged_records(meta: MachineMeta | None) -> list[dict]:
     return out[:MAX_RECORDS]
 
 
-def add_records(meta: MachineMeta, blocks: list[dict]) -> None:
+def add_records(meta: MachineMeta, blocks: list[dict[str, Any]]) -> None:
     """Merge new damage records into the metadata (one per file, disk and block)."""
     have = {(r["file"], r["disk"], r["block"]): r for r in damaged_records(meta)}
     for b in blocks:
@@ -78,9 +79,9 @@ def clear_records(meta: MachineMeta, fixed: set[tuple[str, str, int]]) -> None:
         meta.facts.pop("damaged", None)
 
 
-def damaged_points(meta: MachineMeta) -> dict[str, list[dict]]:
+def damaged_points(meta: MachineMeta) -> dict[str, list[dict[str, Any]]]:
     """point id -> its damaged blocks (a point is damaged when its own file is)."""
-    by_file: dict[str, list[dict]] = {}
+    by_file: dict[str, list[dict[str, Any]]] = {}
     for r in damaged_records(meta):
         by_file.setdefault(r["file"], []).append(r)
     return {p.id: by_file[p.file] for p in meta.points if p.file in by_file}
@@ -98,7 +99,7 @@ class VerifiedReader:
     def __init__(self, folder: Path, meta: MachineMeta):
         self.folder = folder
         self.meta = meta
-        self.damaged: list[dict] = []
+        self.damaged: list[dict[str, Any]] = []
         self.replaced = 0  # blocks served from another verified copy
         self._others: dict[str, dict[bytes, list[tuple[Container, Entry]]]] | None = None
         self._open: list[Container] = []

@@ -22,6 +22,7 @@ import json
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import xxhash
 import zstandard
@@ -134,11 +135,11 @@ def stored_problem(e: Entry, payload: bytes, dctx: zstandard.ZstdDecompressor | 
     return "" if xxhash.xxh3_128_digest(data) == e.digest else "digest mismatch"
 
 
-def pack_index(state: str, disks: Iterable[DiskIndex], info: dict | None = None) -> bytes:
+def pack_index(state: str, disks: Iterable[DiskIndex], info: dict[str, Any] | None = None) -> bytes:
     """A version-2 index; `info` (the point's record) lets `ferry check --rebuild`
     rebuild the machine's metadata from its backup files."""
     disks = list(disks)
-    head_obj: dict = {"state": state, "disks": [
+    head_obj: dict[str, Any] = {"state": state, "disks": [
         {"name": d.name, "size": d.size, "count": len(d.blocks)} for d in disks]}
     if info:
         head_obj["point"] = info
@@ -152,7 +153,7 @@ def pack_index(state: str, disks: Iterable[DiskIndex], info: dict | None = None)
     return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
 
 
-def unpack_index(blob: bytes, version: int) -> tuple[str, list[DiskIndex], dict]:
+def unpack_index(blob: bytes, version: int) -> tuple[str, list[DiskIndex], dict[str, Any]]:
     """(state, disks, point record or {}) of an index of either version."""
     raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=MAX_INDEX * 4)
     (hlen,) = struct.unpack_from("<I", raw, 0)
@@ -205,7 +206,7 @@ def _parse_slot(buf: bytes) -> Slot | None:
     return Slot(gen, off, length, dig, name, kind, bs, ver, fields[9] if ver >= 2 else 0)
 
 
-def read_slots(f) -> list[Slot | None]:
+def read_slots(f: BinaryIO) -> list[Slot | None]:
     """The two header slots (None = unusable), each from its first sound copy."""
     out: list[Slot | None] = []
     for i in range(2):
@@ -220,7 +221,7 @@ def read_slots(f) -> list[Slot | None]:
     return out
 
 
-def read_index(f, slot: Slot, name: str) -> tuple[str, list[DiskIndex], dict]:
+def read_index(f: BinaryIO, slot: Slot, name: str) -> tuple[str, list[DiskIndex], dict[str, Any]]:
     """The index a slot names, from its first copy that passes its checksum."""
     problem = "index is damaged"
     for off in (slot.offset, slot.offset2) if slot.offset2 else (slot.offset,):

@@ -12,6 +12,7 @@ import logging
 import os
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
@@ -26,7 +27,7 @@ class MetadataError(FerryError):
     """A metadata file that is missing, unreadable or damaged."""
 
 
-def _point_to_dict(p: RestorePoint) -> dict:
+def _point_to_dict(p: RestorePoint) -> dict[str, Any]:
     return {
         "id": p.id, "time": p.time.isoformat(), "kind": p.kind.value, "file": p.file,
         "disks": [{"name": d.name, "size": d.size} for d in p.disks], "size": p.size,
@@ -38,12 +39,12 @@ def _point_to_dict(p: RestorePoint) -> dict:
     }
 
 
-def point_from_dict(d: dict) -> RestorePoint:
+def point_from_dict(d: dict[str, Any]) -> RestorePoint:
     """A point record (as in the .fbm, or as a backup file's index keeps it)."""
     return _point_from_dict(d)
 
 
-def _point_from_dict(d: dict) -> RestorePoint:
+def _point_from_dict(d: dict[str, Any]) -> RestorePoint:
     return RestorePoint(
         id=d["id"], time=datetime.fromisoformat(d["time"]), kind=Kind(d["kind"]), file=d["file"],
         disks=[DiskInfo(x["name"], int(x["size"])) for x in d["disks"]], size=int(d["size"]),
@@ -69,7 +70,7 @@ def _iso_dates(value: object) -> dict[str, str]:
     return out
 
 
-def point_record(meta: MachineMeta, p: RestorePoint) -> dict:
+def point_record(meta: MachineMeta, p: RestorePoint) -> dict[str, Any]:
     """What a backup file's index keeps about its point and chain, so that
     `ferry check --rebuild` can rebuild the metadata from the files alone."""
     return {"job": meta.job, "machine": meta.machine, "method": meta.method.value,
@@ -77,7 +78,7 @@ def point_record(meta: MachineMeta, p: RestorePoint) -> dict:
             **({"envelope": meta.keys[p.key]} if p.key and p.key in meta.keys else {})}
 
 
-def meta_to_dict(meta: MachineMeta) -> dict:
+def meta_to_dict(meta: MachineMeta) -> dict[str, Any]:
     return {
         "job": meta.job, "machine": meta.machine, "block_size": meta.block_size,
         "method": meta.method.value, "compression": meta.compression,
@@ -87,7 +88,7 @@ def meta_to_dict(meta: MachineMeta) -> dict:
     }
 
 
-def meta_from_dict(d: dict) -> MachineMeta:
+def meta_from_dict(d: dict[str, Any]) -> MachineMeta:
     return MachineMeta(
         job=d["job"], machine=d["machine"], block_size=int(d["block_size"]),
         method=Method(d["method"]), compression=d["compression"],
@@ -96,7 +97,7 @@ def meta_from_dict(d: dict) -> MachineMeta:
     )
 
 
-def _keys(value: object) -> dict[str, dict]:
+def _keys(value: object) -> dict[str, dict[str, Any]]:
     """The wrapped chain keys (checked in detail when one is opened)."""
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import KIND_OF_CODE, Container, ContainerError
@@ -83,8 +84,8 @@ def rebuild_machine(repo: Repository, job: str, machine: str) -> str:
 def from_files(folder: Path, job: str, machine: str) -> tuple[MachineMeta, str]:
     """The chain the backup files describe, and what could not be recovered."""
     points: dict[str, RestorePoint] = {}
-    head: dict = {}
-    keys: dict[str, dict] = {}
+    head: dict[str, Any] = {}
+    keys: dict[str, dict[str, Any]] = {}
     for f in sorted(folder.iterdir()):
         if f.suffix not in BACKUP_SUFFIXES or not f.is_file():
             continue
@@ -110,7 +111,7 @@ def from_files(folder: Path, job: str, machine: str) -> tuple[MachineMeta, str]:
     return meta, "GFS flags assigned later and run facts are not in the backup files"
 
 
-def _newest_state(path: Path) -> tuple[Container, dict] | None:
+def _newest_state(path: Path) -> tuple[Container, dict[str, Any]] | None:
     try:
         with open(path, "rb") as f:
             slots = [s for s in read_slots(f) if s is not None]
@@ -125,7 +126,7 @@ def _newest_state(path: Path) -> tuple[Container, dict] | None:
     return None
 
 
-def _point(path: Path, c: Container, info: dict) -> RestorePoint:
+def _point(path: Path, c: Container, info: dict[str, Any]) -> RestorePoint:
     rec = info.get("point")
     if isinstance(rec, dict) and rec.get("id") == c.state:
         try:

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from engine.keys import KeyRing
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.locks import ChainLock
 from engine.repository.metadata import MetadataError, copy_path, read_meta, write_meta
@@ -104,7 +105,8 @@ class Repository:
             copy.with_name(copy.name + ".tmp").unlink(missing_ok=True)
             raise
 
-    def view(self, meta: MachineMeta, point: RestorePoint, keys=None) -> PointView:
+    def view(self, meta: MachineMeta, point: RestorePoint,
+             keys: KeyRing | None = None) -> PointView:
         """The point opened for reading (caller holds the chain lock)."""
         return PointView(self.machine_dir(meta.job, meta.machine), meta, point, keys)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerWriter
@@ -134,7 +135,7 @@ def _kept_verified(w: ContainerWriter) -> None:
             len(w.rejected))
 
 
-def point_info(meta: MachineMeta, p: RestorePoint) -> dict:
+def point_info(meta: MachineMeta, p: RestorePoint) -> dict[str, Any]:
     """The point's record kept in its file's index, so metadata can be rebuilt from files."""
     from engine.repository.metadata import point_record
 

@@ -35,7 +35,7 @@ class BackgroundWriter:
         self.stall_limit = stall_limit
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferry-write")
         self._slots = threading.BoundedSemaphore(depth)
-        self._futures: list[Future] = []
+        self._futures: list[Future[None]] = []
         self.error: BaseException | None = None  # the first failure; terminal
 
     def write(self, bufs: list[bytes], offset: int) -> None:
@@ -51,7 +51,7 @@ class BackgroundWriter:
         if self.error is None:
             self.error = exc
 
-    def _guarded(self, fn: Callable, *args) -> None:
+    def _guarded(self, fn: Callable[..., object], *args: object) -> None:
         """Run one task unless an earlier one failed; remember the first failure."""
         try:
             if self.error is not None:

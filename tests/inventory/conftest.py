@@ -25,7 +25,7 @@ import pytest
 
 from engine.inventory.base import InventorySettings
 
-from .wsman_server import FakeHyperV, FakeVm
+from .wsman_server import FakeHyperV, FakeVm, make_tls
 
 REPO = Path(__file__).resolve().parents[2]
 VCSIM_SRC = REPO / "tools" / "vcsim"
@@ -205,6 +205,24 @@ def wsman() -> Iterator[FakeHyperV]:
     fake = FakeHyperV(sample_vms(), user=HV_USER, password=HV_PASSWORD).start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def wsman_factory(tmp_path: Path) -> Iterator:
+    """start(auth="ntlm"|"basic", tls=False) -> (FakeHyperV, CA file or None); a
+    Hyper-V host over https has a fresh self-signed certificate for 127.0.0.1."""
+    started: list[FakeHyperV] = []
+
+    def start(auth: str = "ntlm", tls: bool = False) -> tuple[FakeHyperV, Path | None]:
+        context, der, ca = make_tls(tmp_path) if tls else (None, b"", None)
+        fake = FakeHyperV(sample_vms(), user=HV_USER, password=HV_PASSWORD, auth=auth,
+                          tls=context, cert_der=der).start()
+        started.append(fake)
+        return fake, ca
+
+    yield start
+    for fake in reversed(started):
+        fake.stop()
 
 
 @pytest.fixture

@@ -1,8 +1,16 @@
 """A local WS-Man endpoint that answers like a Hyper-V host, for tests.
 
 There is no Windows here, so only the Windows side is simulated: the real
-pywinrm client, requests, HTTP basic auth and the SOAP messages are exercised
-for real. The server implements the five WinRM shell actions pywinrm uses
+pywinrm client, requests, the HTTP authentication and the SOAP messages are
+exercised for real. Authentication is what a stock Windows host does: NTLM
+(HTTP `Negotiate`, the acceptor is pyspnego's own NTLM server, checking the
+user and password from an `NTLM_USER_FILE` this server writes) with WinRM
+message encryption over http ([MS-WSMV] 2.2.9.1: each SOAP body sealed with
+the NTLM session key inside a `multipart/encrypted` body; an unencrypted SOAP
+body over http is refused, as `AllowUnencrypted = false` does), or over https
+(TLS with a certificate the test makes; NTLM then carries the channel binding
+of that certificate, which the acceptor checks). `auth="basic"` is the old
+Basic-over-http host, for the opt-in path. The server implements the five WinRM shell actions pywinrm uses
 (Create shell, Command, Receive, Signal, Delete), decodes the
 `-encodedcommand` script (UTF-16LE, base64) and, for a script that calls
 `Get-VM`, prints the JSON the inventory script would print on a host with
@@ -17,14 +25,23 @@ never finishes: every Receive ends in a WS-Man operation-timeout fault).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
+import ssl
+import struct
+import tempfile
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import spnego
+from spnego.channel_bindings import GssChannelBindings
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -43,6 +60,8 @@ ACTIONS = {
 }
 CHUNK = 4096  # stdout bytes per Receive answer: big outputs take several Receives
 OPERATION_TIMEOUT_FAULT = 2150858793
+ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+BOUNDARY = b"--Encrypted Boundary"
 
 
 @dataclass
@@ -67,9 +86,18 @@ class Command:
 class FakeHyperV:
     """The fake host: its VMs, credentials and what it should do wrong."""
 
-    def __init__(self, vms: list[FakeVm], user: str = "ferry", password: str = "s3cret") -> None:
+    def __init__(self, vms: list[FakeVm], user: str = "ferry", password: str = "s3cret", *,
+                 auth: str = "ntlm", tls: ssl.SSLContext | None = None,
+                 cert_der: bytes = b"") -> None:
+        if auth not in ("ntlm", "basic"):
+            raise ValueError(auth)
         self.vms = list(vms)
         self.user = user
+        self.auth = auth
+        self.tls = tls  # None: http
+        self.cert_der = cert_der  # the TLS certificate, for NTLM's channel binding
+        self._user_dir = tempfile.TemporaryDirectory(prefix="ntlm-users-")
+        self.user_file = Path(self._user_dir.name) / "users"
         self.password = password
         # print one VM as a bare object, as `Get-VM | ConvertTo-Json` does
         self.single_object = False
@@ -79,19 +107,42 @@ class FakeHyperV:
         self.scripts: list[str] = []  # decoded scripts received
         self.open_shells: dict[str, int] = {}  # shell id -> its WINRS_CODEPAGE
         self.requests = 0
+        self.bodies: list[bytes] = []  # every request body as it crossed the wire
+        self.authorizations: list[str] = []  # every Authorization header's scheme
+        self.soap_in_clear = 0  # SOAP envelopes that arrived unencrypted over http (refused)
+        self.encrypted = 0  # SOAP envelopes that arrived sealed
+        self.logins: list[str] = []  # user names of completed logins
         self.commands: dict[str, Command] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def password(self) -> str:
+        return self._password
+
+    @password.setter
+    def password(self, value: str) -> None:
+        """The account's password; NTLM's acceptor reads it from the user file
+        (Heimdal format DOMAIN:USER:PASSWORD, empty domain), set for the process in
+        NTLM_USER_FILE by `start`."""
+        self._password = value
+        self.user_file.write_text(f":{self.user}:{value}\n")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> FakeHyperV:
         fake = self
+        self._old_user_file = os.environ.get("NTLM_USER_FILE")
+        os.environ["NTLM_USER_FILE"] = str(self.user_file)  # pyspnego's acceptor reads it
 
         class Handler(WsmanHandler):
             host = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False  # a sleeping `delay` handler must not stall stop()
         self._thread = threading.Thread(
@@ -105,6 +156,11 @@ class FakeHyperV:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            if self._old_user_file is None:
+                os.environ.pop("NTLM_USER_FILE", None)
+            else:
+                os.environ["NTLM_USER_FILE"] = self._old_user_file
+        self._user_dir.cleanup()
 
     @property
     def port(self) -> int:
@@ -156,6 +212,44 @@ class FakeHyperV:
         return Command(text.encode("utf-8" if utf8 else "cp437", errors="replace"), b"", 0)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - stdlib signature
+        """A client that gave up (a test's timeout) is no error of the host."""
+
+
+def make_tls(directory: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLContext, bytes, Path]:
+    """A throw-away self-signed certificate for `host` (an IP address SAN, as a WinRM
+    HTTPS listener on an address has): (server context, certificate DER, CA file PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "HV01 WinRM")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = directory / "hv01.pem"
+    key_pem = directory / "hv01.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_pem, key_pem)
+    return context, cert.public_bytes(serialization.Encoding.DER), cert_pem
+
+
 def clixml_error(message: str) -> bytes:
     """stderr as powershell.exe writes an error record when its output is redirected."""
     lines = [
@@ -196,20 +290,60 @@ class WsmanHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    def setup(self) -> None:
+        """TLS (when the host has it) is negotiated here, in the connection's thread,
+        so a client that does not speak it cannot stall the accept loop."""
+        self.ntlm: spnego.ContextProxy | None = None  # this connection's NTLM context
+        self.tls_failed = False
+        if self.host.tls is not None:
+            try:
+                self.request.settimeout(5)
+                self.request = self.host.tls.wrap_socket(self.request, server_side=True)
+                self.request.settimeout(None)
+            except (ssl.SSLError, OSError):
+                self.tls_failed = True
+        super().setup()
+
+    def handle(self) -> None:
+        if not self.tls_failed:
+            super().handle()
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self.sealed = False
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         fake = self.host
         with fake._lock:
             fake.requests += 1
-        if not self._authorized():
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            fake.bodies.append(body)
+            fake.authorizations.append(self.headers.get("Authorization", "").split(" ")[0])
+        if fake.auth == "basic":
+            if not self._basic_ok():
+                self._challenge('Basic realm="WSMAN"')
+                return
+        elif not self._ntlm_ok():
             return
         if self.path.rstrip("/") != "/wsman":
             self._reply(404, b"")
+            return
+        content_type = self.headers.get("Content-Type", "")
+        self.sealed = content_type.startswith("multipart/encrypted")
+        if self.sealed:
+            try:
+                body = self._unseal(body)
+            except Exception:  # noqa: BLE001 - a body that does not open is a bad request
+                self._reply(400, b"")
+                return
+            with fake._lock:
+                fake.encrypted += 1
+        elif not body:
+            self._reply(200, b"")  # pywinrm's empty POST that sets up the NTLM context
+            return
+        elif fake.auth == "ntlm" and fake.tls is None:
+            # WinRM's AllowUnencrypted = false: over http a body must be sealed
+            with fake._lock:
+                fake.soap_in_clear += 1
+            self._reply(401, b"")
             return
         try:
             envelope = ET.fromstring(body)
@@ -237,7 +371,14 @@ class WsmanHandler(BaseHTTPRequestHandler):
         else:
             self._fault(message_id, "ActionNotSupported", 2150858754, "unknown action")
 
-    def _authorized(self) -> bool:
+    # -- authentication ----------------------------------------------------------
+    def _challenge(self, value: str) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _basic_ok(self) -> bool:
         header = self.headers.get("Authorization", "")
         if not header.startswith("Basic "):
             return False
@@ -246,6 +387,66 @@ class WsmanHandler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             return False
         return user == self.host.user and password == self.host.password
+
+    def _ntlm_ok(self) -> bool:
+        """NTLM over HTTP Negotiate, one connection at a time (NTLM authenticates the
+        connection): negotiate -> challenge (401) -> authenticate. Answers the 401s
+        itself; True once this connection is authenticated."""
+        if self.ntlm is not None and self.ntlm.complete:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("negotiate", "ntlm") or not token:
+            self.ntlm = None
+            self._challenge("Negotiate")
+            return False
+        try:
+            raw = base64.b64decode(token)
+            if raw.startswith(b"NTLMSSP\0\x01\0\0\0") or self.ntlm is None:
+                bindings = None
+                if self.host.cert_der:  # [MS-NLMP] channel binding: the TLS certificate's hash
+                    bindings = GssChannelBindings(application_data=b"tls-server-end-point:"
+                                                  + hashlib.sha256(self.host.cert_der).digest())
+                self.ntlm = spnego.server(protocol="ntlm", channel_bindings=bindings)
+            out = self.ntlm.step(raw)
+        except spnego.exceptions.SpnegoError:
+            self.ntlm = None
+            self._challenge("Negotiate")  # the login is refused: no second challenge
+            return False
+        if not self.ntlm.complete:
+            self._challenge(f"Negotiate {base64.b64encode(out or b'').decode()}")
+            return False
+        with self.host._lock:
+            self.host.logins.append(str(self.ntlm.client_principal))
+        return True
+
+    # -- message encryption ([MS-WSMV] 2.2.9.1.1) -----------------------------------
+    def _unseal(self, body: bytes) -> bytes:
+        """The SOAP envelope of a `multipart/encrypted` body, its length checked."""
+        assert self.ntlm is not None
+        parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
+        header, payload = parts[0], parts[1]
+        length = int(re.search(rb"Length=(\d+)", header).group(1))  # type: ignore[union-attr]
+        payload = payload.removesuffix(BOUNDARY + b"--\r\n")
+        payload = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+        sig_len = struct.unpack("<i", payload[:4])[0]
+        signature, sealed = payload[4:4 + sig_len], payload[4 + sig_len:]
+        clear = self.ntlm.unwrap(signature + sealed).data
+        if len(clear) != length:
+            raise ValueError("length mismatch")
+        return clear
+
+    def _seal(self, payload: bytes) -> bytes:
+        assert self.ntlm is not None
+        wrapped = self.ntlm.wrap(payload, encrypt=True).data
+        signature, sealed = wrapped[:16], wrapped[16:]
+        return (BOUNDARY + b"\r\n"
+                + f"\tContent-Type: {ENCRYPTED_PROTOCOL}\r\n".encode()
+                + b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+                + str(len(payload)).encode() + b"\r\n"
+                + BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
+                + struct.pack("<i", len(signature)) + signature + sealed
+                + BOUNDARY + b"--\r\n")
 
     def _create(self, envelope: ET.Element, message_id: str) -> None:
         shell_id = str(uuid.uuid4()).upper()
@@ -365,8 +566,13 @@ class WsmanHandler(BaseHTTPRequestHandler):
         self._reply(500, self._envelope(action, message_id, body))
 
     def _reply(self, status: int, payload: bytes) -> None:
+        content_type = "application/soap+xml;charset=UTF-8"
+        if payload and getattr(self, "sealed", False):
+            payload = self._seal(payload)
+            content_type = (f'multipart/encrypted;protocol="{ENCRYPTED_PROTOCOL}";'
+                            'boundary="Encrypted Boundary"')
         self.send_response(status)
-        self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
