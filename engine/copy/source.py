@@ -251,10 +251,11 @@ class SourceMover:
             if self.key is None:
                 return False
             base = flags & ~FLAG_SEALED
-            stored = memoryview(self.key.open(stored, self.key.digest(e.digest, e.raw), e.raw,
-                                              base))
+            payload = self.key.open(stored, self.key.digest(e.digest, e.raw), e.raw, base)
             flags = base
-        data = decode_block(stored, Entry(0, len(stored), e.raw, flags, e.digest), decompressor())
+        else:
+            payload = bytes(stored)  # a sample of a few blocks: the copy is cheap
+        data = decode_block(payload, Entry(0, len(payload), e.raw, flags, e.digest), decompressor())
         return len(data) == e.raw and digest(data) == e.digest
 
     def _stream(self, view: PointView, missing: list[PlanItem], positions: list[int], stats: Stats) -> None:
