@@ -14,11 +14,15 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.copy.target import RESUME
 from engine.keys import KeyRing, WrongPassword
 from engine.password import PasswordError
 from engine.repository.repository import Repository
+
+if TYPE_CHECKING:
+    from engine.objstore.repo import S3Repository
 
 log = logging.getLogger("ferry.keys")
 
@@ -30,7 +34,7 @@ class KeyChange:
     already: int = 0
 
 
-def change_password(repo: Repository, job: str, old: KeyRing, new: KeyRing) -> KeyChange:
+def change_password(repo: Repository | S3Repository, job: str, old: KeyRing, new: KeyRing) -> KeyChange:
     """Re-wrap every chain key of `job` in `repo` from `old` to `new`."""
     pairs = repo.machines(job)
     for j, m in pairs:  # check the old password everywhere before changing anything
@@ -60,10 +64,11 @@ def change_password(repo: Repository, job: str, old: KeyRing, new: KeyRing) -> K
     return res
 
 
-def _rewrap_resume(repo: Repository, job: str, machine: str, old: KeyRing, new: KeyRing) -> None:
+def _rewrap_resume(repo: Repository | S3Repository, job: str, machine: str, old: KeyRing,
+                   new: KeyRing) -> None:
     """A partial point's key: re-wrapped too, so the next run resumes with the new password.
     (Object storage has no partial points: what a killed run uploaded is found by digest.)"""
-    if not hasattr(repo, "machine_dir"):
+    if not isinstance(repo, Repository):
         return
     marker = repo.machine_dir(job, machine) / RESUME
     try:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import retention as rules
 from engine.errors import FerryError, one_line
@@ -36,6 +36,9 @@ from engine.repository.damage import DamagedBlocks, add_records
 from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.repository import Repository
 from engine.repository.transforms import delete_points, merge_oldest_increment, synthesize_full
+
+if TYPE_CHECKING:
+    from engine.objstore.repo import S3Repository
 
 
 def policy_to_dict(policy: RetentionPolicy) -> dict[str, Any]:
@@ -107,7 +110,7 @@ def _when(meta: MachineMeta, point_id: str) -> str:
     return f"{p.time:%Y-%m-%d %H:%M}" if p is not None else point_id
 
 
-def apply_retention(repo: Repository, job: str, machine: str, request: dict[str, Any],
+def apply_retention(repo: Repository | S3Repository, job: str, machine: str, request: dict[str, Any],
                     ops: ChainOps | None = None) -> list[dict[str, Any]]:
     """Run GFS and short-term retention (then a due compact) for one machine under its
     exclusive lock. Returns the actions done, oldest first."""
@@ -177,7 +180,7 @@ def _what(meta: MachineMeta, act: rules.Action) -> str:
     return f"the {act.kind} of the {_when(meta, act.point)} point"
 
 
-def background_retention(repo: Repository, job: str, machine: str, now: datetime,
+def background_retention(repo: Repository | S3Repository, job: str, machine: str, now: datetime,
                          policy: RetentionPolicy, ops: ChainOps | None = None,
                          lock_wait: float = COPY_LOCK_WAIT) -> list[dict[str, Any]]:
     """The daily background pass of one machine (`rules.plan_background`): expired GFS
@@ -226,7 +229,7 @@ def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
             if not any(f in p.gfs and p.gfs_dates.get(f) == d for p in meta.points)}
 
 
-def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
+def _gfs_full(repo: Repository | S3Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
               method: str, ops: ChainOps, policy: RetentionPolicy, assigned: date,
               resumed: bool = False) -> dict[str, Any]:
     """Make `point_id` a full carrying `flags` (flag -> ISO date of its GFS day),
@@ -250,7 +253,7 @@ def _gfs_full(repo: Repository, meta: MachineMeta, point_id: str, flags: dict[st
     return {"action": "gfs-full", "point": p.id, "detail": detail}
 
 
-def _execute(repo: Repository, meta: MachineMeta, act: rules.Action, ops: ChainOps) -> dict[str, Any]:
+def _execute(repo: Repository | S3Repository, meta: MachineMeta, act: rules.Action, ops: ChainOps) -> dict[str, Any]:
     if act.kind == "expire-flag":
         next(p for p in meta.points if p.id == act.point).drop_flag(act.flag)
         repo.save(meta)

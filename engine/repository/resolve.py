@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Protocol
 
 import xxhash
 import zstandard
@@ -24,6 +25,7 @@ from engine.repository.container import (
     FLAG_SEALED,
     FLAG_ZERO,
     Container,
+    DiskIndex,
     Entry,
     decode_block,
     sealed_base,
@@ -38,19 +40,34 @@ class Located:
     entry: Entry
 
 
+class Layer(Protocol):
+    """One backup file of a point as PointView reads it: a Container, or an object
+    storage manifest (`engine.objstore.manifest.ManifestLayer`)."""
+
+    @property
+    def path(self) -> PurePath: ...
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def disks(self) -> dict[str, DiskIndex]: ...
+    def read_stored(self, e: Entry) -> bytes: ...
+    def read_verified(self, e: Entry) -> tuple[bytes, str]: ...
+    def close(self) -> None: ...
+
+
 class PointView:
     """A restore point opened for reading; close() releases its files."""
 
     def __init__(self, folder: Path | None, meta: MachineMeta, point: RestorePoint,
                  keys: KeyRing | None = None,
-                 opener: Callable[[RestorePoint], Container] | None = None):
+                 opener: Callable[[RestorePoint], Layer] | None = None):
         """`keys`: opens the chain keys of encrypted layers (reading their blocks needs it).
         `opener` opens one layer (default: the backup file in `folder`); an object
         storage repository passes one that opens the point's manifest instead."""
         self.meta = meta
         self.point = point
         self.keys = keys
-        self.layers: list[Container] = []
+        self.layers: list[Layer] = []
         self.layer_keys: list[str] = []  # chain key id of each layer ("" = plaintext)
         self.disks: list[DiskInfo] = list(point.disks)
         try:

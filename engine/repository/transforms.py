@@ -104,8 +104,10 @@ def synthesize_full(repo: Repository, meta: MachineMeta, point: RestorePoint,
                 w.set_disk(disk.name, disk.size)
                 for b, loc in sorted(view.blocks(disk.name).items()):
                     e = loc.entry
-                    got = reader.get(view.layers[loc.layer], e, disk.name, b,
-                                     view.layer_keys[loc.layer])
+                    layer = view.layers[loc.layer]
+                    if not isinstance(layer, Container):  # a folder's view: files only
+                        raise TypeError(f"{layer.path.name}: not a backup file")
+                    got = reader.get(layer, e, disk.name, b, view.layer_keys[loc.layer])
                     if got is not None:
                         payload, src = got
                         w.put(disk.name, b, e.digest, src.raw, src.flags, payload)
