@@ -268,6 +268,24 @@ def report(results: list[dict]) -> None:
 S3_ROUNDS = 3
 
 
+def daemon_cpu(info: dict) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each Ceph daemon, by its name."""
+    out = {}
+    for pid in info.get("PIDS", "").split():
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_since(info: dict, before: dict[str, float]) -> dict[str, float]:
+    now = daemon_cpu(info)
+    return {k: now[k] - before[k] for k in before if k in now}
+
+
 def s3_put_ceiling(loc, total: int = 128 << 20, obj: int = 4 << 20, threads: int = 4) -> float:
     """MB/s of 4 MiB PUTs from 4 threads to the gateway (median of S3_ROUNDS rounds)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -316,10 +334,14 @@ def s3_bench(size: int, work: Path) -> dict:
         subprocess.run(ferry("backup", "--repo", src, "--job", "Bench", "--machine", "vm01",
                              "--disk", disk, "--at", T0.isoformat()), check=True, cwd=ROOT,
                        capture_output=True)
+        c0, p0 = daemon_cpu(info), time.process_time()
         before = s3_put_ceiling(loc)
+        ceil_cpu = {**cpu_since(info, c0), "client": time.process_time() - p0}
         job = job_file(work / "s3.toml", "S3 bench", src, "s3://bench/dr", "auto")
+        c0 = daemon_cpu(info)
         full = run_measured(ferry("run", job, "--json", "--at",
                                   (T0 + timedelta(hours=1)).isoformat()))
+        full_cpu = {**cpu_since(info, c0), "ferry": full.cpu_s}
         if full.returncode:
             raise SystemExit(full.stderr.decode())
         after = s3_put_ceiling(loc)
@@ -337,7 +359,7 @@ def s3_bench(size: int, work: Path) -> dict:
         ij = json.loads(inc.stdout)
         idle = run_measured(ferry("run", job, "--json", "--at",
                                   (at + timedelta(hours=2)).isoformat()))
-        return {"idle_s": idle.wall_s, "own_size": own, "same_size": same_size,"size": size, "ceiling": [before, after], "full_s": full.wall_s,
+        return {"ceil_cpu": ceil_cpu, "full_cpu": full_cpu, "idle_s": idle.wall_s, "own_size": own, "same_size": same_size,"size": size, "ceiling": [before, after], "full_s": full.wall_s,
                 "full_rss": full.rss_mib, "full_written": fj["tasks"][0]["written"],
                 "full_requests": fj.get("requests", {}), "inc_s": inc.wall_s,
                 "full_task_s": fj["tasks"][0]["duration_s"], "full_load": fj["tasks"][0]["load"],
@@ -378,10 +400,16 @@ def report_s3(r: dict) -> None:
           f"gateway's own PUT rate at that size (16 threads) is {r['same_size']:,.0f} MB/s, "
           f"the task reaches {task_rate / r['same_size']:.0%} of it")
     print(f"    requests {sum(fr.values())} {fr} for {r['blocks']} blocks")
+    gib = r["full_written"] / (1 << 30)
+    print("    CPU s per GiB PUT, full copy: " + ", ".join(
+        f"{k} {v / gib:.1f}" for k, v in sorted(r["full_cpu"].items())) +
+        " (ferry's includes its start-up); ceiling: " + ", ".join(
+        f"{k} {v / (S3_ROUNDS * 128 / 1024):.1f}" for k, v in sorted(r["ceil_cpu"].items())))
     print(f"  increment, 2 % changed ({r['changed_blocks']} of {r['blocks']} blocks): "
           f"{r['inc_s']:.2f} s, {fmt_size(r['inc_written'])} PUT, requests {sum(ir.values())} "
           f"{ir} = {sum(ir.values()) / max(1, sum(fr.values())):.1%} of the full's; "
-          f"block PUTs per changed block {max(0, ir.get('PUT', 0) - 2) / max(1, r['changed_blocks']):.2f}; "
+          f"{max(0, ir.get('PUT', 0) - 2)} PUTs of blocks (packs of up to 4 MiB) for "
+          f"{r['changed_blocks']} changed blocks; "
           f"peak RSS {r['inc_rss']:.0f} MiB")
 
 

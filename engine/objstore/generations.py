@@ -20,7 +20,7 @@ from engine.model import Kind, MachineMeta, RestorePoint
 from engine.objstore import locks
 from engine.objstore.index import UNKNOWN
 from engine.objstore.store import S3Error
-from engine.repository.container import FLAG_ZERO
+from engine.repository.container import FLAG_ZERO, Entry
 from engine.repository.resolve import layer_points
 
 if TYPE_CHECKING:
@@ -43,33 +43,38 @@ def raise_lock(bucket: Bucket, key: str, until: datetime, required: datetime) ->
         raise
 
 
-def extend_locks(m: Machine, digests: dict[bytes, int], required: datetime | None,
+def extend_locks(m: Machine, entries: dict[bytes, Entry], required: datetime | None,
                  pool: ThreadPoolExecutor) -> int:
-    """Extend (by a generation) the lock of each block in `digests` (digest -> flags)
-    locked for less than `required`; returns the number of blocks extended."""
+    """Extend (by a generation) the lock of each object holding a block of `entries`
+    (digest -> where a manifest names it) locked for less than `required`: one request
+    per pack, not per block. Returns the number of objects extended."""
     until = locks.block_lock(required)
-    if until is None or required is None or not digests:
+    if until is None or required is None or not entries:
         return 0
     need = locks.to_epoch(required)
-    todo: dict[bytes, tuple[int, bool]] = {}
-    for dg, flags in digests.items():
+    todo: dict[str, tuple[list[Entry], bool]] = {}  # object key -> its entries, lock unknown
+    for dg, e in entries.items():
         hit = m.index.lookup(dg)
-        lock_s = hit[2] if hit else UNKNOWN
+        same = hit is not None and hit.entry(e.raw, dg).offset == e.offset and \
+            hit.flags == e.flags  # the cache's lock is that of the object the entry names
+        lock_s = hit.lock_until if hit is not None and same else UNKNOWN
         if lock_s == UNKNOWN or lock_s < need:
-            todo[dg] = (flags, lock_s == UNKNOWN)
+            key = m.object_key(e)
+            es, unknown = todo.get(key, ([], False))
+            es.append(e)
+            todo[key] = (es, unknown or lock_s == UNKNOWN)
 
-    def one(item: tuple[bytes, tuple[int, bool]]) -> tuple[int, bytes] | None:
-        dg, (flags, unknown) = item
-        key = m.block_key(dg, flags)
+    def one(item: tuple[str, tuple[list[Entry], bool]]) -> tuple[int, list[Entry]] | None:
+        key, (es, unknown) = item
         if unknown:
             current = m.bucket.retention(key)
             if current is not None and locks.to_epoch(current) >= need:
-                return locks.to_epoch(current), dg
-        return locks.to_epoch(raise_lock(m.bucket, key, until, required)), dg
+                return locks.to_epoch(current), es
+        return locks.to_epoch(raise_lock(m.bucket, key, until, required)), es
 
-    rows = [r for r in pool.map(one, todo.items()) if r]
-    m.index.set_locks(rows)
-    return len(rows)
+    done = [r for r in pool.map(one, todo.items()) if r]
+    m.index.set_locks((lock_s, e) for lock_s, es in done for e in es)
+    return len(done)
 
 
 def hold_chain(m: Machine, meta: MachineMeta, point: RestorePoint, required: datetime | None,
@@ -88,7 +93,7 @@ def hold_chain(m: Machine, meta: MachineMeta, point: RestorePoint, required: dat
             imm[p.id] = got.isoformat()
             n += 1
     with m.repo.view(meta, point) as view:
-        used = {loc.entry.digest: loc.entry.flags for d in view.disks
+        used = {loc.entry.digest: loc.entry for d in view.disks
                 for loc in view.blocks(d.name).values() if loc.entry.flags != FLAG_ZERO}
     n += extend_locks(m, used, required, pool)
     if n:

@@ -37,7 +37,7 @@ def apply_s3_retention(m: Machine, request: dict[str, Any], days: int,
         index = next(i for i, p in enumerate(meta.points) if p.id == point.id)
         required = locks.point_lock(newest_reader(meta, index), days)
         until = locks.effective(required)
-        reused = {e.digest: e.flags for d in disks.values() for e in d.blocks.values()
+        reused = {e.digest: e for d in disks.values() for e in d.blocks.values()
                   if e.flags != FLAG_ZERO}
         extend_locks(m, reused, required, pool)
         name = manifest_name(point.id)

@@ -95,15 +95,17 @@ class Bucket:
             raise self._fail(op, key, exc) from None
 
     # -- objects ---------------------------------------------------------------------
-    def put(self, key: str, body: bytes | memoryview, lock_until: datetime | None = None,
-            checksum: bool = False) -> None:
-        """One PUT; `checksum` stores the body's xxh3-64 with it, checked by `get`."""
+    def put(self, key: str, body: bytes | bytearray | memoryview,
+            lock_until: datetime | None = None, checksum: bool = False) -> None:
+        """One PUT; `checksum` stores the body's xxh3-64 with it, checked by `get`. A
+        bytearray (a pack) is sent as it is, not copied."""
         kw: dict[str, Any] = {}
         if lock_until is not None:
             kw = {"ObjectLockMode": LOCK_MODE, "ObjectLockRetainUntilDate": lock_until}
         if checksum:
             kw["Metadata"] = {CHECKSUM_META: xxhash.xxh3_64_hexdigest(body)}
-        self._call("PUT", key, self._c.put_object, Key=key, Body=bytes(body), **kw)
+        data = body if isinstance(body, bytes | bytearray) else bytes(body)
+        self._call("PUT", key, self._c.put_object, Key=key, Body=data, **kw)
 
     def get(self, key: str, limit: int) -> bytes:
         """The object's bytes; refuses objects larger than `limit` (hostile or damaged)."""
@@ -124,6 +126,23 @@ class Bucket:
         if want is not None and xxhash.xxh3_64_hexdigest(data) != want:
             raise ObjectDamaged(f"s3://{self.name}/{key}: stored checksum mismatch "
                                 f"(object damaged)")
+        return data
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """`length` bytes at `start` of an object (one block of a pack); the caller checks
+        them (the object's stored checksum covers the whole object, not this range)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if length <= 0:
+            return b""
+        r = self._call("GET", key, self._c.get_object, Key=key,
+                       Range=f"bytes={start}-{start + length - 1}")
+        try:
+            data: bytes = r["Body"].read(length + 1)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._fail("GET", key, exc) from None
+        if len(data) > length:
+            raise S3Error(f"s3://{self.name}/{key}: more than the {length} bytes asked for")
         return data
 
     def try_get(self, key: str, limit: int) -> bytes | None:

@@ -13,6 +13,7 @@ from engine.cli import chain_json
 from engine.copy.runner import run_job
 from engine.health import check_repository
 from engine.keys import WrongPassword
+from engine.objstore.manifest import object_name, split_loc
 from engine.objstore.open import open_repository
 from engine.restore import export_point
 
@@ -39,8 +40,8 @@ def test_encrypted_copy_stores_ciphertext_only(tmp_path, bucket, s3, monkeypatch
         res = run_job(spec, at=T0 + timedelta(days=day, hours=1))
         assert res.status == "Success", [t.message for t in res.tasks]
     objects = _all_objects(s3, bucket)
-    blocks = [k for k in objects if "/blocks/" in k]
-    assert blocks and all(k.endswith((".sz", ".sr")) for k in blocks), blocks
+    blocks = [k for k in objects if "/blocks/" in k or "/packs/" in k]
+    assert blocks and all(k.endswith((".sp", ".sz", ".sr")) for k in blocks), blocks
     states = [s for m in src.machines.values() for s in m.states.values()]
     assert sum(leaks(blob, samples_of(states)) for blob in objects.values()) == 0
     repo = open_repository(url)
@@ -76,13 +77,16 @@ def test_health_check_names_damaged_objects_and_the_next_run_repairs(tmp_path, b
     repo = open_repository(url)
     meta = repo.load(JOB, "vm-forward")
     key = repo.machine_key(JOB, "vm-forward")
-    blocks = sorted(k for k, _ in repo.bucket.list(f"{key}/blocks/"))
-    assert len(blocks) >= 4
-    # bit rot in two objects: one byte flipped, the object's metadata kept
-    for victim in blocks[:2]:
+    with repo.view(meta, meta.points[-1]) as view:
+        entries = list({loc.entry.digest: loc.entry for d in view.disks
+                        for loc in view.blocks(d.name).values()}.values())
+    assert len(entries) >= 4
+    # bit rot in two stored blocks (in their pack): one byte flipped each, metadata kept
+    for e in entries[:2]:
+        victim = f"{key}/{object_name(e)}"
         obj = s3.get_object(Bucket=bucket, Key=victim)
         body = bytearray(obj["Body"].read())
-        body[len(body) // 2] ^= 0x40
+        body[split_loc(e.offset)[1] + e.stored // 2] ^= 0x40
         s3.put_object(Bucket=bucket, Key=victim, Body=bytes(body), Metadata=obj["Metadata"])
     [res] = check_repository(url, JOB)
     assert not res.ok and len({c.block for c in res.corrupt}) >= 2

@@ -23,7 +23,7 @@ from copyjob.conftest import BS, Source
 
 from engine.blockio import decompressor, digest
 from engine.copy.runner import run_job
-from engine.objstore.manifest import Manifest, block_name
+from engine.objstore.manifest import Manifest, object_name
 from engine.objstore.open import open_repository
 from engine.objstore.store import Bucket
 from engine.repository.container import FLAG_ZERO, decode_block
@@ -101,7 +101,7 @@ def _objects(repo) -> tuple[set[str], set[str]]:
     key = repo.machine_key(JOB, MACHINE) + "/"
     names = {k[len(key):] for k, _ in repo.bucket.list(key)}
     return ({n for n in names if n.startswith("points/")},
-            {n for n in names if n.startswith("blocks/")})
+            {n for n in names if n.startswith(("blocks/", "packs/"))})
 
 
 def test_kill9_during_copy_merge_and_gc_loses_no_point(tmp_path, bucket):
@@ -163,7 +163,7 @@ def test_kill9_during_copy_merge_and_gc_loses_no_point(tmp_path, bucket):
         for p in meta.points:
             blob = repo.bucket.get(f"{repo.machine_key(JOB, MACHINE)}/{p.file}", 1 << 24)
             mf = Manifest.decode(blob, p.file)
-            used |= {block_name(e.digest, e.flags) for d in mf.disks.values()
+            used |= {object_name(e) for d in mf.disks.values()
                      for e in d.blocks.values() if e.flags != FLAG_ZERO}
         assert blocks == used, "GC left unreferenced blocks (or lost referenced ones)"
         for p in meta.points:

@@ -3,6 +3,7 @@ lock generations, a bucket without Object Lock, retention that waits for the loc
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,9 +57,10 @@ def test_every_object_compliance_locked_and_delete_refused(tmp_path, lock_bucket
     assert sorted(k.rsplit("/", 1)[1] for k in manifests) == sorted(f.split("/")[1] for f in need)
     for k in manifests:
         assert _until(s3, lock_bucket, k) >= need[k[len(key) + 1:]] - timedelta(seconds=1)
-    # every block any point uses is locked at least as long as the newest point using it
+    # every object holding a block any point uses (its pack) is locked at least as long
+    # as the newest point using it
     newest = max(need.values())
-    blocks = _objects(s3, lock_bucket, "blocks")
+    blocks = _objects(s3, lock_bucket, "packs") + _objects(s3, lock_bucket, "blocks")
     assert blocks
     for k in blocks:
         assert _until(s3, lock_bucket, k) >= newest
@@ -89,7 +91,7 @@ def test_reused_blocks_extended_in_generations_not_per_run(tmp_path, lock_bucket
     days = 1
     res = _copy(tmp_path, src, url, NOW, days)
     assert res.status == "Success", (res.message, [t.message for t in res.tasks])
-    blocks = _objects(s3, lock_bucket, "blocks")
+    blocks = _objects(s3, lock_bucket, "packs") + _objects(s3, lock_bucket, "blocks")
     first = {k: _until(s3, lock_bucket, k) for k in blocks}
     want = locks.utc(NOW) + timedelta(days=days) + locks.GENERATION
     for k, until in first.items():
@@ -104,13 +106,13 @@ def test_reused_blocks_extended_in_generations_not_per_run(tmp_path, lock_bucket
     repo = open_repository(url)
     meta = repo.load(JOB, "vm-forward")
     key = repo.machine_key(JOB, "vm-forward")
-    from engine.objstore.manifest import block_name
+    from engine.objstore.manifest import object_name
 
     with repo.view(meta, meta.points[-1]) as view:
-        used = {f"{key}/{block_name(loc.entry.digest, loc.entry.flags)}"
-                for d in view.disks for loc in view.blocks(d.name).values()}
-    reused = [k for k in blocks if k in used]
-    assert len(reused) >= 3, "the latest point reads blocks the first one wrote"
+        used = Counter(f"{key}/{object_name(loc.entry)}"
+                       for d in view.disks for loc in view.blocks(d.name).values())
+    reused = [k for k in blocks if k in used]  # objects (packs) the first run wrote
+    assert sum(used[k] for k in reused) >= 3, "the latest point reads blocks the first wrote"
     for k in reused:
         assert abs(_until(s3, lock_bucket, k) - later) <= timedelta(seconds=2)
 
