@@ -9,12 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.table import Table
-
 from engine.errors import CommandError, ExitCode, exit_code, one_line
 from engine.jsonout import emit
-from engine.objstore.open import repo_arg
+from engine.objstore.location import is_s3_url, parse_s3_url
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
 
 if TYPE_CHECKING:
@@ -68,6 +65,14 @@ class _Version(argparse.Action):
                  values: object, option_string: str | None = None) -> None:
         print(f"ferry {version()}")
         parser.exit()
+
+
+def repo_arg(text: str) -> str | Path:
+    """argparse type for --repo: s3:// URLs stay strings (Path would fold the //)."""
+    if is_s3_url(text):
+        parse_s3_url(text)  # refuse a bad URL at parse time
+        return text
+    return Path(text)
 
 
 def repo_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -289,6 +294,9 @@ def cmd_chain(args: argparse.Namespace) -> int:
     if args.json:
         emit(data)
         return EXIT_OK
+    from rich.console import Console  # only for a table: rich costs ~35 ms a start
+    from rich.table import Table
+
     con = Console()
     for ch in data["chains"]:
         t = Table(title=f"{ch['job']} / {ch['machine']} ({ch['method']})", title_justify="left")

@@ -10,7 +10,6 @@ differs from the source's, and sent in order.
 from __future__ import annotations
 
 import json
-import secrets
 import struct
 import threading
 import time
@@ -225,6 +224,8 @@ class SourceMover:
                 if loc.entry.flags != FLAG_ZERO and (i, b) not in sent]
         if not have:
             return
+        import secrets  # only for remote targets (secrets pulls in hmac and OpenSSL)
+
         sample = secrets.SystemRandom().sample(have, min(self.prove, len(have)))
         self.end.send_json(t.PROVE, {"point": point, "blocks": [[i, b] for i, b, _ in sample]})
         proof = memoryview(self.end.expect(t.PROVE).payload)
