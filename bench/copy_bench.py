@@ -215,6 +215,25 @@ def bench_size(size: int, runs: int, work: Path, ceilings: bool, remote: bool = 
     return res
 
 
+def buffers(block: int, stored: float) -> tuple[list[str], float]:
+    """The block buffers a local full copy holds at most, from the engine's own bounds
+    (lines for the report, total MiB): `stored` = the average stored payload."""
+    from engine.blockio import THREADS
+    from engine.copy.runner import PIPE_FRAMES
+    from engine.copy.source import IN_FLIGHT
+    from engine.repository.container import WRITE_CHUNK, WRITE_DEPTH
+
+    mib = 1 << 20
+    rows = [(f"{IN_FLIGHT} frames in flight at the source (a stored payload each)", IN_FLIGHT * stored),
+            (f"{THREADS} block threads x (stored + decoded {block // mib} MiB + recompressed)",
+             THREADS * (stored + block + stored)),
+            (f"{PIPE_FRAMES} frames in the in-process pipe", PIPE_FRAMES * stored),
+            ("1 frame being checked by the target (its decoded block)", stored + block),
+            (f"{WRITE_DEPTH + 1} write buffers of {WRITE_CHUNK // mib} MiB (queued + filling)",
+             (WRITE_DEPTH + 1) * WRITE_CHUNK)]
+    return [f"    {what}: {n / mib:5.1f} MiB" for what, n in rows], sum(n for _, n in rows) / mib
+
+
 def med(values) -> float:
     return statistics.median(values)
 
@@ -270,6 +289,11 @@ def report(results: list[dict]) -> None:
                       x["increment"]["rss"])
                   for x in r["runs"])
         print(f"  peak RSS at {fmt_size(r['size'])}: {rss:.0f} MiB")
+    stored = main["runs"][0]["full_auto"]["transferred"] / max(1, -(-size // (1 << 20)))
+    lines, total = buffers(1 << 20, stored)
+    print(f"  block buffers alive at most (average stored payload {stored / (1 << 20):.2f} MiB): "
+          f"{total:.0f} MiB, independent of the disks' size:")
+    print("\n".join(lines))
     if main["restic_s"]:
         print(f"  restic copy of the same image: {main['restic_s']:.2f} s "
               f"({mbps / main['restic_s']:,.0f} MB/s)")

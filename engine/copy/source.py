@@ -30,6 +30,10 @@ from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_bl
 from engine.repository.resolve import Located, PointView
 
 BATCH = 8192
+# blocks read, verified and encoded ahead of the one being sent (`_stream`): each holds its
+# BLOCK frame (the stored or recompressed payload) until sent; the THREADS being worked on
+# hold their stored payload, decoded block and (recompressing) new payload besides
+IN_FLIGHT = 8
 _PROOF = struct.Struct("<IB")  # as engine.copy.target answers PROVE
 # one block to send: (disk index, block, where it is; None = the block became zero)
 PlanItem = tuple[int, int, Located | None]
@@ -260,7 +264,7 @@ class SourceMover:
         return len(data) == e.raw and digest(data) == e.digest
 
     def _stream(self, view: PointView, missing: list[PlanItem], positions: list[int], stats: Stats) -> None:
-        depth = 8
+        depth = IN_FLIGHT
         pending: deque[tuple[int, Future[tuple[bytes | bytearray, int]]]] = deque()
         self._last_progress = time.monotonic()
         for item, pos in zip(missing, positions, strict=True):
