@@ -286,7 +286,7 @@ class Runner:
         if self.refusal:
             return [self._refused(r) for r in refs]
         workers = max(1, int(self.spec.transport.parallel_tasks))
-        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+        with make_pool(tune=False) as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             return list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
 
     def _maintain(self, seen: list[str], started: datetime) -> list[str]:

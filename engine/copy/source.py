@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.blockio import Compressor, decompressor, digest
+from engine.blockio import Compressor, decompressor, digest, tune_malloc
 from engine.copy import transport as t
 from engine.copy.control import MachineControl, RunControl, Stopped
 from engine.copy.target import pack_digest
@@ -274,6 +274,8 @@ class SourceMover:
 
     def _stream(self, view: PointView, missing: list[PlanItem], positions: list[int], stats: Stats) -> None:
         depth = IN_FLIGHT
+        if missing:
+            tune_malloc()  # the block buffers start now (the runner's pool leaves it to here)
         pending: deque[tuple[int, Future[tuple[bytes | bytearray, int]]]] = deque()
         self._last_progress = time.monotonic()
         for item, pos in zip(missing, positions, strict=True):
