@@ -171,7 +171,8 @@ def build_preview(spec: PreviewJob, what: WhatIf) -> PreviewResult:
 def real_chain_notes(spec: PreviewJob, policy: RetentionPolicy, today: date | None = None) -> list[str]:
     """What the job's real target chains keep that `policy` no longer makes: for each GFS
     cycle switched off, "3 weekly fulls stay until 2026-03-01" over all machines."""
-    from engine.retention import kept_after_switch_off, points_from_chain, switched_off_text
+    from engine.retention import points_from_chain
+    from engine.retention_why import kept_after_switch_off, switched_off_text
 
     today = today or wall_now().date()
     repo = target_repository(spec)

@@ -24,9 +24,11 @@ def test_folder_target_keeps_immutable_points_and_shows_until(tmp_path):
         res = run_job(job, at=T0 + timedelta(days=day, hours=1))
         assert res.status == "Success", [t.message for t in res.tasks]
     meta = Repository(dst).load("Imm", m.name)
-    # keep = 2 alone would leave 2 points; days 2, 3 and 4 are younger than 3 days, and
-    # day 1 stays as the full they build on (an immutable increment is never merged)
-    assert [p.time for p in meta.points] == [T0 + timedelta(days=d) for d in (1, 2, 3, 4)]
+    # keep = 2 alone would leave 2 points; an immutable chain is forward incremental (no
+    # merge into the full its locked increments read), and its first periodic full is
+    # due on day 7: all five points stay
+    assert [p.time for p in meta.points] == [T0 + timedelta(days=d) for d in range(5)]
+    assert [p.kind.value for p in meta.points] == ["full"] + ["incremental"] * 4
     points = chain_json(dst, "Imm", m.name)["chains"][0]["points"]
     for p, shown in zip(meta.points, points, strict=True):
         want = (p.time + timedelta(days=3)).astimezone().isoformat(timespec="seconds")
