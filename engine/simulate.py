@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from engine.gfs import FLAG_NAMES, gfs_flags_for
 from engine.immutability import full_period_days, periodic_full_due, periodic_full_reason
@@ -90,6 +91,9 @@ class PreviewResult:
     days: list[PreviewDay]
     worst_day: PreviewDay
     notes: list[str]
+    # what immutability costs: this preview against the same one with immutable_days = 0
+    # (`engine.preview_cli.immutability_cost`); None when the job has no immutability
+    immutability: dict[str, Any] | None = None
 
 
 @dataclass
@@ -454,7 +458,8 @@ def _notes(policy: RetentionPolicy, mode: str, sizing: Sizing) -> list[str]:
         notes.append(f"immutable_days = {policy.immutable_days}: a point stays at least "
                      f"{policy.immutable_days} days after it was made, whatever retention "
                      f"says (\"immutable until\" in its reason); it is deleted at the first "
-                     f"run after that")
+                     f"run after that when retention no longer needs it (without GFS: with "
+                     f"its whole chain)")
     notes.append(f"sizes: full {fmt_size(sizing.full)}, increment "
                  f"{fmt_size(sizing.incremental)}; a merge keeps the full's size")
     notes.append("work space (kept free for merges and synthetic fulls): 105% of the first "

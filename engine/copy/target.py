@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
+from engine.copy.guard import floor_until
 from engine.copy.payloads import CheckAnswer, Corrupt, Done, HelloReply
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
@@ -438,9 +439,9 @@ class TargetMover:
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
-            imm = begin.get("immutable_until")
-            if isinstance(imm, str) and len(imm) <= 40:  # retention keeps it until then
-                datetime.fromisoformat(imm)  # ValueError: refused like any bad frame
+            # the mover's floor (`ferry mover --immutable-days`) raises what the client asked
+            imm = floor_until(begin.get("immutable_until"), when, self.policy)
+            if imm is not None:  # retention keeps it until then
                 ids = {p.id for p in meta.points}
                 old = meta.facts.get("immutable_until")
                 kept = {k: v for k, v in old.items() if k in ids} if isinstance(old, dict) else {}

@@ -79,3 +79,40 @@ def test_immutable_attribute_on_point_files_as_root(tmp_path):
     finally:
         for f in folder.glob("*"):
             immutable.set_immutable(f, False)
+
+
+def test_a_full_holds_as_long_as_a_locked_increment_reads_it(tmp_path):
+    """The full's own immutability passed, its increments' did not: its file keeps the
+    attribute (deleting it would lose the locked increments), and compact leaves it;
+    the older chain, which no locked point reads, is lifted."""
+    from datetime import datetime
+
+    import pytest
+
+    from engine.model import Kind, MachineMeta, Method, RestorePoint
+    from engine.repository import immutable
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    now = datetime.now().astimezone().replace(microsecond=0)
+    kinds = [("a0", Kind.FULL, -20), ("a1", Kind.INCREMENTAL, -19),
+             ("b0", Kind.FULL, -5), ("b1", Kind.INCREMENTAL, -4), ("b2", Kind.INCREMENTAL, 2)]
+    meta = MachineMeta("J", "m", 1 << 20, Method.FOREVER_FORWARD, "auto")
+    meta.points = [RestorePoint(pid, now, kind, f"{pid}.f", []) for pid, kind, _ in kinds]
+    meta.facts["immutable_until"] = {pid: (now + timedelta(days=d)).isoformat()
+                                     for pid, _, d in kinds}
+    assert [immutable.immutable_now(meta, p) for p, _, _ in kinds] == [
+        False, False, True, True, True]
+    if not immutable.set_immutable(probe, True):
+        pytest.skip("the immutable attribute needs root and ext4/xfs/btrfs/tmpfs>=6.0 here")
+    immutable.set_immutable(probe, False)
+    try:
+        for pid, _, _ in kinds:
+            (tmp_path / f"{pid}.f").write_bytes(b"x")
+            immutable.set_immutable(tmp_path / f"{pid}.f", True)
+        assert immutable.lift_expired(tmp_path, meta) == 2  # a0, a1
+        assert [immutable.is_immutable(tmp_path / f"{p}.f") for p, _, _ in kinds] == [
+            False, False, True, True, True]
+    finally:
+        for f in tmp_path.glob("*.f"):
+            immutable.set_immutable(f, False)
