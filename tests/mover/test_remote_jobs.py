@@ -115,16 +115,21 @@ class FakeMover(threading.Thread):
             end.close()
 
 
+def _job_to(tmp_path, src, fake):
+    """A job copying `src` to the fake mover (no retries: one attempt to count)."""
+    job = write_job(tmp_path / "j.toml", JOB, src.repo, ["Daily"], tmp_path / "local",
+                    extra="[transport]\nretries = 0\n")
+    job.write_text(job.read_text().replace("[target]\n", f'[target]\nmover = "127.0.0.1:'
+                                                         f'{fake.port}"\n'))
+    return load_job(job)
+
+
 def test_fake_mover_cannot_pass_for_one(tmp_path):
     src = Source(tmp_path, methods=("forward",), size=4 * (256 << 10) + 1000)
     src.backup(T0)
     fake = FakeMover()
     fake.start()
-    job = write_job(tmp_path / "j.toml", JOB, src.repo, ["Daily"], tmp_path / "local",
-                    extra="[transport]\nretries = 0\n")
-    job.write_text(job.read_text().replace("[target]\n", f'[target]\nmover = "127.0.0.1:'
-                                                         f'{fake.port}"\n'))
-    res = run_job(load_job(job), at=T0)
+    res = run_job(_job_to(tmp_path, src, fake), at=T0)
     assert fake.proved == 1
     assert res.status == "Failed"
     assert "could not prove it holds block" in res.tasks[0].message
@@ -143,11 +148,7 @@ def test_a_broken_done_answer_fails_the_task_with_one_line(tmp_path, done, match
     src.backup(T0)
     fake = FakeMover(done=done)
     fake.start()
-    job = write_job(tmp_path / "j.toml", JOB, src.repo, ["Daily"], tmp_path / "local",
-                    extra="[transport]\nretries = 0\n")
-    job.write_text(job.read_text().replace("[target]\n", f'[target]\nmover = "127.0.0.1:'
-                                                         f'{fake.port}"\n'))
-    res = run_job(load_job(job), at=T0)
+    res = run_job(_job_to(tmp_path, src, fake), at=T0)
     assert res.status == "Failed"
     assert match in res.tasks[0].message and "\n" not in res.tasks[0].message
     assert res.tasks[0].point in ("", None)
