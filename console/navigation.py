@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from console.records import JobEntry
 from console.screens.live import LiveRunScreen
 
 if TYPE_CHECKING:
@@ -54,18 +55,23 @@ class Navigator:
         if key is None or self.app.spec_or_say(key) is not None:
             self.app.push_screen(HistoryScreen(key))
 
+    def _job_text(self, key: str) -> tuple[JobEntry, str] | None:
+        """The job's entry and its file's text, or None after saying why it cannot be read."""
+        entry = self.app.jobs.get(key)
+        if entry is None:
+            return None
+        try:
+            return entry, entry.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.app.notify(f"{entry.path}: {exc}", severity="error")
+            return None
+
     def open_editor(self, key: str) -> None:
         from console.screens.editor import EditorScreen
 
-        entry = self.app.jobs.get(key)
-        if entry is None:
-            return
-        try:
-            text = entry.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.app.notify(f"{entry.path}: {exc}", severity="error")
-            return
-        self.app.push_screen(EditorScreen(entry.path, text, job_key=key))
+        if (found := self._job_text(key)) is not None:
+            entry, text = found
+            self.app.push_screen(EditorScreen(entry.path, text, job_key=key))
 
     def edit_external(self, key: str) -> None:
         """`E`: the job file in $EDITOR; saved when valid, else back in the built-in
@@ -73,20 +79,16 @@ class Navigator:
         from console.external_editor import edit_externally
         from console.screens.editor import EditorScreen
 
-        entry = self.app.jobs.get(key)
-        if entry is None:
+        if (found := self._job_text(key)) is None:
             return
-        try:
-            text = entry.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.app.notify(f"{entry.path}: {exc}", severity="error")
-            return
+        entry, text = found
         edited = edit_externally(self.app, text, entry.path)
         if edited is None or edited == text:
             return
         errors = self.app.backend.save_text(entry.path, edited)
         if not errors:
-            self.app.job_saved(key, self.app.backend.load_job(entry.path), f"{entry.path.name} saved")
+            self.app.job_saved(key, self.app.backend.load_job(entry.path),
+                               f"{entry.path.name} saved")
             return
         screen = EditorScreen(entry.path, text, job_key=key)
         self.app.push_screen(screen, wait_for_dismiss=False)
