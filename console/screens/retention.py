@@ -207,8 +207,11 @@ class RetentionScreen(Screen[None]):
         worst_label = self.query_one("#whatif-worst", Label)
         if worst is not None:
             wd = days[worst]
+            cost = self.result.immutability if self.result is not None else None
             worst_label.update(f"Worst day {wd.date}: {fmt.size(wd.total_size)}"
                                f" · {fmt.plural(len(wd.points), 'point')}"
+                               + (f" · immutability {'+' if cost['extra_worst_day'] >= 0 else '-'}"
+                                  f"{fmt.size(abs(cost['extra_worst_day']))}" if cost else "")
                                + (f" · {self.sizing_words}" if self.sizing_words else ""))
         else:
             worst_label.update("No days simulated")

@@ -116,3 +116,32 @@ def test_a_full_holds_as_long_as_a_locked_increment_reads_it(tmp_path):
     finally:
         for f in tmp_path.glob("*.f"):
             immutable.set_immutable(f, False)
+
+
+def test_periodic_synthetic_full_of_an_encrypted_immutable_chain(tmp_path, monkeypatch):
+    """The periodic full moves sealed blocks without the password (as a GFS synthetic
+    full does); after it and after the old chain's deletion every point opens and
+    exports exactly."""
+    from .enc_helpers import enc_job, export_with, set_pw
+
+    set_pw(monkeypatch)
+    src = Source(tmp_path, methods=("forward",))
+    m = src.machines["vm-forward"]
+    dst = tmp_path / "dr"
+    job = load_job(enc_job(tmp_path / "e.toml", "E", src.repo, ["Daily"], dst, keep=2,
+                           extra="immutable_days = 3\n"))
+    actions = []
+    for day in range(12):
+        src.backup(T0 + timedelta(days=day))
+        res = run_job(job, at=T0 + timedelta(days=day, hours=1))
+        assert res.status == "Success", res.to_json()
+        actions += [a["action"] for a in res.retention]
+        if day not in (7, 10, 11):  # after the synthetic full, the deletion, at the end
+            continue
+        for p in Repository(dst).load("E", m.name).points:
+            assert export_with(dst, "E", m.name, p.id, tmp_path / "x" / p.id) == \
+                m.states[p.source_point]
+    assert actions == ["synthetic-full", "delete-chain"]
+    meta = Repository(dst).load("E", m.name)
+    assert [p.kind.value for p in meta.points] == ["full"] + ["incremental"] * 4
+    assert all(p.encrypted for p in meta.points)

@@ -119,3 +119,30 @@ def test_begin_raises_immutable_until_to_the_floor(floored):
         want = (when + timedelta(days=max(days, 3))).astimezone().isoformat(timespec="seconds")
         assert shown == want
         when += timedelta(minutes=10 + extra)
+
+
+def test_mover_retain_keeps_the_floor_for_an_append_only_job(tmp_path, golden, mover,
+                                                            monkeypatch):
+    """`ferry mover retain --immutable-days N` (`retain_job` with the floor): the stored
+    request of an append-only client (keep = 2, immutable_days = 0: forever-forward
+    merges) runs under the floor: nothing younger than N days is merged away."""
+    from copyjob.conftest import T0
+
+    from engine.copy.guard import retain_job
+
+    src, *_ = golden
+    _, token = moverauth.add_token(mover.repo, JOB, append_only=True)
+    monkeypatch.setenv("FERRY_TEST_TOKEN", token)
+    spec = tls_job(tmp_path, src, mover, keep=2)
+    src.backup(T0 + timedelta(days=3))
+    assert run_job(spec, at=T0 + timedelta(days=3)).status == "Warning"
+    repo = Repository(mover.repo)
+    ids = [p.id for p in repo.load(JOB, MACHINE).points]
+    assert len(ids) == 4
+    clock = T0 + timedelta(days=3, hours=1)  # days 1..3 are younger than 3 days
+    done = retain_job(repo, JOB, Floor(immutable_days=3), clock=clock)
+    assert all(a["action"] not in ("refused", "merge", "delete-chain") for a in done), done
+    assert [p.id for p in repo.load(JOB, MACHINE).points] == ids
+    # without the floor the same stored request merges down to 2 points
+    retain_job(repo, JOB, Floor(), clock=clock)
+    assert len(repo.load(JOB, MACHINE).points) == 2
