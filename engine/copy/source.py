@@ -10,7 +10,6 @@ differs from the source's, and sent in order.
 from __future__ import annotations
 
 import json
-import secrets
 import struct
 import threading
 import time
@@ -20,17 +19,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.blockio import Compressor, decompressor, digest
+from engine.blockio import Compressor, decompressor, digest, tune_malloc
 from engine.copy import transport as t
 from engine.copy.control import MachineControl, RunControl, Stopped
+from engine.copy.payloads import Done, Hello, HelloReply
 from engine.copy.target import pack_digest
 from engine.errors import FerryError
 from engine.keys import OVERHEAD, ChainKey
 from engine.model import Stats
-from engine.repository.container import FLAG_SEALED, FLAG_ZERO, Entry, decode_block
+from engine.repository.container import (
+    FLAG_SEALED,
+    FLAG_ZERO,
+    Entry,
+    decode_block,
+    stored_problem,
+)
 from engine.repository.resolve import Located, PointView
 
 BATCH = 8192
+# blocks read, verified and encoded ahead of the one being sent (`_stream`): each holds its
+# BLOCK frame (the stored or recompressed payload) until sent; the THREADS being worked on
+# hold their stored payload, decoded block and (recompressing) new payload besides
+IN_FLIGHT = 8
 _PROOF = struct.Struct("<IB")  # as engine.copy.target answers PROVE
 # one block to send: (disk index, block, where it is; None = the block became zero)
 PlanItem = tuple[int, int, Located | None]
@@ -133,6 +143,9 @@ class SourceMover:
         self.prove = 0  # blocks a remote target must prove it holds, per point (0: trusted)
         self.token: str | None = None  # the job's mover token (tls://), sent in HELLO
         self.append_only = False  # the target said this credential cannot delete
+        # the target decodes each block and checks its digest before storing it: a payload
+        # passed through as stored then needs only its stored-bytes check here
+        self.target_decodes = False
 
     def target_digest(self, e: Entry) -> bytes:
         """The digest the target knows a block by: keyed when the point is encrypted."""
@@ -144,14 +157,9 @@ class SourceMover:
                          for b, loc in view.blocks(d.name).items()} for d in view.disks}
 
     def hello(self, job: str, machine: str) -> None:
-        hello = {"version": t.PROTOCOL_VERSION, "job": job, "machine": machine}
-        if self.token is not None:
-            hello["token"] = self.token
-        self.end.send_json(t.HELLO, hello)
-        reply = self.end.expect(t.HELLO, timeout=60).json()
-        if reply.get("version") != t.PROTOCOL_VERSION:
-            raise t.StreamError(f"target mover speaks protocol {reply.get('version')}")
-        self.append_only = reply.get("append_only") is True
+        self.end.send_json(t.HELLO, Hello(job, machine, self.token).to_json())
+        reply = HelloReply.parse(self.end.expect(t.HELLO, timeout=60).json())
+        self.append_only = reply.append_only
 
     def plan_blocks(self, view: PointView, previous: dict[str, dict[int, bytes]] | None,
                     repair: Set[tuple[str, int]] = frozenset()) -> list[PlanItem]:
@@ -172,7 +180,7 @@ class SourceMover:
         return out
 
     def send_point(self, view: PointView, begin: dict[str, Any], plan: list[PlanItem], stats: Stats,
-                   logical: int = 0) -> dict[str, Any]:
+                   logical: int = 0) -> Done:
         """Stream one point; returns the target's DONE answer.
 
         `stats.processed` advances from its value now by `logical` (the point's
@@ -206,17 +214,17 @@ class SourceMover:
         stats.processed = base + logical
         self.disks = dict.fromkeys((d.name for d in view.disks), 1.0)
         self.end.send(t.encode(t.COMMIT, b""))
-        done = self.end.expect(t.DONE).json()
+        done = Done.parse(self.end.expect(t.DONE).json())
         if self.prove:
             sent = {(i, b) for i, b, _ in missing}
-            self._check_proof(view, done.get("point"), sent)
+            self._check_proof(view, done.point, sent)
         stats.transferred += self.end.sent - sent0
-        stats.written += done["written"]
-        self.busy.target += done.get("busy", 0.0)
+        stats.written += done.written
+        self.busy.target += done.busy
         self.busy.stream, self.busy.throttled = self.end.busy, self.throttled
         return done
 
-    def _check_proof(self, view: PointView, point: object, sent: set[tuple[int, int]]) -> None:
+    def _check_proof(self, view: PointView, point: str, sent: set[tuple[int, int]]) -> None:
         """Ask the target for a random sample of the blocks it did not receive in this
         stream (it answered HAVE, or already held them) and check each against the
         source's own digest: a target that lies about holding data fails the run."""
@@ -225,6 +233,8 @@ class SourceMover:
                 if loc.entry.flags != FLAG_ZERO and (i, b) not in sent]
         if not have:
             return
+        import secrets  # only for remote targets (secrets pulls in hmac and OpenSSL)
+
         sample = secrets.SystemRandom().sample(have, min(self.prove, len(have)))
         self.end.send_json(t.PROVE, {"point": point, "blocks": [[i, b] for i, b, _ in sample]})
         proof = memoryview(self.end.expect(t.PROVE).payload)
@@ -259,7 +269,9 @@ class SourceMover:
         return len(data) == e.raw and digest(data) == e.digest
 
     def _stream(self, view: PointView, missing: list[PlanItem], positions: list[int], stats: Stats) -> None:
-        depth = 8
+        depth = IN_FLIGHT
+        if missing:
+            tune_malloc()  # the block buffers start now (the runner's pool leaves it to here)
         pending: deque[tuple[int, Future[tuple[bytes | bytearray, int]]]] = deque()
         self._last_progress = time.monotonic()
         for item, pos in zip(missing, positions, strict=True):
@@ -300,8 +312,16 @@ class SourceMover:
         payload = view.read_stored(loc)
         t1 = time.perf_counter()
         e = loc.entry
-        data = decode_block(payload, e, decompressor())
-        if digest(data) != e.digest:
+        if self.target_decodes and self.comp is None and self.key is None \
+                and e.check is not None:
+            # passed through as stored: the xxh3-64 of the stored bytes (format 2) proves
+            # they are what the source wrote, at xxh3 speed instead of a decompression;
+            # the target decodes the payload and checks it against the block digest
+            corrupt = bool(stored_problem(e, payload))
+        else:  # recompressed or sealed here: this decoded block is what the target gets
+            data = decode_block(payload, e, decompressor())
+            corrupt = digest(data) != e.digest
+        if corrupt:
             layer = view.layers[loc.layer].path.name
             raise SourceCorrupt(f"source block {b} of disk {view.disks[i].name} in {layer} "
                                 f"does not match its digest")
