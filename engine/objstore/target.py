@@ -30,6 +30,7 @@ from engine.objstore.generations import extend_locks, hold_chain
 from engine.objstore.index import UNKNOWN, BlockIndex, new_epoch, row_of
 from engine.objstore.manifest import (
     Manifest,
+    ManifestError,
     ManifestLayer,
     block_name,
     manifest_name,
@@ -133,7 +134,12 @@ class Machine:
         """The packed entries of the chain's manifests (what a rebuilt cache learns)."""
         meta = self.repo.try_load(self.job, self.machine)
         for p in meta.points if meta else ():
-            for d in ManifestLayer(self.bucket, self.key, p.file, p.id).disks.values():
+            try:
+                layer = ManifestLayer(self.bucket, self.key, p.file, p.id)
+            except (ManifestError, S3Error) as exc:  # its blocks are sent again, if needed
+                log.warning("%s: block index cache: %s", self.key, exc)
+                continue
+            for d in layer.disks.values():
                 yield from (e for e in d.blocks.values() if split_loc(e.offset)[0])
 
     def sync(self, create: bool) -> None:
