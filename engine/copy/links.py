@@ -5,8 +5,11 @@
   from `token_env` goes in the HELLO.
 * `ssh://user@host[:port]/abs/repo`: the OpenSSH client runs
   `ferry mover --stdio --repo /abs/repo` on the far side (an authorized_keys forced
-  command usually fixes that command); `$FERRY_SSH` replaces `ssh` (e.g.
-  `ssh -F /path/config`), like borg's BORG_RSH.
+  command usually fixes that command); `$FERRY_RSH` replaces `ssh` (e.g.
+  `ssh -F /path/config`), like borg's BORG_RSH (`$FERRY_SSH`, its older name, still
+  works). On a CPU with AES instructions the ciphers ssh would offer anyway are
+  reordered AES-GCM first (`fast_ciphers`): OpenSSH's default prefers ChaCha20, which
+  costs this stream about 1.6 times the CPU on both ends.
 * `host:port`: plain frames, loopback addresses only.
 """
 
@@ -166,13 +169,48 @@ class SshEndpoint(t.FdEndpoint):
             self.proc.wait(timeout=10)
 
 
+def rsh() -> list[str]:
+    """The ssh client command: `$FERRY_RSH` (the contract's name), else `$FERRY_SSH`."""
+    return shlex.split(os.environ.get("FERRY_RSH") or os.environ.get("FERRY_SSH") or "ssh")
+
+
 def ssh_command(addr: MoverAddress) -> list[str]:
-    base = shlex.split(os.environ.get("FERRY_SSH", "ssh"))
+    base = rsh()
     target = f"{addr.user}@{addr.host}" if addr.user else addr.host
     port = ["-p", str(addr.port)] if addr.port else []
     remote = f"ferry mover --stdio --repo {shlex.quote(addr.path or '')}"
-    return [*base, *port, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}",
-            "--", target, remote]
+    opts = [*port, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}"]
+    ciphers = fast_ciphers([*base, *opts], target) if cpu_has_aes() else None
+    return [*base, *opts, *(["-c", ciphers] if ciphers else []), "--", target, remote]
+
+
+def cpu_has_aes() -> bool:
+    """Whether this CPU has AES instructions (x86 `aes`, arm64 `aes` feature)."""
+    try:
+        text = open("/proc/cpuinfo").read()  # noqa: SIM115 - one small read
+    except OSError:
+        return False
+    return any(line.split(":", 1)[0].strip() in ("flags", "Features")
+               and "aes" in line.split(":", 1)[1].split() for line in text.splitlines()
+               if ":" in line)
+
+
+def fast_ciphers(cmd: list[str], target: str) -> str | None:
+    """The ciphers `cmd` would offer `target` (`ssh -G`: its config, options and defaults
+    applied, nothing sent), AES-GCM ones first; None when there is nothing to reorder
+    or ssh cannot say. Only the order changes: a cipher the configuration leaves out is
+    never offered."""
+    try:
+        out = subprocess.run([*cmd, "-G", "--", target], capture_output=True, text=True,
+                             timeout=CONNECT_TIMEOUT, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    line = next((x for x in out.splitlines() if x.startswith("ciphers ")), "")
+    offered = line.partition(" ")[2].strip().split(",") if line else []
+    gcm = [c for c in offered if c.startswith("aes") and c.endswith("-gcm@openssh.com")]
+    if not gcm or offered[:len(gcm)] == gcm:
+        return None
+    return ",".join(gcm + [c for c in offered if c not in gcm])
 
 
 def connect_ssh(addr: MoverAddress) -> SshEndpoint:
