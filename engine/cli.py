@@ -9,9 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.table import Table
-
 from engine.errors import CommandError, ExitCode, exit_code, one_line
 from engine.jsonout import emit
 from engine.objstore.open import repo_arg
@@ -289,6 +286,9 @@ def cmd_chain(args: argparse.Namespace) -> int:
     if args.json:
         emit(data)
         return EXIT_OK
+    from rich.console import Console  # not at import: every command (and each ssh
+    from rich.table import Table  # mover stream) would pay ~90 ms starting up
+
     con = Console()
     for ch in data["chains"]:
         t = Table(title=f"{ch['job']} / {ch['machine']} ({ch['method']})", title_justify="left")
