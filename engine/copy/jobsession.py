@@ -124,18 +124,24 @@ class RemoteJob:
     """The copy job's end of the job stream (opened before the tasks, closed after)."""
 
     def __init__(self, spec: JobSpec) -> None:
-        from engine.copy.links import connect, token_of
+        from engine.copy.links import connect, drop_spares, token_of, warm
 
         self.spec = spec
-        self.end = connect(spec)
-        hello = {"version": t.PROTOCOL_VERSION, "job": spec.name, "session": True}
-        token = token_of(spec)
-        if token is not None:
-            hello["token"] = token
+        warm(spec)  # the first task's stream (ssh://) starts alongside this one
         try:
+            self.end = connect(spec, spare=False)
+        except BaseException:
+            drop_spares(spec)
+            raise
+        hello = {"version": t.PROTOCOL_VERSION, "job": spec.name, "session": True}
+        try:
+            token = token_of(spec)
+            if token is not None:
+                hello["token"] = token
             self.end.send_json(t.HELLO, hello)
             self.end.expect(t.HELLO, timeout=60)
         except t.StreamError as exc:
+            drop_spares(spec)
             self.end.close()
             if "already running" in str(exc):
                 raise JobBusy(str(exc)) from None
@@ -154,6 +160,9 @@ class RemoteJob:
         self.end.expect(t.HISTORY, timeout=300)
 
     def close(self) -> None:
+        from engine.copy.links import drop_spares
+
+        drop_spares(self.spec)
         try:
             self.end.send_json(t.BYE, {})
         except t.StreamError:

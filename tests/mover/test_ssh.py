@@ -111,18 +111,18 @@ def test_fast_ciphers_only_reorders_what_ssh_would_offer(tmp_path):
 
     default = tmp_path / "default"
     default.write_text("Host *\n    BatchMode yes\n")
-    got = fast_ciphers(["ssh", "-F", str(default)], "host.invalid")
+    got = fast_ciphers(("ssh", "-F", str(default)), "host.invalid")
     offered = _ssh_g_ciphers(default)
     assert got is not None and sorted(got.split(",")) == sorted(offered)
     assert got.split(",")[0].startswith("aes") and got.split(",")[0].endswith("-gcm@openssh.com")
     chacha = tmp_path / "chacha"  # an admin's choice without AES-GCM is kept as it is
     chacha.write_text("Host *\n    Ciphers chacha20-poly1305@openssh.com,aes256-ctr\n")
-    assert fast_ciphers(["ssh", "-F", str(chacha)], "host.invalid") is None
+    assert fast_ciphers(("ssh", "-F", str(chacha)), "host.invalid") is None
     some = tmp_path / "some"
     some.write_text("Host *\n    Ciphers aes256-ctr,aes256-gcm@openssh.com\n")
-    assert fast_ciphers(["ssh", "-F", str(some)], "host.invalid") == \
+    assert fast_ciphers(("ssh", "-F", str(some)), "host.invalid") == \
         "aes256-gcm@openssh.com,aes256-ctr"
-    assert fast_ciphers(["/nonexistent/ssh"], "host.invalid") is None
+    assert fast_ciphers(("/nonexistent/ssh",), "host.invalid") is None
 
 
 def test_ssh_command_puts_aes_gcm_first_on_an_aes_cpu(monkeypatch, tmp_path):
@@ -136,3 +136,34 @@ def test_ssh_command_puts_aes_gcm_first_on_an_aes_cpu(monkeypatch, tmp_path):
         assert cmd[cmd.index("-c") + 1].startswith("aes128-gcm@openssh.com,")
     else:
         assert "-c" not in cmd
+
+
+def test_a_warmed_stream_goes_to_the_next_connect_only_while_young(tmp_path, server,
+                                                                   monkeypatch):
+    """RemoteJob warms the first task's ssh stream while its own handshakes; connect
+    takes it while it is young and alive, drop_spares closes what nobody took."""
+    from engine.copy import links
+    from engine.copy import transport as t
+
+    s, repo = server
+    monkeypatch.setenv("FERRY_RSH", f"ssh -F {s.config}")
+    src = Source(tmp_path, methods=("forward",), size=4 * (256 << 10) + 1000)
+    spec = ssh_job(tmp_path, src, s, repo)
+    links.warm(spec)
+    spare = links._spares[spec.target.mover][0][1]
+    end = links.connect(spec)
+    assert end is spare and not links._spares[spec.target.mover]
+    end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION, "job": JOB, "machine": "vm01"})
+    assert end.expect(t.HELLO, timeout=30).json()["version"] == t.PROTOCOL_VERSION
+    end.send_json(t.BYE, {})
+    end.close()
+    links.warm(spec)
+    old = links._spares[spec.target.mover][0][1]
+    monkeypatch.setattr(links, "SPARE_AGE", 0.0)
+    fresh = links.connect(spec)
+    assert fresh is not old and old.proc.poll() is not None
+    fresh.close()
+    links.warm(spec)
+    left = links._spares[spec.target.mover][0][1]
+    links.drop_spares(spec)
+    assert left.proc.poll() is not None and spec.target.mover not in links._spares
