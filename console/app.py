@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,7 +23,6 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 
-from console import format as fmt
 from console.backend import Backend
 from console.clock import Clock, SystemClock
 from console.commands import FerryCommands
@@ -38,21 +36,23 @@ from console.messages import (
     LiveSessionsFound,
     RunEnded,
 )
+from console.navigation import Navigator
 from console.records import JobEntry, MachineInfo
-from console.run_model import TaskState, as_status
+from console.run_model import as_status
 from console.run_session import RunSession
 from console.screens.confirm import ConfirmModal
 from console.screens.help import HelpScreen
 from console.screens.live import LiveRunScreen
 from console.screens.overview import OverviewScreen
 from console.screens.quit import LEAVE, STOP, QuitModal
+from console.steering import Steering
 from console.store import JobState, Store
 from console.themes import DEFAULT_THEME, NO_COLOR_THEME, THEMES_DIR, load_themes
 from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult
 from engine.events import LogLine
 from engine.jobs.load import JobSpec
-from engine.live.client import LiveError, SessionInfo
+from engine.live.client import SessionInfo
 from engine.live.hangup import hangup_note, let_go_of_terminal
 from engine.model import Status
 
@@ -111,6 +111,8 @@ class FerryConsole(App[int], inherit_bindings=False):
         elif loaded.themes:
             self.theme = loaded.themes[0].name
         self._keymap_file = keymap_file
+        self.steering = Steering(self)
+        self.nav = Navigator(self)
 
     # ---- life cycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -302,7 +304,7 @@ class FerryConsole(App[int], inherit_bindings=False):
                 continue
             if was_active and not session.active and session.remote is not None:
                 self._remote_ended(key, session)
-            self._sync_live(session)
+            self.sync_live(session)
             if session.model.status is not None:
                 self.store.finished[key] = session.model.status
             state = self.state_of(key)
@@ -313,7 +315,8 @@ class FerryConsole(App[int], inherit_bindings=False):
                 main.sync_job(key)
 
     # ---- run control -------------------------------------------------------------------------
-    def _spec(self, key: str) -> JobSpec | None:
+    def spec_or_say(self, key: str) -> JobSpec | None:
+        """The job's spec, or None after saying its file is not valid."""
         entry = self.jobs.get(key)
         if entry is None or entry.spec is None:
             self.notify(f"{entry.name if entry else key}: the job file is not valid; "
@@ -331,7 +334,7 @@ class FerryConsole(App[int], inherit_bindings=False):
 
     def start_job(self, key: str, only: list[str] | None = None) -> None:
         """Start a run of the job (`only`: just those machines, a retry)."""
-        spec = self._spec(key)
+        spec = self.spec_or_say(key)
         if spec is None:
             return
         current = self.sessions.get(key)
@@ -342,7 +345,7 @@ class FerryConsole(App[int], inherit_bindings=False):
             by = "" if current.local else f" (started by {current.started_by})"
             self.notify(f"{current.job} is already running{by}: showing that run",
                         severity="warning")
-            self.open_live(key)
+            self.nav.open_live(key)
             return
         control = self.backend.make_control()
         session = self.new_session(key, control)
@@ -367,7 +370,7 @@ class FerryConsole(App[int], inherit_bindings=False):
         what = f" (retry: {', '.join(only)})" if only else ""
         self.notify(f"{session.job}: started{what}", title="Run")
         self.job_changed(key)
-        self.open_live(key)
+        self.nav.open_live(key)
 
     def on_run_ended(self, message: RunEnded) -> None:
         key = message.job_key
@@ -391,7 +394,7 @@ class FerryConsole(App[int], inherit_bindings=False):
                                 self.clock.monotonic())
             self.notify(f"{session.job}: {session.error}", title="Run failed",
                         severity="error", timeout=15)
-        self._sync_live(session)
+        self.sync_live(session)
         self.job_changed(key)
         entry = self.jobs.get(key)
         if entry is not None and entry.spec is not None:
@@ -464,187 +467,14 @@ class FerryConsole(App[int], inherit_bindings=False):
         if entry is not None and entry.spec is not None:
             self.load_job_data(key, entry.spec)
 
-    def _active(self, key: str, verb: str) -> RunSession | None:
-        """The job's live session, or None after saying why nothing can be done."""
-        session = self.sessions.get(key)
-        if session is None or not session.active:
-            self.notify(f"{self.store.name(key)} is not running: nothing to {verb} "
-                        "(s starts it)", severity="warning")
-            return None
-        return session
-
-    def _run_machine(self, session: RunSession, machine: str, verb: str) -> bool:
-        """True when `machine` is a machine of the run still going (else says why)."""
-        row = session.model.rows.get(machine)
-        if row is None:
-            self.notify(f"{machine} is not part of this run of {session.job}", severity="warning")
-            return False
-        if row.state == TaskState.DONE:
-            self.notify(f"{machine} has finished ({row.status}): nothing to {verb}",
-                        severity="warning")
-            return False
-        return True
-
-    def _act(self, session: RunSession, action: Callable[[], None]) -> bool:
-        """Run a control action; a run of another process may refuse or be gone."""
-        try:
-            action()
-        except LiveError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
-            return False
-        return True
-
-    def hold_job(self, key: str, machine: str | None = None) -> None:
-        """Hold the run, or only `machine` of it (it pauses at its next block)."""
-        session = self._active(key, "hold")
-        if session is None or session.control is None:
-            return
-        control = session.control
-        if machine:
-            if not self._run_machine(session, machine, "hold"):
-                return
-            if self._act(session, lambda: control.hold("operator", machine)):
-                self.notify(f"{session.job} · {machine}: on hold (operator) at its next block; "
-                            "the others go on; r resumes it", title="Hold")
-                self.job_changed(key)
-                self._sync_live(session)
-            return
-        if session.held_by_operator:
-            self.notify(f"{session.job} is already on hold", severity="warning")
-            return
-        if not self._act(session, lambda: control.hold("operator")):
-            return
-        self.notify(f"{session.job}: on hold (operator); r resumes", title="Hold")
-        self.job_changed(key)
-        self._sync_live(session)
-
-    def resume_job(self, key: str, machine: str | None = None) -> None:
-        """Resume `machine` if it is held on its own, else the whole run."""
-        session = self._active(key, "resume")
-        if session is None or session.control is None:
-            return
-        control = session.control
-        if machine and not session.held_by_operator:  # one machine (harmless if not held)
-            if self._run_machine(session, machine, "resume") and \
-                    self._act(session, lambda: control.resume(machine)):
-                self.notify(f"{session.job} · {machine}: resumed", title="Resume")
-                self.job_changed(key)
-                self._sync_live(session)
-            return
-        held = session.model.held_rows()
-        operator_held = [r for r in held if r.hold_by == "operator"]
-        if not session.held_by_operator and not operator_held:
-            text = (f"{len(held)} machine(s) wait for a source lock; they resume by themselves"
-                    if held else f"{session.job} is not on hold")
-            self.notify(text, severity="warning")
-            return
-        if not self._act(session, control.resume):
-            return
-        self.notify(f"{session.job}: resumed", title="Resume")
-        self.job_changed(key)
-        self._sync_live(session)
-
-    def stop_job(self, key: str, machine: str | None = None) -> None:
-        """Stop the run, or only `machine` (after asking)."""
-        session = self._active(key, "stop")
-        if session is None or session.control is None:
-            return
-        if machine is not None and not self._run_machine(session, machine, "stop"):
-            return
-        control = session.control
-
-        def answer(yes: bool | None) -> None:
-            if not yes:
-                return
-            if machine:
-                if self._act(session, lambda: control.stop(machine=machine)):
-                    self.notify(f"{session.job} · {machine}: stopping…", title="Stop",
-                                severity="warning")
-                    self.job_changed(key)
-                    self._sync_live(session)
-                return
-            if self._act(session, control.stop):
-                session.model.stop_requested = True
-                self.notify(f"{session.job}: stopping…", title="Stop", severity="warning")
-            self.job_changed(key)
-            self._sync_live(session)
-
-        if machine:
-            self.push_screen(ConfirmModal(f"Stop {machine} of {session.job}?",
-                                          STOP_MACHINE_WORDS.format(machine=machine),
-                                          yes="Stop machine"), answer)
-            return
-        self.push_screen(ConfirmModal(f"Stop {session.job}?", STOP_WORDS, yes="Stop run"),
-                         answer)
-
-    def failed_machines(self, key: str) -> list[str]:
-        """The machines that ended Failed in the job's newest run (this console's, else the
-        history's)."""
-        session = self.sessions.get(key)
-        if session is not None and not session.active and session.model.rows:
-            return sorted(m for m, r in session.model.rows.items()
-                          if r.status == Status.FAILED)
-        last = self.store.last_runs.get(key)
-        if last is None:
-            return []
-        return sorted(t.machine for t in last.tasks if t.status == Status.FAILED)
-
-    def retry_job(self, key: str, machine: str | None = None) -> None:
-        """Run `machine` again, or every machine that failed in the newest run."""
-        session = self.sessions.get(key)
-        if session is not None and session.active:
-            self.notify(f"{session.job} is running: retry when it has ended", severity="warning")
-            return
-        machines = [machine] if machine else self.failed_machines(key)
-        if not machines:
-            self.notify(f"{self.store.name(key)}: no machine failed in its last run; select a "
-                        "machine to copy it again", severity="warning")
-            return
-        self.start_job(key, only=machines)
-
-    def active_full(self, key: str, machine: str | None = None) -> None:
-        """"Active full now": the next copy of `machine` (or of every machine) is a full."""
-        spec = self._spec(key)
-        if spec is None:
-            return
-        names = [machine] if machine else [m.name for m in self.store.machines.get(key, [])]
-        if not names:
-            self.notify(f"{spec.name} has no machines yet", severity="warning")
-            return
-        size = sum(i.source_points[-1].logical_size for i in self.store.machines.get(key, [])
-                   if i.name in names and i.source_points)
-        who = names[0] if len(names) == 1 else f"all {len(names)} machines"
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._request_full(key, spec, names)
-
-        self.push_screen(ConfirmModal(
-            f"Active full for {who} of {spec.name}?",
-            f"The next run copies {who} as a full: every block is read from the source "
-            f"and sent again (about {fmt.size(size)} before compression) and starts a new "
-            "chain on the target; the older points age out by retention. Nothing starts now.",
-            yes="Request full"), answer)
-
-    @work(thread=True, group="active-full", exit_on_error=False)
-    def _request_full(self, key: str, spec: JobSpec, names: list[str]) -> None:
-        try:
-            self.backend.request_active_full(spec, names)
-        except Exception as exc:
-            self.post_message(JobSaved(key, None, "", error=f"{spec.name}: {exc}"))
-            return
-        what = names[0] if len(names) == 1 else f"{len(names)} machines"
-        self.post_message(JobSaved(key, spec, f"{spec.name}: the next run copies a full of "
-                                              f"{what}", title="Active full"))
-
-    def _sync_live(self, session: RunSession) -> None:
+    def sync_live(self, session: RunSession) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, LiveRunScreen) and screen.session is session:
                 screen.sync()
 
     # ---- schedule ----------------------------------------------------------------------------
     def toggle_schedule(self, key: str) -> None:
-        spec = self._spec(key)
+        spec = self.spec_or_say(key)
         if spec is None:
             return
         enabled = not spec.enabled
@@ -676,9 +506,9 @@ class FerryConsole(App[int], inherit_bindings=False):
         if message.error:
             self.notify(message.error, title="Not saved", severity="error", timeout=10)
         else:
-            self._job_saved(message.job_key, message.spec, message.text, message.title)
+            self.job_saved(message.job_key, message.spec, message.text, message.title)
 
-    def _job_saved(self, key: str, spec: JobSpec | None, text: str,
+    def job_saved(self, key: str, spec: JobSpec | None, text: str,
                    title: str = "Saved") -> None:
         entry = self.jobs.get(key)
         if entry is not None and spec is not None:
@@ -686,83 +516,6 @@ class FerryConsole(App[int], inherit_bindings=False):
             self.load_job_data(key, spec)
         self.notify(text, title=title)
         self.job_changed(key)
-
-    # ---- navigation --------------------------------------------------------------------------
-    def open_live(self, key: str) -> None:
-        session = self.sessions.get(key)
-        if session is None:
-            self.notify(f"{self.store.name(key)} is not running; s starts it, h shows its "
-                        "history", severity="warning")
-            return
-        for screen in self.screen_stack:
-            if isinstance(screen, LiveRunScreen) and screen.session is session:
-                while self.screen is not screen:
-                    self.pop_screen()
-                return
-        self.push_screen(LiveRunScreen(session))
-
-    def open_chain(self, key: str, machine: str | None) -> None:
-        from console.screens.chain import ChainScreen
-
-        if self._spec(key) is None:
-            return
-        self.push_screen(ChainScreen(key, machine))
-
-    def open_whatif(self, key: str) -> None:
-        from console.screens.retention import RetentionScreen
-
-        if self._spec(key) is not None:
-            self.push_screen(RetentionScreen(key))
-
-    def open_history(self, key: str | None) -> None:
-        """One job's history, or every job's (`key` None)."""
-        from console.screens.history import HistoryScreen
-
-        if key is None or self._spec(key) is not None:
-            self.push_screen(HistoryScreen(key))
-
-    def open_editor(self, key: str) -> None:
-        from console.screens.editor import EditorScreen
-
-        entry = self.jobs.get(key)
-        if entry is None:
-            return
-        try:
-            text = entry.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.notify(f"{entry.path}: {exc}", severity="error")
-            return
-        self.push_screen(EditorScreen(entry.path, text, job_key=key))
-
-    def edit_external(self, key: str) -> None:
-        """`E`: the job file in $EDITOR; saved when valid, else back in the built-in
-        editor with the errors shown (nothing written)."""
-        from console.external_editor import edit_externally
-        from console.screens.editor import EditorScreen
-
-        entry = self.jobs.get(key)
-        if entry is None:
-            return
-        try:
-            text = entry.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.notify(f"{entry.path}: {exc}", severity="error")
-            return
-        edited = edit_externally(self, text, entry.path)
-        if edited is None or edited == text:
-            return
-        errors = self.backend.save_text(entry.path, edited)
-        if not errors:
-            self._job_saved(key, self.backend.load_job(entry.path), f"{entry.path.name} saved")
-            return
-        screen = EditorScreen(entry.path, text, job_key=key)
-        self.push_screen(screen, wait_for_dismiss=False)
-        self.call_after_refresh(screen.load_edited, edited, errors)
-
-    def new_job(self) -> None:
-        from console.screens.editor import new_job_flow
-
-        new_job_flow(self)
 
     def switch_theme(self, name: str) -> None:
         self.theme = name
@@ -777,15 +530,3 @@ def _exit_watchdog(sessions: list[RunSession], grace: float = 1.5) -> None:
         session.thread_done.wait()
     time.sleep(grace)
     os._exit(0)
-
-
-STOP_MACHINE_WORDS = (
-    "{machine} stops at its next block and ends Failed ('stopped by operator'), without "
-    "retries; the other machines go on. Its restore points already copied stay; the next "
-    "run continues from there.")
-
-STOP_WORDS = (
-    "Each running machine stops at its next block and ends Failed ('stopped by "
-    "operator'); a machine already past its last block finishes as it would have, "
-    "and the log says so. Queued machines do not start. Restore points already "
-    "copied stay; the next run continues from there.")

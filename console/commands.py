@@ -31,28 +31,28 @@ def ferry_commands(app: FerryConsole) -> list[Command]:
     job = app.jobs[key].name if key and key in app.jobs else ""
     out: list[Command] = []
 
-    def on_job(title: str, help_text: str, method: str, binding_id: str) -> None:
+    def on_job(title: str, help_text: str, action: Callable[[str], object],
+               binding_id: str) -> None:
         if key is None:
             return
-        out.append(Command(f"{title}: {job}", help_text, partial(getattr(app, method), key),
-                           binding_id))
+        out.append(Command(f"{title}: {job}", help_text, partial(action, key), binding_id))
 
-    on_job("Start job", "run the job now and open the live view", "start_job", "job.start")
-    on_job("Hold job", "pause every task at its next block (resumable)", "hold_job", "job.hold")
-    on_job("Resume job", "continue a job held by the operator", "resume_job", "job.resume")
-    on_job("Stop job", "end the run (asks first)", "stop_job", "job.stop")
+    on_job("Start job", "run the job now and open the live view", app.start_job, "job.start")
+    on_job("Hold job", "pause every task at its next block (resumable)", app.steering.hold, "job.hold")
+    on_job("Resume job", "continue a job held by the operator", app.steering.resume, "job.resume")
+    on_job("Stop job", "end the run (asks first)", app.steering.stop, "job.stop")
     on_job("Enable/disable schedule", "write enabled = true/false into the job file",
-           "toggle_schedule", "job.toggle-schedule")
-    on_job("Open live run", "watch the current or last run of the job", "open_live", "job.live")
+           app.toggle_schedule, "job.toggle-schedule")
+    on_job("Open live run", "watch the current or last run of the job", app.nav.open_live, "job.live")
     on_job("Open retention what-if", "try retention settings and see the kept points",
-           "open_whatif", "job.whatif")
-    on_job("Open job editor", "edit the job file with validation", "open_editor", "job.edit")
-    on_job("Open history", "past sessions and per-machine results", "open_history",
+           app.nav.open_whatif, "job.whatif")
+    on_job("Open job editor", "edit the job file with validation", app.nav.open_editor, "job.edit")
+    on_job("Open history", "past sessions and per-machine results", app.nav.open_history,
            "job.history")
     if key is not None:
         out.append(Command(f"Open chains: {job}", "source and target chains side by side",
-                           partial(app.open_chain, key, None), "job.chain"))
-    out.append(Command("New job", "create a job file from the template", app.new_job, "job.new"))
+                           partial(app.nav.open_chain, key, None), "job.chain"))
+    out.append(Command("New job", "create a job file from the template", app.nav.new_job, "job.new"))
     out.append(Command("Go to jobs", "back to the job tree", app_go_home(app), ""))
     out.append(Command("Reload jobs", "read the jobs folder again", app.reload_jobs,
                        "job.reload"))

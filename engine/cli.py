@@ -200,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt as exc:
         print("ferry: interrupted", file=sys.stderr)
+        # CPython 3.11: a KeyboardInterrupt that passed through exec() of a string (e.g.
+        # a dataclass built by a lazy import when Ctrl-C came) is marked unhandled, and
+        # the interpreter would then end by SIGINT, not with 130; an exec resets the mark
+        exec("")  # noqa: S102 - no input: only the interpreter's flag is reset
         return exit_code(exc)
     except BrokenPipeError:
         return EXIT_OK

@@ -29,6 +29,9 @@ def add_mover_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="--stdio: add points only, never merge or delete")
     m.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
                    help="retention floor: points a client can never go below (>= 2)")
+    m.add_argument("--immutable-days", type=arg_type(int_between(0, 36500)), default=0,
+                   metavar="N", help="immutability floor: every point committed here stays "
+                   "immutable at least N days, whatever the client asks [0 = the client's]")
     m.add_argument("--idle-timeout", type=arg_type(duration_between(1, 86400, "from 1s to 1d")),
                    default="10m", metavar="DURATION",
                    help="a connection silent this long is closed")
@@ -61,6 +64,9 @@ def add_mover_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     mr.add_argument("--min-points", type=arg_type(int_between(2, 9999)), default=2,
                     dest="sub_min_points",
                     help="retention floor: points never to go below (>= 2)")
+    mr.add_argument("--immutable-days", type=arg_type(int_between(0, 36500)), default=0,
+                    dest="sub_immutable_days", metavar="N",
+                    help="immutability floor: points younger than N days stay")
 
 
 def cmd_mover(args: argparse.Namespace) -> int:
@@ -74,7 +80,7 @@ def cmd_mover(args: argparse.Namespace) -> int:
             return _mover_admin(args, sub)
         if args.min_points < 2:
             raise ValueError("--min-points must be at least 2")
-        floor = Floor(args.min_points)
+        floor = Floor(args.min_points, args.immutable_days)
         if args.repo is None:
             raise ValueError("ferry mover: --repo DIR is needed")
         if args.stdio:
@@ -101,7 +107,8 @@ def _mover_admin(args: argparse.Namespace, sub: str) -> int:
         return 0
     if sub == "retain":
         setup_logging(repo)
-        done = retain_job(Repository(repo), args.sub_job, Floor(max(2, args.sub_min_points)))
+        done = retain_job(Repository(repo), args.sub_job,
+                          Floor(max(2, args.sub_min_points), args.sub_immutable_days))
         for a in done:
             print(f"{a['machine']}: {a['action']} {a.get('point', '')} {a.get('detail', '')}"
                   .rstrip())

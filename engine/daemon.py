@@ -15,6 +15,7 @@ as a job's last run.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import date, datetime
@@ -189,21 +190,21 @@ class Daemon:
     def serve(self, once: bool = False) -> int:
         if not self.folder.is_dir():
             raise CommandError(f"ferry daemon: jobs folder not found: {self.folder}")
-        LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
+        from engine.copy.control import stop_on_interrupt
         from engine.live.hangup import keep_running_on_hangup
 
         self.control = None
         keep_running_on_hangup(lambda: [self.control] if self.control else [], "terminal")
-        from engine.copy.control import stop_on_interrupt
-
+        wake = threading.Event()  # set by Ctrl-C: no further pass, no more waiting
         try:  # Ctrl-C stops the run going on (recorded), then the daemon; idle: at once
-            with stop_on_interrupt(lambda: self.control) as interrupted:
+            with stop_on_interrupt(lambda: self.control, idle=wake) as interrupted:
+                # said once Ctrl-C and hang-up are handled (what the tests wait for)
+                LOG.info("daemon started on %s%s", self.folder, " (one pass)" if once else "")
                 self.interrupted = interrupted
                 while True:
                     self.pass_once()
-                    if once or interrupted:
+                    if once or interrupted or wake.wait(self.poll):
                         break
-                    time.sleep(self.poll)
         except KeyboardInterrupt:
             interrupted = [True]
         if interrupted:

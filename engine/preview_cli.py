@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +17,7 @@ from engine.objstore.open import target_repository
 from engine.preview_render import preview_json, render_preview
 from engine.repository.repository import Repository
 from engine.schedule import ScheduleSpec, next_run
-from engine.simulate import PreviewResult, Sizing, simulate, sizing_from_model
+from engine.simulate import PreviewDay, PreviewResult, Sizing, simulate, sizing_from_model
 from engine.units import now as wall_now
 
 
@@ -165,13 +165,44 @@ def build_preview(spec: PreviewJob, what: WhatIf) -> PreviewResult:
                             "run; it never merges")
     final = max(what.changes, key=lambda c: c[0])[1] if what.changes else policy
     result.notes.extend(real_chain_notes(spec, final, what.today))
+    policies = [policy, *(p for _, p in what.changes)]
+    if any(p.immutable_days > 0 for p in policies):
+        # the same what-if without immutability: the difference is what it costs
+        plain = simulate(spec.name, replace(policy, immutable_days=0), spec.mode,
+                         first_run(spec, what.start), days, sizing, interval=what.interval,
+                         schedule=spec.schedule,
+                         skip=(lambda t: t.date() in skip) if skip else None,
+                         no_new_point=(lambda t: t.date() in none_new) if none_new else None,
+                         changes=[(d, replace(p, immutable_days=0)) for d, p in what.changes],
+                         background=what.background)
+        result.immutability = immutability_cost(result, plain,
+                                                max(p.immutable_days for p in policies))
     return result
+
+
+def immutability_cost(with_: PreviewResult, without: PreviewResult, days: int) -> dict[str, Any]:
+    """`ferry preview --json`'s "immutability": the worst and the last day with the job's
+    immutability and without it (same calendar, sizes and what-if); `extra_*` is the
+    difference in space to provision (points + work space)."""
+    def day(d: PreviewDay) -> dict[str, Any]:
+        return {"date": d.date.isoformat(), "points": len(d.points),
+                "total_size": d.total_size, "work_space": d.work_space}
+
+    def need(d: PreviewDay) -> int:
+        return d.total_size + d.work_space
+
+    return {"immutable_days": days,
+            "worst_day": day(with_.worst_day), "worst_day_without": day(without.worst_day),
+            "last_day": day(with_.days[-1]), "last_day_without": day(without.days[-1]),
+            "extra_worst_day": need(with_.worst_day) - need(without.worst_day),
+            "extra_last_day": need(with_.days[-1]) - need(without.days[-1])}
 
 
 def real_chain_notes(spec: PreviewJob, policy: RetentionPolicy, today: date | None = None) -> list[str]:
     """What the job's real target chains keep that `policy` no longer makes: for each GFS
     cycle switched off, "3 weekly fulls stay until 2026-03-01" over all machines."""
-    from engine.retention import kept_after_switch_off, points_from_chain, switched_off_text
+    from engine.retention import points_from_chain
+    from engine.retention_why import kept_after_switch_off, switched_off_text
 
     today = today or wall_now().date()
     repo = target_repository(spec)

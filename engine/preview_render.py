@@ -45,7 +45,21 @@ def preview_json(result: PreviewResult) -> dict[str, Any]:
                       "total_size": result.worst_day.total_size,
                       "work_space": result.worst_day.work_space},
         "notes": list(result.notes),
+        **({"immutability": result.immutability} if result.immutability is not None else {}),
     }
+
+
+def immutability_line(cost: dict[str, Any]) -> str:
+    """The one line of what immutability costs (`immutability_cost` of the preview)."""
+    w, wo = cost["worst_day"], cost["worst_day_without"]
+    extra = cost["extra_worst_day"]
+    sign = "+" if extra >= 0 else "-"
+    return (f"immutable_days = {cost['immutable_days']} costs {sign}{fmt_size(abs(extra))} on "
+            f"the worst day: {w['points']} points, {fmt_size(w['total_size'] + w['work_space'])}"
+            f" with work space, against {wo['points']} points, "
+            f"{fmt_size(wo['total_size'] + wo['work_space'])} without immutability "
+            f"(last day {'+' if cost['extra_last_day'] >= 0 else '-'}"
+            f"{fmt_size(abs(cost['extra_last_day']))})")
 
 
 def day_char(day: PreviewDay) -> str:
@@ -149,6 +163,9 @@ def render_preview(result: PreviewResult, console: Console, *,
             (f"{label:<10}", "bold"), f"{d.date}  {len(d.points)} points  ",
             (fmt_size(d.total_size), "bold"), f" + work space {fmt_size(d.work_space)} = ",
             (fmt_size(d.total_size + d.work_space), "bold")))
+    if result.immutability is not None:
+        console.print(Text.assemble(("Immutability ", "bold"),
+                                    immutability_line(result.immutability)), soft_wrap=True)
     if last.actions:
         console.print(Text("Last day: " + "; ".join(last.actions), style="dim"))
     for note in result.notes:

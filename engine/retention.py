@@ -30,12 +30,16 @@ Decisions (research notes sections 5 and 6; where the notes say [inferred], this
   cycle for a moment must not discard months of fulls, and nothing in the reference
   product's documentation says it does. A flag without a recorded expiry (metadata
   written before Ferry recorded it) whose cycle is off expires at the next run.
-* **Immutability** (`[storage] immutable_days = N`, `RetentionPolicy.immutable_days`):
-  a point dated after `now - N days` is never deleted or merged away (its reason says
-  "immutable until <date>"); points are in time order, so the immutable points are a
-  suffix of the chain and simply widen the kept suffix. The targets lock the objects
-  (S3 Object Lock, file attributes) against the wall clock; the rule here is the
-  plan's, against the run's clock, so `ferry preview` and a run agree.
+* **Immutability** (`[storage] immutable_days = N`, `RetentionPolicy.immutable_days`;
+  `engine.immutability`): a point dated after `now - N days` is never deleted or merged
+  away (its reason says "immutable until <date>"); the immutable points are a suffix of
+  the chain and simply widen the kept suffix. Without GFS the chain is then forward
+  incremental, not forever-forward: no merge (a merge rewrites the full every locked
+  increment reads), a periodic synthetic full instead (`periodic_full_due`), and an old
+  chain goes as a whole once its last point left short-term retention and its
+  immutability. The targets lock the objects (S3 Object Lock, file attributes) against
+  the wall clock; the rule here is the plan's, against the run's clock, so `ferry
+  preview` and a run agree.
 * **GFS fulls** are planned by `plan_gfs` *before* the run writes its point: the new
   point is made a full carrying those flags (synthetic or active, the executor's
   choice). See `plan_gfs_dates` for the catch-up rules.
@@ -46,7 +50,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
 from typing import NamedTuple
 
 from engine.gfs import (
@@ -58,6 +61,7 @@ from engine.gfs import (
     in_catch_up_period,
     last_scheduled,
 )
+from engine.immutability import immutable_from
 from engine.model import GfsPolicy, Kind, RestorePoint, RetentionPolicy
 
 __all__ = [
@@ -72,12 +76,7 @@ __all__ = [
     "plan_gfs_dates",
     "plan_retention",
     "immutable_from",
-    "immutable_until",
-    "kept_after_switch_off",
-    "switched_off_notes",
-    "switched_off_text",
     "points_from_chain",
-    "reasons",
     "short_term_count",
 ]
 
@@ -128,6 +127,8 @@ class Action:
     * ``gfs-full``: make `point` (the run's new point) a full carrying `flags`, each
       standing for `dates[flag]` (its GFS day; the point's date if absent), assigned on
       `assigned` (the run's day) and expiring on `until[flag]` under the policy then.
+    * ``periodic-full``: make `point` (the run's new increment) a synthetic full, no
+      flags (`engine.immutability.periodic_full_due`); it keeps its size here.
     """
 
     kind: str
@@ -263,22 +264,6 @@ def short_term_count(points: list[RetentionPoint], policy: RetentionPolicy, now:
     return min(n, max(policy.keep, 1))
 
 
-def immutable_from(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime) -> int:
-    """Index of the oldest point still immutable at `now` (len(points) when none is)."""
-    if policy.immutable_days <= 0:
-        return len(points)
-    cutoff = now - timedelta(days=policy.immutable_days)
-    for i, p in enumerate(points):
-        if p.time > cutoff:
-            return i
-    return len(points)
-
-
-def immutable_until(p: RetentionPoint, policy: RetentionPolicy) -> datetime:
-    """When a point stops being immutable (it may be deleted at the first run after)."""
-    return p.time + timedelta(days=policy.immutable_days)
-
-
 def _chain_starts(points: list[RetentionPoint]) -> list[int]:
     return [i for i, p in enumerate(points) if i == 0 or p.kind == Kind.FULL]
 
@@ -368,9 +353,11 @@ def _live_flags(points: list[RetentionPoint], gfs: GfsPolicy | None, today: date
 
 
 def _st_reason(policy: RetentionPolicy) -> str:
+    imm = (f"; immutable for {policy.immutable_days} days"
+           if policy.immutable_days > 0 else "")
     if policy.unit == "days":
-        return f"short-term keeps {policy.keep} days + the day of the run"
-    return f"short-term keeps {policy.keep} points"
+        return f"short-term keeps {policy.keep} days + the day of the run{imm}"
+    return f"short-term keeps {policy.keep} points{imm}"
 
 
 def _delete_reason(points: list[RetentionPoint], a: int, b: int, whole: bool,
@@ -414,14 +401,12 @@ def plan_retention(points: list[RetentionPoint], policy: RetentionPolicy,
         if doomed:
             actions.append(Action("delete-chain", points=[points[j].id for j in doomed],
                                   reason=_delete_reason(points, a, b, doomed[0] == a, policy)))
-    if gfs is None and merges:
+    if gfs is None and merges and policy.immutable_days <= 0:
         a = starts[-1]
         if points[a].kind == Kind.FULL and not live[a]:
-            # an immutable increment is never merged (its file must stay as it is): the
-            # full below the oldest one stays as that point's base
             actions.extend(Action("merge", point=points[j].id,
                                   reason=f"over short-term retention ({_st_reason(policy)})")
-                           for j in range(a + 1, min(boundary, locked - 1) + 1))
+                           for j in range(a + 1, boundary + 1))
     return actions
 
 
@@ -431,33 +416,6 @@ def plan_background(points: list[RetentionPoint], policy: RetentionPolicy,
     job, source gone): expired flags go, and the files they alone kept (a lone full, an
     old chain past short-term retention). No merge: that is a transform of a run."""
     return plan_retention(points, policy, now, merges=False)
-
-
-def kept_after_switch_off(points: list[RetentionPoint], policy: RetentionPolicy,
-                          today: date) -> dict[str, tuple[int, date]]:
-    """flag -> (how many fulls, latest expiry) for each GFS cycle that is off in `policy`
-    while the chain still holds live fulls flagged by it (they keep their recorded expiry)."""
-    keeps = _keeps(_gfs_on(policy))
-    live, _, _ = _live_flags(points, _gfs_on(policy), today)
-    out = {}
-    for flag in FLAGS:
-        ends = [flags[flag] for flags in live if flag in flags]
-        if keeps[FLAGS.index(flag)] is None and ends:
-            out[flag] = (len(ends), max(ends))
-    return out
-
-
-def switched_off_text(kept: dict[str, tuple[int, date]]) -> list[str]:
-    """"3 weekly fulls stay until 2026-03-01", one line per cycle of `kept_after_switch_off`."""
-    return [f"{n} {FLAG_NAMES[f]} full{'s' * (n != 1)} stay{'s' * (n == 1)} until "
-            f"{until.isoformat()} ({FLAG_NAMES[f]} cycle off: they keep the expiry they "
-            f"were given)" for f, (n, until) in kept.items()]
-
-
-def switched_off_notes(points: list[RetentionPoint], policy: RetentionPolicy,
-                       today: date) -> list[str]:
-    """`switched_off_text` of one chain."""
-    return switched_off_text(kept_after_switch_off(points, policy, today))
 
 
 # --------------------------------------------------------------------------- apply
@@ -504,6 +462,12 @@ def apply(points: list[RetentionPoint], actions: list[Action]) -> list[Retention
             p = pts[i]
             pts[i] = RetentionPoint(p.id, p.time, p.kind, _without(p.gfs, act.flag), p.size,
                                _without(p.assigned, act.flag), _without(p.until, act.flag))
+        elif act.kind == "periodic-full":
+            i = at(act.point)
+            p = pts[i]
+            if p.kind != Kind.INCREMENTAL:
+                raise ValueError(f"periodic-full: {act.point!r} is not an increment")
+            pts[i] = RetentionPoint(p.id, p.time, Kind.FULL, p.gfs, p.size, p.assigned, p.until)
         elif act.kind == "gfs-full":
             i = at(act.point)
             p = pts[i]
@@ -523,71 +487,3 @@ def apply(points: list[RetentionPoint], actions: list[Action]) -> list[Retention
 
 def _without(d: dict[str, date], flag: str) -> dict[str, date]:
     return {f: v for f, v in d.items() if f != flag}
-
-
-# --------------------------------------------------------------------------- reasons
-
-
-def reasons(points: list[RetentionPoint], policy: RetentionPolicy, now: datetime) -> dict[str, str]:
-    """Point id -> why the rules keep it, several reasons joined with ", ".
-
-    "short-term 1/7" (points unit, 1 = newest), "short-term day 0/6" (days unit: age in
-    days / N; day 0 is the day of the run), "short-term minimum 2/3" (kept by the
-    3-point minimum), "weekly until 2027-01-03" (the flag's expiry date), "needed by a
-    later point" (an older point of a chain whose later point is kept). A point the
-    next retention run would remove says so ("not kept: ...").
-    """
-    n = len(points)
-    today = now.date()
-    gfs = _gfs_on(policy)
-    live, _, own = _live_flags(points, gfs, today)
-    boundary = n - short_term_count(points, policy, now)
-    label = _days_label if policy.unit == "days" else _points_label
-    for i in range(max(boundary, 0), n):
-        text = label(points[i], n - i, policy, today)
-        own[i] = f"{text}, {own[i]}" if own[i] else text
-    locked = immutable_from(points, policy, now)
-    for i in range(locked, n):
-        text = f"immutable until {immutable_until(points[i], policy).date().isoformat()}"
-        own[i] = f"{own[i]}, {text}" if own[i] else text
-    out = dict(zip([p.id for p in points], own, strict=True))
-    if all(own):
-        return out
-    starts = _chain_starts(points)
-    ends = starts[1:] + [n]
-    for a, b in zip(starts, ends, strict=True):
-        merging = gfs is None and b == n and not live[a]  # forever-forward active chain
-        last_kept = b - 1
-        while last_kept >= a and not own[last_kept]:
-            last_kept -= 1
-        for j in range(a, b):
-            if own[j]:
-                continue
-            if merging and j == a and j + 1 >= locked:
-                out[points[j].id] = "needed by a later point (the immutable increment after it)"
-            elif merging and j == a:
-                out[points[j].id] = "not kept: the next retention run moves this full forward"
-            elif merging:
-                out[points[j].id] = "not kept: the next retention run merges it into the full"
-            elif j < last_kept:
-                out[points[j].id] = "needed by a later point"
-            else:
-                out[points[j].id] = "not kept: the next retention run deletes it"
-    return out
-
-
-@lru_cache(maxsize=4096)
-def _label(kind: str, a: int, b: int) -> str:
-    return {"points": "short-term {a}/{b}", "day": "short-term day {a}/{b}",
-            "min": "short-term minimum {a}/{b}"}[kind].format(a=a, b=b)
-
-
-def _points_label(p: RetentionPoint, rank: int, policy: RetentionPolicy, today: date) -> str:
-    return _label("points", rank, policy.keep)
-
-
-def _days_label(p: RetentionPoint, rank: int, policy: RetentionPolicy, today: date) -> str:
-    age = (today - p.time.date()).days
-    if age <= policy.keep:
-        return _label("day", max(age, 0), policy.keep)
-    return _label("min", rank, policy.min_points_days_mode)

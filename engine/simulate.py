@@ -31,8 +31,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from engine.gfs import FLAG_NAMES, gfs_flags_for
+from engine.immutability import full_period_days, periodic_full_due, periodic_full_reason
 from engine.model import Kind, RetentionPolicy
 from engine.retention import (
     MODES,
@@ -43,13 +45,15 @@ from engine.retention import (
     plan_background,
     plan_gfs_dates,
     plan_retention,
-    reasons,
-    switched_off_notes,
 )
+from engine.retention_why import reasons, switched_off_notes
 from engine.schedule import ScheduleSpec, next_run
+from engine.sizing import Sizing as Sizing
+from engine.sizing import SizingModel as SizingModel
+from engine.sizing import sizing_from_model as sizing_from_model
+from engine.sizing import work_space
 from engine.units import fmt_size
 
-TIB = 1024**4
 # A preview lists every point of every day, and each run goes over the chain, so its cost
 # is days x points (+ runs x points). This bounds it (about 3 s here): the longest
 # job-file policy (keep = 9999 points, 100 years of GFS) would otherwise run for hours,
@@ -57,57 +61,6 @@ TIB = 1024**4
 # reaches it and says so.
 MAX_WORK = 600_000
 BACKGROUND_AT = time(0, 30)  # the daemon's daily background retention pass
-# RPS work-space buckets over the full size: (upper bound of the bucket, share kept free)
-WORK_SPACE_BUCKETS: tuple[tuple[float, float], ...] = (
-    (10 * TIB, 1.05), (20 * TIB, 0.66), (100 * TIB, 0.40), (500 * TIB, 0.25),
-    (float("inf"), 0.10),
-)
-
-
-@dataclass
-class Sizing:
-    """Bytes of one full and one increment on the target."""
-
-    full: int
-    incremental: int
-
-
-@dataclass(frozen=True)
-class SizingModel:
-    """The what-if sizing model without real data (CONTRACT `ferry preview --used --change
-    --reduction`, the console's what-if form): what the admin types, kept as typed."""
-
-    used: int = 100 * 1024**3
-    change_pct: float = 5.0
-    reduction_pct: float = 50.0
-
-    def sizes(self) -> Sizing:
-        """The RPS model: full = used x reduction, increment = used x change x reduction.
-
-        Percentages as the user types them (50 -> 0.5); `reduction` is the data left
-        after compression and dedup (RPS default 50%), `change` the change per run (10%).
-        """
-        used, change, reduction = self.used, self.change_pct, self.reduction_pct
-        if used < 0 or not 0 <= change <= 100 or not 0 < reduction <= 100:
-            raise ValueError("sizing needs used >= 0, 0 <= change <= 100 and 0 < reduction <= 100")
-        return Sizing(full=round(used * reduction / 100),
-                      incremental=round(used * change / 100 * reduction / 100))
-
-
-def sizing_from_model(used: int, change_pct: float, reduction_pct: float) -> Sizing:
-    """`SizingModel(used, change_pct, reduction_pct).sizes()`."""
-    return SizingModel(used, change_pct, reduction_pct).sizes()
-
-
-def work_space(full_size: int) -> int:
-    """Free space to keep for merges and synthetic fulls (RPS buckets over the full size)."""
-    total, low = 0.0, 0.0
-    for high, share in WORK_SPACE_BUCKETS:
-        if full_size <= low:
-            break
-        total += (min(full_size, high) - low) * share
-        low = high
-    return round(total)
 
 
 @dataclass(slots=True)
@@ -138,6 +91,9 @@ class PreviewResult:
     days: list[PreviewDay]
     worst_day: PreviewDay
     notes: list[str]
+    # what immutability costs: this preview against the same one with immutable_days = 0
+    # (`engine.preview_cli.immutability_cost`); None when the job has no immutability
+    immutability: dict[str, Any] | None = None
 
 
 @dataclass
@@ -165,7 +121,9 @@ def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, no
     Without a new source point (`new_point=False`, and a chain to build on) nothing is
     copied; a GFS full due now is made from the latest point (synthetic: built on the
     target; active: that point read whole from the source again), as the copy session
-    does, then retention runs.
+    does, then retention runs. An immutable job's new increment becomes a synthetic
+    full when `periodic_full_due` says so (the copy runner's `apply_retention` asks
+    the same rule); a run without a new point makes none (its latest point was retained).
     """
     dates = plan_gfs_dates(chain, policy, now, mode, last_run)
     if not chain or new_point:
@@ -182,6 +140,11 @@ def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, no
                                             dict(last.until))]
     made = [gfs_action(point_id, dates, policy, now.date(), _method(policy))] if dates else []
     chain = apply(chain, made)
+    if new_point and periodic_full_due(chain, policy):  # the run's own, not yet retained
+        last = chain[-1]
+        made.append(Action("periodic-full", point=last.id,
+                           reason=periodic_full_reason(chain, policy)))
+        chain = [*chain[:-1], RetentionPoint(last.id, last.time, Kind.FULL, {}, sizing.full)]
     planned = plan_retention(chain, policy, now)
     return RunResult(now, point_id, apply(chain, planned), made + planned, new_point, policy)
 
@@ -423,6 +386,7 @@ def _describe(run: RunResult, prev: list[RetentionPoint],
     before = {p.id: p for p in prev} if len(run.actions) > 1 or (
         run.actions and run.actions[0].kind != "gfs-full") else {}
     made = next((a for a in run.actions if a.kind == "gfs-full"), None)
+    periodic = next((a for a in run.actions if a.kind == "periodic-full"), None)
     if run.background:
         lines.append(f"background retention at {run.time:%H:%M}")
     elif not run.new_point:
@@ -435,6 +399,8 @@ def _describe(run: RunResult, prev: list[RetentionPoint],
         if late:
             text += f" (catch-up for {', '.join(d.isoformat() for d in late)})"
         lines.append(text)
+    elif periodic is not None:
+        lines.append(f"synthetic full made: {periodic.reason}")
     elif not run.new_point:
         pass
     elif not prev:
@@ -467,7 +433,13 @@ def _notes(policy: RetentionPolicy, mode: str, sizing: Sizing) -> list[str]:
                      f"{policy.min_points_days_mode} points stay")
     else:
         notes.append(f"short-term: the newest {policy.keep} points")
-    if gfs is None:
+    if gfs is None and policy.immutable_days > 0:
+        notes.append(f"no GFS, immutable: forward incremental chain, no merges (a merge would "
+                     f"rewrite the full the locked increments read); a synthetic full every "
+                     f"{full_period_days(policy)} days (when the newest full is that old: "
+                     f"max(immutable_days, 7)); an old chain is deleted as a whole once its "
+                     f"last point left short-term retention and its immutability")
+    elif gfs is None:
         notes.append("no GFS: forever-forward chain; the oldest increment is merged into "
                      "the full when short-term retention is exceeded")
     else:
@@ -486,7 +458,8 @@ def _notes(policy: RetentionPolicy, mode: str, sizing: Sizing) -> list[str]:
         notes.append(f"immutable_days = {policy.immutable_days}: a point stays at least "
                      f"{policy.immutable_days} days after it was made, whatever retention "
                      f"says (\"immutable until\" in its reason); it is deleted at the first "
-                     f"run after that")
+                     f"run after that when retention no longer needs it (without GFS: with "
+                     f"its whole chain)")
     notes.append(f"sizes: full {fmt_size(sizing.full)}, increment "
                  f"{fmt_size(sizing.incremental)}; a merge keeps the full's size")
     notes.append("work space (kept free for merges and synthetic fulls): 105% of the first "

@@ -15,9 +15,9 @@ from engine.retention import (
     plan_gfs_dates,
     plan_retention,
     points_from_chain,
-    reasons,
     short_term_count,
 )
+from engine.retention_why import reasons
 
 SUNDAY = datetime(2026, 11, 1, 22, 0)  # a Sunday
 
@@ -337,20 +337,19 @@ def test_points_from_chain_reads_flags_and_dates() -> None:
 
 def test_immutable_points_are_neither_merged_nor_deleted() -> None:
     """immutable_days = 5 with keep = 2: points younger than 5 days stay (their reason
-    says until when); the older ones go as the plain rules say."""
+    says until when), and an immutable chain is forward incremental: no merge at all
+    (a merge rewrites the full the locked increments read)."""
     policy = RetentionPolicy(keep=2, immutable_days=5)
     chain = daily(0, 9)
     now = at(9) + timedelta(minutes=30)
     acts = plan_retention(chain, policy, now)
-    left = apply(chain, acts)
-    # d4 + 5 days < now: d5..d9 are immutable; an immutable increment is never merged,
-    # so the full moves forward to d4, the base of d5
-    assert [p.id for p in left] == ["d4", "d5", "d6", "d7", "d8", "d9"]
-    assert left[0].kind == "full" and {a.kind for a in acts} == {"merge"}
-    why = reasons(left, policy, now)
-    assert why["d4"] == "needed by a later point (the immutable increment after it)"
+    assert acts == []  # forever-forward would merge d1..d8 into the full
+    why = reasons(chain, policy, now)
+    assert why["d0"] == why["d4"] == "needed by a later point"
     assert why["d5"] == f"immutable until {(at(5) + timedelta(days=5)).date()}"
     assert why["d9"].startswith("short-term 1/2, immutable until ")
+    assert [a.kind for a in plan_retention(chain, RetentionPolicy(keep=2), now)] == \
+        ["merge"] * 8  # the rule matters
     # GFS chain: an old chain whose points are still immutable is not deleted
     gfs = RetentionPolicy(keep=2, immutable_days=5, gfs=GfsPolicy(
         weekly=GfsCycle(1, "sunday")))
@@ -359,4 +358,46 @@ def test_immutable_points_are_neither_merged_nor_deleted() -> None:
     assert [p.id for p in kept] == [p.id for p in two]  # d5, d6 hold their whole chain
     plain = RetentionPolicy(keep=2, gfs=gfs.gfs)
     assert [p.id for p in apply(two, plan_retention(two, plain, at(9)))] == ["d7", "d8", "d9"]
-    assert plan_retention(chain, RetentionPolicy(keep=2), now) != acts  # the rule matters
+
+
+def test_immutable_old_chain_goes_whole_once_its_last_point_passed() -> None:
+    """Without GFS, an immutable job's older chain (full + increments) is deleted in one
+    action once every point of it is past its immutability and short-term retention;
+    until then nothing of it goes, least of all a full a kept increment reads."""
+    policy = RetentionPolicy(keep=2, immutable_days=5)
+    two = daily(0, 6) + daily(7, 12)
+    for minutes, want in ((-30, []), (30, ["d0", "d1", "d2", "d3", "d4", "d5", "d6"])):
+        now = at(11) + timedelta(minutes=minutes)  # d6 is locked until d11 22:00
+        acts = plan_retention(two[:-1], policy, now)
+        assert [a.points for a in acts if a.kind == "delete-chain"] == ([want] if want else [])
+        assert all(a.kind == "delete-chain" for a in acts)
+    reason = plan_retention(two, policy, at(12) + timedelta(minutes=30))[0].reason
+    assert reason.endswith("(short-term keeps 2 points; immutable for 5 days)")
+    # short-term longer than immutability: short-term decides
+    long = RetentionPolicy(keep=9, immutable_days=2)
+    assert plan_retention(two, long, at(12) + timedelta(minutes=30)) == []
+    assert [a.points[-1] for a in plan_retention(two + [pv(13), pv(14), pv(15)], long,
+                                                 at(15) + timedelta(minutes=30))] == ["d6"]
+
+
+def test_periodic_full_due_every_max_immutable_days_or_a_week() -> None:
+    """The rule a run and the preview share: the new increment becomes a synthetic full
+    once the newest full is max(immutable_days, 7) calendar days older than it."""
+    from engine.immutability import full_period_days, periodic_full_due
+
+    assert full_period_days(RetentionPolicy(keep=2, immutable_days=3)) == 7
+    assert full_period_days(RetentionPolicy(keep=2, immutable_days=10)) == 10
+    three = RetentionPolicy(keep=2, immutable_days=3)
+    assert not periodic_full_due(daily(0, 6), three)
+    assert periodic_full_due(daily(0, 7), three)
+    # calendar days of the points, not hours: 23:59 on day 7 is due, 00:01 on day 7 too
+    late = daily(0, 6) + [RetentionPoint("late", at(7) - timedelta(hours=21, minutes=59),
+                                         "incremental", {}, 10)]
+    assert periodic_full_due(late, three)
+    assert not periodic_full_due(daily(0, 7), RetentionPolicy(keep=2))  # immutability off
+    assert not periodic_full_due(daily(0, 9), RetentionPolicy(keep=2, immutable_days=10))
+    assert periodic_full_due(daily(0, 10), RetentionPolicy(keep=2, immutable_days=10))
+    # the newest full counts (a GFS full too), and a new full is never "due"
+    assert not periodic_full_due(daily(0, 6) + daily(7, 13), three)
+    assert not periodic_full_due(daily(0, 7)[:-1] + [pv(7, "full")], three)
+    assert not periodic_full_due([], three)

@@ -22,15 +22,14 @@ from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.preview_render import day_char, preview_json, render_preview
 from engine.retention import RetentionPoint
 from engine.simulate import (
-    TIB,
     PreviewResult,
     RunResult,
     Sizing,
     replay,
     simulate,
     sizing_from_model,
-    work_space,
 )
+from engine.sizing import TIB, work_space
 
 SUNDAY = datetime(2026, 11, 1, 22, 0)
 SIZES = Sizing(full=100, incremental=10)

@@ -181,7 +181,7 @@ class EditorScreen(Screen[None]):
             self.ferry.reload_jobs()
             return
         self._warn_encryption(spec)
-        self.ferry._job_saved(self.job_key, spec, f"{self.path.name} saved")
+        self.ferry.job_saved(self.job_key, spec, f"{self.path.name} saved")
 
     def _warn_encryption(self, spec: JobSpec) -> None:
         """Switching encryption on or off starts a new full chain (the reference product

@@ -201,13 +201,13 @@ class LiveRunScreen(Screen[None]):
         self.app.pop_screen()
 
     def action_hold(self) -> None:
-        self.ferry.hold_job(self.job_key)
+        self.ferry.steering.hold(self.job_key)
 
     def action_resume(self) -> None:
-        self.ferry.resume_job(self.job_key)
+        self.ferry.steering.resume(self.job_key)
 
     def action_stop(self) -> None:
-        self.ferry.stop_job(self.job_key)
+        self.ferry.steering.stop(self.job_key)
 
     def _machine(self, verb: str) -> str | None:
         machine = self.highlighted_machine()
@@ -217,26 +217,26 @@ class LiveRunScreen(Screen[None]):
 
     def action_hold_machine(self) -> None:
         if (machine := self._machine("hold")) is not None:
-            self.ferry.hold_job(self.job_key, machine)
+            self.ferry.steering.hold(self.job_key, machine)
 
     def action_resume_machine(self) -> None:
         if (machine := self._machine("resume")) is not None:
-            self.ferry.resume_job(self.job_key, machine)
+            self.ferry.steering.resume(self.job_key, machine)
 
     def action_stop_machine(self) -> None:
         if (machine := self._machine("stop")) is not None:
-            self.ferry.stop_job(self.job_key, machine)
+            self.ferry.steering.stop(self.job_key, machine)
 
     def action_retry(self) -> None:
         """After the run: run its failed machines again (a new run of just those)."""
-        self.ferry.retry_job(self.job_key)
+        self.ferry.steering.retry(self.job_key)
 
     def action_active_full(self) -> None:
         if (machine := self._machine("copy as a full")) is not None:
-            self.ferry.active_full(self.job_key, machine)
+            self.ferry.steering.active_full(self.job_key, machine)
 
     def action_chain(self) -> None:
-        self.ferry.open_chain(self.job_key, self.highlighted_machine())
+        self.ferry.nav.open_chain(self.job_key, self.highlighted_machine())
 
     def action_filter(self) -> None:
         """`/` filters the machines, or searches the log when the log has the focus."""

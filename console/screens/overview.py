@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
@@ -194,42 +195,42 @@ class OverviewScreen(Screen[None]):
         active = session is not None and session.active
         return not active if action == "start" else True
 
-    def _with_job(self, method: str) -> None:
+    def _with_job(self, action: Callable[[str], object]) -> None:
         key = self.selected_job()
         if key is None:
             self.notify("No job selected: press n to create one", severity="warning")
             return
-        getattr(self.ferry, method)(key)
+        action(key)
 
     def action_start(self) -> None:
-        self._with_job("start_job")
+        self._with_job(self.ferry.start_job)
 
     def action_hold(self) -> None:
         key = self.selected_job()
         if key is not None:
-            self.ferry.hold_job(key, self.selected_machine())
+            self.ferry.steering.hold(key, self.selected_machine())
 
     def action_resume(self) -> None:
         key = self.selected_job()
         if key is not None:
-            self.ferry.resume_job(key, self.selected_machine())
+            self.ferry.steering.resume(key, self.selected_machine())
 
     def action_stop(self) -> None:
         key = self.selected_job()
         if key is not None:
-            self.ferry.stop_job(key, self.selected_machine())
+            self.ferry.steering.stop(key, self.selected_machine())
 
     def action_retry(self) -> None:
         """On a machine row: copy that machine again; on a job row: its failed machines."""
         key = self.selected_job()
         if key is not None:
-            self.ferry.retry_job(key, self.selected_machine())
+            self.ferry.steering.retry(key, self.selected_machine())
 
     def action_active_full(self) -> None:
         """The next copy is a full: of the selected machine, or of every machine of a job."""
         key = self.selected_job()
         if key is not None:
-            self.ferry.active_full(key, self.selected_machine())
+            self.ferry.steering.active_full(key, self.selected_machine())
 
     def action_export(self) -> None:
         """Export the selected machine's newest copied point (asks the password if sealed)."""
@@ -244,33 +245,33 @@ class OverviewScreen(Screen[None]):
             deep_check_flow(self.ferry, key, self.selected_machine())
 
     def action_toggle_schedule(self) -> None:
-        self._with_job("toggle_schedule")
+        self._with_job(self.ferry.toggle_schedule)
 
     def action_live(self) -> None:
-        self._with_job("open_live")
+        self._with_job(self.ferry.nav.open_live)
 
     def action_chain(self) -> None:
         key = self.selected_job()
         if key is not None:
-            self.ferry.open_chain(key, self.selected_machine())
+            self.ferry.nav.open_chain(key, self.selected_machine())
 
     def action_whatif(self) -> None:
-        self._with_job("open_whatif")
+        self._with_job(self.ferry.nav.open_whatif)
 
     def action_edit(self) -> None:
-        self._with_job("open_editor")
+        self._with_job(self.ferry.nav.open_editor)
 
     def action_edit_external(self) -> None:
-        self._with_job("edit_external")
+        self._with_job(self.ferry.nav.edit_external)
 
     def action_history(self) -> None:
-        self._with_job("open_history")
+        self._with_job(self.ferry.nav.open_history)
 
     def action_all_history(self) -> None:
-        self.ferry.open_history(None)
+        self.ferry.nav.open_history(None)
 
     def action_new_job(self) -> None:
-        self.ferry.new_job()
+        self.ferry.nav.new_job()
 
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()

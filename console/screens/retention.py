@@ -12,7 +12,8 @@ and the worst day; `ctrl+s` writes the policy back into the job file through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import date, datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -28,15 +29,12 @@ from console.screens.confirm import ConfirmModal
 from console.widgets.kept_points import KeptPoints
 from console.widgets.retention_form import FormError, FormValues, RetentionForm
 from console.widgets.size_chart import SizeChart
+from engine.jobs.load import JobSpec
+from engine.model import RetentionPolicy
+from engine.simulate import PreviewDay, PreviewResult
 
 if TYPE_CHECKING:
     from console.app import FerryConsole
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
 
 def _short(line: str) -> str:
     """A preview line without the explanation `ferry preview` prints in full: a trailing
@@ -89,10 +87,10 @@ class RetentionScreen(Screen[None]):
         self.job_key = job_key
         self.debounce = debounce
         self.generation = 0
-        self.result: Any | None = None
+        self.result: PreviewResult | None = None
         self.values: FormValues | None = None
         self.day_index: int | None = None
-        self._jump_to: Any | None = None  # a day to show once its result is in
+        self._jump_to: date | None = None  # a day to show once its result is in
         self._timer: Timer | None = None
         self.sizing_words = ""
 
@@ -101,13 +99,15 @@ class RetentionScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     @property
-    def spec(self) -> Any:
-        return self.ferry.jobs[self.job_key].spec
+    def spec(self) -> JobSpec:
+        spec = self.ferry.jobs[self.job_key].spec
+        assert spec is not None  # the App opens this screen only for a valid job file
+        return spec
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≡")
         with Horizontal():
-            policy = getattr(self.spec, "retention", None)
+            policy = self.spec.retention
             yield RetentionForm(policy, self.ferry.backend.preview_days(policy),
                                 id="whatif-form")
             with Vertical(id="whatif-right"):
@@ -156,7 +156,7 @@ class RetentionScreen(Screen[None]):
         self.simulate(self.generation, values, start)
 
     @work(thread=True, exclusive=True, group="whatif", exit_on_error=False)
-    def simulate(self, generation: int, values: FormValues, start: Any) -> None:
+    def simulate(self, generation: int, values: FormValues, start: datetime) -> None:
         backend = self.ferry.backend
         try:
             result = backend.simulate(
@@ -184,9 +184,9 @@ class RetentionScreen(Screen[None]):
             return
         self.result = message.result
         self.sizing_words = message.sizing
-        days = list(_get(self.result, "days", []) or [])
+        days = self.result.days if self.result is not None else []
         if self._jump_to is not None:
-            found = [i for i, d in enumerate(days) if _get(d, "date") == self._jump_to]
+            found = [i for i, d in enumerate(days) if d.date == self._jump_to]
             if found:
                 self.day_index = found[0]
             self._jump_to = None
@@ -195,37 +195,36 @@ class RetentionScreen(Screen[None]):
         self._show()
 
     # ---- showing -----------------------------------------------------------------------------
-    def _worst_index(self, days: list[Any]) -> int | None:
-        worst = _get(self.result, "worst_day")
-        date = _get(worst, "date", worst)
-        for index, day in enumerate(days):
-            if _get(day, "date") == date:
-                return index
-        if days:
-            return max(range(len(days)), key=lambda i: _get(days[i], "total_size", 0))
-        return None
+    def _worst_index(self, days: list[PreviewDay]) -> int | None:
+        if self.result is None:
+            return None
+        worst = self.result.worst_day.date
+        return next((index for index, day in enumerate(days) if day.date == worst), None)
 
     def _show(self) -> None:
-        days = list(_get(self.result, "days", []) or [])
+        days = self.result.days if self.result is not None else []
         worst = self._worst_index(days)
         worst_label = self.query_one("#whatif-worst", Label)
         if worst is not None:
             wd = days[worst]
-            worst_label.update(f"Worst day {_get(wd, 'date')}: {fmt.size(_get(wd, 'total_size'))}"
-                               f" · {fmt.plural(len(_get(wd, 'points', []) or []), 'point')}"
+            cost = self.result.immutability if self.result is not None else None
+            worst_label.update(f"Worst day {wd.date}: {fmt.size(wd.total_size)}"
+                               f" · {fmt.plural(len(wd.points), 'point')}"
+                               + (f" · immutability {'+' if cost['extra_worst_day'] >= 0 else '-'}"
+                                  f"{fmt.size(abs(cost['extra_worst_day']))}" if cost else "")
                                + (f" · {self.sizing_words}" if self.sizing_words else ""))
         else:
             worst_label.update("No days simulated")
-        self.query_one(SizeChart).show([_get(d, "total_size", 0) for d in days], worst,
+        self.query_one(SizeChart).show([d.total_size for d in days], worst,
                                        self.day_index)
-        kept = [n.removeprefix("real chains: ") for n in _get(self.result, "notes", []) or []
-                if n.startswith("real chains: ")]
+        notes = self.result.notes if self.result is not None else []
+        kept = [n.removeprefix("real chains: ") for n in notes if n.startswith("real chains: ")]
         kept_label = self.query_one("#whatif-kept", Label)
         kept_label.update("Real chains: " + "; ".join(_short(n) for n in kept) if kept else "")
         kept_label.set_class(not kept, "-empty")
         self._show_day(days)
 
-    def _show_day(self, days: list[Any]) -> None:
+    def _show_day(self, days: list[PreviewDay]) -> None:
         label = self.query_one("#whatif-day", Label)
         kept = self.query_one(KeptPoints)
         if self.day_index is None or not days:
@@ -233,23 +232,23 @@ class RetentionScreen(Screen[None]):
             kept.show_points([])
             return
         day = days[self.day_index]
-        points = sorted(_get(day, "points", []) or [], key=lambda p: _get(p, "time"))
-        label.update(f"Day {self.day_index + 1}/{len(days)} {_get(day, 'date')} · "
-                     f"{fmt.plural(len(points), 'point')} · {fmt.size(_get(day, 'total_size'))}")
-        actions = [_short(a) for a in _get(day, "actions", []) or []]
+        points = sorted(day.points, key=lambda p: p.time)
+        label.update(f"Day {self.day_index + 1}/{len(days)} {day.date} · "
+                     f"{fmt.plural(len(points), 'point')} · {fmt.size(day.total_size)}")
+        actions = [_short(a) for a in day.actions]
         self.query_one("#whatif-actions", Label).update(
             " · ".join(actions) if actions else "no run this day")
         kept.show_points(points)
 
     def action_day(self, step: int) -> None:
-        days = list(_get(self.result, "days", []) or [])
+        days = self.result.days if self.result is not None else []
         if not days or self.day_index is None:
             return
         self.day_index = max(0, min(len(days) - 1, self.day_index + step))
         self._show()
 
     def action_worst(self) -> None:
-        days = list(_get(self.result, "days", []) or [])
+        days = self.result.days if self.result is not None else []
         self.day_index = self._worst_index(days)
         self._show()
 
@@ -271,7 +270,7 @@ class RetentionScreen(Screen[None]):
             "points outside it are merged or deleted.", yes="Save"), answer)
 
     @work(thread=True, group="whatif-save", exit_on_error=False)
-    def save(self, policy: Any) -> None:
+    def save(self, policy: RetentionPolicy) -> None:
         entry = self.ferry.jobs[self.job_key]
         try:
             spec = self.ferry.backend.update_retention(entry.path, policy)

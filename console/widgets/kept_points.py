@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -12,15 +12,10 @@ from textual.widgets.option_list import Option
 
 from console import format as fmt
 from engine.model import Kind
+from engine.simulate import PreviewPoint
 
 KIND_MARK = {Kind.FULL: "●", Kind.INCREMENTAL: "○", Kind.ROLLBACK: "◐"}
 KIND_SHORT = {Kind.FULL: "full", Kind.INCREMENTAL: "incr", Kind.ROLLBACK: "roll"}
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 class KeptPoints(OptionList):
@@ -43,17 +38,17 @@ class KeptPoints(OptionList):
         Binding("G", "last", "Last", show=False, id="points.last"),
     ]
 
-    def show_points(self, points: Sequence[Any]) -> None:
+    def show_points(self, points: Sequence[PreviewPoint]) -> None:
         reason_style = self.get_component_rich_style("kept-points--reason", partial=True)
         gfs_style = self.get_component_rich_style("kept-points--gfs", partial=True)
         options = []
         for index, point in enumerate(points):
-            kind = str(getattr(_get(point, "kind", ""), "value", _get(point, "kind", "")))
-            flags = " ".join(_get(point, "gfs", []) or [])
-            line = Text.assemble(f"{KIND_MARK.get(kind, '·')} ", fmt.when(_get(point, "time")),
+            kind = point.kind
+            flags = " ".join(point.gfs)
+            line = Text.assemble(f"{KIND_MARK.get(kind, '·')} ", fmt.when(point.time),
                                  f" {KIND_SHORT.get(kind, kind):<4} ", (f"{flags:<5} ", gfs_style),
-                                 fmt.size(_get(point, "size")))
-            line.append(f"\n  └ {_get(point, 'reason', '')}", reason_style)
+                                 fmt.size(point.size))
+            line.append(f"\n  └ {point.reason}", reason_style)
             options.append(Option(line, id=str(index)))
         highlighted = self.highlighted
         self.clear_options()

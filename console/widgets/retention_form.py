@@ -4,15 +4,15 @@ builds a RetentionPolicy and the what-if around it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select
 
+from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
 from engine.simulate import SizingModel
 from engine.units import MONTH_WEEKS, MONTHS, WEEKDAY_NAMES
 
@@ -23,7 +23,7 @@ class FormError(ValueError):
 
 @dataclass
 class FormValues:
-    policy: Any  # engine.model.RetentionPolicy
+    policy: RetentionPolicy
     sizing: SizingModel | None  # None: sizes from the job's real chains (as `ferry preview`)
     days: int
     skip: frozenset[date] = field(default_factory=frozenset)  # days without a run
@@ -94,7 +94,7 @@ class RetentionForm(VerticalScroll):
     RetentionForm #form-error { color: $error; width: 1fr; height: auto; }
     """
 
-    def __init__(self, policy: Any, days: int = 60, *, id: str | None = None) -> None:
+    def __init__(self, policy: RetentionPolicy, days: int = 60, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Retention"
         self._policy = policy
@@ -102,15 +102,13 @@ class RetentionForm(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         p = self._policy
-        gfs = getattr(p, "gfs", None)
-        weekly = getattr(gfs, "weekly", None)
-        monthly = getattr(gfs, "monthly", None)
-        yearly = getattr(gfs, "yearly", None)
+        weekly, monthly, yearly = (p.gfs.weekly, p.gfs.monthly, p.gfs.yearly) if p.gfs \
+            else (None, None, None)
         with Horizontal():
             yield Label("Keep", classes="form-label")
-            yield _input(str(getattr(p, "keep", 7)), "f-keep")
+            yield _input(str(p.keep), "f-keep")
             yield Label(" ", classes="form-sep")
-            yield _select(["points", "days"], getattr(p, "unit", "points"), "f-unit")
+            yield _select(["points", "days"], p.unit, "f-unit")
         yield Label("GFS (0 = off)", classes="form-head")
         for name, cycle, options, default in (
                 ("weekly", weekly, list(WEEKDAY_NAMES), "sunday"),
@@ -123,7 +121,7 @@ class RetentionForm(VerticalScroll):
                 yield _select(options, cycle.at if cycle else default, f"f-{name}-at")
         with Horizontal():
             yield Label("Method", classes="form-label")
-            yield _select(["synthetic", "active"], getattr(gfs, "method", "synthetic"),
+            yield _select(["synthetic", "active"], p.gfs.method if p.gfs else "synthetic",
                           "f-method")
         yield Label("Sizing (empty: real chains)", classes="form-head")
         with Horizontal():
@@ -179,7 +177,6 @@ class RetentionForm(VerticalScroll):
 
     def values(self) -> FormValues:
         """The form as a policy + sizing; raises FormError naming the bad field."""
-        from engine.model import GfsCycle, GfsPolicy, RetentionPolicy
         from engine.units import parse_size
 
         keep = self._int("f-keep", "keep", 2)
@@ -189,12 +186,9 @@ class RetentionForm(VerticalScroll):
             cycles[name] = GfsCycle(count, self._choice(f"f-{name}-at")) if count else None
         gfs = GfsPolicy(method=self._choice("f-method"), **cycles) if any(
             cycles.values()) else None
-        deleted = getattr(self._policy, "deleted_items_days", 30)
-        policy = RetentionPolicy(keep=keep, unit=self._choice("f-unit"), gfs=gfs,
-                                 deleted_items_days=deleted,
-                                 min_points_days_mode=getattr(self._policy,
-                                                              "min_points_days_mode", 3),
-                                 immutable_days=getattr(self._policy, "immutable_days", 0))
+        # the settings the form does not show (deleted items, min points, immutability)
+        # stay the job's own
+        policy = replace(self._policy, keep=keep, unit=self._choice("f-unit"), gfs=gfs)
         sizing = None
         if self._text("f-used"):  # a sizing model instead of the real chains
             try:

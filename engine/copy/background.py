@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import events as ev
 from engine.copy import transport as t
+from engine.copy.payloads import ActionDone, Hello, HelloReply, RetainAnswer
 from engine.copy.retain import policy_to_dict
 from engine.copy.runner import (
     JobLock,
@@ -137,24 +138,20 @@ def _one(spec: JobSpec, dst: Repository | S3Repository, machine: str, now: datet
     res = TaskResult(machine, kind=KIND)
     t0 = time.monotonic()
     end = th = None
+    actions: list[ActionDone] = []
     try:
         end, th = connect_target(spec, dst)
         from engine.copy.links import token_of
 
-        hello = {"version": t.PROTOCOL_VERSION, "job": spec.name, "machine": machine}
-        token = token_of(spec)  # a tls:// mover's job token
-        if token is not None:
-            hello["token"] = token
-        end.send_json(t.HELLO, hello)
-        if end.expect(t.HELLO, timeout=60).json().get("version") != t.PROTOCOL_VERSION:
-            raise t.StreamError("the target mover speaks another protocol version")
+        end.send_json(t.HELLO, Hello(spec.name, machine, token_of(spec)).to_json())
+        HelloReply.parse(end.expect(t.HELLO, timeout=60).json())
         end.send_json(t.SWEEP, {"now": now.isoformat(), "policy": policy_to_dict(spec.retention),
                                 "lock_wait": LOCK_WAIT})
-        answer = end.expect(t.SWEEP).json()
-        actions = answer.get("actions") or []
-        if isinstance(answer.get("refused"), str):  # the target decides (engine.copy.guard)
+        answer = RetainAnswer.parse(end.expect(t.SWEEP).json(), "SWEEP")
+        actions = answer.actions
+        if answer.refused:  # the target decides (engine.copy.guard)
             res.status = Status.WARNING
-            res.message = f"retention refused by the target: {answer['refused'][:300]}"
+            res.message = f"retention refused by the target: {answer.refused[:300]}"
     except Exception as exc:  # noqa: BLE001 - one machine must not stop the pass
         res.status = Status.FAILED
         res.message = one_line(exc)
@@ -163,17 +160,15 @@ def _one(spec: JobSpec, dst: Repository | S3Repository, machine: str, now: datet
             res.message = f"chain busy, left for the next pass ({res.message})"
         _emit(sink, ev.LogLine(spec.name, "warning" if res.status == Status.WARNING else "error",
                                f"{machine}: {res.message}", machine))
-        actions = []
     finally:
         if end is not None:
             disconnect(end, th)
     for a in actions:
-        a = {"machine": machine, **a}
-        retention.append(a)
-        _emit(sink, ev.RetentionAction(spec.name, machine, a["action"], a.get("point", ""),
-                                       a.get("detail", "")))
+        retention.append({"machine": machine, "action": a.action, "point": a.point,
+                          "detail": a.detail})
+        _emit(sink, ev.RetentionAction(spec.name, machine, a.action, a.point, a.detail))
     if res.status == Status.SUCCESS:
-        res.message = "; ".join(f"{a['action']} {a.get('detail', '')}".strip()
+        res.message = "; ".join(f"{a.action} {a.detail}".strip()
                                 for a in actions) or "nothing to do"
     res.duration_s = time.monotonic() - t0
     return res

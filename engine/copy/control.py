@@ -138,21 +138,28 @@ class RunControl:
 
 
 @contextmanager
-def stop_on_interrupt(control: RunControl | Callable[[], RunControl | None]
-                      ) -> Iterator[list[bool]]:
+def stop_on_interrupt(control: RunControl | Callable[[], RunControl | None],
+                      idle: threading.Event | None = None) -> Iterator[list[bool]]:
     """Ctrl-C during a run (main thread) stops it like `ferry stop`: the tasks end at their
     next block (partial files kept for resume), the session is recorded Failed, and the
-    yielded list is then non-empty (the caller exits 130). A second Ctrl-C ends at once,
-    and so does the first when no run goes on (`control` may be a function: the daemon's
-    run of the moment, or None)."""
+    yielded list is then non-empty (the caller exits 130). A second Ctrl-C ends at once.
+
+    `control` may be a function: the daemon's run of the moment, or None. With no run
+    going, the first Ctrl-C sets `idle` (the daemon waits on it between passes) rather
+    than raising: a KeyboardInterrupt raised wherever the main thread happens to be
+    (a lazy import building a dataclass) can come out as a RuntimeError, or make
+    CPython 3.11 end the process by SIGINT instead of 130. Without `idle` it raises."""
     interrupted: list[bool] = []
 
     def handler(signum: int, frame: object) -> None:
         running = control() if callable(control) else control
-        if interrupted or running is None:
+        if interrupted or (running is None and idle is None):
             raise KeyboardInterrupt
         interrupted.append(True)
-        running.stop(INTERRUPTED)
+        if running is not None:
+            running.stop(INTERRUPTED)
+        if idle is not None:
+            idle.set()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
+from engine.copy.payloads import Hello, HelloReply, RetainAnswer
 from engine.errors import ExitCode, FerryError
 
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ def serve_session(mover: TargetMover) -> None:
         raise fr.Refused(f"job {job!r} is already running") from None
     try:
         log.info("job session: %s (%s)", job, mover.grant.who)
-        end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION,
-                                "append_only": mover.grant.append_only})
+        end.send_json(t.HELLO, HelloReply(t.PROTOCOL_VERSION, mover.grant.append_only).to_json())
         while True:
             f = end.recv()
             if f.type == t.BYE:
@@ -133,13 +133,10 @@ class RemoteJob:
         except BaseException:
             drop_spares(spec)
             raise
-        hello = {"version": t.PROTOCOL_VERSION, "job": spec.name, "session": True}
         try:
-            token = token_of(spec)
-            if token is not None:
-                hello["token"] = token
-            self.end.send_json(t.HELLO, hello)
-            self.end.expect(t.HELLO, timeout=60)
+            self.end.send_json(t.HELLO, Hello(spec.name, token=token_of(spec),
+                                              session=True).to_json())
+            HelloReply.parse(self.end.expect(t.HELLO, timeout=60).json())
         except t.StreamError as exc:
             drop_spares(spec)
             self.end.close()
@@ -148,12 +145,12 @@ class RemoteJob:
             raise
         self.end.timeout = SESSION_TIMEOUT
 
-    def maintain(self, seen: list[str], started: datetime) -> dict[str, Any]:
+    def maintain(self, seen: list[str], started: datetime) -> RetainAnswer:
         from engine.copy.retain import policy_to_dict
 
         self.end.send_json(t.MAINTAIN, {"seen": seen, "started": started.isoformat(),
                                         "policy": policy_to_dict(self.spec.retention)})
-        return self.end.expect(t.MAINTAIN, timeout=3600).json()
+        return RetainAnswer.parse(self.end.expect(t.MAINTAIN, timeout=3600).json(), "MAINTAIN")
 
     def history(self, session: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
         self.end.send_json(t.HISTORY, {"session": session, "tasks": tasks})

@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.blockio import decompressor, digest
 from engine.copy import transport as t
+from engine.copy.payloads import RepairAnswer
 from engine.keys import OVERHEAD, ChainKey, KeyRing
 from engine.model import MachineMeta
 from engine.repository.container import (
@@ -93,8 +94,8 @@ def _exchange(end: t.Endpoint, folder: Path, src_meta: MachineMeta, target_meta:
                         for f in frames:
                             end.send(f)
     end.send(t.encode(t.COMMIT, b""))
-    answer = end.expect(t.REPAIR).json()
-    return int(answer.get("fixed", 0)), list(answer.get("left", []))
+    answer = RepairAnswer.parse(end.expect(t.REPAIR).json())
+    return answer.fixed, answer.left
 
 
 def _frames(view: PointView, loc: Located, ck: ChainKey | None, dg: bytes, idx: list[int],

@@ -2,7 +2,8 @@
 
 The rules are pure and shared with `ferry preview`; this module only turns
 their actions into file operations (merge into the full, synthesize a GFS
-full, delete a chain, drop a flag), each committed by the metadata file.
+full or an immutable job's periodic full, delete a chain, drop a flag), each
+committed by the metadata file.
 After the rules' actions it runs the scheduled compact of the full.
 
 Crash safety (kill -9 at any moment): every step commits through the metadata
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import retention as rules
 from engine.errors import FerryError, one_line
+from engine.immutability import periodic_full_due, periodic_full_reason
 from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RestorePoint, RetentionPolicy
 from engine.repository.container import DATA_START, FLAG_ZERO, Container
 from engine.repository.damage import DamagedBlocks, add_records
@@ -147,6 +149,9 @@ def apply_retention(repo: Repository | S3Repository, job: str, machine: str, req
                 with _step(f"the GFS full of the {_when(meta, point_id)} point"):
                     done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy,
                                           now.date()))
+            if point_id:
+                made = _periodic_full(repo, meta, point_id, policy, ops)
+                done.extend([made] if made else [])
             views = rules.points_from_chain(meta.points)
             actions = rules.plan_retention(views, policy, now)
             expected = rules.apply(views, actions)
@@ -154,6 +159,8 @@ def apply_retention(repo: Repository | S3Repository, job: str, machine: str, req
                 with _step(_what(meta, act)):
                     done.append(_execute(repo, meta, act, ops))
             meta.facts["last_run"] = now.isoformat()
+            if point_id:  # its files may be locked from now on: never made a full later
+                meta.facts["retained_point"] = point_id
             if request.get("health_checked"):
                 meta.facts["last_health_check"] = now.isoformat()
             repo.save(meta)
@@ -169,6 +176,26 @@ def apply_retention(repo: Repository | S3Repository, job: str, machine: str, req
             repo.save(meta)
             raise
     return done
+
+
+def _periodic_full(repo: Repository | S3Repository, meta: MachineMeta, point_id: str,
+                   policy: RetentionPolicy, ops: ChainOps) -> dict[str, Any] | None:
+    """An immutable job's periodic synthetic full (`engine.immutability.periodic_full_due`,
+    the rule `ferry preview` replays): the run's new increment becomes a full, through the
+    synthesize operation GFS fulls use. Only the newest point, and only before its first
+    retention pass (`facts["retained_point"]`): after that its files may be locked. A
+    chain that never recorded one (written before Ferry did) waits for one pass."""
+    last = meta.points[-1]
+    retained = meta.facts.get("retained_point")
+    if last.id != point_id or retained is None or retained == point_id:
+        return None
+    views = rules.points_from_chain(meta.points)
+    if not periodic_full_due(views, policy):
+        return None
+    detail = periodic_full_reason(views, policy)
+    with _step(f"the periodic synthetic full of the {_when(meta, point_id)} point"):
+        ops.synthesize(repo, meta, last)
+    return {"action": "synthetic-full", "point": point_id, "detail": detail}
 
 
 def _what(meta: MachineMeta, act: rules.Action) -> str:

@@ -365,12 +365,11 @@ class Runner:
             answer = remote.maintain(seen, started)
         except Exception as exc:  # noqa: BLE001 - maintenance must not fail the copy
             return [f"maintenance: {one_line(exc)}"]
-        for a in answer.get("actions") or []:
-            self.retention.append(a)
-            self.emit(ev.RetentionAction(self.spec.name, a.get("machine", ""), a.get("action", ""),
-                                         a.get("point", ""), a.get("detail", "")))
-        refused = answer.get("refused")
-        return [f"cleanup refused by the target: {refused}"] if isinstance(refused, str) else []
+        for a in answer.actions:
+            self.retention.append({"machine": a.machine, "action": a.action, "point": a.point,
+                                   "detail": a.detail})
+            self.emit(ev.RetentionAction(self.spec.name, a.machine, a.action, a.point, a.detail))
+        return [f"cleanup refused by the target: {answer.refused}"] if answer.refused else []
 
     # -- tasks -----------------------------------------------------------------------
     def task_with_retries(self, ref: MachineRef, pool: Any) -> TaskResult:

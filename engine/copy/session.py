@@ -17,6 +17,7 @@ from engine import events as ev
 from engine.copy import active_full
 from engine.copy import transport as t
 from engine.copy.control import MachineControl
+from engine.copy.payloads import CheckAnswer, RetainAnswer
 from engine.copy.planner import PlanError, PlanItem, plan_machine
 from engine.copy.results import TaskResult
 from engine.copy.source import Busy, RateLimit, SourceMover, TargetState, request_state
@@ -252,9 +253,9 @@ class MachineCopy:
                 done = mover.send_point(view, begin, plan, res.stats,
                                         item.source.logical_size)
                 self.previous = mover.target_digests(view)
-            self.base = done["point"]
+            self.base = done.point
             self.chain_key = mover.key.key_id if mover.key is not None else ""
-            res.kind, res.point, res.source_point = item.kind, done["point"], item.source.id
+            res.kind, res.point, res.source_point = item.kind, done.point, item.source.id
             what = "re-read whole for the active GFS full" if item.replaces else ""
             ctx.log("info", f"{machine}: copied {item.kind} of {item.source.time:%Y-%m-%d %H:%M}"
                     f" ({res.stats.blocks_sent} blocks sent){' ' + what if what else ''}")
@@ -354,9 +355,9 @@ class MachineCopy:
         if not check_due(sched, datetime.fromisoformat(last) if last else None, now):
             return []
         self.end.send_json(t.CHECK, {"now": now.isoformat()})
-        answer = self.end.expect(t.CHECK).json()
+        answer = CheckAnswer.parse(self.end.expect(t.CHECK).json())
         self.checked = True
-        bad = [[d, b] for d, b, *_ in answer["corrupt"]]
+        bad = [[c.disk, c.block] for c in answer.corrupt]
         machine = self.ctx.machine
         if bad:
             meta.setdefault("facts", {})["repair"] = bad
@@ -365,7 +366,7 @@ class MachineCopy:
             self.res.message = f"health check found {len(bad)} corrupt block(s)"
         else:
             self.ctx.log("info", f"{machine}: health check passed")
-        return list(answer.get("damaged", []))
+        return answer.damaged
 
     def _gfs_plan(self, state: TargetState, now: datetime) -> dict[str, str]:
         from engine.copy.retain import gfs_flags_for_run
@@ -382,25 +383,23 @@ class MachineCopy:
                    # every planned point is copied: the target sweeps this run's leftovers
                    "sweep": "keep-partial" if self.left_uncopied else "all"}
         self.end.send_json(t.RETAIN, request)
-        answer = self.end.expect(t.RETAIN).json()
-        if answer.get("damaged"):  # a transform met damaged blocks: repair, then once again
-            self._repair_damaged(self.state, answer["damaged"])
+        answer = RetainAnswer.parse(self.end.expect(t.RETAIN).json())
+        if answer.damaged:  # a transform met damaged blocks: repair, then once again
+            self._repair_damaged(self.state, answer.damaged)
             self.end.send_json(t.RETAIN, request)
-            answer = self.end.expect(t.RETAIN).json()
-            if answer.get("damaged"):
+            answer = RetainAnswer.parse(self.end.expect(t.RETAIN).json())
+            if answer.damaged:
                 from engine.repository.damage import DamagedBlocks
 
-                raise DamagedBlocks(answer["damaged"])
-        actions = answer.get("actions") or []
-        refused = answer.get("refused")
-        if isinstance(refused, str) and refused:
-            text = f"retention refused by the target: {refused[:300]}"
+                raise DamagedBlocks(answer.damaged)
+        if answer.refused:
+            text = f"retention refused by the target: {answer.refused[:300]}"
             self.ctx.log("warning", f"{self.ctx.machine}: {text}")
             if self.res.status == Status.SUCCESS:
                 self.res.status = Status.WARNING
             self.res.message = "; ".join(x for x in (self.res.message, text) if x)
-        for a in actions:
-            a = {"machine": self.ctx.machine, **a}
-            self.res.retention.append(a)
-            self.ctx.emit(ev.RetentionAction(self.spec.name, self.ctx.machine, a["action"],
-                                             a.get("point", ""), a.get("detail", "")))
+        for a in answer.actions:  # this machine's, whatever the target wrote in `machine`
+            self.res.retention.append({"machine": self.ctx.machine, "action": a.action,
+                                       "point": a.point, "detail": a.detail})
+            self.ctx.emit(ev.RetentionAction(self.spec.name, self.ctx.machine, a.action,
+                                             a.point, a.detail))

@@ -23,6 +23,7 @@ from typing import Any
 from engine.blockio import Compressor, decompressor, digest
 from engine.copy import transport as t
 from engine.copy.control import MachineControl, RunControl, Stopped
+from engine.copy.payloads import Done, Hello, HelloReply
 from engine.copy.target import pack_digest
 from engine.errors import FerryError
 from engine.keys import OVERHEAD, ChainKey
@@ -144,14 +145,9 @@ class SourceMover:
                          for b, loc in view.blocks(d.name).items()} for d in view.disks}
 
     def hello(self, job: str, machine: str) -> None:
-        hello = {"version": t.PROTOCOL_VERSION, "job": job, "machine": machine}
-        if self.token is not None:
-            hello["token"] = self.token
-        self.end.send_json(t.HELLO, hello)
-        reply = self.end.expect(t.HELLO, timeout=60).json()
-        if reply.get("version") != t.PROTOCOL_VERSION:
-            raise t.StreamError(f"target mover speaks protocol {reply.get('version')}")
-        self.append_only = reply.get("append_only") is True
+        self.end.send_json(t.HELLO, Hello(job, machine, self.token).to_json())
+        reply = HelloReply.parse(self.end.expect(t.HELLO, timeout=60).json())
+        self.append_only = reply.append_only
 
     def plan_blocks(self, view: PointView, previous: dict[str, dict[int, bytes]] | None,
                     repair: Set[tuple[str, int]] = frozenset()) -> list[PlanItem]:
@@ -172,7 +168,7 @@ class SourceMover:
         return out
 
     def send_point(self, view: PointView, begin: dict[str, Any], plan: list[PlanItem], stats: Stats,
-                   logical: int = 0) -> dict[str, Any]:
+                   logical: int = 0) -> Done:
         """Stream one point; returns the target's DONE answer.
 
         `stats.processed` advances from its value now by `logical` (the point's
@@ -206,17 +202,17 @@ class SourceMover:
         stats.processed = base + logical
         self.disks = dict.fromkeys((d.name for d in view.disks), 1.0)
         self.end.send(t.encode(t.COMMIT, b""))
-        done = self.end.expect(t.DONE).json()
+        done = Done.parse(self.end.expect(t.DONE).json())
         if self.prove:
             sent = {(i, b) for i, b, _ in missing}
-            self._check_proof(view, done.get("point"), sent)
+            self._check_proof(view, done.point, sent)
         stats.transferred += self.end.sent - sent0
-        stats.written += done["written"]
-        self.busy.target += done.get("busy", 0.0)
+        stats.written += done.written
+        self.busy.target += done.busy
         self.busy.stream, self.busy.throttled = self.end.busy, self.throttled
         return done
 
-    def _check_proof(self, view: PointView, point: object, sent: set[tuple[int, int]]) -> None:
+    def _check_proof(self, view: PointView, point: str, sent: set[tuple[int, int]]) -> None:
         """Ask the target for a random sample of the blocks it did not receive in this
         stream (it answered HAVE, or already held them) and check each against the
         source's own digest: a target that lies about holding data fails the run."""

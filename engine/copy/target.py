@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.copy import frames as fr
 from engine.copy import transport as t
+from engine.copy.guard import floor_until
+from engine.copy.payloads import CheckAnswer, Corrupt, Done, HelloReply
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import (
@@ -183,8 +185,8 @@ class TargetMover:
             if self.remote:
                 log.info("session: job %s machine %s (%s%s)", self.job, self.machine,
                          self.grant.who, ", append-only" if self.grant.append_only else "")
-            self.end.send_json(t.HELLO, {"version": t.PROTOCOL_VERSION,
-                                         "append_only": self.grant.append_only})
+            self.end.send_json(t.HELLO, HelloReply(t.PROTOCOL_VERSION,
+                                                   self.grant.append_only).to_json())
             while True:
                 f = self.end.recv()
                 if f.type == t.BYE:
@@ -352,10 +354,9 @@ class TargetMover:
                 meta.facts["repair"] = sorted({(c.disk, c.block) for c in res.corrupt})
                 add_records(meta, [c.record() for c in res.corrupt if c.digest and c.point])
                 self.repo.save(meta)
-        self.end.send_json(t.CHECK, {"corrupt": [[c.disk, c.block, c.file, c.reason]
-                                                 for c in res.corrupt], "errors": res.errors,
-                                     "damaged": [c.record() for c in res.corrupt
-                                                 if c.digest and c.point]})
+        self.end.send_json(t.CHECK, CheckAnswer(
+            [Corrupt(c.disk, c.block, c.file, c.reason) for c in res.corrupt],
+            [c.record() for c in res.corrupt if c.digest and c.point], res.errors).to_json())
 
     # -- one point -------------------------------------------------------------------
     def _point(self, begin: dict[str, Any]) -> None:
@@ -438,9 +439,9 @@ class TargetMover:
             if key:
                 meta.keys.setdefault(key, begin["envelope"])
             meta.facts.update(begin.get("facts", {}))
-            imm = begin.get("immutable_until")
-            if isinstance(imm, str) and len(imm) <= 40:  # retention keeps it until then
-                datetime.fromisoformat(imm)  # ValueError: refused like any bad frame
+            # the mover's floor (`ferry mover --immutable-days`) raises what the client asked
+            imm = floor_until(begin.get("immutable_until"), when, self.policy)
+            if imm is not None:  # retention keeps it until then
                 ids = {p.id for p in meta.points}
                 old = meta.facts.get("immutable_until")
                 kept = {k: v for k, v in old.items() if k in ids} if isinstance(old, dict) else {}
@@ -455,9 +456,8 @@ class TargetMover:
         if self.remote:
             log.info("point committed: %s/%s %s %s (%d bytes written)", job, machine, kind.value,
                      point_id, writer.written)
-        self.end.send_json(t.DONE, {"point": point_id, "file": name, "size": size,
-                                    "written": writer.written, "local": stats["local"],
-                                    "resumed": stats["resumed"], "busy": self.busy})
+        self.end.send_json(t.DONE, Done(point_id, name, size, writer.written, stats["local"],
+                                        stats["resumed"], self.busy).to_json())
 
     def _info(self, meta: MachineMeta | None, begin: dict[str, Any], point_id: str, when: datetime,
               kind: Kind, name: str, disks: list[DiskInfo], key: str) -> dict[str, Any]:

@@ -11,17 +11,15 @@ otherwise. A torn slot write fails its checksum and is ignored.
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from collections import deque
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import xxhash
 import zstandard
 
 from engine.model import Kind
+from engine.repository import journal
 from engine.repository.fileformat import (
     DATA_START,
     FLAG_RAW,
@@ -47,10 +45,6 @@ from engine.repository.fileformat import (
     stored_problem,
 )
 from engine.repository.writer_io import BackgroundWriter
-
-# disk number, then as the index entry, then the xxh3-64 of the stored bytes (checks sealed ones too)
-_JOURNAL = struct.Struct("<HQQIIB16sQ")
-JOURNAL_FORMAT = 2
 
 __all__ = ["DATA_START", "FLAG_RAW", "FLAG_SEALED", "FLAG_ZERO", "FLAG_ZSTD", "KIND_CODES",
            "KIND_OF_CODE", "MAGIC", "MIRROR", "SLOT_SIZE", "VERSION", "Container", "ContainerError",
@@ -278,9 +272,7 @@ class ContainerWriter:
 
     def _journal_entry(self, disk: str, block: int, e: Entry) -> None:
         """Queue the journal record of one entry, with the checksum of its stored bytes."""
-        self._journal_pending.append(_JOURNAL.pack(
-            self._disk_no(disk), block, e.offset, e.stored, e.raw, e.flags, e.digest,
-            e.check or 0))
+        self._journal_pending.append(journal.record(self._disk_no(disk), block, e))
 
     def _take_gap(self, n: int) -> int | None:
         """Next-fit in the free extents; gaps too small for this block are passed over."""
@@ -308,10 +300,9 @@ class ContainerWriter:
         self._disk_names = list(disk_names)
         assert self._tmp is not None, "only a new file's writes are journaled (not in place)"
         jpath = self._tmp.with_name(self._tmp.name + ".journal")
-        journal = self._journal = open(jpath, "ab")
-        if journal.tell() == 0:
-            journal.write(json.dumps({"journal": JOURNAL_FORMAT,
-                                            "disks": self._disk_names}).encode() + b"\n")
+        f = self._journal = open(jpath, "ab")
+        if f.tell() == 0:
+            f.write(journal.header(self._disk_names))
 
     def _disk_no(self, disk: str) -> int:
         return self._disk_names.index(disk)
@@ -325,15 +316,15 @@ class ContainerWriter:
         """
         pending, self._journal_pending = self._journal_pending, []
         self._since_sync = 0
-        journal, fd = self._journal, self._f.fileno()
-        assert journal is not None, "called only while journaling"
+        f, fd = self._journal, self._f.fileno()
+        assert f is not None, "called only while journaling"
 
         def sync() -> None:
             os.fsync(fd)
             drop_cached(fd)
-            journal.write(b"".join(pending))
-            journal.flush()
-            os.fsync(journal.fileno())
+            f.write(b"".join(pending))
+            f.flush()
+            os.fsync(f.fileno())
 
         self._io.call(sync)
 
@@ -349,34 +340,18 @@ class ContainerWriter:
         """
         path = Path(path)
         jpath = path.with_name(path.name + ".part.journal")
-        tmp = path.with_name(path.name + ".part")
-        try:
-            first, _, rest = jpath.read_bytes().partition(b"\n")
-            head = json.loads(first)
-            if not isinstance(head, dict) or head.get("journal") != JOURNAL_FORMAT:
-                raise ValueError("not a journal of this format")
-            names = [str(n) for n in head["disks"]]
-            usable = len(rest) - len(rest) % _JOURNAL.size
-            records = list(_JOURNAL.iter_unpack(rest[:usable]))
-            entries = [(names[disk_no], block,
-                        Entry(off, stored, rawlen, flags, digest,
-                              None if flags == FLAG_ZERO else check))
-                       for disk_no, block, off, stored, rawlen, flags, digest, check in records]
-            sums = {off: check for _, _, off, _, _, flags, _, check in records
-                    if flags != FLAG_ZERO}
-        except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
-            raise ContainerError(f"{jpath.name}: journal unreadable ({exc})") from None
-        _verify_journaled(tmp, entries, sums, block_size)
-        end = max([DATA_START] + [e.offset + e.stored for _, _, e in entries])
+        found = journal.read(jpath)
+        journal.verify(path.with_name(path.name + ".part"), found, block_size)
+        end = max([DATA_START] + [e.offset + e.stored for _, _, e in found.entries])
         w = cls(path, kind, block_size, reopen=True)
         w._f.truncate(end)  # drop data the journal does not vouch for
         w._pos = end
-        w._resumed = entries
-        w._disk_names = names
-        journal = w._journal = open(jpath, "r+b")
-        journal.truncate(len(first) + 1 + usable)
-        journal.seek(0, 2)
-        return w, {(name, block) for name, block, _ in entries}
+        w._resumed = found.entries
+        w._disk_names = found.disks
+        f = w._journal = open(jpath, "r+b")
+        f.truncate(found.length)  # a torn last record goes
+        f.seek(0, 2)
+        return w, {(name, block) for name, block, _ in found.entries}
 
     def resumed_entries(self) -> list[tuple[str, int, Entry]]:
         return self._resumed
@@ -490,39 +465,3 @@ class ContainerWriter:
             self._tmp.unlink(missing_ok=True)
         self._drop_journal()
         return False
-
-
-def _verify_journaled(tmp: Path, entries: list[tuple[str, int, Entry]], sums: dict[int, int],
-                      block_size: int) -> None:
-    """Read back every journaled payload of a partial file; ContainerError on the first bad one.
-
-    The stored bytes must match the journaled checksum (sealed payloads too, without
-    their key); plaintext ones are also decoded and must match their block digest.
-    """
-    dctx = zstandard.ZstdDecompressor()
-    seen: set[int] = set()
-    try:
-        f = open(tmp, "rb")
-    except OSError as exc:
-        raise ContainerError(f"{tmp.name}: cannot open: {exc.strerror}") from None
-    with f:
-        for disk, block, e in entries:
-            if e.flags == FLAG_ZERO or e.offset in seen:
-                continue
-            seen.add(e.offset)
-            base = sealed_base(e.flags)
-            bad = e.offset < DATA_START or e.raw > block_size or base not in (FLAG_RAW, FLAG_ZSTD)
-            if not bad:
-                payload = os.pread(f.fileno(), e.stored, e.offset)
-                bad = len(payload) != e.stored or \
-                    xxhash.xxh3_64_intdigest(payload) != sums.get(e.offset)
-                if not bad and not e.flags & FLAG_SEALED:
-                    try:
-                        data = payload if base == FLAG_RAW else dctx.decompress(
-                            payload, max_output_size=e.raw)
-                        bad = len(data) != e.raw or xxhash.xxh3_128_digest(data) != e.digest
-                    except zstandard.ZstdError:
-                        bad = True
-            if bad:
-                raise ContainerError(f"{tmp.name}: block {block} of disk {disk} does not "
-                                     f"match its journal entry; the partial file is not used")

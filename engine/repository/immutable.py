@@ -2,7 +2,7 @@
 
 With `[storage] immutable_days`, a point's backup file gets the immutable attribute
 (`FS_IOC_SETFLAGS` with `FS_IMMUTABLE_FL`, what `chattr +i` sets) until the point's
-`immutable_until`: nothing - no process of the backup user, no `rm -rf` - can change,
+`immutable_until`, or a later one's of its chain that reads it: nothing - no process of the backup user, no `rm -rf` - can change,
 rename or delete it until root lifts it. Ferry lifts it only once the time passed
 (checked against the wall clock at the start of each retention pass, before any
 transform) and sets it at the end of the pass, after the run's own transforms (a GFS
@@ -20,7 +20,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from engine.model import MachineMeta
+from engine.model import Kind, MachineMeta
 
 log = logging.getLogger("ferry.immutable")
 FS_IOC_GETFLAGS = 0x80086601
@@ -61,13 +61,27 @@ def is_immutable(path: Path) -> bool:
 
 
 def _until(meta: MachineMeta) -> dict[str, datetime]:
+    """Point id -> until when its files must hold: its own `immutable_until`, or later
+    while a later point of its forward chain (up to the next full) still is immutable,
+    since that point reads them (a locked increment over a deletable full would be
+    lost with it; S3 locks a manifest as long as the newest point reading it, alike)."""
     raw = meta.facts.get("immutable_until")
-    out = {}
+    own = {}
     for pid, text in (raw.items() if isinstance(raw, dict) else ()):
         try:
-            out[str(pid)] = datetime.fromisoformat(str(text))
+            own[str(pid)] = _aware(datetime.fromisoformat(str(text)))
         except ValueError:
             continue
+    out: dict[str, datetime] = {}
+    held: datetime | None = None
+    for p in reversed(meta.points):
+        mine = own.get(p.id)
+        if mine is not None and (held is None or mine > held):
+            held = mine
+        if held is not None:
+            out[p.id] = held
+        if p.kind == Kind.FULL:  # an older chain reads nothing of this one
+            held = None
     return out
 
 

@@ -236,7 +236,7 @@ def test_log_follows_until_scrolled_up() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
             session = app.new_session(DR_KEY)
-            app.open_live(DR_KEY)
+            app.nav.open_live(DR_KEY)
             await ready(pilot)
             log = app.screen.query_one(LogPane)
             for i in range(60):
@@ -390,7 +390,7 @@ def test_chain_view_switches_machines() -> None:
         app = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
-            app.open_chain(DR_KEY, "db01")
+            app.nav.open_chain(DR_KEY, "db01")
             await ready(pilot)
             assert app.screen.machine == "db01"
             await pilot.press("right_square_bracket")
@@ -409,7 +409,7 @@ def test_thread_safety_of_sink_under_load() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
             session = app.new_session(DR_KEY)
-            app.open_live(DR_KEY)
+            app.nav.open_live(DR_KEY)
             await ready(pilot)
 
             def producer(k: int) -> None:
@@ -451,7 +451,7 @@ def test_whatif_keys_are_not_typed_into_the_focused_field() -> None:
         app = make_app(backend=backend)
         async with app.run_test(size=(80, 24)) as pilot:
             await ready(pilot)
-            app.open_whatif(DR_KEY)
+            app.nav.open_whatif(DR_KEY)
             await wait_until(pilot, lambda: isinstance(app.screen, RetentionScreen)
                              and app.screen.result is not None, what="preview")
             screen = app.screen

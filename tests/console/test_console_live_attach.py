@@ -90,20 +90,20 @@ def test_console_attaches_to_an_outside_run_and_holds_resumes_stops_it(tmp_path:
                                                 rows.values()), timeout=15, what="progress")
             assert sorted(rows) == list(MACHINES)
             machine = next(n for n, r in rows.items() if r.state == RUNNING)
-            app.hold_job(key, machine)
+            app.steering.hold(key, machine)
             await wait_until(pilot, lambda: rows[machine].state == ON_HOLD and
                              rows[machine].hold_by == "operator", timeout=15, what="held")
             read = rows[machine].read
-            app.resume_job(key, machine)
+            app.steering.resume(key, machine)
             await wait_until(pilot, lambda: rows[machine].state != ON_HOLD and
                              rows[machine].read > read, timeout=15, what="resumed")
-            app.hold_job(key)  # the whole job: nothing finishes while the test goes on
+            app.steering.hold(key)  # the whole job: nothing finishes while the test goes on
             await wait_until(pilot, lambda: session.held_by_operator, timeout=15, what="job held")
             # Start on a job running elsewhere opens that run
             app.start_job(key)
             await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
             assert app.screen.session is session
-            app.stop_job(key)
+            app.steering.stop(key)
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
             await pilot.press("y")
             await wait_until(pilot, lambda: not session.active, timeout=60, what="run end")

@@ -19,7 +19,7 @@ def test_live_log_full_screen_search_and_follow_after_resize() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
             session = app.new_session(DR_KEY)
-            app.open_live(DR_KEY)
+            app.nav.open_live(DR_KEY)
             await ready(pilot)
             log = app.screen.query_one(LogPane)
             for i in range(80):

@@ -62,7 +62,7 @@ def test_history_says_the_job_is_past_its_rpo() -> None:
         app = make_app(backend=RpoBackend())
         async with app.run_test(size=(80, 24)) as pilot:
             await ready(pilot)
-            app.open_history(DR_KEY)
+            app.nav.open_history(DR_KEY)
             await ready(pilot)
             text = " ".join(screen_text(app).split())
             assert "Warning · DR copy: RPO 1d 2h missed: db01 newest copy 22d old" in text

@@ -17,7 +17,7 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48"
 
 async def _open_session(pilot: Any) -> None:
     await ready(pilot)
-    pilot.app.open_history(DR_KEY)
+    pilot.app.nav.open_history(DR_KEY)
     await ready(pilot)
     await pilot.press("enter")  # the newest session (3, Warning)
     await ready(pilot)
@@ -56,7 +56,7 @@ def test_a_session_without_a_kept_log_says_so() -> None:
         app = make_app()
         async with app.run_test(size=(160, 48)) as pilot:
             await ready(pilot)
-            app.open_history(DR_KEY)
+            app.nav.open_history(DR_KEY)
             await ready(pilot)
             await pilot.press("j", "enter")  # session 2: no log in the fixture
             await ready(pilot)

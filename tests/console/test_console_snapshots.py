@@ -26,7 +26,7 @@ async def _ready(pilot: Any) -> None:
 async def _live(pilot: Any) -> None:
     await ready(pilot)
     feed(pilot.app, run_ticks(), control=RunControl())
-    pilot.app.open_live(DR_KEY)
+    pilot.app.nav.open_live(DR_KEY)
     await ready(pilot)
 
 
@@ -34,7 +34,7 @@ async def _held(pilot: Any) -> None:
     await ready(pilot)
     app = pilot.app
     feed(app, hold_ticks(), control=RunControl())
-    app.open_live(DR_KEY)
+    app.nav.open_live(DR_KEY)
     await ready(pilot)
     await pilot.press("p")  # operator hold through the live screen's binding
     feed(app, [[]])  # one quiet tick: held tasks send nothing
@@ -43,13 +43,13 @@ async def _held(pilot: Any) -> None:
 
 async def _chain(pilot: Any) -> None:
     await ready(pilot)
-    pilot.app.open_chain(DR_KEY, "web01")
+    pilot.app.nav.open_chain(DR_KEY, "web01")
     await ready(pilot)
 
 
 async def _whatif(pilot: Any) -> None:
     await ready(pilot)
-    pilot.app.open_whatif(DR_KEY)
+    pilot.app.nav.open_whatif(DR_KEY)
     await ready(pilot)
 
 
@@ -66,7 +66,7 @@ async def _editor_error(pilot: Any) -> None:
 
 async def _history(pilot: Any) -> None:
     await ready(pilot)
-    pilot.app.open_history(DR_KEY)
+    pilot.app.nav.open_history(DR_KEY)
     await ready(pilot)
 
 

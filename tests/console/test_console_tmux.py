@@ -1,5 +1,5 @@
-"""The console in a real terminal (tmux): it draws the jobs, quits on `q`, and exits on
-SIGHUP (what an SSH drop sends)."""
+"""The console in a real terminal (tmux): it draws the jobs, quits on `q`, exits on
+SIGHUP (what an SSH drop sends), and hands the job file to $EDITOR (`E`)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def alive(session: str) -> bool:
     return tmux("has-session", "-t", session).returncode == 0
 
 
-@pytest.fixture(params=["truecolor", "16 colours", "NO_COLOR"])
-def console_in_tmux(tmp_path: Path, request: pytest.FixtureRequest
-                    ) -> Iterator[tuple[str, Path]]:
+def start(tmp_path: Path, colours: str = "truecolor", editor: str = ""
+          ) -> tuple[str, Path]:
+    """The console on real sample repositories in a new tmux session (100x30)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from console_real_repos import build
 
@@ -48,18 +48,28 @@ def console_in_tmux(tmp_path: Path, request: pytest.FixtureRequest
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
     env.pop("NO_COLOR", None)
-    if request.param == "16 colours":
+    env.pop("VISUAL", None)
+    if colours == "16 colours":
         env["TEXTUAL_COLOR_SYSTEM"] = "standard"
-    elif request.param == "NO_COLOR":
+    elif colours == "NO_COLOR":
         env["NO_COLOR"] = "1"
+    if editor:
+        env["EDITOR"] = editor
     python = Path(sys.executable)
     exports = " ".join(f"{k}={v}" for k, v in env.items()
-                       if k in ("TEXTUAL_COLOR_SYSTEM", "NO_COLOR", "XDG_CONFIG_HOME"))
+                       if k in ("TEXTUAL_COLOR_SYSTEM", "NO_COLOR", "XDG_CONFIG_HOME", "EDITOR"))
     command = f"cd {ROOT} && env {exports} {python} -m console --jobs {jobs}"
     started = subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y",
                               "30", command], env=env, capture_output=True, text=True,
                              timeout=20)
     assert started.returncode == 0, started.stderr
+    return session, jobs
+
+
+@pytest.fixture(params=["truecolor", "16 colours", "NO_COLOR"])
+def console_in_tmux(tmp_path: Path, request: pytest.FixtureRequest
+                    ) -> Iterator[tuple[str, Path]]:
+    session, jobs = start(tmp_path, request.param)
     try:
         yield session, jobs
     finally:
@@ -93,3 +103,29 @@ def test_exits_on_sighup(console_in_tmux: tuple[str, Path]) -> None:
                    Path(f"/proc/{p}/stat").read_text().split()[2] == "Z" for p in pids)
 
     assert wait(gone, timeout=15), "console still running after SIGHUP"
+
+
+@pytest.mark.parametrize("keep,saved", [(9, True), (1, False)])
+def test_E_edits_the_job_file_in_the_editor(tmp_path: Path, keep: int, saved: bool) -> None:
+    """`E` suspends the console for $EDITOR on a copy of the job file: a valid edit is
+    saved; an invalid one writes nothing and opens the built-in editor with the error."""
+    script = tmp_path / "edit.sh"
+    script.write_text(f"#!/bin/sh\nsed -i 's/^keep = 7$/keep = {keep}/' \"$1\"\n")
+    script.chmod(0o755)
+    session, jobs = start(tmp_path / "c", editor=str(script))
+    try:
+        assert wait(lambda: "Offsite weekly" in screen(session)), screen(session)
+        job = jobs / "dr-copy.toml"
+        before = job.read_text()
+        tmux("send-keys", "-t", session, "E")
+        if saved:
+            assert wait(lambda: "keep = 9" in job.read_text()), screen(session)
+            assert job.read_text() == before.replace("keep = 7\n", "keep = 9\n")
+            assert wait(lambda: "dr-copy.toml saved" in screen(session)), screen(session)
+        else:
+            assert wait(lambda: "keep" in screen(session) and "at least 2" in screen(session)
+                        ), screen(session)
+            assert job.read_text() == before
+    finally:
+        if alive(session):
+            tmux("kill-session", "-t", session)

@@ -43,7 +43,7 @@ class EngineWhatIf(StaticBackend):
 async def _fill(pilot: Any, fields: dict[str, str] = FIELDS) -> None:
     await ready(pilot)
     app = pilot.app
-    app.open_whatif(DR_KEY)
+    app.nav.open_whatif(DR_KEY)
     await ready(pilot)
     screen = app.screen
     for selector, value in fields.items():
@@ -94,7 +94,7 @@ def test_whatif_form_refuses_bad_dates_in_one_line() -> None:
         app = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
-            app.open_whatif(DR_KEY)
+            app.nav.open_whatif(DR_KEY)
             await ready(pilot)
             screen = app.screen
             screen.query_one("#f-skip", Input).value = "2026-13-01"
@@ -131,7 +131,7 @@ def test_real_chains_keep_their_weekly_fulls_when_the_form_switches_weekly_off(
                            pump_interval=3600.0, watch_hangup=False)
         async with app.run_test(size=(120, 36)) as pilot:
             await wait_until(pilot, lambda: bool(app.jobs), what="jobs loaded")
-            app.open_whatif(str(path))
+            app.nav.open_whatif(str(path))
             await ready(pilot)
             screen = app.screen
             await wait_until(pilot, lambda: screen.result is not None, what="first preview")

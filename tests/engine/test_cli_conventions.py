@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 
 import pytest
 from enginekit import BS, JOB, MACHINE, day, ferry_cmd, ferry_env
@@ -44,9 +45,8 @@ def test_history_of_a_missing_folder_is_an_error(ferry, tmp_path):
         assert "not found" in res.stderr and res.stdout == ""
 
 
-def test_ctrl_c_exits_130(tmp_path):
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
+def _interrupt_daemon(jobs, delay: float) -> tuple[int | None, str]:
+    """Start `ferry daemon`, wait for its start line, Ctrl-C it `delay` s later."""
     # SIGINT as a terminal delivers it: a test session started in the background (`&`,
     # nohup) hands its children SIGINT ignored, and Python then installs no handler
     proc = subprocess.Popen(ferry_cmd("daemon", "--jobs", jobs, "--poll", "1h"), env=ferry_env(),
@@ -60,14 +60,25 @@ def test_ctrl_c_exits_130(tmp_path):
             seen.append(line)
             if "daemon started" in line:
                 break
+        time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-        err = "".join(seen) + err
+        return proc.returncode, "".join(seen) + err
     finally:
         guard.cancel()
         proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
+
+
+def test_ctrl_c_exits_130(tmp_path):
+    """Ctrl-C at 12 moments of the daemon's first pass, each while it is importing and
+    building its job schema: always 130 (CPython 3.11 ended some of them by SIGINT,
+    -2, when the interrupt passed through a dataclass's exec; 16 of 60 here)."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for n in range(12):
+        code, err = _interrupt_daemon(jobs, n * 0.003)
+        assert code == 130, (n, err)
+        assert "interrupted" in err
 
 
 def test_ferry_repo_environment_default(ferry, tmp_path, make_machine):

@@ -116,3 +116,54 @@ def test_min_points_is_a_job_setting(tmp_path):
     for n in (1, 3, 5):
         policy = RetentionPolicy(keep=2, unit="days", min_points_days_mode=n)
         assert short_term_count(chain, policy, now) == n
+
+
+IMMUTABLE = """
+[retention]
+keep = 2
+
+[storage]
+immutable_days = 10
+"""
+
+
+def test_preview_shows_what_immutability_costs(tmp_path):
+    """An immutable job's preview is replayed a second time with immutable_days = 0: the
+    difference is one line of the text output and "immutability" in the JSON (the
+    figures of both runs); "immutable until" stays in the reasons. Without immutability
+    there is neither."""
+    from engine.simulate import simulate, sizing_from_model
+
+    job = _job(tmp_path, "Imm", IMMUTABLE)
+    data = _preview(job, "--from", "2026-01-01T22:00", "--days", "40", "--interval", "1d")
+    cost = data["immutability"]
+    spec = load_job(job)
+    from dataclasses import replace
+    from datetime import datetime, timedelta
+
+    sizes = sizing_from_model(10 << 30, 10.0, 50.0)  # --used 10GiB, the default model
+    start = datetime(2026, 1, 1, 22, 0)
+    plain = simulate("Imm", replace(spec.retention, immutable_days=0), "periodic", start, 40,
+                     sizes, interval=timedelta(days=1))
+    want = plain.worst_day
+    assert cost["worst_day_without"] == {"date": want.date.isoformat(),
+                                         "points": len(want.points),
+                                         "total_size": want.total_size,
+                                         "work_space": want.work_space}
+    worst = data["worst_day"]
+    assert cost["worst_day"]["total_size"] == worst["total_size"]
+    assert cost["extra_worst_day"] == (worst["total_size"] + worst["work_space"]
+                                       - want.total_size - want.work_space) > 0
+    assert cost["worst_day"]["points"] > cost["worst_day_without"]["points"] == 2
+    assert cost["immutable_days"] == 10
+    assert any("immutable until 2026-" in p["reason"] for p in data["days"][-1]["points"])
+    assert any(a.startswith("synthetic full made: periodic synthetic full (the newest full "
+                            "is 10 days old") for d in data["days"] for a in d["actions"])
+    text = run_ferry("preview", job, "--from", "2026-01-01T22:00", "--days", "40",
+                     "--interval", "1d", "--used", "10GiB")
+    assert_ok(text)
+    lines = [x for x in text.stdout.splitlines() if x.startswith("Immutability")]
+    assert len(lines) == 1 and "immutable_days = 10 costs +" in lines[0], text.stdout
+    assert "without immutability" in lines[0]
+    plain_job = _job(tmp_path, "Plain", IMMUTABLE.replace("immutable_days = 10", ""))
+    assert "immutability" not in _preview(plain_job, "--days", "20")

@@ -75,8 +75,8 @@ def tls_job(tmp: Path, source: Source, mover: Mover, env: str = "FERRY_TEST_TOKE
     return load_job(job)
 
 
-def start(repo: Path, token: str, fingerprint: str) -> Mover:
-    srv = make_server("127.0.0.1:0", repo, idle=3.0, max_connections=4)
+def start(repo: Path, token: str, fingerprint: str, floor=None) -> Mover:
+    srv = make_server("127.0.0.1:0", repo, idle=3.0, max_connections=4, floor=floor)
     srv.hello_timeout = 2.0
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                      daemon=True).start()

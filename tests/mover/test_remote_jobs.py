@@ -64,11 +64,12 @@ def test_missing_token_variable_fails_the_run(tmp_path, golden, mover, monkeypat
 class FakeMover(threading.Thread):
     """Speaks the frames but stores nothing: answers HAVE 1 for every block."""
 
-    def __init__(self):
+    def __init__(self, done=None):
         super().__init__(daemon=True)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.proved = 0
+        self.done = done  # a DONE answer to send instead of the well-formed one
 
     def run(self) -> None:
         """Serves the run's job stream and its task stream (at most 4 connections)."""
@@ -97,8 +98,9 @@ class FakeMover(threading.Thread):
                 elif f.type == t.DIGESTS and f.payload:
                     end.send(t.encode(t.HAVE, b"\x01" * (len(f.payload) // 31)))
                 elif f.type == t.COMMIT:
-                    end.send_json(t.DONE, {"point": begin["point"], "file": "x", "size": 0,
-                                           "written": 0, "local": 0, "resumed": 0})
+                    end.send_json(t.DONE, self.done or {
+                        "point": begin["point"], "file": "x", "size": 0, "written": 0,
+                        "local": 0, "resumed": 0})
                 elif f.type == t.PROVE:
                     self.proved += 1
                     n = len(f.json()["blocks"])
@@ -113,19 +115,43 @@ class FakeMover(threading.Thread):
             end.close()
 
 
+def _job_to(tmp_path, src, fake):
+    """A job copying `src` to the fake mover (no retries: one attempt to count)."""
+    job = write_job(tmp_path / "j.toml", JOB, src.repo, ["Daily"], tmp_path / "local",
+                    extra="[transport]\nretries = 0\n")
+    job.write_text(job.read_text().replace("[target]\n", f'[target]\nmover = "127.0.0.1:'
+                                                         f'{fake.port}"\n'))
+    return load_job(job)
+
+
 def test_fake_mover_cannot_pass_for_one(tmp_path):
     src = Source(tmp_path, methods=("forward",), size=4 * (256 << 10) + 1000)
     src.backup(T0)
     fake = FakeMover()
     fake.start()
-    job = write_job(tmp_path / "j.toml", JOB, src.repo, ["Daily"], tmp_path / "local",
-                    extra="[transport]\nretries = 0\n")
-    job.write_text(job.read_text().replace("[target]\n", f'[target]\nmover = "127.0.0.1:'
-                                                         f'{fake.port}"\n'))
-    res = run_job(load_job(job), at=T0)
+    res = run_job(_job_to(tmp_path, src, fake), at=T0)
     assert fake.proved == 1
     assert res.status == "Failed"
     assert "could not prove it holds block" in res.tasks[0].message
+
+
+@pytest.mark.parametrize("done,match", [
+    ({"point": "0123456789abcdef", "file": "x", "size": 0}, "DONE answer: written is not a count"),
+    ({"point": "../../etc", "file": "x", "size": 0, "written": 0}, "point is not a point id"),
+    ({"point": "0123456789abcdef", "file": "x", "size": -1, "written": 0},
+     "size is not a count"),
+])
+def test_a_broken_done_answer_fails_the_task_with_one_line(tmp_path, done, match):
+    """What a target answers is hostile too: a DONE that breaks the protocol fails the
+    task, naming the frame and the field, before anything is recorded from it."""
+    src = Source(tmp_path, methods=("forward",), size=4 * (256 << 10) + 1000)
+    src.backup(T0)
+    fake = FakeMover(done=done)
+    fake.start()
+    res = run_job(_job_to(tmp_path, src, fake), at=T0)
+    assert res.status == "Failed"
+    assert match in res.tasks[0].message and "\n" not in res.tasks[0].message
+    assert res.tasks[0].point in ("", None)
 
 
 @pytest.mark.parametrize("mover,match", [

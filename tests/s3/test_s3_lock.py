@@ -136,19 +136,26 @@ def test_retention_keeps_immutable_points_then_deletes_them(tmp_path, lock_bucke
         assert not [a for a in res.retention if a["action"] in ("merge", "delete-chain")]
     repo = open_repository(url)
     assert len(repo.load(JOB, "vm-forever-forward").points) == 4
-    from engine.retention import points_from_chain, reasons
+    from engine.retention import points_from_chain
+    from engine.retention_why import reasons
 
     meta = repo.load(JOB, "vm-forever-forward")
     spec = s3_job(tmp_path, src, url, keep=2, extra="\n[storage]\nimmutable_days = 3\n")
     why = reasons(points_from_chain(meta.points), spec.retention, NOW + timedelta(hours=4))
     until = (meta.points[0].time + timedelta(days=3)).date().isoformat()
     assert why[meta.points[0].id] == f"immutable until {until}"
-    # four days later: the old points' immutability passed (by the run's clock)
-    res = _copy(tmp_path, src, url, NOW + timedelta(days=4), days=3, keep=2)
+    # a week later (by the run's clock): no merge ever (an immutable chain is forward
+    # incremental); the run's increment becomes a periodic synthetic full (one new
+    # manifest naming the existing blocks) and the next run deletes the old chain whole,
+    # its immutability passed
+    res = _copy(tmp_path, src, url, NOW + timedelta(days=7), days=3, keep=2)
     assert res.status == "Success", (res.message, [t.message for t in res.tasks])
-    assert [a["action"] for a in res.retention].count("merge") == 3
+    assert [a["action"] for a in res.retention] == ["synthetic-full"]
+    res = _copy(tmp_path, src, url, NOW + timedelta(days=7, hours=1), days=3, keep=2)
+    assert res.status == "Success", (res.message, [t.message for t in res.tasks])
+    assert [a["action"] for a in res.retention if a["action"] != "gc"] == ["delete-chain"]
     meta = repo.load(JOB, "vm-forever-forward")
-    assert len(meta.points) == 2
+    assert [p.kind.value for p in meta.points] == ["full", "incremental"]
     gc = [a for a in res.retention if a["action"] == "gc"]
     assert not gc or "locked" in gc[0]["detail"]
     # the manifests of the merged-away points are still there, locked, until the wall
