@@ -159,7 +159,8 @@ def copy_once(work: Path, size: int, run: int, remotes: Remotes | None = None) -
             raise SystemExit(m.stderr.decode())
         task = json.loads(m.stdout)["tasks"][0]
         out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
-                      "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+                      "cpu_s": m.cpu_s, "transferred": task["transferred"],
+                      "bottleneck": task["bottleneck"]}
         if label != "full_auto":
             shutil.rmtree(dst)
     day = run + 1
@@ -220,7 +221,12 @@ def bench_size(size: int, runs: int, work: Path, ceilings: bool, remote: bool = 
         res["ceil1"] = measure_ceilings(disk, 1 << 20, 1, work, runs=runs)
         res["ceil3"] = measure_ceilings(disk, 1 << 20, 3, work, runs=runs, read_file=False)
         blocks = sample_blocks(disk, 1 << 20)
-        res["floor3"] = Figure([recompress_ceiling(blocks, 1, 3) for _ in range(runs)])
+        floor, cpu = Figure(), Figure()
+        for _ in range(runs):
+            c0 = time.process_time()
+            floor.values.append(recompress_ceiling(blocks, 1, 3))
+            cpu.values.append((time.process_time() - c0) * size / sum(map(len, blocks)))
+        res["floor3"], res["floor3_cpu"] = floor, cpu  # cpu: seconds for the whole image
     res["restic_s"] = restic_copy(work, disk)
     return res
 
@@ -290,6 +296,11 @@ def report(results: list[dict]) -> None:
               f"xxh3 for the target's check), 2 threads: {fl.median:,.0f} MB/s {fl.spread()} = "
               f"{fl.median / c3.cpu2.median:.0%} of that ceiling; the copy reaches "
               f"{mbps / fh / fl.median:.0%} of it")
+        cpu_h = med([r["full_high"].get("cpu_s", float("nan")) for r in runs])
+        fc = main["floor3_cpu"].median
+        print(f"    CPU time (all threads, load-independent): the copy {cpu_h:.2f} s, that work "
+              f"alone {fc:.2f} s for the whole image = {fc / cpu_h:.0%} CPU efficiency "
+              f"(the rest: start-up, the writer's kernel copies and fsyncs, frames)")
     r0 = runs[0]["increment"]
     print(f"  increment, 2 % changed blocks:                  {inc:.2f} s = {inc / fa:.1%} of the "
           f"full; read {fmt_size(r0['read'])}, transferred {fmt_size(r0['transferred'])}")
@@ -458,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.only_s3:
             results = [bench_size(parse_size(args.size), args.runs, out / "a", True,
                                   remote=not args.no_remote)]
-            if args.also:
+            if parse_size(args.also):
                 results.append(bench_size(parse_size(args.also), 1, out / "b", False))
             report(results)
         if parse_size(args.s3_size):
