@@ -143,6 +143,38 @@ def cpu_ceiling(blocks: list[bytes], level: int | None, threads: int = 1) -> tup
     return total / dt / MB, total / max(1, sum(results))
 
 
+def recompress_ceiling(blocks: list[bytes], src_level: int, level: int,
+                       threads: int = 2) -> float:
+    """MB/s of input of what a verified recompressing copy must do per block, with both of
+    its checks: decompress the source payload (zstd `src_level`, made untimed first) and
+    xxh3-128 it against the digest, compress at `level`, then decompress that and xxh3-128
+    it again (the target's check before it stores the block). Zero blocks cost nothing
+    (they are never read). `cpu_ceiling(blocks, level, threads)` is only the middle step."""
+    zero = xxhash.xxh3_128_digest(bytes(len(blocks[0])))
+    src = zstandard.ZstdCompressor(level=src_level)
+    stored = [src.compress(b) for b in blocks if xxhash.xxh3_128_digest(b) != zero]
+    parts = [stored[i::threads] for i in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def thread(part: list[bytes]) -> None:
+        comp, dec = zstandard.ZstdCompressor(level=level), zstandard.ZstdDecompressor()
+        barrier.wait()
+        for payload in part:
+            data = dec.decompress(payload)
+            xxhash.xxh3_128_digest(data)
+            out = comp.compress(data)
+            xxhash.xxh3_128_digest(dec.decompress(out))
+
+    ts = [threading.Thread(target=thread, args=(p,)) for p in parts]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join()
+    return sum(len(b) for b in blocks) / (time.perf_counter() - t0) / MB
+
+
 def hash_ceiling(blocks: list[bytes]) -> float:
     t0 = time.perf_counter()
     for b in blocks:

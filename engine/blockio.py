@@ -232,6 +232,10 @@ def tune_malloc() -> None:
 _tuned = False
 
 
-def make_pool() -> ThreadPoolExecutor:
-    tune_malloc()
+def make_pool(tune: bool = True) -> ThreadPoolExecutor:
+    """The block pool (its threads start on the first task). `tune=False` leaves
+    `tune_malloc` to the first block worked on: a run with nothing to copy then never
+    loads ctypes."""
+    if tune:
+        tune_malloc()
     return ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="ferry-block")

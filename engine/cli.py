@@ -7,11 +7,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from engine.errors import CommandError, ExitCode, exit_code, one_line
 from engine.jsonout import emit
-from engine.objstore.open import repo_arg
+from engine.objstore.location import is_s3_url, parse_s3_url
 from engine.units import fmt_size, int_between, parse_size, parse_time, rfc3339
 
 if TYPE_CHECKING:
@@ -67,6 +67,14 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def repo_arg(text: str) -> str | Path:
+    """argparse type for --repo: s3:// URLs stay strings (Path would fold the //)."""
+    if is_s3_url(text):
+        parse_s3_url(text)  # refuse a bad URL at parse time
+        return text
+    return Path(text)
+
+
 def repo_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """`--repo DIR`, defaulting to $FERRY_REPO (then not required)."""
     default = os.environ.get("FERRY_REPO")
@@ -116,14 +124,39 @@ _time = arg_type(parse_time)
 _size = arg_type(parse_size)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Sink:
+    """Stands in for the parser of a sub-command that is not being run: takes every
+    add_argument/add_parser/... call and does nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Sink]:
+        return lambda *args, **kwargs: self
+
+
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Sub-commands; with `only` set, just that one is built (each parser costs argparse's
+    gettext look-ups, ~27 of them were a few ms of every start)."""
+
+    only: str | None = None
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if self.only is not None and name != self.only:
+            return cast(argparse.ArgumentParser, _Sink())
+        return super().add_parser(name, **kwargs)  # type: ignore[no-any-return]
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `ferry` parser; `command` (the first word of the command line): build only
+    that sub-command's parser, or all of them when there is no such command (so --help
+    and a mistyped command list every one)."""
     from engine.blockio import LEVELS
     from engine.model import Method
 
     p = _Parser(prog="ferry", description="Backup copy jobs for VM restore points.")
     p.add_argument("--version", action=_Version, nargs=0, help="show Ferry's version and exit")
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = p.add_subparsers(
-        dest="command", parser_class=_Parser, metavar="COMMAND")
+        dest="command", parser_class=_Parser, metavar="COMMAND", action=_Commands)
+    assert isinstance(sub, _Commands)
+    sub.only = command
     # handled by console.entry before this parser runs; listed so --help names them
     sub.add_parser("console", help="the operations console (Textual): ferry console [--jobs DIR]")
     sub.add_parser("serve", help="the console in a browser page on 127.0.0.1")
@@ -184,13 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli_live
 
     cli_live.add_commands(sub)
+    if command is not None and command not in sub.choices:
+        return build_parser()
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        parser = build_parser()
+        parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
         args = parser.parse_args(argv)
         if not args.command:
             parser.print_help()
@@ -290,8 +325,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
     if args.json:
         emit(data)
         return EXIT_OK
-    from rich.console import Console  # not at import: every command (and each ssh
-    from rich.table import Table  # mover stream) would pay ~90 ms starting up
+    from rich.console import Console  # only for a table: rich costs ~35 ms a start
+    from rich.table import Table
 
     con = Console()
     for ch in data["chains"]:

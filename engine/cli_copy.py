@@ -10,17 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from engine.cli_mover import add_mover_command, cmd_mover
 from engine.errors import CommandError
 from engine.jobsdir import default_jobs
 from engine.jsonout import emit
 from engine.model import Status
 from engine.objstore.location import is_s3_url
-from engine.objstore.open import repo_arg
-from engine.rpo import RpoCheck
 from engine.units import duration_between, fmt_duration, fmt_size, int_between, rfc3339
 
 if TYPE_CHECKING:
@@ -32,6 +27,7 @@ if TYPE_CHECKING:
     from engine.copy.results import SessionResult
     from engine.jobs.schema import JobSpec
     from engine.password import Password
+    from engine.rpo import RpoCheck
 
 
 def parse_pct(text: str) -> float:
@@ -44,8 +40,8 @@ def parse_pct(text: str) -> float:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                  time_type: Callable[[str], object], size_type: Callable[[str], object]) -> None:
     """Register the copy-job commands on the main parser's sub-parsers."""
-    from engine.cli import arg_type
-    from engine.preview_cli import MAX_RANGE_DAYS, parse_dates
+    from engine.cli import arg_type, repo_arg
+    from engine.units import MAX_RANGE_DAYS, parse_dates
 
     _pct, _dates = arg_type(parse_pct), arg_type(parse_dates)
     hold = arg_type(duration_between(0, 7 * 86400, "from 0s to 7d"))
@@ -195,6 +191,8 @@ def cmd_retain(args: argparse.Namespace) -> int:
     if args.json:
         emit(res.to_json())
         return res.exit_code
+    from rich.console import Console
+
     con = Console()
     con.print(f"{res.job}: background retention {res.status}: {res.message}")
     for a in res.retention:
@@ -242,6 +240,7 @@ class _LiveRender:
     """Rich progress bars, one per machine, fed by engine events."""
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -286,6 +285,9 @@ class _LiveRender:
 
 
 def _print_session(res: SessionResult) -> None:
+    from rich.console import Console  # only when a table is printed (~35 ms a start)
+    from rich.table import Table
+
     con = Console()
     if res.dry_run:
         t = Table(title=f"{res.job}: dry run, nothing changed", title_justify="left")
@@ -360,6 +362,9 @@ def cmd_history(args: argparse.Namespace) -> int:
             s["started"], s["finished"] = rfc3339(s["started"]), rfc3339(s["finished"])
         emit({"sessions": rows, "rpo": [v.to_json(job) for job, v in rpo]})
         return 0
+    from rich.console import Console
+    from rich.table import Table
+
     t = Table(title="sessions", title_justify="left")
     for col in ("started", "job", "kind", "status", "duration", "processed", "transferred",
                 "tasks"):
@@ -417,6 +422,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     if args.json:
         emit(data)
         return 0
+    from rich.console import Console
+    from rich.table import Table
+
     t = Table(title=f"{data['kind']} {data['host']}", title_justify="left")
     for col in ("name", "id", "power", "disks"):
         t.add_column(col)

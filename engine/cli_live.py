@@ -12,9 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
 from engine.errors import CommandError
 from engine.jsonout import emit
 from engine.units import fmt_size
@@ -68,6 +65,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         emit({"sessions": [i.to_json() for i in infos],
               "rpo": [verdict.to_json(job) for job, verdict in rpo]})
         return 0
+    from rich.console import Console  # only for tables: rich costs ~35 ms a start
+    from rich.table import Table
+
     con = Console()
     for job, verdict in rpo:
         if verdict.late:

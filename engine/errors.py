@@ -6,7 +6,6 @@ main has): commands raise, `engine.cli.main` prints `one_line` and returns the c
 from __future__ import annotations
 
 import os
-import traceback
 from enum import IntEnum
 
 
@@ -60,6 +59,8 @@ def exit_code(exc: BaseException) -> ExitCode:
 def one_line(exc: BaseException) -> str:
     """A single line naming what failed; FERRY_DEBUG=1 also prints the traceback."""
     if os.environ.get("FERRY_DEBUG"):
+        import traceback  # only when asked for (~4 ms a start)
+
         traceback.print_exception(exc)
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""

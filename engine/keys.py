@@ -30,17 +30,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 import re
 import struct
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from engine.errors import FerryError
 from engine.password import Password, PasswordError, PasswordSource
@@ -99,6 +94,8 @@ class ChainKey:
     def __init__(self, key_id: str, material: bytes):
         if len(material) != 64:
             raise EncryptionError("chain key has the wrong length")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only encrypted jobs
+
         self.key_id = key_id
         self._raw = material
         self._aead = AESGCM(material[:32])
@@ -109,6 +106,8 @@ class ChainKey:
 
     def digest(self, plain_digest: bytes, raw_len: int) -> bytes:
         """The keyed digest the target stores for a block (16 bytes)."""
+        import hashlib  # imported on first use: a plaintext run never loads OpenSSL's hashes
+
         return hashlib.blake2b(plain_digest + raw_len.to_bytes(4, "little"), key=self._mac,
                                digest_size=16, person=b"ferry-digest").digest()
 
@@ -126,6 +125,8 @@ class ChainKey:
 
     def open(self, stored: bytes | memoryview, digest: bytes, raw_len: int, flags: int) -> bytes:
         """The compressed payload; EncryptionError if any byte of it or its entry changed."""
+        from cryptography.exceptions import InvalidTag
+
         stored = bytes(stored)
         if len(stored) < OVERHEAD:
             raise EncryptionError("sealed block too short")
@@ -153,6 +154,8 @@ class _Kdf:
 
 
 def _scrypt(password: Password, kdf: _Kdf) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=kdf.salt, length=32, n=kdf.n, r=kdf.r, p=kdf.p).derive(password.bytes())
 
 
@@ -222,6 +225,8 @@ class KeyRing:
                 self._new_kdf = _Kdf(KDF_N, KDF_R, KDF_P, os.urandom(SALT_BYTES))
         kdf = self._new_kdf
         nonce = os.urandom(NONCE)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         wrapped = AESGCM(self._kek(kdf)).encrypt(nonce, key._raw, _WRAP_AAD + key.key_id.encode())
         return {"v": 1, "kdf": kdf.stored(), "nonce": _b64(nonce),
                 "wrapped": _b64(wrapped)}
@@ -236,6 +241,9 @@ class KeyRing:
         kdf = _kdf_params(env)
         nonce = _unb64(env.get("nonce"), "nonce", NONCE, NONCE)
         wrapped = _unb64(env.get("wrapped"), "wrapped key", 64 + TAG, 64 + TAG)
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         try:
             material = AESGCM(self._kek(kdf)).decrypt(nonce, wrapped,
                                                       _WRAP_AAD + key_id.encode())

@@ -9,9 +9,7 @@ repr/str so that a stray f-string or traceback cannot print it.
 from __future__ import annotations
 
 import os
-import shlex
 import stat
-import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -106,6 +104,9 @@ def _read_file(path: Path) -> bytes:
 
 
 def _run_command(command: str) -> bytes:
+    import shlex
+    import subprocess  # only for password_command (subprocess costs ~4 ms a start)
+
     try:
         argv = shlex.split(command)
     except ValueError as exc:

@@ -101,30 +101,6 @@ def first_run(spec: PreviewJob, start: datetime | None) -> datetime:
     return datetime.combine(base.date() + timedelta(days=1), time(22, 0))
 
 
-def parse_dates(text: str) -> frozenset[date]:
-    """"2026-01-11,2026-01-17..2026-01-19" -> those days (a range includes both ends)."""
-    out: set[date] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if ".." in part:
-                a, b = (date.fromisoformat(x.strip()) for x in part.split("..", 1))
-                if b < a or (b - a).days > MAX_RANGE_DAYS:
-                    raise ValueError
-                out.update(a + timedelta(days=i) for i in range((b - a).days + 1))
-            else:
-                out.add(date.fromisoformat(part))
-        except ValueError:
-            raise ValueError(f"expected dates like 2026-01-11 or 2026-01-11..2026-01-15, "
-                             f"got {part!r}") from None
-    return frozenset(out)
-
-
-MAX_RANGE_DAYS = 36600  # a hundred years: bounds a typed range
-
-
 @dataclass
 class WhatIf:
     """What `ferry preview` and the console's what-if replay, on top of the job itself.

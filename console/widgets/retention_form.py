@@ -202,7 +202,7 @@ class RetentionForm(VerticalScroll):
                           self._dates("f-nonew", "no new"), self._day("f-from", "from"))
 
     def _dates(self, id: str, name: str) -> frozenset[date]:
-        from engine.preview_cli import parse_dates
+        from engine.units import parse_dates
 
         try:
             return parse_dates(self._text(id))

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from engine.objstore.target import S3TargetMover
 
 LOG = job_logger("run")
+PIPE_FRAMES = 8  # BLOCK frames between an in-process source and target mover (1 MiB blocks: <= 8 MiB)
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -130,8 +131,9 @@ def connect_target(spec: JobSpec, target_repo: Repository | S3Repository
         return connect(spec), None
     s3 = spec.target.s3 is not None
     # an S3 target hands frames straight to its upload pool, which bounds what it holds
-    # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB)
-    src_end, dst_end = t.pipe(4 if s3 else 16)
+    # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB); a folder
+    # target's writer double-buffers, so PIPE_FRAMES frames in between are enough
+    src_end, dst_end = t.pipe(4 if s3 else PIPE_FRAMES)
     mover: TargetMover | S3TargetMover
     if isinstance(target_repo, Repository):
         mover = TargetMover(target_repo, dst_end)
@@ -284,7 +286,7 @@ class Runner:
         if self.refusal:
             return [self._refused(r) for r in refs]
         workers = max(1, int(self.spec.transport.parallel_tasks))
-        with make_pool() as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
+        with make_pool(tune=False) as pool, ThreadPoolExecutor(workers, "ferry-task") as tasks:
             return list(tasks.map(lambda r: self.task_with_retries(r, pool), refs))
 
     def _maintain(self, seen: list[str], started: datetime) -> list[str]:

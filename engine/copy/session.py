@@ -95,6 +95,9 @@ class MachineCopy:
                             on_hold=lambda by: ctx.emit(ev.TaskOnHold(
                                 job, machine, f"held by {by}", "operator")),
                             on_resume=lambda: ctx.emit(ev.TaskResumed(job, machine)))
+        # a folder target or a mover decodes and checks every block; this process's own
+        # S3 target trusts its source mover's decode (engine.objstore.target: trusted)
+        mover.target_decodes = spec.target.s3 is None or bool(spec.target.mover)
         self.mover = mover
         self.left_uncopied = False
         if spec.target.mover:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from difflib import get_close_matches
 from functools import cache
 from typing import Any, ClassVar, TypeVar
 
@@ -119,6 +118,8 @@ def check(model: type, data: Any, prefix: tuple[str, ...], report: Report
             report((*prefix, key), refused[key])
             ok = False
         elif key not in keys:
+            from difflib import get_close_matches  # only for a typo's hint
+
             hint = get_close_matches(key, list(keys), n=1)
             report((*prefix, key), "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             ok = False

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomli_w
 
 
 @dataclass
@@ -176,6 +173,8 @@ def key_on_line(entries: list[Entry], line: int) -> str:
 
 def atomic_write(path: Path, text: str) -> None:
     """Temp file in the same folder, fsync, rename over, fsync the folder."""
+    import tempfile  # writes only: loading a job never needs it
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -208,10 +207,14 @@ def toml_value(value: Any) -> str:
         return f"{{ {inner} }}" if inner else "{}"
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    import tomli_w  # writes only
+
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def toml_key(key: str) -> str:
+    import tomli_w
+
     return tomli_w.dumps({key: 0}).rsplit("=", 1)[0].strip()
 
 

@@ -6,7 +6,6 @@ values never are); nothing here ever prints a secret.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -60,6 +59,8 @@ class S3Location:
 
     def state_dir(self) -> Path:
         """A local folder for this repository: job lock, history, block index cache."""
+        import hashlib  # here, not at the top: a folder job's start never needs OpenSSL's hashes
+
         root = Path(os.environ.get("FERRY_STATE_DIR") or Path.home() / ".local/state/ferry")
         ident = f"{self.resolved_endpoint() or 'aws'}|{self.bucket}|{self.prefix}"
         tag = hashlib.sha256(ident.encode()).hexdigest()[:16]

@@ -42,14 +42,6 @@ def open_repository(ref: str | Path | Repository | S3Repository) -> Repository |
     return Repository(ref)
 
 
-def repo_arg(text: str) -> str | Path:
-    """argparse type for --repo: s3:// URLs stay strings (Path would fold the //)."""
-    if is_s3_url(text):
-        parse_s3_url(text)  # refuse a bad URL at parse time
-        return text
-    return Path(text)
-
-
 def target_repository(spec: Targeted) -> Repository | S3Repository:
     """The job's target: its folder, or its object storage repository."""
     loc = spec.target.s3

@@ -46,6 +46,14 @@ from engine.repository.fileformat import (
 )
 from engine.repository.writer_io import BackgroundWriter
 
+# Payloads are written in WRITE_CHUNK pieces, at most WRITE_DEPTH of them queued for the
+# writer thread besides the one being filled: the writer holds at most
+# (WRITE_DEPTH + 1) x WRITE_CHUNK of block data. It was 5 x 8 MiB, the largest share of a
+# copy's peak RSS; a queue deeper than double buffering gains nothing when the disk is
+# the bottleneck (it then only fills up).
+WRITE_CHUNK = 4 << 20
+WRITE_DEPTH = 2
+
 __all__ = ["DATA_START", "FLAG_RAW", "FLAG_SEALED", "FLAG_ZERO", "FLAG_ZSTD", "KIND_CODES",
            "KIND_OF_CODE", "MAGIC", "MIRROR", "SLOT_SIZE", "VERSION", "Container", "ContainerError",
            "ContainerWriter", "DiskIndex", "Entry", "decode_block", "free_extents", "sealed_base", "stored_problem"]
@@ -205,7 +213,7 @@ class ContainerWriter:
             self._gaps = free_extents(base, self._pos)
         self._buf: list[bytes] = []
         self._buffered = 0
-        self._io = BackgroundWriter(self._f.fileno())
+        self._io = BackgroundWriter(self._f.fileno(), depth=WRITE_DEPTH)
         self._journal: BinaryIO | None = None  # see enable_journal
         self._journal_pending: list[bytes] = []
         self.journal_every = 16 << 20
@@ -361,7 +369,7 @@ class ContainerWriter:
         self._buffered += len(payload)
         self._pos += len(payload)
         self.written += len(payload)
-        if self._buffered >= 8 << 20:
+        if self._buffered >= WRITE_CHUNK:
             self._flush()
 
     def _flush(self) -> None:

@@ -1,0 +1,52 @@
+"""A local `ferry run --json` loads only what a folder-to-folder copy needs.
+
+The start-up cost of a run with nothing to copy is mostly imports (issue 15: <= 0.1 s):
+object storage (boto3), tables and progress bars (rich), the console (textual) and
+encryption (cryptography) are imported only by the jobs and commands that use them.
+A timing test would pass or fail with the machine's load; this one fails only when
+somebody imports one of them again on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import ROOT, T0, write_job
+
+HEAVY = ("boto3", "botocore", "rich", "textual", "cryptography", "engine.objstore.repo",
+         "engine.preview_cli", "engine.simulate")
+
+_PROBE = """
+import json, sys
+from console.entry import main
+code = main(sys.argv[1:])
+heavy = sorted({m.split(".")[0] if not m.startswith("engine.") else m for m in sys.modules
+                if m.split(".")[0] in HEAVY or m in HEAVY})
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def _run(*args: str) -> dict:
+    """`ferry ARGS` through the console script's entry point; the heavy modules it loaded."""
+    probe = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+    proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_a_local_run_imports_no_object_storage_tables_console_or_crypto(tmp_path, source):
+    source.backup(T0)
+    job = write_job(tmp_path / "j.toml", "J", source.repo, ["Daily"], tmp_path / "dr")
+    copy = _run("run", str(job), "--json", "--at", "2026-11-02T23:00")
+    assert copy == {"code": 0, "heavy": []}
+    idle = _run("run", str(job), "--json", "--at", "2026-11-03T23:00")  # nothing new
+    assert idle == {"code": 0, "heavy": []}
+
+
+def test_the_probe_sees_an_import_when_there_is_one(tmp_path, source):
+    """The same probe on a command that prints a rich table does list rich."""
+    source.backup(T0)
+    out = _run("chain", "--repo", str(source.repo))
+    assert out["code"] == 0 and "rich" in out["heavy"]
