@@ -48,6 +48,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import remote_bench  # noqa: E402
 from ceilings import (  # noqa: E402
     MB,
     Figure,
@@ -57,6 +58,7 @@ from ceilings import (  # noqa: E402
     run_measured,
     sample_blocks,
 )
+from remote_bench import Remotes  # noqa: E402
 
 from engine.units import fmt_size, parse_size  # noqa: E402
 from sample_repos import vmdata  # noqa: E402
@@ -81,75 +83,11 @@ def job_file(path: Path, name: str, src: Path, dst: Path, compression: str,
     return path
 
 
-TOKEN_ENV = "FERRY_BENCH_TOKEN"
-
-
-class Remotes:
-    """A TLS mover (subprocess) and, where possible, an sshd with a forced command, both
-    on 127.0.0.1, serving one repository each; `targets` maps a label to its [target]
-    lines."""
-
-    def __init__(self, work: Path):
-        import socket
-
-        self.work = work
-        self.targets: dict[str, str] = {}
-        self.repos: dict[str, Path] = {}
-        self.procs: list[subprocess.Popen] = []
-        self.sshd = None
-        tls_repo = work / "mover-tls"
-        fp = subprocess.run(ferry("mover", "init", "--repo", tls_repo), check=True, cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-        token = subprocess.run(ferry("mover", "token", "add", "--repo", tls_repo, "--job",
-                                     "Cfull_tls"), check=True, cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        os.environ[TOKEN_ENV] = token
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen(ferry("mover", "--listen", f"127.0.0.1:{port}", "--repo",
-                                      tls_repo), cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
-        self.procs.append(proc)
-        proc.stdout.readline()  # "listening": the port is open
-        self.targets["full_tls"] = (f'mover = "tls://127.0.0.1:{port}"\nfingerprint = "{fp}"\n'
-                                    f'token_env = "{TOKEN_ENV}"\n')
-        self.repos["full_tls"] = tls_repo
-        sys.path.insert(0, str(ROOT / "tests"))
-        from mover import sshd  # the tests' throw-away sshd
-
-        self.ssh_skipped = sshd.why_not()
-        if self.ssh_skipped is None:
-            ssh_repo = work / "mover-ssh"
-            self.sshd = sshd.start(work / "sshd", f"{sys.executable} -m engine.cli mover "
-                                   f"--stdio --repo {ssh_repo}")
-            os.environ["FERRY_SSH"] = f"ssh -F {self.sshd.config}"
-            self.targets["full_ssh"] = (f'mover = "ssh://{self.sshd.user}@127.0.0.1:'
-                                        f'{self.sshd.port}{ssh_repo}"\n')
-            self.repos["full_ssh"] = ssh_repo
-
-    def close(self) -> None:
-        for p in self.procs:
-            p.terminate()
-            p.wait(timeout=30)
-        if self.sshd is not None:
-            self.sshd.stop()
-
-
 def copy_once(work: Path, size: int, run: int, remotes: Remotes | None = None) -> dict:
     src, disk = work / "src", work / "disk.img"
     out = {}
-    for label, target in (remotes.targets.items() if remotes else ()):
-        job = job_file(work / f"{label}.toml", f"C{label}", src, work / f"local-{label}",
-                       "auto", target=target)
-        m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
-        if m.returncode:
-            raise SystemExit(m.stdout.decode() + m.stderr.decode())
-        task = json.loads(m.stdout)["tasks"][0]
-        out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
-                      "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
-        shutil.rmtree(remotes.repos[label] / f"C{label}")
-        shutil.rmtree(work / f"local-{label}", ignore_errors=True)
+    for label in (remotes.targets if remotes else ()):
+        out[label] = remote_copy(work, src, size, label, remotes)
     for label, comp in (("full_auto", "auto"), ("full_encrypted", "auto"), ("full_high", "high")):
         dst = work / f"dr-{label}-{run}"
         job = job_file(work / f"{label}.toml", f"C{label}", src, dst, comp,
@@ -159,7 +97,8 @@ def copy_once(work: Path, size: int, run: int, remotes: Remotes | None = None) -
             raise SystemExit(m.stderr.decode())
         task = json.loads(m.stdout)["tasks"][0]
         out[label] = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB,
-                      "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+                      "cpu_s": m.cpu_s, "transferred": task["transferred"],
+                      "bottleneck": task["bottleneck"]}
         if label != "full_auto":
             shutil.rmtree(dst)
     day = run + 1
@@ -180,6 +119,67 @@ def copy_once(work: Path, size: int, run: int, remotes: Remotes | None = None) -
     out["idle"] = {"s": med([m.wall_s for m in idle]), "all_s": [m.wall_s for m in idle],
                    "cpu_s": [m.cpu_s for m in idle]}
     shutil.rmtree(work / f"dr-full_auto-{run}")
+    return out
+
+
+def remote_copy(work: Path, src: Path, size: int, label: str, remotes: Remotes) -> dict:
+    """One full copy through a remote mover: wall time, CPU of both sides."""
+    job = job_file(work / f"{label}.toml", f"C{label}", src, work / f"local-{label}",
+                   "auto", target=remotes.targets[label])
+    cpu0 = remotes.target_cpu(label)
+    m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+    if m.returncode:
+        raise SystemExit(m.stdout.decode() + m.stderr.decode())
+    task = json.loads(m.stdout)["tasks"][0]
+    out = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB, "cpu": m.cpu_s,
+           "target_cpu": remotes.target_cpu(label) - cpu0,
+           "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+    shutil.rmtree(remotes.repos[label] / f"C{label}")
+    shutil.rmtree(work / f"local-{label}", ignore_errors=True)
+    return out
+
+
+def local_full(work: Path, src: Path, size: int, run: int) -> dict:
+    """The in-process full (the remote copies' reference), its target folder removed."""
+    dst = work / f"dr-full_auto-{run}"
+    job = job_file(work / "full_auto.toml", "Cfull_auto", src, dst, "auto")
+    m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+    if m.returncode:
+        raise SystemExit(m.stderr.decode())
+    task = json.loads(m.stdout)["tasks"][0]
+    shutil.rmtree(dst)
+    return {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB, "cpu": m.cpu_s,
+            "target_cpu": 0.0, "transferred": task["transferred"],
+            "bottleneck": task["bottleneck"]}
+
+
+def bench_remote(size: int, runs: int, work: Path, ceilings: bool) -> list[dict]:
+    """`--only-remote`: per run the in-process full and each remote copy, in a rotating
+    order (a drift in the machine's load does not favour one), then the transport
+    ceilings on the bytes the TLS copy transferred."""
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "disk.img"
+    vmdata.write_disk(disk, size, "bench-copy", "bench-os")
+    src = work / "src"
+    subprocess.run(ferry("backup", "--repo", src, "--job", "Bench", "--machine", "vm01",
+                         "--disk", disk, "--at", T0.isoformat()), check=True, cwd=ROOT,
+                   capture_output=True)
+    remotes = Remotes(work)
+    out = []
+    try:
+        labels = ["full_auto", *remotes.targets]
+        for r in range(runs):
+            res = {}
+            for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+                res[label] = (local_full(work, src, size, r) if label == "full_auto"
+                              else remote_copy(work, src, size, label, remotes))
+            if ceilings:
+                res["ceilings"] = remote_bench.ceilings(remotes, res["full_tls"]["transferred"])
+            out.append(res)
+    finally:
+        remotes.close()
+    if remotes.ssh_skipped:
+        print(f"ssh:// not measured: {remotes.ssh_skipped}")
     return out
 
 
@@ -220,7 +220,12 @@ def bench_size(size: int, runs: int, work: Path, ceilings: bool, remote: bool = 
         res["ceil1"] = measure_ceilings(disk, 1 << 20, 1, work, runs=runs)
         res["ceil3"] = measure_ceilings(disk, 1 << 20, 3, work, runs=runs, read_file=False)
         blocks = sample_blocks(disk, 1 << 20)
-        res["floor3"] = Figure([recompress_ceiling(blocks, 1, 3) for _ in range(runs)])
+        floor, cpu = Figure(), Figure()
+        for _ in range(runs):
+            c0 = time.process_time()
+            floor.values.append(recompress_ceiling(blocks, 1, 3))
+            cpu.values.append((time.process_time() - c0) * size / sum(map(len, blocks)))
+        res["floor3"], res["floor3_cpu"] = floor, cpu  # cpu: seconds for the whole image
     res["restic_s"] = restic_copy(work, disk)
     return res
 
@@ -290,6 +295,11 @@ def report(results: list[dict]) -> None:
               f"xxh3 for the target's check), 2 threads: {fl.median:,.0f} MB/s {fl.spread()} = "
               f"{fl.median / c3.cpu2.median:.0%} of that ceiling; the copy reaches "
               f"{mbps / fh / fl.median:.0%} of it")
+        cpu_h = med([r["full_high"].get("cpu_s", float("nan")) for r in runs])
+        fc = main["floor3_cpu"].median
+        print(f"    CPU time (all threads, load-independent): the copy {cpu_h:.2f} s, that work "
+              f"alone {fc:.2f} s for the whole image = {fc / cpu_h:.0%} CPU efficiency "
+              f"(the rest: start-up, the writer's kernel copies and fsyncs, frames)")
     r0 = runs[0]["increment"]
     print(f"  increment, 2 % changed blocks:                  {inc:.2f} s = {inc / fa:.1%} of the "
           f"full; read {fmt_size(r0['read'])}, transferred {fmt_size(r0['transferred'])}")
@@ -474,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-remote", action="store_true", help="skip the TLS and SSH copies")
     ap.add_argument("--s3-size", default="512MiB", help="the S3 copy's image (0: skip)")
     ap.add_argument("--only-s3", action="store_true", help="only the S3 part")
+    ap.add_argument("--only-remote", action="store_true",
+                    help="only the in-process full and the TLS/SSH copies (CPU per side, "
+                         "transport ceilings); no S3")
+    ap.add_argument("--no-ceilings", action="store_true",
+                    help="with --only-remote: skip the ssh/TLS ceilings")
+    ap.add_argument("--json", help="write the raw figures to this file")
     args = ap.parse_args(argv)
     out = HERE / "out" / "copy"
     shutil.rmtree(out, ignore_errors=True)
@@ -483,10 +499,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPYCACHEPREFIX"] = str(out / "pycache")
     os.environ.setdefault(PW_ENV, "bench password")  # the encrypted full's job reads it
     try:
+        if args.only_remote:
+            size = parse_size(args.size)
+            runs = bench_remote(size, args.runs, out / "r", not args.no_ceilings)
+            if args.json:
+                Path(args.json).write_text(json.dumps(runs, indent=1))
+            remote_bench.report(runs, size, med, size / MB)
+            return 0
         if not args.only_s3:
             results = [bench_size(parse_size(args.size), args.runs, out / "a", True,
                                   remote=not args.no_remote)]
-            if args.also:
+            if parse_size(args.also):
                 results.append(bench_size(parse_size(args.also), 1, out / "b", False))
             report(results)
         if parse_size(args.s3_size):

@@ -124,15 +124,21 @@ class RemoteJob:
     """The copy job's end of the job stream (opened before the tasks, closed after)."""
 
     def __init__(self, spec: JobSpec) -> None:
-        from engine.copy.links import connect, token_of
+        from engine.copy.links import connect, drop_spares, token_of, warm
 
         self.spec = spec
-        self.end = connect(spec)
+        warm(spec)  # the first task's stream (ssh://) starts alongside this one
+        try:
+            self.end = connect(spec, spare=False)
+        except BaseException:
+            drop_spares(spec)
+            raise
         try:
             self.end.send_json(t.HELLO, Hello(spec.name, token=token_of(spec),
                                               session=True).to_json())
             HelloReply.parse(self.end.expect(t.HELLO, timeout=60).json())
         except t.StreamError as exc:
+            drop_spares(spec)
             self.end.close()
             if "already running" in str(exc):
                 raise JobBusy(str(exc)) from None
@@ -151,6 +157,9 @@ class RemoteJob:
         self.end.expect(t.HISTORY, timeout=300)
 
     def close(self) -> None:
+        from engine.copy.links import drop_spares
+
+        drop_spares(self.spec)
         try:
             self.end.send_json(t.BYE, {})
         except t.StreamError:

@@ -250,25 +250,25 @@ class TargetMover:
 
         self._attributes(lift=True)
         try:
-            if self.remote:
+            if self.remote:  # the target decides (its floor, an append-only credential)
                 from engine.copy.guard import guarded_retain
 
                 answer = guarded_retain(self, request, background=False)
-                self._attributes(lift=False)
-                self.end.send_json(t.RETAIN, answer)
-                return
-            actions = apply_retention(self.repo, self.job, self.machine,
-                                      {**request, "background": False})
+            else:
+                answer = {"actions": apply_retention(self.repo, self.job, self.machine,
+                                                     {**request, "background": False})}
         except DamagedBlocks as exc:  # recorded: the source may still have them
             self._attributes(lift=False)
             self.end.send_json(t.RETAIN, {"actions": [], "damaged": exc.blocks,
                                           "message": str(exc)})
             return
         self._attributes(lift=False)
+        # the end of the machine's run: what no committed point names goes (never a
+        # point, so also when retention was refused or the credential is append-only)
         if request.get("sweep") in ("all", "keep-partial"):
             sweep_leftovers(self.repo, self.job, self.machine,
                             keep_partial=request["sweep"] == "keep-partial")
-        self.end.send_json(t.RETAIN, {"actions": actions})
+        self.end.send_json(t.RETAIN, answer)
 
     def _sweep(self, request: dict[str, Any]) -> None:
         """Background retention (`engine.copy.background`): expired flags, freed files."""

@@ -227,7 +227,7 @@ class SocketEndpoint(Endpoint):
         self.timeout = timeout
         self.max_frame = max_frame
         self.sent, self.busy = 0, 0.0
-        self._file = sock.makefile("rb", buffering=1 << 20)
+        self._head = bytearray(_HEAD.size)
 
     @classmethod
     def connect(cls, address: str, timeout: float = 10.0) -> SocketEndpoint:
@@ -254,21 +254,31 @@ class SocketEndpoint(Endpoint):
     def recv(self, timeout: float | None = None) -> Frame:
         self.sock.settimeout(timeout if timeout is not None else self.timeout)
         try:
-            head = self._file.read(_HEAD.size)
-            if len(head) < _HEAD.size:
+            if not self._read_into(memoryview(self._head)):
                 raise StreamError("peer closed the stream")
-            ftype, n = _HEAD.unpack(head)
+            ftype, n = _HEAD.unpack(self._head)
             if n > self.max_frame:
                 raise StreamError(f"a frame of {n} bytes is over the limit of {self.max_frame}")
             self.sock.settimeout(self.FRAME_TIMEOUT)
-            payload = self._file.read(n)
-            if len(payload) < n:
+            payload = read_payload(n, self._read_into)
+            if payload is None:
                 raise StreamError("peer closed the stream mid-frame")
         except TimeoutError:
             raise StreamError("timed out waiting for the peer") from None
         except OSError as exc:
             raise StreamError(f"stream broke: {exc}") from None
         return Frame(ftype, payload)
+
+    def _read_into(self, view: memoryview) -> bool:
+        """Fill `view` from the socket (TLS decrypts straight into it: no buffer in
+        between); False when the peer closed first (part of a frame is no frame)."""
+        got = 0
+        while got < len(view):
+            n = self.sock.recv_into(view[got:])
+            if not n:
+                return False
+            got += n
+        return True
 
     def close(self) -> None:
         try:
@@ -283,7 +293,6 @@ class FdEndpoint(Endpoint):
     wait is bounded like a socket's (`timeout` between frames, FRAME_TIMEOUT within)."""
 
     FRAME_TIMEOUT = SocketEndpoint.FRAME_TIMEOUT
-    CHUNK = 1 << 20
 
     def __init__(self, rfd: int, wfd: int, timeout: float | None = None,
                  max_frame: int = SOURCE_MAX_FRAME,
@@ -298,38 +307,42 @@ class FdEndpoint(Endpoint):
                 pass  # not a pipe (a socket, a file), or over /proc/sys/fs/pipe-max-size
         self.timeout, self.max_frame = timeout, max_frame
         self.sent, self.busy = 0, 0.0
-        self._buf = bytearray()
+        self._head = bytearray(_HEAD.size)
         self._on_close = on_close
         self._closed = False
 
-    def _fill(self, need: int, timeout: float | None) -> None:
+    def _fill(self, view: memoryview, timeout: float | None) -> None:
+        """Read exactly len(view) bytes into it (a frame's payload straight from the
+        pipe: no buffer in between, nothing of the next frame read ahead)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self._buf) < need:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise StreamError("timed out waiting for the peer")
-            ready, _, _ = select.select([self.rfd], [], [], left)
-            if not ready:
-                continue
+        got = 0
+        while got < len(view):
             try:
-                chunk = os.read(self.rfd, max(self.CHUNK, need - len(self._buf)))
+                n = os.readv(self.rfd, [view[got:]])
             except BlockingIOError:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise StreamError("timed out waiting for the peer") from None
+                select.select([self.rfd], [], [], left)
                 continue
             except OSError as exc:
                 raise StreamError(f"stream broke: {exc}") from None
-            if not chunk:
+            if not n:
                 raise StreamError("peer closed the stream")
-            self._buf += chunk
+            got += n
 
     def recv(self, timeout: float | None = None) -> Frame:
-        self._fill(_HEAD.size, timeout if timeout is not None else self.timeout)
-        ftype, n = _HEAD.unpack_from(self._buf, 0)
+        self._fill(memoryview(self._head), timeout if timeout is not None else self.timeout)
+        ftype, n = _HEAD.unpack(self._head)
         if n > self.max_frame:
             raise StreamError(f"a frame of {n} bytes is over the limit of {self.max_frame}")
-        self._fill(_HEAD.size + n, self.FRAME_TIMEOUT)
-        payload = bytes(self._buf[_HEAD.size:_HEAD.size + n])
-        del self._buf[:_HEAD.size + n]
+        payload = read_payload(n, self._filled)
+        assert payload is not None  # _fill raises when the peer closes
         return Frame(ftype, payload)
+
+    def _filled(self, view: memoryview) -> bool:
+        self._fill(view, self.FRAME_TIMEOUT)
+        return True
 
     def send(self, data: bytes | bytearray) -> None:
         t0 = time.perf_counter()
@@ -358,6 +371,26 @@ class FdEndpoint(Endpoint):
         self._closed = True
         if self._on_close is not None:
             self._on_close()
+
+
+DIRECT = 16 << 20  # a payload up to this size is read straight into its own buffer
+
+
+def read_payload(n: int, fill: Callable[[memoryview], bool]) -> bytearray | None:
+    """A frame's `n`-byte payload, read by `fill` (False: the peer closed first). Up to
+    DIRECT it goes straight into one buffer of its size; a larger one (only a target's
+    STATE answer) grows as its bytes arrive, so a frame header announcing 1 GiB costs
+    nothing until the peer sends it."""
+    if n <= DIRECT:
+        buf = bytearray(n)
+        return buf if not n or fill(memoryview(buf)) else None
+    out = bytearray()
+    while len(out) < n:
+        part = bytearray(min(DIRECT, n - len(out)))
+        if not fill(memoryview(part)):
+            return None
+        out += part
+    return out
 
 
 def _keepalive(sock: socket.socket) -> None:

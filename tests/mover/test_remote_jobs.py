@@ -43,6 +43,29 @@ def test_append_only_run_warns_and_the_mover_host_retains(tmp_path, golden, move
     assert len(repo.load(JOB, MACHINE).points) == 2
 
 
+def test_a_remote_run_sweeps_what_a_killed_run_left_on_the_mover(tmp_path, golden, mover,
+                                                                  monkeypatch):
+    """Leftovers on the mover's side (a killed run's metadata temp file, a backup file no
+    point names) go at the end of the next run through it, append-only or not, also when
+    it finds nothing new to copy (no point committed, only its retention request)."""
+    src, *_ = golden
+    _, token = moverauth.add_token(mover.repo, JOB, append_only=True)
+    monkeypatch.setenv("FERRY_TEST_TOKEN", token)
+    spec = tls_job(tmp_path, src, mover)
+    run_job(spec, at=T0 + timedelta(days=4))  # copies what the shared source has new
+    folder = mover.repo / JOB / MACHINE
+    named = {f.name for f in folder.iterdir()}
+    points = len(Repository(mover.repo).load(JOB, MACHINE).points)
+    left = {f"{MACHINE}.fbm.tmp", f"{MACHINE}D2026-10-01T220000_0badc0de.fib"}
+    for name in left:
+        (folder / name).write_bytes(b"x" * 9000)
+    res = run_job(spec, at=T0 + timedelta(days=4, hours=1))
+    assert res.tasks[0].kind == "none", res.to_json()
+    now = {f.name for f in folder.iterdir()}
+    assert not now & left, sorted(now & left)
+    assert named <= now and len(Repository(mover.repo).load(JOB, MACHINE).points) == points
+
+
 def test_wrong_pin_fails_the_run(tmp_path, golden, mover, monkeypatch):
     src, *_ = golden
     monkeypatch.setenv("FERRY_TEST_TOKEN", mover.token)
