@@ -89,11 +89,12 @@ Uploaded = tuple[str, int, Entry, int]
 
 class _Pack:
     """Blocks gathered for one object: their stored bytes back to back in one buffer,
-    allocated once at its full size (growing it would copy and fragment the heap) and
-    sent as it is (no second copy)."""
+    sent as it is (no second copy). Pack buffers are recycled (`_PointWriter.spare`):
+    a fresh 4 MiB buffer per pack costs its zeroing and page faults on the receiving
+    thread, and freed ones pile up as heap slack (`blockio.tune_malloc`)."""
 
-    def __init__(self, capacity: int, single_as: int | None = None):
-        self.buf = bytearray(capacity)
+    def __init__(self, buf: bytearray, single_as: int | None = None):
+        self.buf = buf
         self.size = 0
         # (disk name, block, raw length, flags, digest, offset, stored length)
         self.items: list[tuple[str, int, int, int, bytes, int, int]] = []
@@ -109,7 +110,8 @@ class _Pack:
         self.size += n
 
     def seal(self) -> None:
-        """Done adding: the buffer is cut to what it holds (in place)."""
+        """Done adding: the buffer is cut to what it holds (in place: CPython keeps the
+        allocation while the length stays above half of it)."""
         del self.buf[self.size:]
 
 
@@ -368,6 +370,7 @@ class _PointWriter:
         self.extend: dict[bytes, Entry] = {}  # reused digest -> where, lock to extend
         self.uploaded: dict[bytes, Entry] = {}
         self.repair_flags: dict[bytes, int] = {}
+        self.spare: deque[bytearray] = deque()  # sent packs' buffers, for the next packs
         self.written = 0
         self.reused = 0
 
@@ -417,7 +420,14 @@ class _PointWriter:
         inflight: deque[tuple[Future[list[Uploaded]], int]] = deque()
         queued = 0
         cap = PACK_BYTES + self.bs + 1024 + OVERHEAD  # a pack is closed past PACK_BYTES
-        pack = _Pack(cap)
+
+        def fresh() -> _Pack:
+            try:
+                return _Pack(self.spare.pop())
+            except IndexError:
+                return _Pack(bytearray(cap))
+
+        pack = fresh()
 
         def submit(p: _Pack) -> None:
             nonlocal queued
@@ -438,14 +448,14 @@ class _PointWriter:
                 raise BlockRefused(f"BLOCK {block} of disk {disk} was not asked for")
             store_as = self.repair_flags.get(dg)
             if store_as is not None:  # a repair: the block's own object
-                one = _Pack(len(payload), flags if store_as < 0 else store_as)
+                one = _Pack(bytearray(len(payload)), flags if store_as < 0 else store_as)
                 one.add(self.names[disk], block, raw, flags, dg, payload)
                 submit(one)
             else:
                 pack.add(self.names[disk], block, raw, flags, dg, payload)
                 if pack.size >= PACK_BYTES:
                     submit(pack)
-                    pack = _Pack(cap)
+                    pack = fresh()
             while queued > IN_FLIGHT_BYTES or (inflight and inflight[0][0].done()):
                 fut0, n = inflight.popleft()
                 self._done(fut0.result())
@@ -483,8 +493,7 @@ class _PointWriter:
                     piece.release()
             self.m.bucket.put(f"{self.m.key}/{pack_name(pack, self.sealed)}", p.buf,
                               lock_until=until, checksum=True)
-            p.buf.clear()
-            _trim()
+            self.spare.append(p.buf)
         self.mv.busy += time.perf_counter() - t0
         return out
 
@@ -520,24 +529,6 @@ class _PointWriter:
             self.layer[name].blocks[block] = Entry(e.offset, e.stored, raw, e.flags, dg, e.check)
         extend_locks(self.m, self.extend, self.required, self.mv.pool)
         return sum(e.stored for d in self.layer.values() for e in d.blocks.values())
-
-
-def _trim() -> None:
-    """Give a sent pack's pages back to the kernel: the heap keeps up to 64 MiB of freed
-    memory per arena otherwise (`blockio.tune_malloc`), which 4 MiB packs freed from
-    four threads fill; costs a page fault per 4 KiB of the next pack (~2 ms)."""
-    global _libc
-    try:
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL("libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-_libc: Any = None
 
 
 def _zstd(data: bytes) -> bytes:
