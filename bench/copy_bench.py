@@ -234,8 +234,8 @@ def buffers(block: int, stored: float) -> tuple[list[str], float]:
     """The block buffers a local full copy holds at most, from the engine's own bounds
     (lines for the report, total MiB): `stored` = the average stored payload."""
     from engine.blockio import THREADS
-    from engine.copy.runner import PIPE_FRAMES
     from engine.copy.source import IN_FLIGHT
+    from engine.copy.target_stream import PIPE_FRAMES
     from engine.repository.container import WRITE_CHUNK, WRITE_DEPTH
 
     mib = 1 << 20

@@ -44,17 +44,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine import events as ev
 from engine.copy import transport as t
+from engine.copy.joblock import JobLock, RunError
 from engine.copy.payloads import ActionDone, Hello, HelloReply, RetainAnswer
 from engine.copy.retain import policy_to_dict
-from engine.copy.runner import (
-    JobLock,
-    RunError,
-    SessionResult,
-    TaskResult,
-    connect_target,
-    disconnect,
-    record_session,
-)
+from engine.copy.runner import SessionResult, TaskResult, record_session
+from engine.copy.target_stream import connect_target, disconnect
 from engine.errors import one_line
 from engine.history import History, history_path
 from engine.logs import job_logger, run_log

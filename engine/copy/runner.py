@@ -8,9 +8,7 @@ process, or `ferry mover` over TCP when the job names one).
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
 import uuid
@@ -24,11 +22,12 @@ from engine import events as ev
 from engine.blockio import make_pool
 from engine.copy import transport as t
 from engine.copy.control import RunControl, Stopped
+from engine.copy.joblock import JobLock, RunError
 from engine.copy.planner import PlanError
 from engine.copy.results import SessionResult, TaskResult, record_session, session_row
 from engine.copy.source import RateLimit
-from engine.copy.target import TargetMover
-from engine.errors import ExitCode, FerryError, one_line
+from engine.copy.target_stream import connect_target, disconnect
+from engine.errors import ExitCode, one_line
 from engine.keys import KeyRing
 from engine.logs import job_logger, run_log
 from engine.model import MachineMeta, Status
@@ -36,7 +35,7 @@ from engine.objstore.open import target_repository
 from engine.password import PasswordError
 from engine.repository.damage import DamagedBlocks
 from engine.repository.locks import ChainLock, LockBusy
-from engine.repository.repository import Repository, safe_name
+from engine.repository.repository import Repository
 from engine.session_log import SessionLog
 from engine.units import fmt_duration
 from engine.units import now as wall_now
@@ -46,20 +45,9 @@ if TYPE_CHECKING:
     from engine.copy.session import TaskContext
     from engine.jobs.schema import JobSpec
     from engine.live.publisher import Publisher
-    from engine.objstore.repo import S3Repository
-    from engine.objstore.target import S3TargetMover
 
 LOG = job_logger("run")
-PIPE_FRAMES = 8  # BLOCK frames between an in-process source and target mover (1 MiB blocks: <= 8 MiB)
 LEVELS = {"warning": logging.WARNING, "error": logging.ERROR}
-
-
-class RunError(FerryError):
-    """The whole run cannot start (job already running, bad repositories)."""
-
-    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class HoldTimeout(Exception):
@@ -70,30 +58,6 @@ class HoldTimeout(Exception):
 class MachineRef:
     source_job: str
     machine: str
-
-
-class JobLock:
-    """One run of a job at a time: a flock on `<target>/<job>/.job.lock`."""
-
-    def __init__(self, target: Path, job: str):
-        self.path = Path(target) / safe_name(job, "job name") / ".job.lock"
-        self.fd: int | None = None
-
-    def __enter__(self) -> JobLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunError(f"job {self.path.parent.name!r} is already running", ExitCode.BUSY) from None
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
 
 
 def find_machines(spec: JobSpec) -> tuple[list[MachineRef], list[str]]:
@@ -118,44 +82,6 @@ def find_machines(spec: JobSpec) -> tuple[list[MachineRef], list[str]]:
         if m not in seen:
             problems.append(f"machine {m!r} not found in the source jobs")
     return refs, problems
-
-
-def connect_target(spec: JobSpec, target_repo: Repository | S3Repository
-                   ) -> tuple[t.Endpoint, threading.Thread | None]:
-    """A stream to the target mover: in-process by default, remote (TLS, SSH, loopback
-    TCP: engine.copy.links) when `[target] mover` is set."""
-    address = spec.target.mover
-    if address:
-        from engine.copy.links import connect
-
-        return connect(spec), None
-    s3 = spec.target.s3 is not None
-    # an S3 target hands frames straight to its upload pool, which bounds what it holds
-    # itself: a short pipe keeps the peak RSS down (boto3 alone takes ~28 MiB); a folder
-    # target's writer double-buffers, so PIPE_FRAMES frames in between are enough
-    src_end, dst_end = t.pipe(4 if s3 else PIPE_FRAMES)
-    mover: TargetMover | S3TargetMover
-    if isinstance(target_repo, Repository):
-        mover = TargetMover(target_repo, dst_end)
-    else:  # `[target] s3` (engine.objstore.open.target_repository)
-        from engine.objstore.target import S3TargetMover
-
-        mover = S3TargetMover(target_repo, dst_end, spec.storage.immutable_days, trusted=True)
-    th = threading.Thread(target=mover.serve, name="ferry-target-mover", daemon=True)
-    th.start()
-    return src_end, th
-
-
-def disconnect(end: t.Endpoint, mover: threading.Thread | None) -> None:
-    """Say goodbye on a stream from `connect_target` and close it; an in-process mover
-    gets 30 s to finish its last frame."""
-    try:
-        end.send_json(t.BYE, {})
-    except t.StreamError:
-        pass
-    end.close()
-    if mover is not None:
-        mover.join(timeout=30)
 
 
 class Runner:

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.blockio import decompressor, digest, limit_arenas
 from engine.copy import transport as t
-from engine.copy.target import point_key
+from engine.copy.receive import point_key
 from engine.keys import OVERHEAD
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.objstore import locks

@@ -1,4 +1,4 @@
-"""The chain key id of a BEGIN (engine.copy.target.point_key): absent or null is plaintext,
+"""The chain key id of a BEGIN (engine.copy.receive.point_key): absent or null is plaintext,
 anything else must be a key id."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.copy import transport as t
-from engine.copy.target import point_key
+from engine.copy.receive import point_key
 from engine.model import Kind
 
 
