@@ -131,14 +131,8 @@ def cpu_ceiling(blocks: list[bytes], level: int | None, threads: int = 1) -> tup
         barrier.wait()
         results[i] = work(parts[i])
 
-    ts = [threading.Thread(target=thread, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in ts:
-        t.join()
-    dt = time.perf_counter() - t0
+    dt = _run_together([threading.Thread(target=thread, args=(i,)) for i in range(threads)],
+                       barrier)
     total = sum(len(b) for b in blocks)
     return total / dt / MB, total / max(1, sum(results))
 
@@ -165,14 +159,20 @@ def recompress_ceiling(blocks: list[bytes], src_level: int, level: int,
             out = comp.compress(data)
             xxhash.xxh3_128_digest(dec.decompress(out))
 
-    ts = [threading.Thread(target=thread, args=(p,)) for p in parts]
+    dt = _run_together([threading.Thread(target=thread, args=(p,)) for p in parts], barrier)
+    return sum(len(b) for b in blocks) / dt / MB
+
+
+def _run_together(ts: list[threading.Thread], barrier: threading.Barrier) -> float:
+    """Start the threads, release them at once (each waits on `barrier` first), and
+    return the seconds until the last one ends."""
     for t in ts:
         t.start()
     barrier.wait()
     t0 = time.perf_counter()
     for t in ts:
         t.join()
-    return sum(len(b) for b in blocks) / (time.perf_counter() - t0) / MB
+    return time.perf_counter() - t0
 
 
 def hash_ceiling(blocks: list[bytes]) -> float:

@@ -72,10 +72,7 @@ class PointReceiver:
         meta = repo.try_load(job, machine)
         if not begin.get("replaces") and meta and any(p.id == begin["point"] for p in meta.points):
             raise fr.Refused("BEGIN: the chain already has that point id")
-        base = begin.get("base")
-        latest = meta.points[-1].id if meta and meta.points else None
-        if base != latest:
-            raise t.StreamError(f"target chain moved: expected base {base}, have {latest}")
+        expect_base(meta, begin)
         kind = Kind(begin["kind"])
         when = datetime.fromisoformat(begin["time"])
         disks = [DiskInfo(d["name"], d["size"]) for d in begin["disks"]]
@@ -307,6 +304,15 @@ def _verify_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(2, "ferry-verify")
         return _POOL
+
+
+def expect_base(meta: MachineMeta | None, begin: dict[str, Any]) -> None:
+    """A point is added only on top of the chain's latest point, as the source planned it
+    (another run may have moved the chain since the source read its state)."""
+    base = begin.get("base")
+    latest = meta.points[-1].id if meta and meta.points else None
+    if base != latest:
+        raise t.StreamError(f"target chain moved: expected base {base}, have {latest}")
 
 
 def point_key(meta: MachineMeta | None, begin: dict[str, Any], kind: Kind) -> str:

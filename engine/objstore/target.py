@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.blockio import decompressor, digest, limit_arenas
 from engine.copy import transport as t
-from engine.copy.receive import point_key
+from engine.copy.receive import expect_base, point_key
 from engine.keys import OVERHEAD
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.objstore import locks
@@ -294,10 +294,7 @@ class S3TargetMover:
         m, repo = self.open_machine, self.repo
         m.sync(create=True)
         meta = repo.try_load(m.job, m.machine)
-        base = begin.get("base")
-        latest = meta.points[-1].id if meta and meta.points else None
-        if base != latest:
-            raise t.StreamError(f"target chain moved: expected base {base}, have {latest}")
+        expect_base(meta, begin)
         kind = Kind(begin["kind"])
         when = datetime.fromisoformat(begin["time"])
         disks = [DiskInfo(safe_name(d["name"], "disk name"), int(d["size"]))
