@@ -142,3 +142,34 @@ def test_real_chains_keep_their_weekly_fulls_when_the_form_switches_weekly_off(
             assert "Real chains: 3 weekly fulls stay until 2026-12-27" in screen_text(app)
 
     asyncio.run(body())
+
+
+def test_whatif_of_an_immutable_job_says_what_immutability_costs(tmp_path: Path) -> None:
+    """A job with `[storage] immutable_days`: the worst-day line adds the space immutability
+    costs (the same what-if with immutable_days = 0, as `ferry preview` says it)."""
+    from console_real_repos import JOB_FILE, build
+
+    from console.app import FerryConsole
+    from engine.copy.runner import run_job
+    from engine.jobs.load import load_job
+
+    jobs = build(tmp_path)
+    path = jobs / "dr-copy.toml"
+    assert "[storage]" not in JOB_FILE
+    path.write_text(JOB_FILE + "\n[storage]\nimmutable_days = 14\n")
+    assert run_job(load_job(path), at=datetime(2026, 11, 29, 22, 0)).status == "Success"
+
+    async def body() -> None:
+        app = FerryConsole(jobs, clock=ManualClock(datetime(2026, 11, 30, 9, 0)),
+                           pump_interval=3600.0, watch_hangup=False)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await wait_until(pilot, lambda: bool(app.jobs), what="jobs loaded")
+            app.nav.open_whatif(str(path))
+            await ready(pilot)
+            screen = app.screen
+            await wait_until(pilot, lambda: screen.result is not None, what="first preview")
+            cost = screen.result.immutability
+            assert cost is not None and cost["extra_worst_day"] > 0, cost
+            assert "· immutability +" in screen_text(app)
+
+    asyncio.run(body())
