@@ -109,19 +109,13 @@ class Bucket:
 
     def get(self, key: str, limit: int) -> bytes:
         """The object's bytes; refuses objects larger than `limit` (hostile or damaged)."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
         r = self._call("GET", key, self._c.get_object, Key=key)
         size = int(r.get("ContentLength") or 0)
         if size > limit:
             r["Body"].close()
             raise S3Error(f"s3://{self.name}/{key}: {size} bytes, more than the {limit} allowed")
-        try:
-            data: bytes = r["Body"].read(limit + 1)
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise self._fail("GET", key, exc) from None
-        if len(data) > limit:
-            raise S3Error(f"s3://{self.name}/{key}: more than the {limit} bytes allowed")
+        data = self._body(r, key, limit, "allowed")
         want = (r.get("Metadata") or {}).get(CHECKSUM_META)
         if want is not None and xxhash.xxh3_64_hexdigest(data) != want:
             raise ObjectDamaged(f"s3://{self.name}/{key}: stored checksum mismatch "
@@ -131,18 +125,23 @@ class Bucket:
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """`length` bytes at `start` of an object (one block of a pack); the caller checks
         them (the object's stored checksum covers the whole object, not this range)."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
         if length <= 0:
             return b""
         r = self._call("GET", key, self._c.get_object, Key=key,
                        Range=f"bytes={start}-{start + length - 1}")
+        return self._body(r, key, length, "asked for")
+
+    def _body(self, r: dict[str, Any], key: str, limit: int, what: str) -> bytes:
+        """A GET's body, read to at most `limit` bytes (one more tells it was longer)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
-            data: bytes = r["Body"].read(length + 1)
+            data: bytes = r["Body"].read(limit + 1)
         except (ClientError, BotoCoreError, OSError) as exc:
             raise self._fail("GET", key, exc) from None
-        if len(data) > length:
-            raise S3Error(f"s3://{self.name}/{key}: more than the {length} bytes asked for")
+        if len(data) > limit:
+            raise S3Error(f"s3://{self.name}/{key}: more than the {limit} bytes {what}")
         return data
 
     def try_get(self, key: str, limit: int) -> bytes | None:

@@ -115,26 +115,13 @@ def test_real_chains_keep_their_weekly_fulls_when_the_form_switches_weekly_off(
         tmp_path: Path) -> None:
     """Real repositories: one run on Sunday 2026-11-29 gives each of 3 machines a weekly
     full; unticking weekly in the form says all 3 stay until 12-27."""
-    from console_real_repos import JOB_FILE, build
-
-    from console.app import FerryConsole
-    from engine.copy.runner import run_job
-    from engine.jobs.load import load_job
-
-    jobs = build(tmp_path)
-    path = jobs / "dr-copy.toml"
-    path.write_text(JOB_FILE + '\n[retention.gfs]\nweekly = { keep_weeks = 4, day = "sunday" }\n')
-    assert run_job(load_job(path), at=datetime(2026, 11, 29, 22, 0)).status == "Success"
+    path = _real_job_after_a_run(tmp_path, '[retention.gfs]\nweekly = { keep_weeks = 4, '
+                                            'day = "sunday" }\n')
 
     async def body() -> None:
-        app = FerryConsole(jobs, clock=ManualClock(datetime(2026, 11, 30, 9, 0)),
-                           pump_interval=3600.0, watch_hangup=False)
+        app = _console_on(path)
         async with app.run_test(size=(120, 36)) as pilot:
-            await wait_until(pilot, lambda: bool(app.jobs), what="jobs loaded")
-            app.nav.open_whatif(str(path))
-            await ready(pilot)
-            screen = app.screen
-            await wait_until(pilot, lambda: screen.result is not None, what="first preview")
+            screen = await _whatif_of(pilot, path)
             assert "Real chains" not in screen_text(app)
             screen.query_one("#f-weekly", Input).value = "0"
             screen.recompute()
@@ -147,29 +134,47 @@ def test_real_chains_keep_their_weekly_fulls_when_the_form_switches_weekly_off(
 def test_whatif_of_an_immutable_job_says_what_immutability_costs(tmp_path: Path) -> None:
     """A job with `[storage] immutable_days`: the worst-day line adds the space immutability
     costs (the same what-if with immutable_days = 0, as `ferry preview` says it)."""
-    from console_real_repos import JOB_FILE, build
-
-    from console.app import FerryConsole
-    from engine.copy.runner import run_job
-    from engine.jobs.load import load_job
-
-    jobs = build(tmp_path)
-    path = jobs / "dr-copy.toml"
-    assert "[storage]" not in JOB_FILE
-    path.write_text(JOB_FILE + "\n[storage]\nimmutable_days = 14\n")
-    assert run_job(load_job(path), at=datetime(2026, 11, 29, 22, 0)).status == "Success"
+    path = _real_job_after_a_run(tmp_path, "[storage]\nimmutable_days = 14\n")
 
     async def body() -> None:
-        app = FerryConsole(jobs, clock=ManualClock(datetime(2026, 11, 30, 9, 0)),
-                           pump_interval=3600.0, watch_hangup=False)
+        app = _console_on(path)
         async with app.run_test(size=(160, 40)) as pilot:
-            await wait_until(pilot, lambda: bool(app.jobs), what="jobs loaded")
-            app.nav.open_whatif(str(path))
-            await ready(pilot)
-            screen = app.screen
-            await wait_until(pilot, lambda: screen.result is not None, what="first preview")
+            screen = await _whatif_of(pilot, path)
             cost = screen.result.immutability
             assert cost is not None and cost["extra_worst_day"] > 0, cost
             assert "· immutability +" in screen_text(app)
 
     asyncio.run(body())
+
+
+def _real_job_after_a_run(tmp_path: Path, extra: str) -> Path:
+    """The real sample repositories' job with `extra` tables, copied once on Sunday
+    2026-11-29 22:00 (each machine gets its first point)."""
+    from console_real_repos import JOB_FILE, build
+
+    from engine.copy.runner import run_job
+    from engine.jobs.load import load_job
+
+    path = build(tmp_path) / "dr-copy.toml"
+    assert "[storage]" not in JOB_FILE
+    path.write_text(JOB_FILE + "\n" + extra)
+    assert run_job(load_job(path), at=datetime(2026, 11, 29, 22, 0)).status == "Success"
+    return path
+
+
+def _console_on(path: Path) -> Any:
+    from console.app import FerryConsole
+
+    return FerryConsole(path.parent, clock=ManualClock(datetime(2026, 11, 30, 9, 0)),
+                        pump_interval=3600.0, watch_hangup=False)
+
+
+async def _whatif_of(pilot: Any, path: Path) -> Any:
+    """The what-if screen of the job at `path`, once its first preview is in."""
+    app = pilot.app
+    await wait_until(pilot, lambda: bool(app.jobs), what="jobs loaded")
+    app.nav.open_whatif(str(path))
+    await ready(pilot)
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.result is not None, what="first preview")
+    return screen

@@ -108,7 +108,7 @@ def test_kill9_during_copy_merge_and_gc_loses_no_point(tmp_path, bucket, monkeyp
     # small packs (the forked runs inherit the setting): a copy of these few blocks then
     # makes several pack PUTs, as a real one of thousands does, so kills land among them;
     # one block per pack or a few, drawn per attempt
-    import engine.objstore.target as s3target
+    import engine.objstore.upload as s3upload
     src = Source(tmp_path, methods=("forever-forward",), size=8 * BS + 1000, seed=3)
     m = src.machines[MACHINE]
     url = f"s3://{bucket}/dr"
@@ -128,7 +128,7 @@ def test_kill9_during_copy_merge_and_gc_loses_no_point(tmp_path, bucket, monkeyp
         want_source = list(m.states)[-1]
         for _attempt in range(rng.randint(3, 5)):
             k = rng.randint(1, requests + requests // 3)
-            monkeypatch.setattr(s3target, "PACK_BYTES", rng.choice((1, BS // 2)))
+            monkeypatch.setattr(s3upload, "PACK_BYTES", rng.choice((1, BS // 2)))
             killed, code = _run(spec, when + timedelta(minutes=30), counts, k,
                                 rng.choice((0.0, 0.0, 0.002, 0.01)))
             if not killed:
