@@ -110,6 +110,7 @@ class FerryConsole(App[int], inherit_bindings=False):
         elif loaded.themes:
             self.theme = loaded.themes[0].name
         self._keymap_file = keymap_file
+        self.user_keymap: dict[str, str] = {}  # binding id -> keys, as the keymap file set
         self.steering = Steering(self)
         self.nav = Navigator(self)
         self.following = Following(self)
@@ -121,6 +122,7 @@ class FerryConsole(App[int], inherit_bindings=False):
         keymap = load_keymap(self._keymap_file, known_ids=binding_ids())
         self.startup_messages.extend(keymap.errors)
         if keymap.keymap:
+            self.user_keymap = keymap.keymap
             self.set_keymap(keymap.keymap)
         self.push_screen(OverviewScreen())
         self.load_jobs()
@@ -383,8 +385,9 @@ class FerryConsole(App[int], inherit_bindings=False):
             session.result = message.result
             status = as_status(session.result.status)
             self.store.finished[key] = status
-            severity: SeverityLevel = {Status.SUCCESS: "information",
-                                       Status.WARNING: "warning"}.get(status, "error")
+            levels: dict[Status, SeverityLevel] = {Status.SUCCESS: "information",
+                                                   Status.WARNING: "warning"}
+            severity = levels.get(status, "error")
             self.notify(f"{session.job}: {status}", title="Run finished", severity=severity)
         else:
             session.error = message.error or "the run ended without a result"

@@ -10,9 +10,9 @@ from datetime import date, datetime, time, timedelta
 import pytest
 
 from engine.repository import immutable
+from engine.repository.repository import Repository
 from engine.simulate import simulate
 from engine.sizing import Sizing
-from engine.repository.repository import Repository
 
 from .replaykit import Lab, compare_with_preview, fast_dir, no_fsync, run_replay
 
