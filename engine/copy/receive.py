@@ -26,6 +26,7 @@ from engine.copy import transport as t
 from engine.copy.guard import floor_until
 from engine.copy.payloads import Done
 from engine.copy.target import RESUME, DigestCache
+from engine.immutability import retained_immutable
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerError, ContainerWriter, Entry
@@ -73,6 +74,11 @@ class PointReceiver:
         meta = repo.try_load(job, machine)
         if not begin.get("replaces") and meta and any(p.id == begin["point"] for p in meta.points):
             raise fr.Refused("BEGIN: the chain already has that point id")
+        if begin.get("replaces") and meta and retained_immutable(
+                meta.facts, str(begin["replaces"]),
+                self.m.policy.immutable_days if self.m.policy else 0):
+            raise fr.Refused("BEGIN: the point to replace is immutable; its files stay as "
+                             "they are")
         expect_base(meta, begin)
         kind = Kind(begin["kind"])
         when = datetime.fromisoformat(begin["time"])
