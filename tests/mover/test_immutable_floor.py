@@ -196,3 +196,15 @@ def test_a_gfs_day_without_a_new_point_leaves_a_floor_locked_point(floored):
     assert (newest.kind.value, newest.gfs, newest.gfs_dates) == (
         "full", ["W"], {"W": gfs_day.date().isoformat()})
     assert_serving(m)
+
+
+def test_preview_of_a_mover_job_says_the_mover_may_keep_more(floored):
+    """The client cannot see a mover's floor offline: its preview says so, once."""
+    from engine.preview_cli import WhatIf, build_preview
+
+    _, m, spec = floored
+    notes = [n for n in build_preview(spec, WhatIf()).notes if "its own floor" in n]
+    assert notes == [f"the target is reached through the mover tls://127.0.0.1:{m.port}: its "
+                     "own floor (ferry mover --min-points, --immutable-days) may keep points "
+                     "longer than this preview of the job's policy shows; on the mover host "
+                     "`ferry chain --repo DIR --json` shows each point's immutable_until"]
