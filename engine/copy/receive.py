@@ -102,7 +102,10 @@ class PointReceiver:
             wanted: Wanted = {}
             self._digests(writer, names, have_blocks, cache.view(key), stats, suspect,
                           rules, wanted)
-            self._blocks(writer, names, wanted)
+            # this process's own source mover decoded and checked every block it sends
+            # (it recompresses them): checking its compressor's output again is not asked
+            self._blocks(writer, names, wanted,
+                         checked=not self.m.remote and begin.get("decoded") is True)
             size = writer.commit(state=point_id, info=self._info(meta, begin, point_id, when,
                                                                   kind, name, disks, key))
         except BaseException as exc:
@@ -245,9 +248,15 @@ class PointReceiver:
             for c in readers.values():
                 c.close()
 
-    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: Wanted) -> None:
+    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: Wanted,
+                checked: bool = False) -> None:
         """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
         only a block answered missing, with the digest announced, that matches it).
+
+        `checked`: the in-process source decoded each block, matched it to its digest and
+        compressed it again right before sending, as `ferry backup` stores what it read;
+        the payload is then stored as sent (the writer's xxh3-64 is taken over the bytes
+        it writes), without decoding it a second time.
 
         A remote mover checks up to VERIFY_AHEAD blocks in a small pool (zstd and xxh3
         release the GIL) while it receives the next ones; each is written, in order,
@@ -277,7 +286,8 @@ class PointReceiver:
                     raise fr.Refused(f"BLOCK: block {block}: bad flags {flags:#x}")
                 item = (names[disk], block, digest, raw, flags, payload)
                 if not self.m.remote:
-                    fr.verify_block(payload, raw, flags, digest)
+                    if not checked:
+                        fr.verify_block(payload, raw, flags, digest)
                     self._write_checked(writer, *item, None)
                     continue
                 pending.append((*item, _verify_pool().submit(_verified_check, payload, raw,

@@ -254,6 +254,9 @@ class MachineCopy:
                          "disks": [asdict(d) for d in view.disks],
                          "wan": bool(spec.transport.wan_acceleration),
                          "repaired": repaired,
+                         # every block sent is decoded, checked and recompressed here
+                         # (only an in-process target relies on it: engine.copy.receive)
+                         **({"decoded": True} if mover.comp is not None else {}),
                          **({"replaces": item.replaces} if item.replaces else {}),
                          **({"key": mover.key.key_id, "envelope": envelope}
                             if mover.key is not None else {}),
