@@ -211,7 +211,7 @@ class ContainerWriter:
                         self.dedup[e.digest] = e
                         self._unverified.add(e.offset)
             self._gaps = free_extents(base, self._pos)
-        self._buf: list[bytes] = []
+        self._buf: list[bytes | memoryview] = []
         self._buffered = 0
         self._io = BackgroundWriter(self._f.fileno(), depth=WRITE_DEPTH)
         self._journal: BinaryIO | None = None  # see enable_journal
