@@ -89,8 +89,10 @@ class Remotes:
         self.ssh_skipped = sshd.why_not()
         if self.ssh_skipped is None:
             ssh_repo = work / "mover-ssh"
-            self.sshd = sshd.start(work / "sshd", f"{sys.executable} -m engine.cli mover "
-                                   f"--stdio --repo {ssh_repo}")
+            # from ROOT, so the far mover runs this checkout (a snapshot's code, not
+            # whatever the editable install points at)
+            self.sshd = sshd.start(work / "sshd", f"cd {ROOT} && {sys.executable} -m "
+                                   f"engine.cli mover --stdio --repo {ssh_repo}")
             self.ssh_env = f"ssh -F {self.sshd.config}"
             os.environ["FERRY_SSH"] = self.ssh_env
             self.targets["full_ssh"] = (f'mover = "ssh://{self.sshd.user}@127.0.0.1:'

@@ -30,6 +30,7 @@ from engine.immutability import retained_immutable
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerError, ContainerWriter, Entry
+from engine.repository.fileformat import stored_check
 from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.metadata import point_record
 from engine.repository.repository import point_file_name
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferry.target")
 _DIG = t._BLOCK
 Wanted = dict[tuple[int, int], tuple[int, bytes]]  # (disk, block) -> (raw size, digest) asked for
-_Checked = tuple[str, int, bytes, int, int, memoryview, "Future[None] | None"]
+_Checked = tuple[str, int, bytes, int, int, memoryview, "Future[int] | None"]
 _NONE = Entry(0, 0, 0, FLAG_ZERO, b"")
 
 
@@ -289,7 +290,7 @@ class PointReceiver:
                         fr.verify_block(payload, raw, flags, digest)
                     self._write_checked(writer, *item, None)
                     continue
-                pending.append((*item, _verify_pool().submit(fr.verify_block, payload, raw,
+                pending.append((*item, _verify_pool().submit(_verified_check, payload, raw,
                                                              flags, digest)))
                 if len(pending) >= VERIFY_AHEAD:
                     self._write_checked(writer, *pending.popleft())
@@ -300,12 +301,20 @@ class PointReceiver:
 
     def _write_checked(self, writer: ContainerWriter, name: str, block: int, digest: bytes,
                        raw: int, flags: int, payload: bytes | memoryview,
-                       fut: Future[None] | None) -> None:
-        if fut is not None:
-            fut.result()  # raises Refused: the block does not match its digest
+                       fut: Future[int] | None) -> None:
+        # the view is into its own frame's buffer (transport.read_payload, or the
+        # in-process pipe's frame): nothing reuses it, so the writer keeps it uncopied
+        check = None if fut is None else fut.result()  # raises Refused: digest mismatch
         t0 = time.perf_counter()
-        writer.put(name, block, digest, raw, flags, payload)
+        writer.put(name, block, digest, raw, flags, payload, check=check, owned=True)
         self.m.busy += time.perf_counter() - t0
+
+
+def _verified_check(payload: memoryview, raw: int, flags: int, dg: bytes) -> int:
+    """In the verify pool: the block checked against its digest (Refused if not), and
+    the checksum of its stored bytes the writer records (off the receiving thread)."""
+    fr.verify_block(payload, raw, flags, dg)
+    return stored_check(payload)
 
 
 VERIFY_AHEAD = 8
