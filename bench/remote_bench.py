@@ -16,22 +16,24 @@ Ceilings, on the bytes the TLS copy transferred:
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from benchjob import ROOT, T0, backup, ferry, job_file
+from ceilings import MB, run_measured
+
+from sample_repos import vmdata
+
 TOKEN_ENV = "FERRY_BENCH_TOKEN"
 TICK = os.sysconf("SC_CLK_TCK")
 CIPHERS = {"default": None, "aes128-gcm": "aes128-gcm@openssh.com"}
-
-
-def ferry(*args: object) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", *map(str, args)]
 
 
 def proc_cpu(pid: int, children: bool = False) -> float:
@@ -87,8 +89,10 @@ class Remotes:
         self.ssh_skipped = sshd.why_not()
         if self.ssh_skipped is None:
             ssh_repo = work / "mover-ssh"
-            self.sshd = sshd.start(work / "sshd", f"{sys.executable} -m engine.cli mover "
-                                   f"--stdio --repo {ssh_repo}")
+            # from ROOT, so the far mover runs this checkout (a snapshot's code, not
+            # whatever the editable install points at)
+            self.sshd = sshd.start(work / "sshd", f"cd {ROOT} && {sys.executable} -m "
+                                   f"engine.cli mover --stdio --repo {ssh_repo}")
             self.ssh_env = f"ssh -F {self.sshd.config}"
             os.environ["FERRY_SSH"] = self.ssh_env
             self.targets["full_ssh"] = (f'mover = "ssh://{self.sshd.user}@127.0.0.1:'
@@ -116,6 +120,65 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def remote_copy(work: Path, src: Path, size: int, label: str, remotes: Remotes) -> dict:
+    """One full copy through a remote mover: wall time, CPU of both sides."""
+    job = job_file(work / f"{label}.toml", f"C{label}", src, work / f"local-{label}",
+                   "auto", target=remotes.targets[label])
+    cpu0 = remotes.target_cpu(label)
+    m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+    if m.returncode:
+        raise SystemExit(m.stdout.decode() + m.stderr.decode())
+    task = json.loads(m.stdout)["tasks"][0]
+    out = {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB, "cpu": m.cpu_s,
+           "target_cpu": remotes.target_cpu(label) - cpu0,
+           "transferred": task["transferred"], "bottleneck": task["bottleneck"]}
+    shutil.rmtree(remotes.repos[label] / f"C{label}")
+    shutil.rmtree(work / f"local-{label}", ignore_errors=True)
+    return out
+
+
+def local_full(work: Path, src: Path, size: int, run: int) -> dict:
+    """The in-process full (the remote copies' reference), its target folder removed."""
+    dst = work / f"dr-full_auto-{run}"
+    job = job_file(work / "full_auto.toml", "Cfull_auto", src, dst, "auto")
+    m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+    if m.returncode:
+        raise SystemExit(m.stderr.decode())
+    task = json.loads(m.stdout)["tasks"][0]
+    shutil.rmtree(dst)
+    return {"s": m.wall_s, "rss": m.rss_mib, "mbps": size / m.wall_s / MB, "cpu": m.cpu_s,
+            "target_cpu": 0.0, "transferred": task["transferred"],
+            "bottleneck": task["bottleneck"]}
+
+
+def bench_remote(size: int, runs: int, work: Path, with_ceilings: bool) -> list[dict]:
+    """`--only-remote`: per run the in-process full and each remote copy, in a rotating
+    order (a drift in the machine's load does not favour one), then the transport
+    ceilings on the bytes the TLS copy transferred."""
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "disk.img"
+    vmdata.write_disk(disk, size, "bench-copy", "bench-os")
+    src = work / "src"
+    backup(src, disk, T0)
+    remotes = Remotes(work)
+    out = []
+    try:
+        labels = ["full_auto", *remotes.targets]
+        for r in range(runs):
+            res = {}
+            for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+                res[label] = (local_full(work, src, size, r) if label == "full_auto"
+                              else remote_copy(work, src, size, label, remotes))
+            if with_ceilings:
+                res["ceilings"] = ceilings(remotes, res["full_tls"]["transferred"])
+            out.append(res)
+    finally:
+        remotes.close()
+    if remotes.ssh_skipped:
+        print(f"ssh:// not measured: {remotes.ssh_skipped}")
+    return out
 
 
 _FEED = r"""

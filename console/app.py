@@ -26,6 +26,7 @@ from textual.notifications import SeverityLevel
 from console.backend import Backend
 from console.clock import Clock, SystemClock
 from console.commands import FerryCommands
+from console.following import Following
 from console.keymap import load_keymap
 from console.messages import (
     JobChanged,
@@ -52,7 +53,6 @@ from engine.copy.control import RunControl
 from engine.copy.runner import SessionResult
 from engine.events import LogLine
 from engine.jobs.load import JobSpec
-from engine.live.client import SessionInfo
 from engine.live.hangup import hangup_note, let_go_of_terminal
 from engine.model import Status
 
@@ -97,7 +97,6 @@ class FerryConsole(App[int], inherit_bindings=False):
         self._watch_hangup = watch_hangup
         self._hung_up = False
         self.leave_running = False  # quit chose "leave them running in the background"
-        self._live_ids: set[str] = set()  # sessions of other processes being followed
         self.startup_messages: list[str] = []
         loaded = load_themes(themes_dir or THEMES_DIR)
         self.startup_messages.extend(loaded.errors)
@@ -111,8 +110,10 @@ class FerryConsole(App[int], inherit_bindings=False):
         elif loaded.themes:
             self.theme = loaded.themes[0].name
         self._keymap_file = keymap_file
+        self.user_keymap: dict[str, str] = {}  # binding id -> keys, as the keymap file set
         self.steering = Steering(self)
         self.nav = Navigator(self)
+        self.following = Following(self)
 
     # ---- life cycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -121,6 +122,7 @@ class FerryConsole(App[int], inherit_bindings=False):
         keymap = load_keymap(self._keymap_file, known_ids=binding_ids())
         self.startup_messages.extend(keymap.errors)
         if keymap.keymap:
+            self.user_keymap = keymap.keymap
             self.set_keymap(keymap.keymap)
         self.push_screen(OverviewScreen())
         self.load_jobs()
@@ -303,7 +305,7 @@ class FerryConsole(App[int], inherit_bindings=False):
             if not session.pump(now):
                 continue
             if was_active and not session.active and session.remote is not None:
-                self._remote_ended(key, session)
+                self.following.ended(key, session)
             self.sync_live(session)
             if session.model.status is not None:
                 self.store.finished[key] = session.model.status
@@ -339,7 +341,7 @@ class FerryConsole(App[int], inherit_bindings=False):
             return
         current = self.sessions.get(key)
         if current is None or not current.active:
-            self._follow_new(self._running_elsewhere(spec))
+            self.following.follow_new(self.following.running_elsewhere(spec))
             current = self.sessions.get(key)
         if current is not None and current.active:
             by = "" if current.local else f" (started by {current.started_by})"
@@ -383,8 +385,9 @@ class FerryConsole(App[int], inherit_bindings=False):
             session.result = message.result
             status = as_status(session.result.status)
             self.store.finished[key] = status
-            severity: SeverityLevel = {Status.SUCCESS: "information",
-                                       Status.WARNING: "warning"}.get(status, "error")
+            levels: dict[Status, SeverityLevel] = {Status.SUCCESS: "information",
+                                                   Status.WARNING: "warning"}
+            severity = levels.get(status, "error")
             self.notify(f"{session.job}: {status}", title="Run finished", severity=severity)
         else:
             session.error = message.error or "the run ended without a result"
@@ -400,72 +403,16 @@ class FerryConsole(App[int], inherit_bindings=False):
         if entry is not None and entry.spec is not None:
             self.load_job_data(key, entry.spec)  # new points, new history row
 
-    # ---- runs of other processes -------------------------------------------------------------
+    # ---- runs of other processes (console/following.py) -----------------------------------
     @work(thread=True, exclusive=True, group="live-scan", exit_on_error=False,
           description="live sessions")
     def scan_live(self) -> None:
-        specs = [e.spec for e in list(self.store.jobs.values()) if e.spec is not None]
-        try:
-            infos = self.backend.live_sessions(specs)
-        except Exception:  # noqa: BLE001 - a broken state folder must not break the console
-            return
-        self.post_message(LiveSessionsFound(infos))
-
-    def _running_elsewhere(self, spec: JobSpec) -> list[SessionInfo]:
-        try:
-            return self.backend.live_sessions([spec])
-        except Exception:  # noqa: BLE001
-            return []
+        infos = self.following.scan()
+        if infos is not None:
+            self.post_message(LiveSessionsFound(infos))
 
     def on_live_sessions_found(self, message: LiveSessionsFound) -> None:
-        self._follow_new(message.sessions)
-
-    def _key_of(self, info: SessionInfo) -> str | None:
-        for key, entry in self.store.jobs.items():
-            if info.job_file and str(entry.path.resolve()) == info.job_file:
-                return key
-        return next((k for k, e in self.store.jobs.items() if e.name == info.job), None)
-
-    def _follow_new(self, infos: list[SessionInfo]) -> None:
-        """Attach to every live session of another process not followed yet."""
-        from console.remote_run import follow
-
-        for info in infos:
-            if not info.alive and info.session not in self._live_ids:
-                self._live_ids.add(info.session)  # said once
-                self.notify(f"{info.job}: the run started {info.snapshot.get('started', '?')} "
-                            f"by {info.snapshot.get('started_by', '?')} was interrupted (its "
-                            "process is gone); its next run records it in the history",
-                            title="Interrupted", severity="warning", timeout=15)
-                continue
-            if not info.alive or info.session in self._live_ids or \
-                    info.snapshot.get("pid") == os.getpid():
-                continue
-            key = self._key_of(info)
-            if key is None:
-                continue
-            current = self.sessions.get(key)
-            if current is not None and current.active:
-                continue
-            try:
-                attachment = self.backend.attach(info)
-            except OSError:
-                continue  # it may have just ended; the next scan tells
-            control = self.backend.remote_control(info)
-            entry = self.jobs.get(key)
-            session = RunSession(key, entry.spec if entry else None, control, remote=info)
-            self.sessions[key] = session
-            self.store.finished.pop(key, None)
-            self._live_ids.add(info.session)
-            follow(session, attachment, control)
-            self.job_changed(key)
-
-    def _remote_ended(self, key: str, session: RunSession) -> None:
-        if session.model.status is not None:
-            self.store.finished[key] = session.model.status
-        entry = self.jobs.get(key)
-        if entry is not None and entry.spec is not None:
-            self.load_job_data(key, entry.spec)
+        self.following.follow_new(message.sessions)
 
     def sync_live(self, session: RunSession) -> None:
         for screen in self.screen_stack:

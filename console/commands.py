@@ -76,7 +76,7 @@ def key_hint(app: FerryConsole, binding_id: str) -> str:
     """The key currently bound to `binding_id` (keymap aware), or ''."""
     if not binding_id:
         return ""
-    keymap = getattr(app, "_keymap", {}) or {}
+    keymap = app.user_keymap
     if binding_id in keymap:
         return keymap[binding_id].split(",")[0]
     from console.bindings import default_keys

@@ -8,6 +8,7 @@ history, no log), as `ferry export` takes it from the environment per call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,9 +47,9 @@ def _target(app: FerryConsole, key: str,
     return spec, machine, point
 
 
-def _ask_password(app: FerryConsole, spec: JobSpec, then: object) -> None:
+def _ask_password(app: FerryConsole, spec: JobSpec, then: Callable[[str | None], None]) -> None:
     app.push_screen(PromptModal(f"Encryption password of {spec.name}", password=True,
-                                placeholder="never stored"), then)  # type: ignore[arg-type]
+                                placeholder="never stored"), then)
 
 
 def export_flow(app: FerryConsole, key: str, machine: str | None) -> None:

@@ -14,8 +14,12 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.jobsdir import default_jobs, user_jobs
+
+if TYPE_CHECKING:
+    from console.app import FerryConsole
 
 
 def _console_parser(prog: str) -> argparse.ArgumentParser:
@@ -53,7 +57,7 @@ def _jobs_folder() -> Path:
     return folder
 
 
-def finish_runs(app, jobs: Path) -> None:  # noqa: ANN001 - FerryConsole, imported lazily
+def finish_runs(app: FerryConsole, jobs: Path) -> None:
     """The UI is gone; this console's runs still going on finish here, headless."""
     from console import detach
 

@@ -24,7 +24,7 @@ def editor_command() -> list[str]:
     return shlex.split(text) or ["vi"]
 
 
-def edit_externally(app: App[object], text: str, path: Path) -> str | None:
+def edit_externally(app: App[int], text: str, path: Path) -> str | None:
     """The text after the operator's editor exits; None when it could not run."""
     command = editor_command()
     with tempfile.TemporaryDirectory(prefix="ferry-edit-") as folder:

@@ -62,7 +62,7 @@ def when(value: datetime | str | None) -> str:
         return "-"
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
         except ValueError:
             return value
     return value.strftime("%Y-%m-%d %H:%M")

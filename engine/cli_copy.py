@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -320,7 +321,8 @@ def _print_session(res: SessionResult) -> None:
         con.print(res.message)
 
 
-def _history_dbs(args: argparse.Namespace) -> list[Path]:
+def _history_dbs(args: argparse.Namespace, stack: ExitStack) -> list[Path]:
+    """The history databases to read; a bucket's is a temporary copy `stack` removes."""
     from engine.cli import UsageError
     from engine.history import history_path
     from engine.jobs.load import discover_jobs
@@ -329,7 +331,9 @@ def _history_dbs(args: argparse.Namespace) -> list[Path]:
         if is_s3_url(args.repo):
             from engine.objstore.history import fetch_history
 
-            return [fetch_history(args.repo)]
+            local = fetch_history(args.repo)
+            stack.callback(local.unlink, missing_ok=True)
+            return [local]
         if not args.repo.is_dir():
             raise UsageError(f"ferry history: repository not found: {args.repo}")
         return [args.repo / ".ferry" / "history.sqlite"]
@@ -349,11 +353,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     from engine.history import History
 
     rows = []
-    for db in _history_dbs(args):
-        h = History(db)
-        for s in h.sessions(args.job, args.limit):
-            s["tasks"] = h.tasks(s["id"])
-            rows.append(s)
+    with ExitStack() as stack:
+        for db in _history_dbs(args, stack):
+            h = History(db)
+            for s in h.sessions(args.job, args.limit):
+                s["tasks"] = h.tasks(s["id"])
+                rows.append(s)
     rows.sort(key=lambda s: s["started"], reverse=True)
     rows = rows[: args.limit]
     rpo = _rpo_verdicts(args)

@@ -19,12 +19,18 @@ runner (`engine.copy.retain`) and `ferry preview` (`engine.simulate`), so both a
   day or two. Only a point not retained yet is made a full (its files are not locked
   yet; `facts["retained_point"]` on a real chain, the run's own new point in the
   preview); a run without a new point makes none.
+* **A GFS full waits for a new point** (`gfs_full_waits`, `with_waiting`): a GFS day
+  whose run brings no new point would make the latest point a full, replacing the
+  files of a point already retained, so maybe locked. An immutable job makes that
+  full from the next new point instead, standing for the GFS day it waited for
+  (`facts["gfs_waiting"]` on a real chain, carried from run to run in the preview).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from engine.model import Kind, RetentionPolicy
 
@@ -76,5 +82,41 @@ def periodic_full_reason(chain: list[RetentionPoint], policy: RetentionPolicy) -
             f"a full every {full_period_days(policy)} days, no merges)")
 
 
-__all__ = ["FULL_PERIOD_MIN_DAYS", "full_period_days", "immutable_from", "immutable_until",
-           "periodic_full_due", "periodic_full_reason"]
+def gfs_full_waits(policy: RetentionPolicy, new_point: bool) -> bool:
+    """A GFS full due on this run waits for the next new point (module doc)."""
+    return policy.immutable_days > 0 and not new_point
+
+
+def retained_immutable(facts: Mapping[str, Any] | None, point_id: str, immutable_days: int
+                       ) -> bool:
+    """The point passed its first retention pass (`facts["retained_point"]`) in an
+    immutable job (`immutable_days`, or an `immutable_until` the target recorded for it:
+    a mover's floor): its files may be locked, so nothing replaces them."""
+    if not facts or facts.get("retained_point") != point_id:
+        return False
+    locks = facts.get("immutable_until")
+    return immutable_days > 0 or (isinstance(locks, dict) and point_id in locks)
+
+
+def with_waiting(dates: Mapping[str, date], waiting: Mapping[str, date],
+                 points: list[RetentionPoint]) -> dict[str, date]:
+    """The GFS fulls a run must make: those `plan_gfs_dates` planned, and those that
+    waited for a new point and no point carries yet; one full stands for a flag's newest
+    GFS day when both name it."""
+    out = {f: d for f, d in waiting.items() if not any(p.gfs.get(f) == d for p in points)}
+    out.update(dates)
+    return out
+
+
+def waiting_line(flags: Mapping[str, date], policy: RetentionPolicy) -> str:
+    """What a run said of the GFS fulls it left for the next new point."""
+    from engine.gfs import FLAG_NAMES
+
+    names = "+".join(FLAG_NAMES.get(f, f) for f in flags)
+    return (f"{names} full waits for the next new point: the latest point was retained "
+            f"and is immutable (immutable_days = {policy.immutable_days})")
+
+
+__all__ = ["FULL_PERIOD_MIN_DAYS", "full_period_days", "gfs_full_waits", "immutable_from",
+           "immutable_until", "periodic_full_due", "periodic_full_reason", "retained_immutable", "waiting_line",
+           "with_waiting"]

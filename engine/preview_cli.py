@@ -37,6 +37,8 @@ class TargetTable(Protocol):
     def repository(self) -> Path: ...
     @property
     def s3(self) -> Any: ...
+    @property
+    def mover(self) -> str | None: ...
 
 
 class PreviewJob(Protocol):
@@ -141,6 +143,12 @@ def build_preview(spec: PreviewJob, what: WhatIf) -> PreviewResult:
                             "run; it never merges")
     final = max(what.changes, key=lambda c: c[0])[1] if what.changes else policy
     result.notes.extend(real_chain_notes(spec, final, what.today))
+    if spec.target.mover:
+        result.notes.append(f"the target is reached through the mover {spec.target.mover}: "
+                            "its own floor (ferry mover --min-points, --immutable-days) may "
+                            "keep points longer than this preview of the job's policy "
+                            "shows; on the mover host `ferry chain --repo DIR --json` shows "
+                            "each point's immutable_until")
     policies = [policy, *(p for _, p in what.changes)]
     if any(p.immutable_days > 0 for p in policies):
         # the same what-if without immutability: the difference is what it costs

@@ -10,7 +10,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from engine.blockio import make_pool
 from engine.errors import FerryError
@@ -19,12 +19,16 @@ from engine.objstore.open import open_repository
 from engine.repository.repository import safe_name
 from engine.repository.resolve import Located, PointView
 
+if TYPE_CHECKING:
+    from engine.objstore.repo import S3Repository
+    from engine.repository.repository import Repository
+
 
 class RestoreError(FerryError):
     """A point that cannot be exported (missing, damaged): one line."""
 
 
-def export_point(repo_path: Path | str, job: str, machine: str, point_ref: str, out: Path,
+def export_point(repo_path: Path | str | Repository | S3Repository, job: str, machine: str, point_ref: str, out: Path,
                  keys: KeyRing | None = None) -> list[Path]:
     """Write each disk of the point as `out/<disk name>`; return the written paths.
 
@@ -33,7 +37,7 @@ def export_point(repo_path: Path | str, job: str, machine: str, point_ref: str, 
     """
     repo = open_repository(repo_path)
     if not repo.has(job, machine):
-        raise RestoreError(f"no machine {machine!r} in job {job!r} of {repo_path}")
+        raise RestoreError(f"no machine {machine!r} in job {job!r} of {repo.path}")
     written: list[Path] = []
     with repo.lock(job, machine, exclusive=False):
         meta = repo.load(job, machine)

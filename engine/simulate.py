@@ -34,7 +34,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from engine.gfs import FLAG_NAMES, gfs_flags_for
-from engine.immutability import full_period_days, periodic_full_due, periodic_full_reason
+from engine.immutability import (
+    full_period_days,
+    gfs_full_waits,
+    periodic_full_due,
+    periodic_full_reason,
+    waiting_line,
+    with_waiting,
+)
 from engine.model import Kind, RetentionPolicy
 from engine.retention import (
     MODES,
@@ -107,6 +114,8 @@ class RunResult:
     new_point: bool = True  # False: the run found no new source point
     policy: RetentionPolicy | None = None  # the policy the run applied
     background: bool = False  # the daemon's daily background retention pass, not a run
+    # GFS fulls left for the next new point (flag -> GFS day; `gfs_full_waits`)
+    waiting: dict[str, date] = field(default_factory=dict)
 
 
 When = Callable[[datetime], bool]
@@ -115,7 +124,7 @@ Changes = Sequence[tuple[date, RetentionPolicy]]
 
 def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, now: datetime,
              last_run: datetime | None, sizing: Sizing, point_id: str,
-             new_point: bool = True) -> RunResult:
+             new_point: bool = True, waiting: dict[str, date] | None = None) -> RunResult:
     """What one copy run does to the target chain, through the engine's own rules.
 
     Without a new source point (`new_point=False`, and a chain to build on) nothing is
@@ -123,9 +132,14 @@ def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, no
     target; active: that point read whole from the source again), as the copy session
     does, then retention runs. An immutable job's new increment becomes a synthetic
     full when `periodic_full_due` says so (the copy runner's `apply_retention` asks
-    the same rule); a run without a new point makes none (its latest point was retained).
+    the same rule); a run without a new point makes none (its latest point was retained),
+    and leaves a GFS full due to the next new point (`waiting`, `gfs_full_waits`).
     """
-    dates = plan_gfs_dates(chain, policy, now, mode, last_run)
+    dates = with_waiting(plan_gfs_dates(chain, policy, now, mode, last_run), waiting or {},
+                         chain)
+    left: dict[str, date] = {}
+    if chain and not new_point and dates and gfs_full_waits(policy, new_point):
+        left, dates = dates, {}
     if not chain or new_point:
         new_point = True
         kind = Kind.FULL if not chain else Kind.INCREMENTAL
@@ -146,7 +160,8 @@ def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, no
                            reason=periodic_full_reason(chain, policy)))
         chain = [*chain[:-1], RetentionPoint(last.id, last.time, Kind.FULL, {}, sizing.full)]
     planned = plan_retention(chain, policy, now)
-    return RunResult(now, point_id, apply(chain, planned), made + planned, new_point, policy)
+    return RunResult(now, point_id, apply(chain, planned), made + planned, new_point, policy,
+                     waiting=left)
 
 
 def run_times(start: datetime, days: int, interval: timedelta | None = None,
@@ -192,6 +207,7 @@ def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizin
     """
     chain: list[RetentionPoint] = []
     last_run: datetime | None = None
+    waiting: dict[str, date] = {}
     seq = 0
     sched = schedule if mode == "periodic" else None
     for t, is_pass in _timeline(start, days, interval, sched, background):
@@ -208,8 +224,8 @@ def replay(policy: RetentionPolicy, mode: str, start: datetime, days: int, sizin
             continue
         seq += 1
         result = run_once(chain, policy_on(policy, changes, t.date()), mode, t, last_run,
-                          sizing, f"p{seq}", new_point=not nothing_new)
-        chain, last_run = result.chain, t
+                          sizing, f"p{seq}", new_point=not nothing_new, waiting=waiting)
+        chain, last_run, waiting = result.chain, t, result.waiting
         yield result
 
 
@@ -401,6 +417,8 @@ def _describe(run: RunResult, prev: list[RetentionPoint],
         lines.append(text)
     elif periodic is not None:
         lines.append(f"synthetic full made: {periodic.reason}")
+    elif run.waiting and run.policy is not None:
+        lines.append(waiting_line(run.waiting, run.policy))
     elif not run.new_point:
         pass
     elif not prev:

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT.parent) not in sys.path:  # run as a script from anywhere
@@ -116,7 +117,7 @@ def disk_seed(job: Job, machine: Machine, disk: Disk) -> str:
     return f"sample:{job.name}/{machine.name}/{disk.name}"
 
 
-def build(out: Path, days: int = DAYS, *, quiet: bool = False) -> dict:
+def build(out: Path, days: int = DAYS, *, quiet: bool = False) -> dict[str, Any]:
     """Build `<out>/primary` from scratch; return the summary also written to `.built`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def build(out: Path, days: int = DAYS, *, quiet: bool = False) -> dict:
     work.mkdir()
     started = time.perf_counter()
     points = 0
-    summary: dict = {"format": FORMAT, "start": START.isoformat(), "days": days,
+    summary: dict[str, Any] = {"format": FORMAT, "start": START.isoformat(), "days": days,
                      "block_size": BLOCK_SIZE, "compression": COMPRESSION, "jobs": {}}
     try:
         for job in JOBS:

@@ -95,13 +95,18 @@ class LiveRunScreen(Screen[None]):
 
     def full_sync(self) -> None:
         """Rebuild every row (first show, filter change, theme change)."""
+        if not self.is_mounted or not self.is_attached:
+            return
         model = self.session.model
-        model.take_new_rows()
-        model.take_dirty()
-        table = self.query_one(MachineTable)
-        table.operator_hold = self.session.held_by_operator and self.session.active
-        table.rebuild(model)
-        self._sync_rest(force=True)
+        try:
+            table = self.query_one(MachineTable)
+            model.take_new_rows()
+            model.take_dirty()
+            table.operator_hold = self.session.held_by_operator and self.session.active
+            table.rebuild(model)
+            self._sync_rest(force=True)
+        except NoMatches:  # the screen is being torn down (its widgets go one by one)
+            return
 
     def sync(self) -> None:
         """Apply what changed in the model since the last call."""
@@ -110,18 +115,18 @@ class LiveRunScreen(Screen[None]):
         model = self.session.model
         try:
             table = self.query_one(MachineTable)
-        except NoMatches:  # the screen is being torn down
+            new = model.take_new_rows()
+            dirty = model.take_dirty()
+            held = self.session.held_by_operator and self.session.active
+            if held != table.operator_hold:  # hold/resume changes every running row
+                table.operator_hold = held
+                dirty.update(model.rows)
+            names = new + sorted(dirty.difference(new))
+            with self.app.batch_update():
+                table.sync(model, names)
+                self._sync_rest()
+        except NoMatches:  # the screen is being torn down (its widgets go one by one)
             return
-        new = model.take_new_rows()
-        dirty = model.take_dirty()
-        held = self.session.held_by_operator and self.session.active
-        if held != table.operator_hold:  # hold/resume changes every running row
-            table.operator_hold = held
-            dirty.update(model.rows)
-        names = new + sorted(dirty.difference(new))
-        with self.app.batch_update():
-            table.sync(model, names)
-            self._sync_rest()
         self.frames += 1
 
     def _sync_rest(self, force: bool = False) -> None:

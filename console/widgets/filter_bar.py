@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input
 
 
@@ -42,7 +43,7 @@ class FilterBar(Input):
 
     def __init__(self, *, id: str | None = None, placeholder: str = "filter…") -> None:
         super().__init__(placeholder=placeholder, id=id, compact=True)
-        self._return_to = None
+        self._return_to: Widget | None = None
 
     def open(self) -> None:
         self._return_to = self.screen.focused

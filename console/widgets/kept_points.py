@@ -14,8 +14,8 @@ from console import format as fmt
 from engine.model import Kind
 from engine.simulate import PreviewPoint
 
-KIND_MARK = {Kind.FULL: "●", Kind.INCREMENTAL: "○", Kind.ROLLBACK: "◐"}
-KIND_SHORT = {Kind.FULL: "full", Kind.INCREMENTAL: "incr", Kind.ROLLBACK: "roll"}
+KIND_MARK: dict[str, str] = {Kind.FULL: "●", Kind.INCREMENTAL: "○", Kind.ROLLBACK: "◐"}
+KIND_SHORT: dict[str, str] = {Kind.FULL: "full", Kind.INCREMENTAL: "incr", Kind.ROLLBACK: "roll"}
 
 
 class KeptPoints(OptionList):

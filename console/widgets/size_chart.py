@@ -75,5 +75,5 @@ class SizeChart(PlotextPlot):
             plt.yticks(yticks, [tick_label(t) for t in yticks])
             step = max(1, len(xs) // 4)
             ticks = list(range(1, len(xs) + 1, step))
-            plt.xticks(ticks, [str(t) for t in ticks])
+            plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
         self.refresh()

@@ -26,9 +26,11 @@ from engine.copy import transport as t
 from engine.copy.guard import floor_until
 from engine.copy.payloads import Done
 from engine.copy.target import RESUME, DigestCache
+from engine.immutability import retained_immutable
 from engine.keys import valid_key_id
 from engine.model import DiskInfo, Kind, MachineMeta, Method, RestorePoint
 from engine.repository.container import FLAG_ZERO, Container, ContainerError, ContainerWriter, Entry
+from engine.repository.fileformat import stored_check
 from engine.repository.locks import COPY_LOCK_WAIT
 from engine.repository.metadata import point_record
 from engine.repository.repository import point_file_name
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferry.target")
 _DIG = t._BLOCK
 Wanted = dict[tuple[int, int], tuple[int, bytes]]  # (disk, block) -> (raw size, digest) asked for
-_Checked = tuple[str, int, bytes, int, int, memoryview, "Future[None] | None"]
+_Checked = tuple[str, int, bytes, int, int, memoryview, "Future[int] | None"]
 _NONE = Entry(0, 0, 0, FLAG_ZERO, b"")
 
 
@@ -72,6 +74,11 @@ class PointReceiver:
         meta = repo.try_load(job, machine)
         if not begin.get("replaces") and meta and any(p.id == begin["point"] for p in meta.points):
             raise fr.Refused("BEGIN: the chain already has that point id")
+        if begin.get("replaces") and meta and retained_immutable(
+                meta.facts, str(begin["replaces"]),
+                self.m.policy.immutable_days if self.m.policy else 0):
+            raise fr.Refused("BEGIN: the point to replace is immutable; its files stay as "
+                             "they are")
         expect_base(meta, begin)
         kind = Kind(begin["kind"])
         when = datetime.fromisoformat(begin["time"])
@@ -95,7 +102,10 @@ class PointReceiver:
             wanted: Wanted = {}
             self._digests(writer, names, have_blocks, cache.view(key), stats, suspect,
                           rules, wanted)
-            self._blocks(writer, names, wanted)
+            # this process's own source mover decoded and checked every block it sends
+            # (it recompresses them): checking its compressor's output again is not asked
+            self._blocks(writer, names, wanted,
+                         checked=not self.m.remote and begin.get("decoded") is True)
             size = writer.commit(state=point_id, info=self._info(meta, begin, point_id, when,
                                                                   kind, name, disks, key))
         except BaseException as exc:
@@ -238,9 +248,15 @@ class PointReceiver:
             for c in readers.values():
                 c.close()
 
-    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: Wanted) -> None:
+    def _blocks(self, writer: ContainerWriter, names: list[str], wanted: Wanted,
+                checked: bool = False) -> None:
         """Store the BLOCK frames of the blocks asked for, each checked first (frames.py:
         only a block answered missing, with the digest announced, that matches it).
+
+        `checked`: the in-process source decoded each block, matched it to its digest and
+        compressed it again right before sending, as `ferry backup` stores what it read;
+        the payload is then stored as sent (the writer's xxh3-64 is taken over the bytes
+        it writes), without decoding it a second time.
 
         A remote mover checks up to VERIFY_AHEAD blocks in a small pool (zstd and xxh3
         release the GIL) while it receives the next ones; each is written, in order,
@@ -270,10 +286,11 @@ class PointReceiver:
                     raise fr.Refused(f"BLOCK: block {block}: bad flags {flags:#x}")
                 item = (names[disk], block, digest, raw, flags, payload)
                 if not self.m.remote:
-                    fr.verify_block(payload, raw, flags, digest)
+                    if not checked:
+                        fr.verify_block(payload, raw, flags, digest)
                     self._write_checked(writer, *item, None)
                     continue
-                pending.append((*item, _verify_pool().submit(fr.verify_block, payload, raw,
+                pending.append((*item, _verify_pool().submit(_verified_check, payload, raw,
                                                              flags, digest)))
                 if len(pending) >= VERIFY_AHEAD:
                     self._write_checked(writer, *pending.popleft())
@@ -284,12 +301,20 @@ class PointReceiver:
 
     def _write_checked(self, writer: ContainerWriter, name: str, block: int, digest: bytes,
                        raw: int, flags: int, payload: bytes | memoryview,
-                       fut: Future[None] | None) -> None:
-        if fut is not None:
-            fut.result()  # raises Refused: the block does not match its digest
+                       fut: Future[int] | None) -> None:
+        # the view is into its own frame's buffer (transport.read_payload, or the
+        # in-process pipe's frame): nothing reuses it, so the writer keeps it uncopied
+        check = None if fut is None else fut.result()  # raises Refused: digest mismatch
         t0 = time.perf_counter()
-        writer.put(name, block, digest, raw, flags, payload)
+        writer.put(name, block, digest, raw, flags, payload, check=check, owned=True)
         self.m.busy += time.perf_counter() - t0
+
+
+def _verified_check(payload: memoryview, raw: int, flags: int, dg: bytes) -> int:
+    """In the verify pool: the block checked against its digest (Refused if not), and
+    the checksum of its stored bytes the writer records (off the receiving thread)."""
+    fr.verify_block(payload, raw, flags, dg)
+    return stored_check(payload)
 
 
 VERIFY_AHEAD = 8

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from engine import retention as rules
 from engine.errors import FerryError, one_line
-from engine.immutability import periodic_full_due, periodic_full_reason
+from engine.gfs import FLAGS
+from engine.immutability import (
+    gfs_full_waits,
+    periodic_full_due,
+    periodic_full_reason,
+    waiting_line,
+    with_waiting,
+)
 from engine.model import GfsCycle, GfsPolicy, Kind, MachineMeta, RestorePoint, RetentionPolicy
 from engine.repository.container import DATA_START, FLAG_ZERO, Container
 from engine.repository.damage import DamagedBlocks, add_records
@@ -75,7 +82,23 @@ def gfs_flags_for_run(meta: dict[str, Any] | None, policy: RetentionPolicy, now:
         lr = m.facts.get("last_run")
         last_run = datetime.fromisoformat(str(lr)) if lr else None
     dates = rules.plan_gfs_dates(points, policy, now, mode, last_run)
+    if meta:
+        dates = with_waiting(dates, gfs_waiting(m), points)
     return {f: d.isoformat() for f, d in dates.items()}
+
+
+def gfs_waiting(meta: MachineMeta) -> dict[str, date]:
+    """The GFS fulls an immutable chain left for its next new point
+    (`facts["gfs_waiting"]`, flag -> GFS day; what does not parse is dropped)."""
+    raw = meta.facts.get("gfs_waiting")
+    out: dict[str, date] = {}
+    for flag, day in (raw.items() if isinstance(raw, dict) else ()):
+        try:
+            if flag in FLAGS:
+                out[flag] = date.fromisoformat(str(day))
+        except ValueError:
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -143,9 +166,13 @@ def apply_retention(repo: Repository | S3Repository, job: str, machine: str, req
                 # its point is gone, or GFS was switched off since: nothing to finish
                 meta.facts.pop("gfs_pending", None)
                 repo.save(meta)
-            flags = _not_made(meta, request.get("gfs_full") or {})
             point_id = request.get("point")
-            if flags and point_id:
+            waiting = {f: d.isoformat() for f, d in gfs_waiting(meta).items()} if gfs_on else {}
+            flags = _not_made(meta, {**waiting, **(request.get("gfs_full") or {})})
+            new_point = meta.facts.get("retained_point") != point_id
+            if flags and point_id and gfs_full_waits(policy, new_point):
+                done.append(_gfs_waits(repo, meta, point_id, flags, policy))
+            elif flags and point_id:
                 with _step(f"the GFS full of the {_when(meta, point_id)} point"):
                     done.append(_gfs_full(repo, meta, point_id, flags, method, ops, policy,
                                           now.date()))
@@ -256,6 +283,16 @@ def _not_made(meta: MachineMeta, flags: dict[str, str]) -> dict[str, str]:
             if not any(f in p.gfs and p.gfs_dates.get(f) == d for p in meta.points)}
 
 
+def _gfs_waits(repo: Repository | S3Repository, meta: MachineMeta, point_id: str,
+               flags: dict[str, str], policy: RetentionPolicy) -> dict[str, Any]:
+    """No new point on an immutable chain's GFS day: the full is left for the next new
+    point (`engine.immutability.gfs_full_waits`), the latest point's files untouched."""
+    meta.facts["gfs_waiting"] = dict(flags)
+    repo.save(meta)
+    days = {f: date.fromisoformat(d) for f, d in flags.items()}
+    return {"action": "gfs-waits", "point": point_id, "detail": waiting_line(days, policy)}
+
+
 def _gfs_full(repo: Repository | S3Repository, meta: MachineMeta, point_id: str, flags: dict[str, str],
               method: str, ops: ChainOps, policy: RetentionPolicy, assigned: date,
               resumed: bool = False) -> dict[str, Any]:
@@ -273,6 +310,11 @@ def _gfs_full(repo: Repository | S3Repository, meta: MachineMeta, point_id: str,
     p.gfs_until.update({f: d.isoformat() for f, d in
                         rules.expiries_at_assignment(list(flags), policy, assigned).items()})
     meta.facts.pop("gfs_pending", None)
+    left = {f: d for f, d in gfs_waiting(meta).items() if f not in flags}
+    if left:
+        meta.facts["gfs_waiting"] = {f: d.isoformat() for f, d in left.items()}
+    else:
+        meta.facts.pop("gfs_waiting", None)
     repo.save(meta)
     detail = f"{'+'.join(flags)} full ({method})"
     if resumed:

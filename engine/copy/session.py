@@ -138,9 +138,9 @@ class MachineCopy:
             if items:
                 items[-1].kind = Kind.FULL
             elif not blocked:
-                items = self._reread(state.latest)
+                items = self._reread(state.latest, state.meta)
         if wants_full and not blocked:
-            items = self._active_full(items, state.latest)
+            items = self._active_full(items, state.latest, state.meta)
         if not items and not res.message:
             res.kind, res.message = "none", "no new restore point to copy"
             ctx.log("info", f"{machine}: up to date")
@@ -195,26 +195,34 @@ class MachineCopy:
         gfs = self.spec.retention.gfs
         return gfs is not None and gfs.enabled and gfs.method == "active"
 
-    def _active_full(self, items: list[PlanItem], latest: dict[str, Any] | None) -> list[PlanItem]:
+    def _active_full(self, items: list[PlanItem], latest: dict[str, Any] | None,
+                     meta: dict[str, Any] | None) -> list[PlanItem]:
         """The operator asked for a full: the planner made the next point one; without a
         new point the latest copied point is read whole again (as an active GFS full)."""
         machine = self.ctx.machine
         if not items:
-            items = self._reread(latest)
+            items = self._reread(latest, meta)
         if items:
             self.ctx.log("info", f"{machine}: active full requested by the operator: "
                          f"copying a full")
         else:
-            self.ctx.log("info", f"{machine}: active full requested: the newest copy already "
-                         f"is a full; the request waits for the next new restore point")
+            self.ctx.log("info", f"{machine}: active full requested: the newest copy is a "
+                         f"full or immutable; the request waits for the next new restore point")
         return items
 
-    def _reread(self, latest: dict[str, Any] | None) -> list[PlanItem]:
+    def _reread(self, latest: dict[str, Any] | None, meta: dict[str, Any] | None) -> list[PlanItem]:
         """An active GFS full without a new source point: the latest copied point read
         whole from the source again, replacing its increment (notes 6: "copies the latest
         available point"). Nothing to do when it already is a full; when its source
         point is gone the full is synthesized on the target instead."""
         if not latest or latest.get("kind") == Kind.FULL:
+            return []
+        from engine.immutability import retained_immutable
+
+        facts = (meta or {}).get("facts")
+        if retained_immutable(facts, str(latest.get("id")), self.spec.storage.immutable_days):
+            self.ctx.log("info", f"{self.ctx.machine}: the latest point is immutable: the "
+                         f"full waits for the next new restore point")
             return []
         src = next((p for p in self.src_meta.points if p.id == latest.get("source_point")), None)
         if src is None:
@@ -246,6 +254,9 @@ class MachineCopy:
                          "disks": [asdict(d) for d in view.disks],
                          "wan": bool(spec.transport.wan_acceleration),
                          "repaired": repaired,
+                         # every block sent is decoded, checked and recompressed here
+                         # (only an in-process target relies on it: engine.copy.receive)
+                         **({"decoded": True} if mover.comp is not None else {}),
                          **({"replaces": item.replaces} if item.replaces else {}),
                          **({"key": mover.key.key_id, "envelope": envelope}
                             if mover.key is not None else {}),
@@ -286,7 +297,7 @@ class MachineCopy:
         self.res.warn(text)
         if self._active() and self.res.kind != Kind.FULL:
             latest = {"id": self.base, "kind": self.res.kind, "source_point": self.res.source_point}
-            self._send(mover, self._reread(latest))
+            self._send(mover, self._reread(latest, None))  # the run's own point
         return {**flags, **later}, end
 
     def _point_key(self, mover: SourceMover, state: TargetState, item: PlanItem, base: str | None,

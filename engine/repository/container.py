@@ -211,7 +211,7 @@ class ContainerWriter:
                         self.dedup[e.digest] = e
                         self._unverified.add(e.offset)
             self._gaps = free_extents(base, self._pos)
-        self._buf: list[bytes] = []
+        self._buf: list[bytes | memoryview] = []
         self._buffered = 0
         self._io = BackgroundWriter(self._f.fileno(), depth=WRITE_DEPTH)
         self._journal: BinaryIO | None = None  # see enable_journal
@@ -227,12 +227,17 @@ class ContainerWriter:
         return d
 
     def put(self, disk: str, block: int, digest: bytes, raw_len: int, flags: int,
-            payload: bytes | memoryview = b"") -> Entry:
+            payload: bytes | memoryview = b"", *, check: int | None = None,
+            owned: bool = False) -> Entry:
         """Record one block; stores the payload unless an identical block is already here.
 
         The caller has verified `payload`. An identical block already stored in the
         base file is re-read and checked before it is reused: a rotten copy is never
         kept over the verified one being put (the fresh payload is stored instead).
+        `check`: the payload's `stored_check`, when the caller computed it already (a
+        mover's verify pool, off its receiving thread); `owned`: a memoryview payload
+        whose buffer nobody reuses (a received frame), kept as is until written
+        instead of copied.
         """
         if flags == FLAG_ZERO:
             e = Entry(0, 0, raw_len, FLAG_ZERO, digest)
@@ -247,11 +252,12 @@ class ContainerWriter:
             if found is not None and found.raw == raw_len:
                 e = found
             else:
-                check = stored_check(payload)
+                if check is None:
+                    check = stored_check(payload)
                 offset = self._take_gap(len(payload))
                 if offset is None:
                     e = Entry(self._pos, len(payload), raw_len, flags, digest, check)
-                    self._append(payload)
+                    self._append(payload, owned)
                 else:  # dead space of an older state (in-place transforms only)
                     e = Entry(offset, len(payload), raw_len, flags, digest, check)
                     self._io.write([bytes(payload)], offset)
@@ -364,8 +370,10 @@ class ContainerWriter:
     def resumed_entries(self) -> list[tuple[str, int, Entry]]:
         return self._resumed
 
-    def _append(self, payload: bytes | memoryview) -> None:
-        self._buf.append(bytes(payload) if isinstance(payload, memoryview) else payload)
+    def _append(self, payload: bytes | memoryview, owned: bool = False) -> None:
+        # a view into a buffer its owner reuses (a backup's read ring) is copied now
+        self._buf.append(bytes(payload) if isinstance(payload, memoryview) and not owned
+                         else payload)
         self._buffered += len(payload)
         self._pos += len(payload)
         self.written += len(payload)

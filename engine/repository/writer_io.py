@@ -38,7 +38,7 @@ class BackgroundWriter:
         self._futures: list[Future[None]] = []
         self.error: BaseException | None = None  # the first failure; terminal
 
-    def write(self, bufs: list[bytes], offset: int) -> None:
+    def write(self, bufs: list[bytes | memoryview], offset: int) -> None:
         """Queue `bufs` to be written at `offset` (the list is owned by the writer now)."""
         self._check()
         if not self._slots.acquire(timeout=self.stall_limit):
@@ -61,7 +61,7 @@ class BackgroundWriter:
             self._fail(exc)
             raise
 
-    def _pwrite(self, bufs: list[bytes], offset: int) -> None:
+    def _pwrite(self, bufs: list[bytes | memoryview], offset: int) -> None:
         try:
             for i in range(0, len(bufs), IOV_MAX):
                 part = bufs[i:i + IOV_MAX]

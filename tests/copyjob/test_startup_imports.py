@@ -5,13 +5,19 @@ object storage (boto3), tables and progress bars (rich), the console (textual) a
 encryption (cryptography) are imported only by the jobs and commands that use them.
 A timing test would pass or fail with the machine's load; this one fails only when
 somebody imports one of them again on the way.
+
+The dataclasses a run makes are compiled once and cached beside the bytecode
+(engine.dataclass_cache): with bytecode written, as an installed Ferry has it, a
+second run compiles none of them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from .conftest import ROOT, T0, write_job
 
@@ -24,16 +30,26 @@ from console.entry import main
 code = main(sys.argv[1:])
 heavy = sorted({m.split(".")[0] if not m.startswith("engine.") else m for m in sys.modules
                 if m.split(".")[0] in HEAVY or m in HEAVY})
-print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+import engine.dataclass_cache
+print(json.dumps({"code": code, "heavy": heavy, "compiled": engine.dataclass_cache.misses}),
+      file=sys.stderr)
 """
 
 
-def _run(*args: str) -> dict:
-    """`ferry ARGS` through the console script's entry point; the heavy modules it loaded."""
+def _run(*args: str, pycache: Path | None = None) -> dict:
+    """`ferry ARGS` through the console script's entry point; the heavy modules it loaded
+    and the dataclass methods it compiled. With `pycache`, bytecode (and the dataclass
+    cache) is written there, as for an installed Ferry."""
     probe = f"HEAVY = {HEAVY!r}\n{_PROBE}"
+    env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    return json.loads(proc.stderr.strip().splitlines()[-1])
+                          text=True, timeout=120, env=env)
+    out = json.loads(proc.stderr.strip().splitlines()[-1])
+    compiled = out.pop("compiled")
+    return out if pycache is None else {**out, "compiled": compiled}
 
 
 def test_a_local_run_imports_no_object_storage_tables_console_or_crypto(tmp_path, source):
@@ -43,6 +59,15 @@ def test_a_local_run_imports_no_object_storage_tables_console_or_crypto(tmp_path
     assert copy == {"code": 0, "heavy": []}
     idle = _run("run", str(job), "--json", "--at", "2026-11-03T23:00")  # nothing new
     assert idle == {"code": 0, "heavy": []}
+
+
+def test_a_second_run_compiles_no_dataclass(tmp_path, source):
+    source.backup(T0)
+    job = write_job(tmp_path / "j.toml", "J", source.repo, ["Daily"], tmp_path / "dr")
+    first = _run("run", str(job), "--json", "--at", "2026-11-02T23:00", pycache=tmp_path / "pyc")
+    assert first["code"] == 0 and first["compiled"] > 50  # every class of the run path
+    idle = _run("run", str(job), "--json", "--at", "2026-11-03T23:00", pycache=tmp_path / "pyc")
+    assert idle == {"code": 0, "heavy": [], "compiled": 0}
 
 
 def test_the_probe_sees_an_import_when_there_is_one(tmp_path, source):

@@ -122,10 +122,13 @@ def _begin(repo, **over) -> dict:
     return begin
 
 
-def test_forged_block_is_refused(mover):
+@pytest.mark.parametrize("claim", [{}, {"decoded": True}])
+def test_forged_block_is_refused(mover, claim):
+    """Also when BEGIN claims the source checked every block: only an in-process
+    target takes that word (engine.copy.receive)."""
     before = snapshot(mover.repo)
     end = mover.session()
-    end.send_json(t.BEGIN, _begin(mover.repo))
+    end.send_json(t.BEGIN, _begin(mover.repo, **claim))
     real = os.urandom(BS)
     end.send(t.encode(t.DIGESTS, pack_digest(0, 0, BS, FLAG_RAW, digest(real))))
     assert end.expect(t.HAVE).payload == b"\x00"

@@ -146,3 +146,65 @@ def test_mover_retain_keeps_the_floor_for_an_append_only_job(tmp_path, golden, m
     # without the floor the same stored request merges down to 2 points
     retain_job(repo, JOB, Floor(), clock=clock)
     assert len(repo.load(JOB, MACHINE).points) == 2
+
+
+def test_a_gfs_day_without_a_new_point_leaves_a_floor_locked_point(floored):
+    """An active weekly GFS full on a day with no new point, through a mover whose floor
+    makes every point immutable (the client's job has none): the client sees the lock
+    the mover recorded and reads nothing again, the mover leaves the latest point's file
+    as it is and the full waits for the next new point (which then carries the flag);
+    a raw BEGIN replacing the locked point is refused, nothing changed."""
+    src, m, spec = floored
+    wall = datetime.now().replace(microsecond=0)
+    first, gfs_day = wall - timedelta(days=2), wall - timedelta(days=1)
+    weekday = gfs_day.strftime("%A").lower()
+    spec.path.write_text(spec.path.read_text() + "\n[retention.gfs]\nweekly = { keep_weeks "
+                         f'= 2, day = "{weekday}" }}\nmethod = "active"\n')
+    from engine.jobs.load import load_job
+
+    spec = load_job(spec.path)
+    src.backup(first)
+    assert run_job(spec, at=first + timedelta(minutes=5)).status == "Success"
+    src.backup(first + timedelta(hours=1))
+    assert run_job(spec, at=first + timedelta(hours=1, minutes=5)).status == "Success"
+    repo = Repository(m.repo)
+    last = repo.load(JOB, MACHINE).points[-1]
+    path = repo.machine_dir(JOB, MACHINE) / last.file
+    before = (path.stat().st_ino, path.read_bytes())
+    res = run_job(spec, at=gfs_day + timedelta(minutes=5))  # no new source point
+    assert res.status == "Success", res.to_json()
+    assert res.tasks[0].kind == "none"
+    assert [a["action"] for a in res.retention] == ["gfs-waits"]
+    meta = repo.load(JOB, MACHINE)
+    assert meta.points[-1] == last and (path.stat().st_ino, path.read_bytes()) == before
+    # the raw replace a client unaware of the lock would send: refused
+    snap = snapshot(m.repo)
+    end = m.session()
+    end.send_json(t.BEGIN, {"kind": "full", "point": last.id, "replaces": last.id,
+                            "time": last.time.isoformat(), "source_point": last.source_point,
+                            "base": meta.points[-2].id, "block_size": last.block_size,
+                            "compression": "auto", "wan": False, "repaired": [], "facts": {},
+                            "disks": [{"name": d.name, "size": d.size} for d in last.disks]})
+    with pytest.raises(t.StreamError, match="the point to replace is immutable"):
+        end.expect(t.HAVE)
+    end.close()
+    assert snapshot(m.repo) == snap
+    src.backup(gfs_day + timedelta(hours=1))
+    res = run_job(spec, at=gfs_day + timedelta(hours=1, minutes=5))
+    assert res.status == "Success", res.to_json()
+    newest = repo.load(JOB, MACHINE).points[-1]
+    assert (newest.kind.value, newest.gfs, newest.gfs_dates) == (
+        "full", ["W"], {"W": gfs_day.date().isoformat()})
+    assert_serving(m)
+
+
+def test_preview_of_a_mover_job_says_the_mover_may_keep_more(floored):
+    """The client cannot see a mover's floor offline: its preview says so, once."""
+    from engine.preview_cli import WhatIf, build_preview
+
+    _, m, spec = floored
+    notes = [n for n in build_preview(spec, WhatIf()).notes if "its own floor" in n]
+    assert notes == [f"the target is reached through the mover tls://127.0.0.1:{m.port}: its "
+                     "own floor (ferry mover --min-points, --immutable-days) may keep points "
+                     "longer than this preview of the job's policy shows; on the mover host "
+                     "`ferry chain --repo DIR --json` shows each point's immutable_until"]

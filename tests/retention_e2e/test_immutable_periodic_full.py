@@ -11,6 +11,8 @@ import pytest
 
 from engine.repository import immutable
 from engine.repository.repository import Repository
+from engine.simulate import simulate
+from engine.sizing import Sizing
 
 from .replaykit import Lab, compare_with_preview, fast_dir, no_fsync, run_replay
 
@@ -115,3 +117,55 @@ def test_periodic_fulls_up_to_the_wall_clock_hold_the_immutable_attribute(work):
         for f in lab.dst.rglob("*"):
             if f.is_file():
                 immutable.set_immutable(f, False)
+
+
+@pytest.mark.parametrize("method", ["synthetic", "active"])
+def test_a_gfs_day_without_a_new_point_leaves_the_locked_point_and_waits(work, method):
+    """A weekly GFS Sunday whose run finds no new source point, in an immutable job: the
+    latest point was retained (its files may be locked), so the run neither synthesizes
+    over it nor reads it again (active) to replace it; the weekly full is made from the
+    next new point, standing for that Sunday, and `ferry preview` says and does the
+    same."""
+    first = PAST.date()
+    nothing_new = {first + timedelta(days=d) for d in (7, 21)}
+    lab = Lab(work)
+    job = lab.job(f"ImmW{method}", keep=3, storage="immutable_days = 3", retention=f"""
+[retention.gfs]
+weekly = {{ keep_weeks = 3, day = "sunday" }}
+method = "{method}"
+""")
+    seen: dict[int, tuple] = {}
+
+    def latest(d, when, res):
+        p = lab.chain(f"ImmW{method}")[-1]
+        path = Repository(lab.dst).machine_dir(f"ImmW{method}", "vm1") / p.file
+        seen[d] = (p.id, p.file, p.kind.value, path.stat().st_ino, path.read_bytes())
+
+    rep = run_replay(lab, job, 28, start=PAST, check_every=7,
+                     no_new_point=lambda t: t.date() in nothing_new, on_day=latest)
+    assert compare_with_preview(rep) == 28
+    for sunday in (7, 21):
+        assert seen[sunday] == seen[sunday - 1]  # same point, same untouched file
+        res = rep.sessions[first + timedelta(days=sunday)]
+        assert res.tasks[0].kind == "none"  # nothing read again from the source
+        waits = [a for a in res.retention if a["action"] == "gfs-waits"]
+        assert [a["detail"] for a in waits] == [
+            "weekly full waits for the next new point: the latest point was retained and "
+            "is immutable (immutable_days = 3)"]
+        assert not [a for a in res.retention if a["action"] == "gfs-full"]
+        after = rep.sessions[first + timedelta(days=sunday + 1)]
+        made = [a for a in after.retention if a["action"] == "gfs-full"]
+        assert len(made) == 1 and made[0]["point"] == after.tasks[0].point
+        sunday_date = first + timedelta(days=sunday)
+        assert rep.real[sunday + 1][-1][1:] == ("full", "W")
+        monday = sunday_date + timedelta(days=1)
+        assert rep.real_dates[sunday + 1][-1][1:] == ((("W", sunday_date.isoformat()),),
+                                                       (("W", monday.isoformat()),))
+    spec = rep.spec
+    sim = simulate(spec.name, spec.retention, spec.mode, rep.start, rep.days, Sizing(10, 1),
+                   schedule=spec.schedule, no_new_point=rep.no_new_point)
+    for sunday in (7, 21):
+        day = sim.days[sunday]
+        assert "weekly full waits for the next new point: the latest point was retained " \
+            "and is immutable (immutable_days = 3)" in day.actions, day.actions
+    assert rep.exports_checked >= 28

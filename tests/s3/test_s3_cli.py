@@ -14,7 +14,7 @@ from .test_s3_copy import s3_job
 JOB = "S3 copy"
 
 
-def test_cli_commands_take_s3_repositories(tmp_path, lock_bucket):
+def test_cli_commands_take_s3_repositories(tmp_path, lock_bucket, monkeypatch):
     src = Source(tmp_path, methods=("forward",))
     m = src.machines["vm-forward"]
     url = f"s3://{lock_bucket}/dr"
@@ -32,8 +32,13 @@ def test_cli_commands_take_s3_repositories(tmp_path, lock_bucket):
     assert (out / "disk0.img").read_bytes() == list(m.states.values())[-1]
     check = ferry("check", "--repo", url, "--all", "--json", check=True)
     assert json.loads(check.stdout)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     hist = json.loads(ferry("history", "--repo", url, "--json", check=True).stdout)
     assert len(hist["sessions"]) == 2 and {s["job"] for s in hist["sessions"]} == {JOB}
+    assert list(scratch.iterdir()) == []  # the history's local copy went with the command
+    monkeypatch.delenv("TMPDIR")
     prev = ferry("preview", spec.path, "--days", "5", "--json", check=True)
     assert "immutable" in prev.stdout  # the note on immutable_days = 2 (and the reasons)
     bad = ferry("chain", "--repo", "s3://Bad_Bucket/x")
