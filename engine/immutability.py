@@ -118,5 +118,5 @@ def waiting_line(flags: Mapping[str, date], policy: RetentionPolicy) -> str:
 
 
 __all__ = ["FULL_PERIOD_MIN_DAYS", "full_period_days", "gfs_full_waits", "immutable_from",
-           "immutable_until", "periodic_full_due", "periodic_full_reason", "retained_immutable", "waiting_line",
-           "with_waiting"]
+           "immutable_until", "periodic_full_due", "periodic_full_reason", "retained_immutable",
+           "waiting_line", "with_waiting"]

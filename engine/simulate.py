@@ -138,7 +138,7 @@ def run_once(chain: list[RetentionPoint], policy: RetentionPolicy, mode: str, no
     dates = with_waiting(plan_gfs_dates(chain, policy, now, mode, last_run), waiting or {},
                          chain)
     left: dict[str, date] = {}
-    if chain and not new_point and dates and gfs_full_waits(policy, new_point):
+    if chain and dates and gfs_full_waits(policy, new_point):
         left, dates = dates, {}
     if not chain or new_point:
         new_point = True
