@@ -155,8 +155,12 @@ def test_a_gfs_day_without_a_new_point_leaves_a_floor_locked_point(floored):
     as it is and the full waits for the next new point (which then carries the flag);
     a raw BEGIN replacing the locked point is refused, nothing changed."""
     src, m, spec = floored
-    wall = datetime.now().replace(microsecond=0)
-    first, gfs_day = wall - timedelta(days=2), wall - timedelta(days=1)
+    # noon yesterday and the day before, whatever the hour now: both of the first day's
+    # points fall before the GFS day (a second point an hour after a late-evening first
+    # one fell on the GFS day itself and took the weekly flag)
+    gfs_day = (datetime.now() - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                           microsecond=0)
+    first = gfs_day - timedelta(days=1)
     weekday = gfs_day.strftime("%A").lower()
     spec.path.write_text(spec.path.read_text() + "\n[retention.gfs]\nweekly = { keep_weeks "
                          f'= 2, day = "{weekday}" }}\nmethod = "active"\n')
