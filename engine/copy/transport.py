@@ -68,6 +68,7 @@ def error_of(f: Frame) -> StreamError:
 
 @dataclass
 class Frame:
+    """One message of a mover stream: its type and payload."""
     type: int
     payload: bytes | bytearray  # an in-process stream passes a sealed block's buffer as is
 
