@@ -9,9 +9,9 @@ process, or `ferry mover` over TCP when the job names one).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -101,7 +101,7 @@ class Runner:
         self.sink = sink
         self.control = control
         self.hold_timeout = hold_timeout
-        self.session = uuid.uuid4().hex[:12]
+        self.session = os.urandom(6).hex()  # 48 random bits, as uuid4().hex[:12] gave
         self.src = Repository(spec.source.repository)
         self.dst = target_repository(spec)
         self.retention: list[dict[str, Any]] = []

@@ -9,7 +9,6 @@ as the log and removes its state folder.
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 from engine.history import History, history_path
 from engine.live import paths
 from engine.live.client import SessionInfo, list_sessions
-from engine.live.publisher import JOURNAL_FILE, log_path
+from engine.live.publisher import JOURNAL_FILE, log_path, move, remove_folder
 from engine.model import Status
 
 if TYPE_CHECKING:
@@ -86,9 +85,9 @@ def reap(spec: JobSpec) -> list[str]:
             if journal.exists():
                 dest = log_path(spec, info.session)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(journal), dest)
+                move(journal, dest)
         except Exception as exc:  # noqa: BLE001 - a damaged leftover must not stop the run
             log.warning("interrupted session %s not recorded: %s", info.session, exc)
-        shutil.rmtree(info.folder, ignore_errors=True)
+        remove_folder(info.folder)
         done.append(info.session)
     return done

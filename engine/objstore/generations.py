@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from engine.model import Kind, MachineMeta, RestorePoint
 from engine.objstore import locks
 from engine.objstore.index import UNKNOWN
+from engine.objstore.manifest import split_loc
 from engine.objstore.store import S3Error
 from engine.repository.container import FLAG_ZERO, Entry
 from engine.repository.resolve import layer_points
@@ -53,16 +54,26 @@ def extend_locks(m: Machine, entries: dict[bytes, Entry], required: datetime | N
         return 0
     need = locks.to_epoch(required)
     todo: dict[str, tuple[list[Entry], bool]] = {}  # object key -> its entries, lock unknown
-    for dg, e in entries.items():
-        hit = m.index.lookup(dg)
-        same = hit is not None and hit.entry(e.raw, dg).offset == e.offset and \
-            hit.flags == e.flags  # the cache's lock is that of the object the entry names
-        lock_s = hit.lock_until if hit is not None and same else UNKNOWN
+
+    def want(e: Entry, lock_s: int) -> None:
         if lock_s == UNKNOWN or lock_s < need:
             key = m.object_key(e)
             es, unknown = todo.get(key, ([], False))
             es.append(e)
             todo[key] = (es, unknown or lock_s == UNKNOWN)
+
+    for dg, e in entries.items():
+        hit = m.index.lookup(dg)
+        if hit is None:
+            want(e, UNKNOWN)
+            continue
+        own = hit.entry(e.raw, dg)
+        same = own.offset == e.offset and hit.flags == e.flags
+        want(e, hit.lock_until if same else UNKNOWN)  # the cache's lock is of its object
+        if not same and hit.pack == 0 and split_loc(e.offset)[0]:
+            # a repair wrote the block's own object: a reader of this packed entry falls
+            # back to it when the pack's copy is damaged, so it must stay as long
+            want(own, hit.lock_until)
 
     def one(item: tuple[str, tuple[list[Entry], bool]]) -> tuple[int, list[Entry]] | None:
         key, (es, unknown) = item

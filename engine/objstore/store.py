@@ -260,7 +260,10 @@ class Bucket:
         try:
             r = self._call("GETRET", key, self._c.get_object_retention, Key=key)
         except S3Error as exc:
-            if exc.code in ("NoSuchObjectLockConfiguration", "InvalidRequest"):
+            # AWS says NoSuchObjectLockConfiguration, RGW ObjectLockConfigurationNotFoundError
+            # for a version written without a lock (e.g. a newer one put by someone else)
+            if exc.code in ("NoSuchObjectLockConfiguration", "InvalidRequest",
+                            "ObjectLockConfigurationNotFoundError"):
                 return None
             raise
         until = r.get("Retention", {}).get("RetainUntilDate")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +17,7 @@ BACKUP_SUFFIXES = (".fbk", ".fib", ".frb")
 
 
 def new_point_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def point_file_name(machine: str, when: datetime, point_id: str, kind: Kind) -> str:

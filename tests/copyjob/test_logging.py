@@ -47,3 +47,23 @@ def test_run_log_has_every_machine_and_stays_off_the_terminal(tmp_path, source):
     machines = sorted(source.machines)
     assert [m for m in machines if f"J/{m}: Success" in log] == machines
     assert log.count("ended Success") == 1
+
+
+def test_the_log_file_rotates_before_it_passes_its_cap(tmp_path, monkeypatch):
+    """ferry.log moves to .1, .1 to .2 ... (at most BACKUPS kept) before a line would take
+    it past MAX_BYTES; every line lands in exactly one file."""
+    from engine import logs
+
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    log = logs.job_logger("test")
+    with logs.run_log(tmp_path, "J"):
+        for i in range(200):
+            log.info("line %03d %s", i, "x" * 40, extra={"job": "J"})
+    folder = tmp_path / ".ferry"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [FILE_NAME] + [f"{FILE_NAME}.{i}" for i in range(1, logs.BACKUPS + 1)]
+    sizes = [(folder / n).stat().st_size for n in names]
+    assert all(0 < s <= 2000 for s in sizes), sizes
+    newest_first = [(folder / n).read_text().splitlines() for n in names]
+    numbers = [int(line.split("line ")[1][:3]) for f in reversed(newest_first) for line in f]
+    assert numbers == list(range(200 - len(numbers), 200))  # in order, the oldest dropped

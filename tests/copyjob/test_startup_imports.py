@@ -2,7 +2,8 @@
 
 The start-up cost of a run with nothing to copy is mostly imports (issue 15: <= 0.1 s):
 object storage (boto3), tables and progress bars (rich), the console (textual) and
-encryption (cryptography) are imported only by the jobs and commands that use them.
+encryption (cryptography) are imported only by the jobs and commands that use them,
+and a few stdlib modules not at all (HEAVY says why).
 A timing test would pass or fail with the machine's load; this one fails only when
 somebody imports one of them again on the way.
 
@@ -22,13 +23,18 @@ from pathlib import Path
 from .conftest import ROOT, T0, write_job
 
 HEAVY = ("boto3", "botocore", "rich", "textual", "cryptography", "engine.objstore.repo",
-         "engine.preview_cli", "engine.simulate")
+         "engine.preview_cli", "engine.simulate",
+         # stdlib modules a run does without (each was 0.5-2 ms of its start-up): the log
+         # file rotates itself (no logging.handlers, which imports pickle and socket),
+         # ids come from os.urandom, and no shutil (argparse's terminal width, the live
+         # folder's removal), which would import bz2 and lzma
+         "logging.handlers", "pickle", "uuid", "shutil", "bz2", "lzma")
 
 _PROBE = """
 import json, sys
 from console.entry import main
 code = main(sys.argv[1:])
-heavy = sorted({m.split(".")[0] if not m.startswith("engine.") else m for m in sys.modules
+heavy = sorted({m if m in HEAVY else m.split(".")[0] for m in sys.modules
                 if m.split(".")[0] in HEAVY or m in HEAVY})
 import engine.dataclass_cache
 print(json.dumps({"code": code, "heavy": heavy, "compiled": engine.dataclass_cache.misses}),

@@ -168,3 +168,54 @@ def test_retention_keeps_immutable_points_then_deletes_them(tmp_path, lock_bucke
         export_point(url, JOB, "vm-forever-forward", p.id, out)
         assert (out / "disk0.img").read_bytes() == src.machines["vm-forever-forward"].states[
             p.source_point]
+
+
+def test_a_repaired_blocks_own_object_is_held_with_the_pack_it_stands_in_for(
+        tmp_path, lock_bucket, s3):
+    """A repair writes a damaged block again as its own `blocks/` object, which every
+    reader of the damaged pack's range falls back to. Holding an entry that names the
+    pack must hold that object as well: it is what the reader really reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.objstore.generations import extend_locks
+    from engine.objstore.manifest import block_name, object_name, split_loc
+    from engine.objstore.target import Machine
+
+    src = Source(tmp_path, methods=("forward",))
+    url = f"s3://{lock_bucket}/dr"
+    spec = s3_job(tmp_path, src, url, mode="immediate",
+                  extra='[storage]\nimmutable_days = 1\nhealth_check = "daily 05:00"\n'
+                  '[transport]\nretries = 0\n')
+    src.backup(NOW)
+    assert run_job(spec, at=NOW + timedelta(minutes=30)).status == "Success"
+    repo = open_repository(url)
+    key = repo.machine_key(JOB, "vm-forward")
+    meta = repo.load(JOB, "vm-forward")
+    with repo.view(meta, meta.points[-1]) as view:
+        packed = next(loc.entry for d in view.disks for loc in view.blocks(d.name).values()
+                      if split_loc(loc.entry.offset)[0])
+    pack_key = f"{key}/{object_name(packed)}"
+    obj = s3.get_object(Bucket=lock_bucket, Key=pack_key)
+    body = bytearray(obj["Body"].read())
+    body[split_loc(packed.offset)[1] + packed.stored // 2] ^= 0x40  # a new, damaged version
+    s3.put_object(Bucket=lock_bucket, Key=pack_key, Body=bytes(body), Metadata=obj["Metadata"])
+    # a 05:00 slot lies in any day and a half: the next run checks, then repairs
+    src.backup(NOW + timedelta(days=1), mutate=0)
+    run = run_job(spec, at=NOW + timedelta(days=1, hours=6))
+    assert run.status in ("Success", "Warning") and "corrupt" in run.tasks[0].message, \
+        [t.message for t in run.tasks]
+    own_key = f"{key}/{block_name(packed.digest, packed.flags)}"
+    before = _until(s3, lock_bucket, own_key)
+    required = locks.utc(NOW + timedelta(days=20))
+    m = Machine(repo, JOB, "vm-forward")
+    try:
+        m.sync(create=False)
+        assert m.index.lookup(packed.digest).pack == 0  # the repair's object is the cached one
+        with ThreadPoolExecutor(2) as pool:
+            assert extend_locks(m, {packed.digest: packed}, required, pool) == 2
+    finally:
+        m.close()
+    want = required + locks.GENERATION
+    assert before < required
+    for k in (pack_key, own_key):
+        assert abs(_until(s3, lock_bucket, k) - want) <= timedelta(seconds=2), k
