@@ -7,6 +7,9 @@ next to these ceilings, measured minutes apart on the same blocks:
 * `cpu_ceiling(blocks, level, threads)` - xxh3-128 of every block plus zstd of
   every non-zero block (what the engine must do per block), 1 or 2 threads, one
   compressor per thread, data already in memory;
+* `recompress_floor(blocks, src, level, scratch)` - the least a verified recompressing
+  copy must do per block (read the stored payload, decompress, xxh3-128 check, compress
+  at `level`, write; fsync), 2 threads: what bounds a copy at another level;
 * `hash_ceiling(blocks)` - xxh3-128 alone (an increment's floor besides reading);
 * `write_fsync_ceiling(folder, blocks, total)` - sequential 8 MiB writes + fsync;
 * `read_ceiling(path, block_size, cold=True)` - sequential `readinto` of a file,
@@ -137,41 +140,75 @@ def cpu_ceiling(blocks: list[bytes], level: int | None, threads: int = 1) -> tup
     return total / dt / MB, total / max(1, sum(results))
 
 
-def recompress_ceiling(blocks: list[bytes], src_level: int, level: int,
-                       threads: int = 2) -> float:
-    """MB/s of input of what a verified recompressing copy must do per block, with both of
-    its checks: decompress the source payload (zstd `src_level`, made untimed first) and
-    xxh3-128 it against the digest, compress at `level`, then decompress that and xxh3-128
-    it again (the target's check before it stores the block). Zero blocks cost nothing
-    (they are never read). `cpu_ceiling(blocks, level, threads)` is only the middle step."""
+def recompress_floor(blocks: list[bytes], src_level: int, level: int, scratch: str | Path,
+                     threads: int = 2) -> tuple[float, float]:
+    """(MB/s of input, CPU seconds per input byte) of the least a verified recompressing
+    copy must do, on `threads` threads: for every stored block, pread its zstd-`src_level`
+    payload from a file (written untimed first, so in the page cache), decompress it,
+    xxh3-128 it and compare with its digest, compress it at `level`, pwrite the result
+    into one output file; fsync that file at the end. Zero blocks cost nothing (never
+    stored, never read). No second decode: the target stores the payload the source
+    checked and compressed (engine.copy.receive, BEGIN `decoded`). `cpu_ceiling(blocks,
+    level, threads)` is the compress step alone, on blocks already in memory."""
     zero = xxhash.xxh3_128_digest(bytes(len(blocks[0])))
     src = zstandard.ZstdCompressor(level=src_level)
-    stored = [src.compress(b) for b in blocks if xxhash.xxh3_128_digest(b) != zero]
-    parts = [stored[i::threads] for i in range(threads)]
+    stored = [(xxhash.xxh3_128_digest(b), src.compress(b)) for b in blocks]
+    stored = [(d, p) for d, p in stored if d != zero]
+    folder = Path(scratch)
+    inp, outp = folder / "ceiling-recompress-in.tmp", folder / "ceiling-recompress-out.tmp"
+    items, pos = [], 0
+    with open(inp, "wb") as f:
+        for d, p in stored:
+            f.write(p)
+            items.append((pos, len(p), d))
+            pos += len(p)
+    parts = [items[i::threads] for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
+    lock, end = threading.Lock(), [0]
+    fin, fout = os.open(inp, os.O_RDONLY), os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    bad: list[int] = []
 
-    def thread(part: list[bytes]) -> None:
+    def thread(part: list[tuple[int, int, bytes]]) -> None:
         comp, dec = zstandard.ZstdCompressor(level=level), zstandard.ZstdDecompressor()
         barrier.wait()
-        for payload in part:
-            data = dec.decompress(payload)
-            xxhash.xxh3_128_digest(data)
+        for off, n, d in part:
+            data = dec.decompress(os.pread(fin, n, off))
+            if xxhash.xxh3_128_digest(data) != d:
+                bad.append(off)
             out = comp.compress(data)
-            xxhash.xxh3_128_digest(dec.decompress(out))
+            with lock:
+                at = end[0]
+                end[0] += len(out)
+            os.pwrite(fout, out, at)
 
-    dt = _run_together([threading.Thread(target=thread, args=(p,)) for p in parts], barrier)
-    return sum(len(b) for b in blocks) / dt / MB
+    try:
+        c0 = time.process_time()
+        dt = _run_together([threading.Thread(target=thread, args=(p,)) for p in parts], barrier,
+                           lambda: os.fsync(fout))
+        cpu = time.process_time() - c0
+    finally:
+        os.close(fin)
+        os.close(fout)
+        inp.unlink(missing_ok=True)
+        outp.unlink(missing_ok=True)
+    if bad:
+        raise RuntimeError("recompress floor: a block did not match its digest")
+    total = sum(len(b) for b in blocks)
+    return total / dt / MB, cpu / total
 
 
-def _run_together(ts: list[threading.Thread], barrier: threading.Barrier) -> float:
+def _run_together(ts: list[threading.Thread], barrier: threading.Barrier,
+                  then: Callable[[], None] | None = None) -> float:
     """Start the threads, release them at once (each waits on `barrier` first), and
-    return the seconds until the last one ends."""
+    return the seconds until the last one ends (and `then`, run after it, returns)."""
     for t in ts:
         t.start()
     barrier.wait()
     t0 = time.perf_counter()
     for t in ts:
         t.join()
+    if then is not None:
+        then()
     return time.perf_counter() - t0
 
 

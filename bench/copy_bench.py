@@ -23,6 +23,8 @@ ceiling (bench/s3_bench.py). Shared job files and commands: bench/benchjob.py.
 
 A quick local round (no remote, no S3, no second size, one run):
     python bench/copy_bench.py --no-remote --s3-size 0 --also 0 --runs 1
+The recompressing copy alone, each run next to its own ceilings (~1 min for 3 runs):
+    python bench/copy_bench.py --only-recompress --runs 3
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from ceilings import (  # noqa: E402
     Figure,
     format_ceilings,
     measure_ceilings,
-    recompress_ceiling,
+    recompress_floor,
     run_measured,
     sample_blocks,
 )
@@ -132,15 +134,74 @@ def bench_size(size: int, runs: int, work: Path, ceilings: bool, remote: bool = 
     if ceilings:
         res["ceil1"] = measure_ceilings(disk, 1 << 20, 1, work, runs=runs)
         res["ceil3"] = measure_ceilings(disk, 1 << 20, 3, work, runs=runs, read_file=False)
-        blocks = sample_blocks(disk, 1 << 20)
-        floor, cpu = Figure(), Figure()
-        for _ in range(runs):
-            c0 = time.process_time()
-            floor.values.append(recompress_ceiling(blocks, 1, 3))
-            cpu.values.append((time.process_time() - c0) * size / sum(map(len, blocks)))
-        res["floor3"], res["floor3_cpu"] = floor, cpu  # cpu: seconds for the whole image
+        res["floor3"], res["floor3_cpu"] = floor_figures(disk, work, size, runs)
     res["restic_s"] = restic_copy(work, disk)
     return res
+
+
+def floor_figures(disk: Path, work: Path, size: int, runs: int) -> tuple[Figure, Figure]:
+    """The recompress floor (zstd 1 -> 3) `runs` times: MB/s, and CPU seconds for the
+    whole image (the sample's CPU per byte x the image's size)."""
+    blocks = sample_blocks(disk, 1 << 20)
+    floor, cpu = Figure(), Figure()
+    for _ in range(runs):
+        mbps, per_byte = recompress_floor(blocks, 1, 3, work)
+        floor.values.append(mbps)
+        cpu.values.append(per_byte * size)
+    return floor, cpu
+
+
+def recompress_only(size: int, runs: int, work: Path) -> None:
+    """`--only-recompress`: the recompressing full alone, each run right after its own
+    zstd-3 ceiling and floor (same load), for quick rounds on that path."""
+    from ceilings import CeilingMeter
+
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "disk.img"
+    vmdata.write_disk(disk, size, "bench-copy", "bench-os")
+    backup(work / "src", disk, T0, quiet=False)
+    meter = CeilingMeter(disk, 1 << 20, 3, work, read_file=False)
+    copies: list[dict] = []
+    floors, cpus = Figure(), Figure()
+    for r in range(runs):
+        meter.measure()
+        f, c = floor_figures(disk, work, size, 1)
+        floors.values += f.values
+        cpus.values += c.values
+        dst = work / f"dr-high-{r}"
+        job = job_file(work / "high.toml", "Chigh", work / "src", dst, "high")
+        m = run_measured(ferry("run", job, "--json", "--at", (T0 + timedelta(hours=1)).isoformat()))
+        if m.returncode:
+            raise SystemExit(m.stderr.decode())
+        copies.append({"s": m.wall_s, "cpu_s": m.cpu_s,
+                       "bottleneck": json.loads(m.stdout)["tasks"][0]["bottleneck"]})
+        shutil.rmtree(dst)
+    c3 = meter.ceilings
+    print(format_ceilings(c3))
+    report_recompress(size, copies, c3.cpu2, floors, cpus)
+
+
+def report_recompress(size: int, copies: list[dict], cpu2: Figure, floor: Figure | None,
+                      floor_cpu: Figure | None) -> None:
+    mbps = size / MB
+    fh = med([c["s"] for c in copies])
+    each = ", ".join(f"{c['s']:.2f}" for c in copies)
+    print(f"  full, recompress at high (zstd 3):             {mbps / fh:8,.0f} MB/s  "
+          f"{fh:.2f} s  = {mbps / fh / cpu2.median:.0%} of the 2-thread zstd-3 ceiling "
+          f"(goal >= 85 %); runs {each} s; "
+          f"bottleneck {copies[0]['bottleneck']}")
+    if floor is None or floor_cpu is None:
+        return
+    print(f"    the least such a copy must do (read the stored zstd-1 block, decompress, xxh3 "
+          f"against its digest, zstd-3, write; fsync), 2 threads: {floor.median:,.0f} MB/s "
+          f"{floor.spread()} = {floor.median / cpu2.median:.0%} of that ceiling (the bound of "
+          f"a copy); the copy reaches {mbps / fh / floor.median:.0%} of it")
+    cpu_h = med([c.get("cpu_s", float("nan")) for c in copies])
+    fc = floor_cpu.median
+    print(f"    CPU time (all threads, load-independent): the copy {cpu_h:.2f} s, that work "
+          f"alone {fc:.2f} s for the whole image = {fc / cpu_h:.0%} CPU efficiency "
+          f"(the rest: start-up, planning, frames, the writer's journal and page-cache "
+          f"drops)")
 
 
 def buffers(block: int, stored: float) -> tuple[list[str], float]:
@@ -167,7 +228,6 @@ def report(results: list[dict]) -> None:
     size = main["size"]
     runs = main["runs"]
     fa = med([r["full_auto"]["s"] for r in runs])
-    fh = med([r["full_high"]["s"] for r in runs])
     fe = med([r["full_encrypted"]["s"] for r in runs])
     inc = med([r["increment"]["s"] for r in runs])
     idle = med([r["idle"]["s"] for r in runs])
@@ -195,20 +255,8 @@ def report(results: list[dict]) -> None:
                   f"{runs[0][label]['bottleneck']}")
     if main.get("ssh_skipped"):
         print(f"  ssh:// not measured: {main['ssh_skipped']}")
-    print(f"  full, recompress at high (zstd 3):             {mbps / fh:8,.0f} MB/s  "
-          f"{fh:.2f} s  = {mbps / fh / c3.cpu2.median:.0%} of the 2-thread zstd-3 ceiling "
-          f"(goal >= 85 %)")
-    if "floor3" in main:
-        fl = main["floor3"]
-        print(f"    its verified work alone (decompress zstd-1 + xxh3, zstd-3, decompress + "
-              f"xxh3 for the target's check), 2 threads: {fl.median:,.0f} MB/s {fl.spread()} = "
-              f"{fl.median / c3.cpu2.median:.0%} of that ceiling; the copy reaches "
-              f"{mbps / fh / fl.median:.0%} of it")
-        cpu_h = med([r["full_high"].get("cpu_s", float("nan")) for r in runs])
-        fc = main["floor3_cpu"].median
-        print(f"    CPU time (all threads, load-independent): the copy {cpu_h:.2f} s, that work "
-              f"alone {fc:.2f} s for the whole image = {fc / cpu_h:.0%} CPU efficiency "
-              f"(the rest: start-up, the writer's kernel copies and fsyncs, frames)")
+    report_recompress(size, [r["full_high"] for r in runs], c3.cpu2, main.get("floor3"),
+                      main.get("floor3_cpu"))
     r0 = runs[0]["increment"]
     print(f"  increment, 2 % changed blocks:                  {inc:.2f} s = {inc / fa:.1%} of the "
           f"full; read {fmt_size(r0['read'])}, transferred {fmt_size(r0['transferred'])}")
@@ -248,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only-remote", action="store_true",
                     help="only the in-process full and the TLS/SSH copies (CPU per side, "
                          "transport ceilings); no S3")
+    ap.add_argument("--only-recompress", action="store_true",
+                    help="only the recompressing full (zstd 1 -> 3), each run after its own "
+                         "zstd-3 ceiling and floor")
     ap.add_argument("--no-ceilings", action="store_true",
                     help="with --only-remote: skip the ssh/TLS ceilings")
     ap.add_argument("--json", help="write the raw figures to this file")
@@ -266,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 Path(args.json).write_text(json.dumps(runs, indent=1))
             remote_bench.report(runs, size, med, size / MB)
+            return 0
+        if args.only_recompress:
+            recompress_only(parse_size(args.size), args.runs, out / "z")
             return 0
         if not args.only_s3:
             results = [bench_size(parse_size(args.size), args.runs, out / "a", True,
