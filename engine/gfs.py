@@ -22,12 +22,11 @@ their own. Everything here follows the research notes, section 6 (v13 rules):
 
 from __future__ import annotations
 
-import calendar
 from datetime import date, timedelta
 from functools import lru_cache
 
 from engine.model import GfsCycle, GfsPolicy
-from engine.units import MONTH_WEEKS, weekday_index
+from engine.units import MONTH_WEEKS, days_in_month, weekday_index
 from engine.units import month_number as _month_number
 
 FLAGS = ("W", "M", "Y")
@@ -42,7 +41,7 @@ def week_block_start(year: int, month: int, week: str) -> date:
     """First day of the chosen 7-day week of a month (1st/8th/15th/22nd, last = len - 6)."""
     key = week.strip().lower()
     if key == "last":
-        return date(year, month, calendar.monthrange(year, month)[1] - 6)
+        return date(year, month, days_in_month(year, month) - 6)
     try:
         return date(year, month, 1 + 7 * MONTH_WEEKS.index(key))
     except ValueError:
@@ -53,7 +52,7 @@ def add_months(day: date, months: int) -> date:
     """Same day `months` later; a day the target month lacks becomes its last day."""
     y, m = divmod(day.month - 1 + months, 12)
     year, month = day.year + y, m + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    return date(year, month, min(day.day, days_in_month(year, month)))
 
 
 def _cycle(policy: GfsPolicy, flag: str) -> GfsCycle | None:

@@ -20,14 +20,13 @@ Rules (research notes section 4 and 9):
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
-from engine.units import MONTH_WEEKS, WEEKDAY_NAMES, WEEKDAYS, weekday_index
+from engine.units import MONTH_WEEKS, WEEKDAY_NAMES, WEEKDAYS, days_in_month, weekday_index
 
 DEFAULT_DAILY_AT = "22:00"
 MINUTES_PER_DAY = 24 * 60
@@ -321,7 +320,7 @@ def parse_health_check(text: str) -> HealthSchedule | None:
 def _monthly_day(year: int, month: int, weekday: int, week: str) -> date:
     first = date(year, month, 1)
     if week == "last":
-        last = date(year, month, calendar.monthrange(year, month)[1])
+        last = date(year, month, days_in_month(year, month))
         return last - timedelta(days=(last.weekday() - weekday) % 7)
     first_match = first + timedelta(days=(weekday - first.weekday()) % 7)
     return first_match + timedelta(weeks=MONTH_WEEKS.index(week))

@@ -42,6 +42,12 @@ def weekday_index(name: str) -> int:
     raise ValueError(f"expected a weekday (monday..sunday or mon..sun), got {name!r}")
 
 
+def days_in_month(year: int, month: int) -> int:
+    """calendar.monthrange(year, month)[1], without importing calendar at start-up."""
+    nxt = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return (nxt - timedelta(days=1)).day
+
+
 def month_number(name: str) -> int:
     """`january`/`Jan` -> 1 ... `dec` -> 12. Raises ValueError naming the accepted forms."""
     key = name.strip().lower()

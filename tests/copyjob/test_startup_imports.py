@@ -31,7 +31,8 @@ HEAVY = ("boto3", "botocore", "rich", "textual", "cryptography", "engine.objstor
          "logging.handlers", "pickle", "uuid", "shutil", "bz2", "lzma",
          # imported by dataclasses only to write a docstring for a class without one
          # (engine.dataclass_cache defers it): a run's dataclasses all have docstrings
-         "inspect", "ast", "dis")
+         "inspect", "ast", "dis",
+         "calendar")  # engine.units.days_in_month instead
 
 _PROBE = """
 import json, sys

@@ -123,3 +123,13 @@ def test_fmt_duration(s, text):
 @given(st.integers(0, 10**7))
 def test_fmt_duration_reads_back(seconds):
     assert parse_duration(fmt_duration(seconds)) == seconds
+
+
+def test_days_in_month_is_the_calendar_modules_answer():
+    import calendar
+
+    from engine.units import days_in_month
+
+    assert all(days_in_month(y, m) == calendar.monthrange(y, m)[1]
+               for y in range(1900, 2401) for m in range(1, 13))
+    assert days_in_month(2024, 2) == 29 and days_in_month(2100, 2) == 28
