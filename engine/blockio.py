@@ -97,6 +97,7 @@ UNCHANGED = -1
 
 @dataclass
 class ScanStats:
+    """What reading a disk image cost (for the result's figures)."""
     read: int = 0  # bytes read from the image
 
 

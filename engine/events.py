@@ -15,11 +15,13 @@ from engine.model import Stats
 
 @dataclass(frozen=True)
 class Event:
+    """What the engine tells a UI; every event names its job."""
     job: str
 
 
 @dataclass(frozen=True)
 class RunStarted(Event):
+    """A session began, with the machines it will copy."""
     session: str
     machines: list[str]
     dry_run: bool = False
@@ -27,6 +29,7 @@ class RunStarted(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
+    """A session ended, with its status."""
     session: str
     status: str  # Success | Warning | Failed
     duration_s: float
@@ -35,11 +38,13 @@ class RunFinished(Event):
 
 @dataclass(frozen=True)
 class TaskQueued(Event):
+    """A machine waits for a free task slot."""
     machine: str
 
 
 @dataclass(frozen=True)
 class TaskStarted(Event):
+    """A machine's copy began (what it copies, how much)."""
     machine: str
     kind: str  # full | incremental | none
     total: int  # logical bytes the task will process
@@ -47,6 +52,7 @@ class TaskStarted(Event):
 
 @dataclass(frozen=True)
 class TaskOnHold(Event):
+    """A machine waits, e.g. for its source chain lock."""
     machine: str
     reason: str  # e.g. "source chain locked by another job" or "held by operator"
     by: str = "source lock"  # "source lock" | "operator"
@@ -54,11 +60,13 @@ class TaskOnHold(Event):
 
 @dataclass(frozen=True)
 class TaskResumed(Event):
+    """A held machine goes on."""
     machine: str
 
 
 @dataclass(frozen=True)
 class TaskProgress(Event):
+    """A machine's figures so far."""
     machine: str
     stats: Stats
     total: int
@@ -70,6 +78,7 @@ class TaskProgress(Event):
 
 @dataclass(frozen=True)
 class TaskFinished(Event):
+    """A machine's copy ended, with its result."""
     machine: str
     status: str
     stats: Stats
@@ -83,6 +92,7 @@ class TaskFinished(Event):
 
 @dataclass(frozen=True)
 class RetentionAction(Event):
+    """Retention removed, merged or flagged a point."""
     machine: str
     action: str  # merge | delete-chain | gfs-full | expire-flag | compact | remove-machine
     point: str = ""
@@ -100,6 +110,7 @@ class OperatorAction(Event):
 
 @dataclass(frozen=True)
 class LogLine(Event):
+    """A line of the session's log."""
     level: str  # info | warning | error
     text: str
     machine: str = ""

@@ -170,6 +170,7 @@ class GfsCycle:
 
 @dataclass
 class GfsPolicy:
+    """The GFS cycles a chain keeps (None: that cycle is off)."""
     weekly: GfsCycle | None = None
     monthly: GfsCycle | None = None
     yearly: GfsCycle | None = None

@@ -22,6 +22,7 @@ class PlanError(FerryError):
 
 @dataclass
 class PlanItem:
+    """One source point to copy and how (full or incremental)."""
     source: RestorePoint
     kind: Kind  # full | incremental
     # id of the target's latest point this one replaces: an active GFS full of the

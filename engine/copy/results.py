@@ -59,6 +59,7 @@ class TaskResult:
 
 @dataclass
 class SessionResult:
+    """One session's outcome (CONTRACT: `ferry run --json`)."""
     job: str
     session: str
     status: Status

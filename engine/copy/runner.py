@@ -56,6 +56,7 @@ class HoldTimeout(Exception):
 
 @dataclass
 class MachineRef:
+    """A machine and the source job whose chain holds it."""
     source_job: str
     machine: str
 

@@ -68,6 +68,7 @@ def error_of(f: Frame) -> StreamError:
 
 @dataclass
 class Frame:
+    """One message of a mover stream: its type and payload."""
     type: int
     # an in-process stream passes a BLOCK frame's buffer as is (a view into it)
     payload: bytes | bytearray | memoryview

@@ -88,6 +88,7 @@ _NO_PASSWORD = ("passwords never go in the job file: put it in an environment va
 
 @dataclass(frozen=True, kw_only=True)
 class Source(Table):
+    """[source]: the repository and the source jobs whose chains are copied."""
     repository: Path = setting(parse=path_value)  # absolute once loaded
     jobs: list[str] = setting(parse=texts(names("job name", required=True)))
     machines: list[str] = setting([], parse=texts(names("machine name", required=False)))
@@ -148,12 +149,14 @@ class Schedule(Table):
 
 @dataclass(frozen=True, kw_only=True)
 class GfsWeekly(Table):
+    """[retention.gfs.weekly]: weekly fulls kept and their day."""
     keep_weeks: int = setting(parse=integer(limited(1, MAX_KEEP_WEEKS, "keep_weeks")))
     day: str = setting(parse=text(weekday_full), missing='weekly GFS needs a day, e.g. day = "sunday"')
 
 
 @dataclass(frozen=True, kw_only=True)
 class GfsMonthly(Table):
+    """[retention.gfs.monthly]: monthly fulls kept and their week."""
     keep_months: int = setting(parse=integer(limited(1, MAX_KEEP_MONTHS, "keep_months")))
     week: str = setting(parse=text(one_of(*MONTH_WEEKS)),
                         missing="monthly GFS needs a week: first|second|third|fourth|last")
@@ -161,12 +164,14 @@ class GfsMonthly(Table):
 
 @dataclass(frozen=True, kw_only=True)
 class GfsYearly(Table):
+    """[retention.gfs.yearly]: yearly fulls kept and their month."""
     keep_years: int = setting(parse=integer(limited(1, MAX_KEEP_YEARS, "keep_years")))
     month: str = setting(parse=text(month_name), missing='yearly GFS needs a month, e.g. month = "january"')
 
 
 @dataclass(frozen=True, kw_only=True)
 class Gfs(Table):
+    """[retention.gfs]: the cycles that are on."""
     weekly: GfsWeekly | None = subtable(GfsWeekly, None)
     monthly: GfsMonthly | None = subtable(GfsMonthly, None)
     yearly: GfsYearly | None = subtable(GfsYearly, None)

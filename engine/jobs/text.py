@@ -21,6 +21,7 @@ from typing import Any
 
 @dataclass
 class Entry:
+    """A key of the job file and the line it is on (for error messages)."""
     path: tuple[str, ...]
     line: int
     end_line: int

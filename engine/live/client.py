@@ -33,6 +33,7 @@ class LiveError(FerryError):
 
 @dataclass
 class SessionInfo:
+    """A published run as another process sees it."""
     folder: Path
     snapshot: dict[str, Any]
     alive: bool

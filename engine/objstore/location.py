@@ -31,6 +31,7 @@ def is_s3_url(text: object) -> bool:
 
 @dataclass(frozen=True)
 class S3Location:
+    """A bucket and prefix with where to reach them; the keys only as variable names."""
     bucket: str
     prefix: str = ""  # no leading or trailing slash
     endpoint: str | None = None  # None: $AWS_ENDPOINT_URL, else the AWS default
