@@ -74,11 +74,11 @@ def block_size(value: object) -> int:
     return value
 
 
-def json_payload(payload: bytes | bytearray, what: str) -> dict[str, Any]:
+def json_payload(payload: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
     if len(payload) > MAX_JSON:
         raise Refused(f"{what} frame is too large")
     try:
-        obj = json.loads(payload)
+        obj = json.loads(bytes(payload) if isinstance(payload, memoryview) else payload)
     except (ValueError, UnicodeDecodeError):
         raise Refused(f"{what} frame is not JSON") from None
     if not isinstance(obj, dict):

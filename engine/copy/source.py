@@ -66,7 +66,7 @@ class TargetState:
 def request_state(end: t.Endpoint) -> TargetState:
     end.send_json(t.STATE, {})
     f = end.expect(t.STATE)
-    head, _, rest = f.payload.partition(b"\n")
+    head, _, rest = bytes(f.payload).partition(b"\n")
     meta = json.loads(head)
     resume = meta.pop("resume", None) if isinstance(meta, dict) else None
     meta = meta or None

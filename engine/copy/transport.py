@@ -70,11 +70,13 @@ def error_of(f: Frame) -> StreamError:
 class Frame:
     """One message of a mover stream: its type and payload."""
     type: int
-    payload: bytes | bytearray  # an in-process stream passes a sealed block's buffer as is
+    # an in-process stream passes a BLOCK frame's buffer as is (a view into it)
+    payload: bytes | bytearray | memoryview
 
     def json(self) -> dict[str, Any]:
         """The payload as a JSON object (its fields are checked where they are used)."""
-        obj = json.loads(self.payload)
+        payload = self.payload
+        obj = json.loads(bytes(payload) if isinstance(payload, memoryview) else payload)
         if not isinstance(obj, dict):
             raise ValueError("frame payload is not a JSON object")
         return obj
@@ -106,7 +108,8 @@ def block_frame(disk: int, block: int, raw: int, flags: int, digest: bytes,
     return buf, memoryview(buf)[_HEAD.size + len(head):]
 
 
-def decode_block(payload: bytes | bytearray) -> tuple[int, int, int, int, bytes, memoryview]:
+def decode_block(payload: bytes | bytearray | memoryview
+                 ) -> tuple[int, int, int, int, bytes, memoryview]:
     disk, block, raw, flags, digest = _BLOCK.unpack_from(payload, 0)
     return disk, block, raw, flags, digest, memoryview(payload)[_BLOCK.size:]
 
@@ -200,6 +203,8 @@ class QueueEndpoint(Endpoint):
         if data is None:
             raise StreamError("peer closed the stream")
         ftype, n = _HEAD.unpack_from(data, 0)
+        if ftype == BLOCK:  # a view, not a copy: the frame is the receiver's now
+            return Frame(ftype, memoryview(data)[_HEAD.size:_HEAD.size + n])
         return Frame(ftype, data[_HEAD.size:_HEAD.size + n])
 
     def close(self) -> None:
