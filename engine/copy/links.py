@@ -12,7 +12,8 @@
   costs this stream about 1.6 times the CPU on both ends. A remote run opens its job
   stream first, then a stream per task; each ssh stream takes a handshake and the far
   side's start-up (~0.7 s here), so `warm` starts the first task's stream alongside
-  the job stream and `connect` hands it out (`SPARE_AGE`).
+  the job stream and `connect` hands it out (`SPARE_AGE`). `Compression=no`: the
+  blocks are compressed already (an option in `$FERRY_RSH` comes first and wins).
 * `host:port`: plain frames, loopback addresses only.
 """
 
@@ -228,7 +229,10 @@ def ssh_command(addr: MoverAddress) -> list[str]:
     target = f"{addr.user}@{addr.host}" if addr.user else addr.host
     port = ["-p", str(addr.port)] if addr.port else []
     remote = f"ferry mover --stdio --repo {shlex.quote(addr.path or '')}"
-    opts = [*port, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}"]
+    # blocks travel compressed already: ssh's zlib on top costs CPU on both ends for
+    # nothing (a `-o Compression=yes` in $FERRY_RSH comes first, so it still wins)
+    opts = [*port, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}",
+            "-o", "Compression=no"]
     ciphers = fast_ciphers((*base, *opts), target) if cpu_has_aes() else None
     return [*base, *opts, *(["-c", ciphers] if ciphers else []), "--", target, remote]
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.blockio import tune_malloc
 from engine.copy import frames as fr
 from engine.copy import transport as t
 from engine.copy.guard import floor_until
@@ -262,6 +263,10 @@ class PointReceiver:
         release the GIL) while it receives the next ones; each is written, in order,
         only after its check passed."""
         pending: deque[_Checked] = deque()
+        if self.m.remote and wanted:
+            # each frame is a fresh buffer of its size (and each check decompresses into
+            # another): kept in the heap, not a new mmap whose pages fault in again
+            tune_malloc()
         try:
             while True:
                 f = self.m.end.recv()

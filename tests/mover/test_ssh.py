@@ -167,3 +167,26 @@ def test_a_warmed_stream_goes_to_the_next_connect_only_while_young(tmp_path, ser
     left = links._spares[spec.target.mover][0][1]
     links.drop_spares(spec)
     assert left.proc.poll() is not None and spec.target.mover not in links._spares
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="openssh-client not installed")
+def test_ssh_command_turns_compression_off_unless_ferry_rsh_asks(monkeypatch, tmp_path):
+    """The blocks are compressed already; ssh -G (the options applied as ssh would)
+    says the stream runs uncompressed, and an admin's -o in FERRY_RSH still wins."""
+    import subprocess
+
+    from engine.copy import links
+
+    config = tmp_path / "config"
+    config.write_text("Host *\n    Compression yes\n")
+
+    def compression(rsh):
+        monkeypatch.setenv("FERRY_RSH", rsh)
+        cmd = links.ssh_command(links.parse_mover("ssh://u@127.0.0.1:2222/srv/dr"))
+        opts = cmd[:cmd.index("--")]
+        out = subprocess.run([*opts, "-G", "--", "u@127.0.0.1"], capture_output=True,
+                             text=True, check=True).stdout
+        return next(x for x in out.splitlines() if x.startswith("compression ")).split()[1]
+
+    assert compression(f"ssh -F {config}") == "no"
+    assert compression(f"ssh -F {config} -o Compression=yes") == "yes"
